@@ -1,0 +1,202 @@
+"""The fast decoder (pure numpy, no I/O): touch only the cells whose best class clears the threshold.
+
+Per scale: ReduceMax over raw class logits, keep cells above logit(conf) (sigmoid is monotonic, so no
+sigmoid over the full grid), argmax + sigmoid on survivors only, gather and dequantize only their
+``box``/``mc`` rows, DFL + dist2bbox on them. Then NMS over all scales, boxes to original pixels, and
+masks for the final detections only, only inside their boxes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .masks import ProtoMapping, box_mask_logits
+from .preprocess import Letterbox
+from .results import Detections
+from .runtime import PROTOS, ModelInfo, QuantizedTensor, output_name
+
+MAX_WH = 7680  # Ultralytics' class offset for class-aware NMS in one pass
+MAX_NMS = 30000  # Ultralytics' cap on boxes entering NMS
+
+
+@dataclass
+class Candidates:
+    """Survivors of the class threshold, in network-input pixels."""
+
+    xyxy: np.ndarray  # (K, 4) float32
+    scores: np.ndarray  # (K,) float32
+    class_ids: np.ndarray  # (K,) int64
+    coeffs: np.ndarray  # (K, nm) float32 mask coefficients
+
+
+def conf_to_logit(conf: float) -> float:
+    """The raw-logit threshold equivalent to ``sigmoid(x) > conf``."""
+    if conf <= 0:
+        return -math.inf
+    if conf >= 1:
+        return math.inf
+    return math.log(conf / (1 - conf))
+
+
+def _rows(t: "np.ndarray | QuantizedTensor", channels: int) -> "np.ndarray | QuantizedTensor":
+    """View an NHWC head as (H*W, C) rows without copying."""
+    if isinstance(t, QuantizedTensor):
+        return QuantizedTensor(t.data.reshape(-1, channels), t.scale, t.zero_point)
+    return t.reshape(-1, channels)
+
+
+def _take_rows(t: "np.ndarray | QuantizedTensor", idx: np.ndarray) -> np.ndarray:
+    """Gather rows and dequantize only those."""
+    if isinstance(t, QuantizedTensor):
+        return t.dequantize(idx)
+    return t[idx].astype(np.float32, copy=False)
+
+
+def _max_class_logit(cls_rows: "np.ndarray | QuantizedTensor") -> tuple[np.ndarray, "np.ndarray | None"]:
+    """ReduceMax over classes on the stored values. For per-tensor integer logits the max is taken on
+    the integers (scale > 0 keeps the order) and dequantized once per cell."""
+    if isinstance(cls_rows, QuantizedTensor):
+        if np.ndim(cls_rows.scale) == 0:
+            qmax = cls_rows.data.max(axis=1)
+            return (qmax.astype(np.float32) - np.float32(cls_rows.zero_point)) * np.float32(cls_rows.scale), None
+        dense = cls_rows.dequantize()
+        return dense.max(axis=1), dense
+    return cls_rows.max(axis=1), cls_rows
+
+
+def dfl_dist2bbox(box_logits: np.ndarray, cell_index: np.ndarray, grid_w: int, stride: int, reg_max: int) -> np.ndarray:
+    """DFL (softmax over ``reg_max`` bins, expectation) then ltrb -> xyxy around cell centres, in pixels."""
+    k = box_logits.shape[0]
+    logits = box_logits.reshape(k, 4, reg_max)
+    e = np.exp(logits - logits.max(axis=2, keepdims=True))
+    dist = (e @ np.arange(reg_max, dtype=np.float32)) / e.sum(axis=2)
+    cx = (cell_index % grid_w).astype(np.float32) + np.float32(0.5)
+    cy = (cell_index // grid_w).astype(np.float32) + np.float32(0.5)
+    xyxy = np.stack([cx - dist[:, 0], cy - dist[:, 1], cx + dist[:, 2], cy + dist[:, 3]], axis=1)
+    return xyxy * np.float32(stride)
+
+
+def select_candidates(
+    outputs: Mapping[str, "np.ndarray | QuantizedTensor"],
+    info: ModelInfo,
+    conf: float = 0.25,
+    classes: Sequence[int] | None = None,
+) -> Candidates:
+    """Threshold on logits per scale, gather survivors, decode their boxes and mask coefficients."""
+    nc, nm, reg_max = info.num_classes, info.num_masks, info.reg_max
+    threshold = conf_to_logit(conf)
+    parts = []
+    for stride in info.strides:
+        cls_t = outputs[output_name("cls", stride)]
+        grid_w = (cls_t.data if isinstance(cls_t, QuantizedTensor) else cls_t).shape[2]
+        cls_rows = _rows(cls_t, nc)
+        max_logit, dense = _max_class_logit(cls_rows)
+        idx = np.flatnonzero(max_logit > threshold)
+        if idx.size == 0:
+            continue
+        kept_logits = _take_rows(cls_rows, idx) if dense is None else dense[idx]
+        class_ids = kept_logits.argmax(axis=1)
+        scores = 1 / (1 + np.exp(-max_logit[idx].astype(np.float32)))
+        box = _take_rows(_rows(outputs[output_name("box", stride)], 4 * reg_max), idx)
+        coeffs = _take_rows(_rows(outputs[output_name("mc", stride)], nm), idx)
+        parts.append((dfl_dist2bbox(box, idx, grid_w, stride, reg_max), scores, class_ids, coeffs))
+    if not parts:
+        return Candidates(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros((0, nm), np.float32))
+    xyxy, scores, class_ids, coeffs = (np.concatenate(p) for p in zip(*parts))
+    cand = Candidates(xyxy.astype(np.float32), scores.astype(np.float32), class_ids.astype(np.int64), coeffs)
+    if classes is not None:
+        keep = np.isin(cand.class_ids, np.asarray(list(classes), np.int64))
+        cand = Candidates(cand.xyxy[keep], cand.scores[keep], cand.class_ids[keep], cand.coeffs[keep])
+    return cand
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Greedy NMS like torchvision.ops.nms: indices of kept boxes, highest score first."""
+    order = np.argsort(-scores, kind="stable")
+    if order.size <= 1:
+        return order
+    x1, y1, x2, y2 = (boxes[:, i] for i in range(4))
+    areas = (x2 - x1) * (y2 - y1)
+    keep = []
+    while order.size:
+        i = order[0]
+        keep.append(i)
+        rest = order[1:]
+        w = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
+        h = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
+        inter = w * h
+        iou = inter / (areas[i] + areas[rest] - inter)
+        order = rest[~(iou > iou_threshold)]
+    return np.asarray(keep, np.int64)
+
+
+def nms_select(cand: Candidates, iou: float = 0.7, max_det: int = 300, agnostic: bool = False) -> np.ndarray:
+    """Indices of candidates kept by (class-aware unless ``agnostic``) NMS, capped at ``max_det``."""
+    if cand.scores.size == 0:
+        return np.zeros(0, np.int64)
+    pre = np.argsort(-cand.scores, kind="stable")[:MAX_NMS]
+    boxes = cand.xyxy[pre]
+    if not agnostic:
+        boxes = boxes + (cand.class_ids[pre, None] * MAX_WH).astype(np.float32)
+    return pre[nms(boxes, cand.scores[pre], iou)[:max_det]]
+
+
+def scale_boxes(xyxy: np.ndarray, lb: Letterbox) -> np.ndarray:
+    """Network-input boxes -> original pixels, clipped (mirror of Ultralytics' ``scale_boxes``: per-axis
+    gain of the rounded content size, integer padding)."""
+    (h0, w0), (new_h, new_w) = lb.source_shape, lb.content_shape
+    gain = np.float32([new_w / w0, new_h / h0, new_w / w0, new_h / h0])
+    pad = np.float32([lb.pad_left, lb.pad_top, lb.pad_left, lb.pad_top])
+    out = (xyxy - pad) / gain
+    out[:, [0, 2]] = out[:, [0, 2]].clip(0, w0)
+    out[:, [1, 3]] = out[:, [1, 3]].clip(0, h0)
+    return out.astype(np.float32)
+
+
+def protos_hwc(protos: "np.ndarray | QuantizedTensor") -> np.ndarray:
+    """The (Hp, Wp, nm) float proto plane."""
+    if isinstance(protos, QuantizedTensor):
+        return protos.dequantize()[0]
+    return protos[0]
+
+
+def decode(
+    outputs: Mapping[str, "np.ndarray | QuantizedTensor"],
+    info: ModelInfo,
+    lb: Letterbox,
+    conf: float = 0.25,
+    iou: float = 0.7,
+    max_det: int = 300,
+    classes: Sequence[int] | None = None,
+    agnostic: bool = False,
+    with_masks: bool = True,
+) -> Detections:
+    """Split-head outputs of one image -> Detections in original pixels with box-local masks."""
+    cand = select_candidates(outputs, info, conf, classes)
+    keep = nms_select(cand, iou, max_det, agnostic)
+    if keep.size == 0:
+        return Detections.empty(lb.source_shape, info.names, with_masks)
+    xyxy = scale_boxes(cand.xyxy[keep], lb)
+    det = Detections(xyxy, cand.scores[keep], cand.class_ids[keep], lb.source_shape, info.names)
+    if with_masks:
+        det.masks, det.mask_origins = instance_masks(cand.coeffs[keep], outputs[PROTOS], xyxy, lb)
+        det = det.drop_empty_masks()
+    return det
+
+
+def instance_masks(
+    coeffs: np.ndarray, protos: "np.ndarray | QuantizedTensor", xyxy: np.ndarray, lb: Letterbox
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Box-local bool masks (logit > 0) for final detections and their (x, y) origins."""
+    plane = protos_hwc(protos)
+    mapping = ProtoMapping.from_letterbox(lb, plane.shape[:2])
+    masks, origins = [], []
+    for c, box in zip(coeffs, xyxy):
+        logits, origin = box_mask_logits(c, plane, box, mapping)
+        masks.append(logits > 0)
+        origins.append(origin)
+    return masks, np.asarray(origins, np.int64).reshape(-1, 2)

@@ -1,0 +1,13 @@
+"""One exception type for everything a user can get wrong: its message is the one line the CLI prints."""
+
+from __future__ import annotations
+
+import os
+
+
+class EdgesegError(Exception):
+    """A problem with the user's input, phrased as one line that names the file and the problem."""
+
+    def __init__(self, message: str, path: str | os.PathLike | None = None) -> None:
+        self.path = None if path is None else os.fspath(path)
+        super().__init__(f"{self.path}: {message}" if self.path is not None else message)

@@ -1,0 +1,180 @@
+"""Split-head ONNX export of Ultralytics YOLOv8-seg / YOLO11-seg checkpoints (needs the ``export`` extra).
+
+The Segment head's forward is replaced, on the loaded model instance only and for the duration of the
+export, by one that stops at the last conv of each branch and returns NHWC tensors:
+``cls_strideS`` [1,H,W,nc], ``box_strideS`` [1,H,W,4*reg_max], ``mc_strideS`` [1,H,W,nm] per stride S,
+and ``protos`` [1,imgsz/4,imgsz/4,nm]. No installed file is edited.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import types
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from .errors import EdgesegError
+from .runtime import PROTOS, ModelInfo, output_name
+
+DEFAULT_OPSET = 11  # what Horizon's toolchain (hb_mapper) accepts
+
+
+def _split_head_forward(self, x):
+    """Replacement Segment.forward: raw conv outputs per branch, NHWC, in ``ModelInfo.output_names`` order."""
+    outs = []
+    for i in range(self.nl):
+        outs.append(self.cv3[i](x[i]).permute(0, 2, 3, 1).contiguous())  # cls logits
+        outs.append(self.cv2[i](x[i]).permute(0, 2, 3, 1).contiguous())  # DFL logits
+        outs.append(self.cv4[i](x[i]).permute(0, 2, 3, 1).contiguous())  # mask coefficients
+    outs.append(self.proto(x[0]).permute(0, 2, 3, 1).contiguous())
+    return tuple(outs)
+
+
+@contextlib.contextmanager
+def split_head(head) -> Iterator[None]:
+    """Patch the head instance's forward for the duration of the block, then restore it."""
+    had_own = "forward" in vars(head)
+    saved = vars(head).get("forward")
+    head.forward = types.MethodType(_split_head_forward, head)
+    try:
+        yield
+    finally:
+        if had_own:
+            head.forward = saved
+        else:
+            del head.forward
+
+
+def _find_segment_head(model, weights: Path):
+    head = model.model[-1] if hasattr(model, "model") else None
+    needed = ("cv2", "cv3", "cv4", "proto", "nl", "nc", "nm", "stride")
+    if head is None or not all(hasattr(head, a) for a in needed) or type(head).__name__ == "Pose":
+        kind = type(head).__name__ if head is not None else type(model).__name__
+        raise EdgesegError(f"not a YOLO segmentation checkpoint (last layer is {kind}, expected Segment)", weights)
+    if getattr(head, "end2end", False) or type(head).__name__ != "Segment":
+        raise EdgesegError(
+            f"head {type(head).__name__} is not supported (YOLOv8-seg and YOLO11-seg Segment heads are)", weights
+        )
+    return head
+
+
+def load_checkpoint(weights: str | os.PathLike):
+    """Load an Ultralytics checkpoint as a fused float32 eval-mode torch model."""
+    weights = Path(weights)
+    if not weights.exists():
+        raise EdgesegError("no such file", weights)
+    try:
+        from ultralytics.nn.tasks import load_checkpoint as ul_load
+    except ImportError:  # older Ultralytics
+        try:
+            from ultralytics.nn.tasks import attempt_load_one_weight as ul_load
+        except ImportError as exc:
+            raise EdgesegError(
+                "export needs Ultralytics and PyTorch: pip install 'edgeseg[export]'", weights
+            ) from exc
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            model, _ = ul_load(str(weights), device="cpu", fuse=True)
+    except Exception as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EdgesegError(f"cannot load as an Ultralytics checkpoint ({msg})", weights) from None
+    return model.float().eval()
+
+
+def normalise_imgsz(imgsz: int | Sequence[int], stride: int = 32) -> tuple[int, int]:
+    size = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(int(v) for v in imgsz)
+    if len(size) == 1:
+        size = (size[0], size[0])
+    if len(size) != 2 or any(s <= 0 or s % stride for s in size):
+        raise EdgesegError(f"imgsz {imgsz} must be one or two positive multiples of {stride}")
+    return size
+
+
+def export_onnx(
+    weights: str | os.PathLike,
+    imgsz: int | Sequence[int] = 640,
+    opset: int = DEFAULT_OPSET,
+    output: str | os.PathLike | None = None,
+    simplify: bool = True,
+) -> Path:
+    """Export a YOLOv8/11-seg checkpoint to an edgeseg split-head ONNX model; returns its path.
+
+    The file is written atomically; its metadata carries class names, strides, reg_max, imgsz, the layout
+    version and the source checkpoint's name."""
+    import onnx
+    import torch
+
+    weights = Path(weights)
+    model = load_checkpoint(weights)
+    head = _find_segment_head(model, weights)
+    max_stride = int(max(head.stride.tolist()))
+    size = normalise_imgsz(imgsz, max_stride)
+    strides = tuple(int(s) for s in head.stride.tolist())
+    names = model.names if isinstance(model.names, dict) else dict(enumerate(model.names))
+    info = ModelInfo(
+        names={int(k): str(v) for k, v in names.items()},
+        strides=strides,
+        imgsz=size,
+        reg_max=int(head.reg_max),
+        num_masks=int(head.nm),
+        source=weights.name,
+    )
+    out = Path(output) if output else weights.with_name(f"{weights.stem}-edgeseg-{size[0]}x{size[1]}.onnx")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    dummy = torch.zeros(1, 3, *size)
+    buffer = io.BytesIO()
+    with split_head(head), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
+        torch.onnx.export(
+            model,
+            dummy,
+            buffer,
+            opset_version=opset,
+            input_names=["images"],
+            output_names=info.output_names,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    proto = onnx.load_from_string(buffer.getvalue())
+    if simplify:
+        proto = _simplify(proto)
+    _check_outputs(proto, info, weights)
+    del proto.metadata_props[:]
+    for key, value in info.to_metadata().items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.producer_name = "edgeseg"
+    onnx.checker.check_model(proto)
+    tmp = out.with_name(out.name + ".tmp")
+    onnx.save(proto, str(tmp))
+    os.replace(tmp, out)
+    return out
+
+
+def _simplify(proto):
+    """Fold constants with onnxslim when available (keeps the graph small and Horizon-friendly)."""
+    try:
+        import onnxslim
+    except ImportError:
+        return proto
+    try:
+        return onnxslim.slim(proto)
+    except Exception:  # simplification is an optimisation; the unsimplified graph is correct
+        return proto
+
+
+def _check_outputs(proto, info: ModelInfo, weights: Path) -> None:
+    ih, iw = info.imgsz
+    dims = {o.name: [d.dim_value for d in o.type.tensor_type.shape.dim] for o in proto.graph.output}
+    expected = {}
+    for s in info.strides:
+        h, w = ih // s, iw // s
+        expected[output_name("cls", s)] = [1, h, w, info.num_classes]
+        expected[output_name("box", s)] = [1, h, w, 4 * info.reg_max]
+        expected[output_name("mc", s)] = [1, h, w, info.num_masks]
+    expected[PROTOS] = [1, ih // 4, iw // 4, info.num_masks]
+    if dims != expected:
+        raise EdgesegError(f"export produced unexpected outputs {dims}, expected {expected}", weights)

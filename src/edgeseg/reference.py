@@ -1,0 +1,69 @@
+"""The public pipeline the seed improves on, as a baseline and a test oracle (pure numpy).
+
+Sigmoid over every class of every cell, DFL over every anchor, concatenation of all scales, NMS, and
+full-image masks for every detection (cropped to the box afterwards).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .decode import Candidates, dfl_dist2bbox, nms_select, protos_hwc, scale_boxes
+from .masks import ProtoMapping, full_mask_logits, pixel_range
+from .preprocess import Letterbox
+from .results import Detections
+from .runtime import PROTOS, ModelInfo, QuantizedTensor, output_name
+
+
+def _dense(t: "np.ndarray | QuantizedTensor") -> np.ndarray:
+    return t.dequantize() if isinstance(t, QuantizedTensor) else np.asarray(t, np.float32)
+
+
+def reference_decode(
+    outputs: Mapping[str, "np.ndarray | QuantizedTensor"],
+    info: ModelInfo,
+    lb: Letterbox,
+    conf: float = 0.25,
+    iou: float = 0.7,
+    max_det: int = 300,
+    classes: Sequence[int] | None = None,
+    agnostic: bool = False,
+    with_masks: bool = True,
+) -> Detections:
+    nc, nm, reg_max = info.num_classes, info.num_masks, info.reg_max
+    boxes, probs, coeffs = [], [], []
+    for s in info.strides:
+        cls = _dense(outputs[output_name("cls", s)])
+        grid_w = cls.shape[2]
+        cls = cls.reshape(-1, nc)
+        probs.append(1 / (1 + np.exp(-cls)))
+        box = _dense(outputs[output_name("box", s)]).reshape(-1, 4 * reg_max)
+        boxes.append(dfl_dist2bbox(box, np.arange(box.shape[0]), grid_w, s, reg_max))
+        coeffs.append(_dense(outputs[output_name("mc", s)]).reshape(-1, nm))
+    boxes, probs, coeffs = np.concatenate(boxes), np.concatenate(probs), np.concatenate(coeffs)
+    scores, class_ids = probs.max(axis=1), probs.argmax(axis=1)
+    keep = scores > conf
+    if classes is not None:
+        keep &= np.isin(class_ids, np.asarray(list(classes)))
+    cand = Candidates(boxes[keep], scores[keep].astype(np.float32), class_ids[keep].astype(np.int64), coeffs[keep])
+    sel = nms_select(cand, iou, max_det, agnostic)
+    if sel.size == 0:
+        return Detections.empty(lb.source_shape, info.names, with_masks)
+    xyxy = scale_boxes(cand.xyxy[sel], lb)
+    det = Detections(xyxy, cand.scores[sel], cand.class_ids[sel], lb.source_shape, info.names)
+    if not with_masks:
+        return det
+    plane = protos_hwc(outputs[PROTOS])
+    mapping = ProtoMapping.from_letterbox(lb, plane.shape[:2])
+    h0, w0 = lb.source_shape
+    masks, origins = [], []
+    for c, box in zip(cand.coeffs[sel], xyxy):
+        full = full_mask_logits(c, plane, mapping) > 0
+        xs, xe = pixel_range(float(box[0]), float(box[2]), w0)
+        ys, ye = pixel_range(float(box[1]), float(box[3]), h0)
+        masks.append(full[ys:ye, xs:xe])
+        origins.append((xs, ys))
+    det.masks, det.mask_origins = masks, np.asarray(origins, np.int64).reshape(-1, 2)
+    return det.drop_empty_masks()

@@ -1,0 +1,99 @@
+"""The one result type every stage speaks: boxes, scores, class ids and box-local masks, in original pixels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Detections:
+    """Detections of one image.
+
+    ``xyxy`` are float32 boxes in original-image pixels, ``scores`` float32 in (0, 1), ``class_ids`` int64
+    (0-based). ``masks[i]`` is a bool array covering only box ``i``: its top-left pixel is
+    ``mask_origins[i]`` (x, y) in the original image. ``masks`` is ``None`` when masks were not asked for.
+    """
+
+    xyxy: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray
+    image_shape: tuple[int, int]
+    names: dict[int, str] = field(default_factory=dict)
+    masks: list[np.ndarray] | None = None
+    mask_origins: np.ndarray | None = None
+
+    @classmethod
+    def empty(cls, image_shape: tuple[int, int], names: dict[int, str] | None = None, with_masks: bool = True) -> "Detections":
+        return cls(
+            xyxy=np.zeros((0, 4), np.float32),
+            scores=np.zeros((0,), np.float32),
+            class_ids=np.zeros((0,), np.int64),
+            image_shape=tuple(image_shape),
+            names=names or {},
+            masks=[] if with_masks else None,
+            mask_origins=np.zeros((0, 2), np.int64) if with_masks else None,
+        )
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+    @property
+    def class_names(self) -> list[str]:
+        return [self.names.get(int(c), str(int(c))) for c in self.class_ids]
+
+    def _require_masks(self) -> list[np.ndarray]:
+        if self.masks is None or self.mask_origins is None:
+            raise ValueError("these detections were decoded without masks")
+        return self.masks
+
+    def full_mask(self, i: int) -> np.ndarray:
+        """Mask ``i`` pasted into a full-size (H, W) bool array."""
+        local = self._require_masks()[i]
+        h, w = self.image_shape
+        out = np.zeros((h, w), bool)
+        x0, y0 = (int(v) for v in self.mask_origins[i])
+        out[y0 : y0 + local.shape[0], x0 : x0 + local.shape[1]] = local
+        return out
+
+    def full_masks(self) -> np.ndarray:
+        """All masks as an (N, H, W) bool array (memory grows with N*H*W: prefer box-local masks)."""
+        h, w = self.image_shape
+        if len(self) == 0:
+            return np.zeros((0, h, w), bool)
+        return np.stack([self.full_mask(i) for i in range(len(self))])
+
+    def rle(self) -> list[dict]:
+        """COCO compressed RLE per mask: ``{"size": [h, w], "counts": str}`` at original resolution."""
+        from .masks import encode_rle
+
+        self._require_masks()
+        return [encode_rle(self.full_mask(i)) for i in range(len(self))]
+
+    def polygons(self) -> list[list[np.ndarray]]:
+        """Outer contours per mask as lists of (K, 2) float32 arrays in original pixels."""
+        from .masks import mask_to_polygons
+
+        masks = self._require_masks()
+        return [mask_to_polygons(m, self.mask_origins[i]) for i, m in enumerate(masks)]
+
+    def drop_empty_masks(self) -> "Detections":
+        """Drop detections whose mask has no pixel (Ultralytics' predictor does the same)."""
+        if self.masks is None:
+            return self
+        non_empty = np.fromiter((m.any() for m in self.masks), bool, len(self.masks))
+        return self if non_empty.all() else self.select(non_empty)
+
+    def select(self, keep: np.ndarray) -> "Detections":
+        """A subset (index array or bool mask), masks included."""
+        idx = np.flatnonzero(keep) if np.asarray(keep).dtype == bool else np.asarray(keep, np.int64)
+        return Detections(
+            xyxy=self.xyxy[idx],
+            scores=self.scores[idx],
+            class_ids=self.class_ids[idx],
+            image_shape=self.image_shape,
+            names=self.names,
+            masks=None if self.masks is None else [self.masks[i] for i in idx],
+            mask_origins=None if self.mask_origins is None else self.mask_origins[idx],
+        )

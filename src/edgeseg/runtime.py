@@ -1,0 +1,190 @@
+"""Runtimes that return the split-head outputs by name, plus the model description stored in the ONNX metadata."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Protocol
+
+import numpy as np
+
+from .errors import EdgesegError
+
+LAYOUT_VERSION = "edgeseg-split-head-nhwc/1"
+META_PREFIX = "edgeseg."
+
+
+@dataclass(frozen=True)
+class QuantizedTensor:
+    """An integer head output with its quantization: ``real = (data - zero_point) * scale``.
+
+    ``scale`` and ``zero_point`` are scalars (per-tensor) or 1-D arrays over the last (channel) axis.
+    """
+
+    data: np.ndarray
+    scale: np.ndarray
+    zero_point: np.ndarray
+
+    def dequantize(self, rows: np.ndarray | None = None) -> np.ndarray:
+        q = self.data if rows is None else self.data[rows]
+        return (q.astype(np.float32) - self.zero_point.astype(np.float32)) * self.scale.astype(np.float32)
+
+
+HeadTensor = "np.ndarray | QuantizedTensor"
+
+
+def output_name(kind: str, stride: int) -> str:
+    """Graph output name of one head: ``cls_stride8``, ``box_stride16``, ``mc_stride32``."""
+    return f"{kind}_stride{stride}"
+
+
+PROTOS = "protos"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the decoder needs to know about an edgeseg split-head model."""
+
+    names: dict[int, str]
+    strides: tuple[int, ...]
+    imgsz: tuple[int, int]
+    reg_max: int = 16
+    num_masks: int = 32
+    source: str = ""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.names)
+
+    @property
+    def output_names(self) -> list[str]:
+        heads = [output_name(k, s) for s in self.strides for k in ("cls", "box", "mc")]
+        return heads + [PROTOS]
+
+    def to_metadata(self) -> dict[str, str]:
+        return {
+            META_PREFIX + "layout": LAYOUT_VERSION,
+            META_PREFIX + "names": json.dumps({str(k): v for k, v in self.names.items()}),
+            META_PREFIX + "strides": json.dumps(list(self.strides)),
+            META_PREFIX + "imgsz": json.dumps(list(self.imgsz)),
+            META_PREFIX + "reg_max": str(self.reg_max),
+            META_PREFIX + "num_masks": str(self.num_masks),
+            META_PREFIX + "source": self.source,
+        }
+
+    @classmethod
+    def from_metadata(cls, meta: Mapping[str, str], path: str | os.PathLike = "<model>") -> "ModelInfo":
+        layout = meta.get(META_PREFIX + "layout")
+        if layout is None:
+            raise EdgesegError(
+                "not an edgeseg split-head model (no edgeseg metadata); create one with `edgeseg export`", path
+            )
+        if layout != LAYOUT_VERSION:
+            raise EdgesegError(f"unsupported edgeseg layout {layout!r} (this version reads {LAYOUT_VERSION!r})", path)
+        try:
+            names = {int(k): v for k, v in json.loads(meta[META_PREFIX + "names"]).items()}
+            return cls(
+                names=names,
+                strides=tuple(int(s) for s in json.loads(meta[META_PREFIX + "strides"])),
+                imgsz=tuple(int(s) for s in json.loads(meta[META_PREFIX + "imgsz"])),
+                reg_max=int(meta.get(META_PREFIX + "reg_max", 16)),
+                num_masks=int(meta.get(META_PREFIX + "num_masks", 32)),
+                source=meta.get(META_PREFIX + "source", ""),
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            raise EdgesegError(f"corrupt edgeseg metadata ({exc})", path) from None
+
+
+class Backend(Protocol):
+    """Anything that runs the network: takes the NCHW float32 input, returns the named head outputs
+    (float arrays, or QuantizedTensor for integer heads)."""
+
+    info: ModelInfo
+
+    def run(self, tensor: np.ndarray) -> dict[str, "np.ndarray | QuantizedTensor"]: ...
+
+
+def _load_onnx_proto(path: Path):
+    import onnx
+
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # onnx raises DecodeError/ValueError/google.protobuf errors for junk
+        raise EdgesegError(f"not a valid ONNX file ({type(exc).__name__})", path) from None
+
+
+def read_model_info(path: str | os.PathLike) -> ModelInfo:
+    """Read the ModelInfo of an edgeseg ONNX file, with one-line errors for anything else."""
+    p = Path(path)
+    if not p.exists():
+        raise EdgesegError("no such file", p)
+    if p.is_dir():
+        raise EdgesegError("is a directory, expected an .onnx model", p)
+    model = _load_onnx_proto(p)
+    meta = {m.key: m.value for m in model.metadata_props}
+    return ModelInfo.from_metadata(meta, p)
+
+
+def quantization_metadata(meta: Mapping[str, str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Scale/zero point of integer head outputs, stored as ``edgeseg.quant.<output>`` JSON
+    ``{"scale": [...], "zero_point": [...]}`` by the quantizer."""
+    out = {}
+    for key, value in meta.items():
+        if key.startswith(META_PREFIX + "quant."):
+            d = json.loads(value)
+            out[key[len(META_PREFIX + "quant.") :]] = (
+                np.asarray(d["scale"], np.float32).reshape(-1) if len(d["scale"]) > 1 else np.float32(d["scale"][0]),
+                np.asarray(d["zero_point"], np.int32).reshape(-1) if len(d["zero_point"]) > 1 else np.int32(d["zero_point"][0]),
+            )
+    return out
+
+
+class OnnxRuntimeBackend:
+    """ONNX Runtime session over an edgeseg model. ``intra_op_threads=0`` lets ORT choose.
+
+    An ORT session may be shared between threads (``InferenceSession.run`` is thread-safe)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        providers: list[str] | None = None,
+        intra_op_threads: int = 0,
+        inter_op_threads: int = 0,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        self.info = read_model_info(self.path)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = intra_op_threads
+        opts.inter_op_num_threads = inter_op_threads
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), sess_options=opts, providers=providers or ["CPUExecutionProvider"]
+            )
+        except Exception as exc:
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise EdgesegError(f"ONNX Runtime cannot load this model: {first_line}", self.path) from None
+        names = [o.name for o in self.session.get_outputs()]
+        missing = [n for n in self.info.output_names if n not in names]
+        if missing:
+            raise EdgesegError(f"model lacks the split-head outputs {missing}", self.path)
+        self.input_name = self.session.get_inputs()[0].name
+        self._output_names = self.info.output_names
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self._quant = quantization_metadata(meta)
+
+    def run(self, tensor: np.ndarray) -> dict[str, "np.ndarray | QuantizedTensor"]:
+        values = self.session.run(self._output_names, {self.input_name: tensor})
+        out: dict[str, np.ndarray | QuantizedTensor] = {}
+        for name, value in zip(self._output_names, values):
+            if name in self._quant and np.issubdtype(value.dtype, np.integer):
+                scale, zp = self._quant[name]
+                out[name] = QuantizedTensor(value, np.asarray(scale), np.asarray(zp))
+            else:
+                out[name] = value
+        return out
