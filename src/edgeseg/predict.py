@@ -23,6 +23,7 @@ from .runtime import Backend, ModelInfo, OnnxRuntimeBackend
 
 ASSETS = Path(__file__).with_name("assets")
 DEFAULT_MODEL = ASSETS / "yolov8n-seg-coco128-640.onnx"
+SAMPLE_IMAGE = ASSETS / "sample.jpg"  # made by tools/make_sample_image.py: the project's own, redistributable
 
 
 def check_thresholds(conf: float, iou: float, max_det: int) -> None:

@@ -1,0 +1,37 @@
+"""edgeseg: YOLOv8/YOLO11 instance segmentation for edge accelerators.
+
+Split-head export, INT8 with integer heads, and a decoder that only touches the cells that survive.
+"""
+
+from .decode import decode
+from .errors import EdgesegError
+from .predict import DEFAULT_MODEL, Segmenter, predict_sources
+from .reference import reference_decode
+from .results import Detections
+from .runtime import ModelInfo, OnnxRuntimeBackend, QuantizedTensor, read_model_info
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "Detections",
+    "EdgesegError",
+    "ModelInfo",
+    "OnnxRuntimeBackend",
+    "QuantizedTensor",
+    "Segmenter",
+    "decode",
+    "predict_sources",
+    "read_model_info",
+    "reference_decode",
+    "export_onnx",
+]
+
+
+def __getattr__(name: str):
+    # export needs torch/Ultralytics (an optional extra): import it only when asked for.
+    if name == "export_onnx":
+        from .export import export_onnx
+
+        return export_onnx
+    raise AttributeError(name)

@@ -1,0 +1,159 @@
+"""``edgeseg`` command line: a thin shell over the Python API. Errors are one line unless ``--debug``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from .errors import EdgesegError
+
+
+def _positive_multiple_of_32(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"imgsz must be an integer, got {text!r}") from None
+    if value <= 0 or value % 32:
+        raise argparse.ArgumentTypeError(f"imgsz must be a positive multiple of 32, got {value}")
+    return value
+
+
+def _unit_interval(name: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+        if not 0 <= value <= 1:
+            raise argparse.ArgumentTypeError(f"{name} must be between 0 and 1, got {value}")
+        return value
+
+    return parse
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _add_decode_options(p: argparse.ArgumentParser, conf: float = 0.25) -> None:
+    p.add_argument("--conf", type=_unit_interval("conf"), default=conf, help=f"score threshold (default {conf})")
+    p.add_argument("--iou", type=_unit_interval("iou"), default=0.7, help="NMS IoU threshold (default 0.7)")
+    p.add_argument("--max-det", type=_positive_int, default=300, help="detections kept per image (default 300)")
+    p.add_argument("--classes", type=int, nargs="+", default=None, help="keep only these class ids")
+    p.add_argument("--agnostic", action="store_true", help="class-agnostic NMS")
+    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0 = ORT default)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgeseg", description="YOLO instance segmentation for edge accelerators: export, INT8, fast decode."
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("export", help="checkpoint (.pt) -> split-head ONNX")
+    p.add_argument("weights", help="Ultralytics YOLOv8-seg / YOLO11-seg checkpoint")
+    p.add_argument("--imgsz", type=_positive_multiple_of_32, nargs="+", default=[640], help="input size: S or H W")
+    p.add_argument("--opset", type=int, default=11, help="ONNX opset (default 11, what Horizon's toolchain takes)")
+    p.add_argument("-o", "--output", default=None, help="output .onnx (default: beside the checkpoint)")
+    p.add_argument("--no-simplify", action="store_true", help="skip onnxslim graph simplification")
+
+    p = sub.add_parser("predict", help="segment images: overlays and a JSON of COCO-RLE records")
+    p.add_argument("model", help="edgeseg .onnx model (float or INT8)")
+    p.add_argument("sources", nargs="+", help="image files, directories or glob patterns")
+    _add_decode_options(p)
+    p.add_argument("--out", default=None, help="directory for overlay images")
+    p.add_argument("--save-json", default=None, help="write detections to this JSON file")
+
+    p = sub.add_parser("demo", help="run the embedded model on the embedded sample image")
+    p.add_argument("--source", default=None, help="image to use instead of the embedded sample")
+    p.add_argument("--out", default="edgeseg-demo", help="directory for the overlay (default ./edgeseg-demo)")
+    p.add_argument("--conf", type=_unit_interval("conf"), default=0.25)
+    return parser
+
+
+def _cmd_export(args) -> int:
+    from .export import export_onnx
+
+    t0 = time.perf_counter()
+    imgsz = args.imgsz[0] if len(args.imgsz) == 1 else args.imgsz
+    path = export_onnx(args.weights, imgsz, args.opset, args.output, simplify=not args.no_simplify)
+    from .runtime import read_model_info
+
+    info = read_model_info(path)
+    print(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB, {info.num_classes} classes, imgsz "
+          f"{info.imgsz[0]}x{info.imgsz[1]}, outputs {', '.join(info.output_names)}) in {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
+def _print_failures(failed) -> None:
+    if failed:
+        print(f"skipped {len(failed)} item(s):", file=sys.stderr)
+        for src, problem in failed:
+            print(f"  {src}: {problem}", file=sys.stderr)
+
+
+def _cmd_predict(args) -> int:
+    from .predict import Segmenter, predict_sources
+
+    seg = Segmenter(args.model, args.conf, args.iou, args.max_det, args.classes, args.agnostic, args.threads)
+    t0 = time.perf_counter()
+    summary = predict_sources(seg, args.sources, args.out, args.save_json, progress=sys.stderr.isatty())
+    dt = time.perf_counter() - t0
+    if summary.processed == 0 and len(summary.failed) == 1:
+        raise EdgesegError(summary.failed[0][1], summary.failed[0][0])
+    _print_failures(summary.failed)
+    if summary.processed == 0:
+        raise EdgesegError("no image could be processed")
+    print(f"{summary.processed} image(s), {summary.detections} object(s) in {dt:.2f}s"
+          + (f"; overlays in {args.out}" if args.out else "")
+          + (f"; JSON in {args.save_json}" if args.save_json else ""))
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from .predict import DEFAULT_MODEL, SAMPLE_IMAGE, Segmenter, predict_sources
+
+    source = args.source or SAMPLE_IMAGE
+    seg = Segmenter(DEFAULT_MODEL, conf=args.conf)
+    summary = predict_sources(seg, [source], args.out, Path(args.out) / "detections.json", progress=False)
+    if summary.processed == 0:
+        raise EdgesegError(summary.failed[0][1], summary.failed[0][0])
+    print(f"model  {DEFAULT_MODEL.name} ({seg.info.num_classes} classes, {seg.info.imgsz[0]}x{seg.info.imgsz[1]})")
+    print(f"image  {source}")
+    for r in summary.records:
+        x1, y1, x2, y2 = r["bbox_xyxy"]
+        print(f"  {r['class_name']:<14} {r['score']:.2f}  box [{x1:.0f}, {y1:.0f}, {x2:.0f}, {y2:.0f}]")
+    print(f"{len(summary.records)} object(s); overlay {summary.overlays[0]}, JSON {Path(args.out) / 'detections.json'}")
+    return 0
+
+
+COMMANDS = {"export": _cmd_export, "predict": _cmd_predict, "demo": _cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except EdgesegError as exc:
+        if args.debug:
+            raise
+        print(f"edgeseg: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("edgeseg: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
