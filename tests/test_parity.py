@@ -1,0 +1,63 @@
+"""Acceptance: edgeseg on its split-head export equals Ultralytics' predictor on Ultralytics' own ONNX
+export of the same checkpoint, over all coco128-seg images plus bus.jpg and zidane.jpg."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ultralytics")
+
+from edgeseg.predict import Segmenter  # noqa: E402
+
+
+def _box_iou(a, b):
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+@pytest.fixture(scope="module")
+def ultralytics_onnx(checkpoint, tmp_path_factory):
+    from ultralytics import YOLO
+
+    work = tmp_path_factory.mktemp("ultralytics_export")
+    pt = shutil.copy(checkpoint, work / checkpoint.name)  # Ultralytics writes beside the weights
+    return YOLO(str(pt)).export(format="onnx", imgsz=640, verbose=False)
+
+
+def test_predictions_match_ultralytics(model_640, ultralytics_onnx, coco128_images, ultralytics_assets):
+    from ultralytics import YOLO
+
+    reference = YOLO(ultralytics_onnx, task="segment")
+    ours = Segmenter(model_640, conf=0.25, iou=0.7, max_det=300)
+    images = list(coco128_images) + [ultralytics_assets / "bus.jpg", ultralytics_assets / "zidane.jpg"]
+    theirs_total, matched, mask_ious, ours_total = 0, 0, [], 0
+    for path in images:
+        r = reference.predict(str(path), imgsz=640, conf=0.25, iou=0.7, retina_masks=True, verbose=False)[0]
+        det = ours(path)
+        ours_total += len(det)
+        if r.boxes is None or len(r.boxes) == 0:
+            continue
+        boxes, scores = r.boxes.xyxy.numpy(), r.boxes.conf.numpy()
+        classes, masks = r.boxes.cls.numpy().astype(int), r.masks.data.numpy().astype(bool)
+        used = set()
+        for i in range(len(boxes)):
+            theirs_total += 1
+            for j in range(len(det)):
+                if j in used or det.class_ids[j] != classes[i] or abs(det.scores[j] - scores[i]) > 1e-3:
+                    continue
+                if _box_iou(boxes[i], det.xyxy[j]) >= 0.99:
+                    used.add(j)
+                    matched += 1
+                    mine = det.full_mask(j)
+                    mask_ious.append((mine & masks[i]).sum() / max((mine | masks[i]).sum(), 1))
+                    break
+    assert theirs_total > 300  # the fixture model is confident on its training images
+    assert matched / theirs_total >= 0.99, (matched, theirs_total)
+    assert np.mean(mask_ious) >= 0.99, np.mean(mask_ious)
+    print(f"\nparity: {matched}/{theirs_total} Ultralytics detections matched ({ours_total} ours), "
+          f"mean mask IoU {np.mean(mask_ious):.5f}, min {np.min(mask_ious):.4f}")
