@@ -78,7 +78,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", default=None, help="image to use instead of the embedded sample")
     p.add_argument("--out", default="edgeseg-demo", help="directory for the overlay (default ./edgeseg-demo)")
     p.add_argument("--conf", type=_unit_interval("conf"), default=0.25)
+
+    p = sub.add_parser("bench", help="per-stage latency, throughput vs threads, fast vs reference vs Ultralytics decode")
+    p.add_argument("models", nargs="+", help="edgeseg .onnx models (float or INT8)")
+    p.add_argument("--images", nargs="+", default=None, help="image files, directories or globs (default: the embedded sample)")
+    p.add_argument("--max-images", type=int, default=0, help="use at most this many images (0 = all)")
+    p.add_argument("--threads", type=_thread_list, default=[1, 2], help="thread counts for throughput, e.g. 1,2,4")
+    p.add_argument("--warmup", type=int, default=3, help="untimed images before each measurement (default 3)")
+    p.add_argument("--iters", type=_positive_int, default=1, help="timed passes over the images (default 1)")
+    p.add_argument("--compare-repeats", type=_positive_int, default=3, help="decoder-compare runs per image (default 3)")
+    p.add_argument("--no-ultralytics", action="store_true", help="skip Ultralytics' post-processing in the compare")
+    p.add_argument("--conf", type=_unit_interval("conf"), default=0.25, help="score threshold (default 0.25)")
+    p.add_argument("--iou", type=_unit_interval("iou"), default=0.7, help="NMS IoU threshold (default 0.7)")
+    p.add_argument("--max-det", type=_positive_int, default=300, help="detections kept per image (default 300)")
+    p.add_argument("--json", default=None, help="write the results JSON here")
+
+    p = sub.add_parser("report", help="Markdown performance table with footnotes and PNG plots")
+    p.add_argument("--bench", required=True, help="JSON from `edgeseg bench --json`")
+    p.add_argument("--val", default=None, help="JSON from `edgeseg val` (accuracy columns)")
+    p.add_argument("--quant", default=None, help="quantize report JSON (per-layer similarity plot)")
+    p.add_argument("-o", "--out", required=True, help="output directory (report.md and PNGs)")
+    p.add_argument("--title", default="Performance", help="report heading")
     return parser
+
+
+def _thread_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"threads must be comma-separated integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"threads must be positive integers, got {text!r}")
+    return values
 
 
 def _cmd_export(args) -> int:
@@ -137,7 +168,32 @@ def _cmd_demo(args) -> int:
     return 0
 
 
-COMMANDS = {"export": _cmd_export, "predict": _cmd_predict, "demo": _cmd_demo}
+def _cmd_bench(args) -> int:
+    from .bench import format_summary, run_bench
+    from .predict import SAMPLE_IMAGE
+
+    if args.warmup < 0 or args.max_images < 0:
+        raise EdgesegError("--warmup and --max-images must be >= 0")
+    result = run_bench(
+        args.models, args.images or [SAMPLE_IMAGE], args.threads, args.warmup, args.iters, args.max_images,
+        args.compare_repeats, args.conf, args.iou, args.max_det, not args.no_ultralytics, args.json,
+        progress=sys.stderr.isatty(),
+    )
+    print(format_summary(result))
+    if args.json:
+        print(f"results in {args.json}")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from .report import build_report
+
+    path = build_report(args.bench, args.out, args.val, args.quant, args.title)
+    print(f"report in {path} (plots beside it)")
+    return 0
+
+
+COMMANDS = {"export": _cmd_export, "predict": _cmd_predict, "demo": _cmd_demo, "bench": _cmd_bench, "report": _cmd_report}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
