@@ -1,0 +1,154 @@
+"""edgeseg bench: the results JSON has the promised shape and sane values. Never asserts wall-clock times."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgeseg.bench import (
+    STAGES,
+    onnx_model_stats,
+    percentiles,
+    run_bench,
+    ultralytics_layout,
+)
+from edgeseg.cli import main
+
+
+@pytest.fixture(scope="module")
+def bench_result(default_model, coco128_images, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    result = run_bench(
+        [default_model], coco128_images[:2], threads=[1, 2], warmup=1, iters=2, compare_repeats=1,
+        json_path=out, progress=False,
+    )
+    return result, out
+
+
+def test_json_written_and_equal(bench_result):
+    result, path = bench_result
+    assert json.loads(path.read_text()) == json.loads(json.dumps(result))
+
+
+def test_machine_recorded(bench_result):
+    m = bench_result[0]["machine"]
+    for key in ("cpu", "cores", "usable_cores", "onnxruntime", "numpy", "loadavg_start"):
+        assert key in m
+    assert m["cores"] >= 1
+
+
+def test_latency_percentiles_ordered(bench_result, default_model):
+    (model,) = bench_result[0]["models"]
+    assert model["model"] == str(default_model)
+    assert set(model["latency_ms"]) == set(STAGES)
+    for stage, p in model["latency_ms"].items():
+        assert 0 <= p["p50"] <= p["p90"] <= p["p99"], stage
+    lat = model["latency_ms"]
+    # total is measured around the same four stages, so it cannot be below any of them
+    assert lat["total"]["p50"] >= lat["inference"]["p50"]
+    assert model["classes"] == 80 and model["imgsz"] == [640, 640]
+    assert model["int8"] is False and 3e6 < model["params"] < 4e6
+
+
+def test_throughput_keys(bench_result):
+    (model,) = bench_result[0]["models"]
+    for mode in ("workers", "intra_op"):
+        assert set(model["throughput_ips"][mode]) == {"1", "2"}
+        assert all(v > 0 for v in model["throughput_ips"][mode].values())
+        assert set(model["throughput_latency_p50_ms"][mode]) == {"1", "2"}
+
+
+def test_decode_compare(bench_result):
+    d = bench_result[0]["decode_compare"]
+    assert d["images"] == 2 and len(d["per_image"]) == 2
+    assert d["mean_objects"] == pytest.approx(np.mean([r["objects"] for r in d["per_image"]]))
+    assert d["mean_objects"] > 0  # coco128 images the checkpoint has seen: it finds objects
+    assert d["fast_ms"] > 0 and d["reference_ms"] > 0
+    # the fast and reference decoders find the same objects on the same outputs
+    assert d["objects_agree"]["reference"] == 2
+    try:
+        import torch  # noqa: F401
+        import ultralytics  # noqa: F401
+    except ImportError:
+        assert d["ultralytics_ms"] is None and "skipped" in d["note"]
+    else:
+        assert d["ultralytics_ms"] > 0
+        assert all(r["ultralytics_objects"] == r["objects"] for r in d["per_image"])
+
+
+def test_ultralytics_layout_shapes(default_model, coco128_images):
+    from edgeseg.predict import Segmenter
+
+    seg = Segmenter(default_model)
+    import cv2
+
+    outputs, _ = seg.raw(cv2.imread(str(coco128_images[0])))
+    output0, protos = ultralytics_layout(outputs, seg.info)
+    assert output0.shape == (1, 4 + 80 + 32, 80 * 80 + 40 * 40 + 20 * 20)
+    assert protos.shape == (1, 32, 160, 160)
+    scores = output0[0, 4:84]
+    assert scores.min() >= 0 and scores.max() <= 1
+    assert (output0[0, 2:4] >= 0).all()  # widths and heights
+
+
+def test_percentiles_monotone():
+    p = percentiles(list(np.random.default_rng(0).exponential(size=101)))
+    assert p["p50"] <= p["p90"] <= p["p99"]
+
+
+def test_int8_detected_from_quantize_nodes(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    w = helper.make_tensor("w", TensorProto.INT8, [4, 3, 1, 1], [1] * 12)
+    scale = helper.make_tensor("s", TensorProto.FLOAT, [], [0.1])
+    zp = helper.make_tensor("z", TensorProto.INT8, [], [0])
+    graph = helper.make_graph(
+        [
+            helper.make_node("DequantizeLinear", ["w", "s", "z"], ["wf"]),
+            helper.make_node("Conv", ["x", "wf"], ["y"]),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 4, 4])],
+        [w, scale, zp],
+    )
+    path = tmp_path / "tiny.onnx"  # no "int8" in the name: the nodes decide
+    onnx.save(helper.make_model(graph), str(path))
+    stats = onnx_model_stats(path)
+    assert stats.int8 is True
+    assert stats.params == 12  # scale and zero point are not parameters
+
+
+def test_cli_bench_writes_json(default_model, coco128_images, tmp_path, capsys):
+    out = tmp_path / "b.json"
+    rc = main(["bench", str(default_model), "--images", str(coco128_images[0]), "--threads", "1",
+               "--warmup", "0", "--iters", "1", "--compare-repeats", "1", "--no-ultralytics", "--json", str(out)])
+    assert rc == 0
+    data = json.loads(out.read_text())
+    assert data["models"][0]["throughput_ips"]["workers"].keys() == {"1"}
+    assert "skipped" in data["decode_compare"]["note"]
+    assert "results in" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["bench", "missing.onnx"], "missing.onnx: no such file"),
+        (["bench", "{model}", "--images", "no-such-dir"], "no-such-dir: no such file or directory"),
+    ],
+)
+def test_cli_bench_errors_are_one_line(argv, needle, default_model, capsys):
+    rc = main([a.format(model=default_model) for a in argv])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert needle in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_cli_bench_bad_threads(default_model, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", str(default_model), "--threads", "0,2"])
+    assert exc.value.code == 2
+    assert "threads must be positive integers" in capsys.readouterr().err
