@@ -69,6 +69,13 @@ def find_entry(entries: Sequence[Mapping[str, Any]], model: str) -> Mapping[str,
     return None
 
 
+def output_rows(doc: Any) -> list[tuple[str, float]]:
+    """(output, cosine) rows of the model outputs, when the quantize report lists them apart."""
+    if isinstance(doc, dict) and isinstance(doc.get("outputs"), list):
+        return similarity_rows(doc["outputs"])
+    return []
+
+
 def similarity_rows(doc: Any) -> list[tuple[str, float]]:
     """(name, cosine) rows from a quantize report: a list of rows, or a dict holding one (under any key,
     searched depth-first). A row is a dict with a name-like key (node/name/output/...) and a cosine-like
@@ -86,6 +93,10 @@ def similarity_rows(doc: Any) -> list[tuple[str, float]]:
             out.append((name, float(cos)))
         return out
 
+    if isinstance(doc, dict):  # edgeseg quantize: {"outputs": [...], "nodes": [...]}: per-layer rows first
+        for key in ("nodes", "layers", "per_layer", "rows"):
+            if isinstance(doc.get(key), list) and rows_of(doc[key]):
+                return rows_of(doc[key])
     stack = [doc]
     while stack:
         item = stack.pop(0)
@@ -333,6 +344,16 @@ def decoder_section(d: Mapping[str, Any] | None) -> list[str]:
     return lines
 
 
+def similarity_section(rows: Sequence[tuple[str, float]], outputs: Sequence[tuple[str, float]]) -> list[str]:
+    """Cosine similarity of INT8 vs float tensors from the quantize report: outputs, then the weakest layers."""
+    lines = []
+    if outputs:
+        lines += ["| output | cosine |", "|---|---:|"] + [f"| {n} | {c:.5f} |" for n, c in outputs] + [""]
+    weakest = sorted(rows, key=lambda r: r[1])[:5]
+    lines.append(f"{len(rows)} quantized tensors; weakest: " + ", ".join(f"`{n}` {c:.4f}" for n, c in weakest) + ".")
+    return lines
+
+
 def footnotes(bench: Mapping[str, Any], val_models: Sequence[Mapping[str, Any]], val_given: bool) -> list[str]:
     m = bench.get("machine", {})
     s = bench.get("settings", {})
@@ -404,9 +425,9 @@ def plot_stages(plt, bench: Mapping[str, Any], path: Path) -> Path:
         ax.set_title(title, fontsize=10)
         ax.set_xlim(0, max(left + [1e-3]) * 1.2)
         ax.invert_yaxis()
-    axes[0][0].legend(loc="lower right", fontsize=8)
+    axes[0][0].legend(loc="upper center", bbox_to_anchor=(1.05, -0.35 - 0.1 / len(entries)), ncol=4, fontsize=8)
     axes[0][1].set_yticks([])
-    fig.suptitle("Stage breakdown per model", fontsize=11)
+    fig.suptitle("Stage breakdown per model", fontsize=11, y=1.04)
     out = _save(fig, path)
     plt.close(fig)
     return out
@@ -474,13 +495,15 @@ def plot_similarity(plt, rows: Sequence[tuple[str, float]], path: Path) -> Path:
         ax.invert_yaxis()
         ax.set_xlabel("cosine similarity, INT8 vs float")
         ax.set_xlim(min(min(cos), 0.9) - 0.01, 1.0005)
-    else:  # many layers: a line over graph order, worst ones named
+    else:  # many layers: every cosine, weakest first, the weakest ones named
+        order = sorted(range(n), key=lambda i: cos[i])
+        names, cos = [names[i] for i in order], [cos[i] for i in order]
         fig, ax = plt.subplots(figsize=(11, 4))
         ax.plot(range(n), cos, "-", lw=0.8, color="#1b9e77")
-        ax.set_xlabel("layer (graph order)")
+        ax.set_xlabel("quantized tensors, weakest first")
         ax.set_ylabel("cosine similarity, INT8 vs float")
-        for i in sorted(range(n), key=lambda i: cos[i])[:5]:
-            ax.annotate(names[i], (i, cos[i]), fontsize=7, xytext=(3, -10), textcoords="offset points")
+        for i in range(min(5, n)):
+            ax.annotate(names[i], (i, cos[i]), fontsize=7, xytext=(6, 4 + 9 * i), textcoords="offset points")
         ax.grid(alpha=0.3)
     ax.set_title(f"Per-layer similarity ({n} tensors, min {min(cos):.4f})")
     out = _save(fig, path)
@@ -505,9 +528,11 @@ def build_report(
     _models(bench, "bench", bench_path)
     val_models = _models(load_json(val_path, "val"), "val", val_path) if val_path is not None else []
     quant_rows: list[tuple[str, float]] = []
+    quant_outputs: list[tuple[str, float]] = []
     notes: list[str] = []
     if quant_path is not None:
-        quant_rows = similarity_rows(load_json(quant_path, "quantize report"))
+        quant_doc = load_json(quant_path, "quantize report")
+        quant_rows, quant_outputs = similarity_rows(quant_doc), output_rows(quant_doc)
         if not quant_rows:
             notes.append(f"the quantize report `{Path(quant_path).name}` holds no per-layer cosine rows; similarity plot skipped")
     out = Path(out_dir)
@@ -538,6 +563,8 @@ def build_report(
     if ratios:
         md += ["## Ratios", ""] + ratios + [""]
     md += ["## Decoders on the same raw outputs", ""] + decoder_section(bench.get("decode_compare")) + [""]
+    if quant_rows:
+        md += ["## INT8 vs float similarity", ""] + similarity_section(quant_rows, quant_outputs) + [""]
     if plots:
         md += ["## Plots", ""]
         for caption, name in plots:
