@@ -105,9 +105,9 @@ def test_nms_equals_torchvision():
         xy = rng.uniform(0, 300, (200, 2)).astype(np.float32)
         boxes = np.concatenate([xy, xy + rng.uniform(5, 120, (200, 2)).astype(np.float32)], 1)
         scores = rng.random(200).astype(np.float32)
-        ours = nms(boxes, scores, 0.5)
         theirs = torchvision.ops.nms(torch.from_numpy(boxes), torch.from_numpy(scores), 0.5).numpy()
-        np.testing.assert_array_equal(ours, theirs)
+        np.testing.assert_array_equal(nms(boxes, scores, 0.5), theirs)  # dense IoU matrix path
+        np.testing.assert_array_equal(nms(boxes, scores, 0.5, dense_limit=10), theirs)  # looped path
 
 
 # --- properties on random head outputs -------------------------------------------------------------

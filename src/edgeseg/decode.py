@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .masks import ProtoMapping, box_mask_logits
+from .masks import BoxMaskSampler, ProtoMapping
 from .preprocess import Letterbox
 from .results import Detections
 from .runtime import PROTOS, ModelInfo, QuantizedTensor, output_name
@@ -114,24 +114,45 @@ def select_candidates(
     return cand
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Greedy NMS like torchvision.ops.nms: indices of kept boxes, highest score first."""
+def _iou_rows(x1, y1, x2, y2, areas, i, rest):
+    w = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
+    h = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
+    inter = w * h
+    return inter / (areas[i] + areas[rest] - inter)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, dense_limit: int = 1024) -> np.ndarray:
+    """Greedy NMS like torchvision.ops.nms: indices of kept boxes, highest score first.
+
+    Up to ``dense_limit`` boxes the IoU matrix is computed at once and the greedy pass only reads it
+    (no numpy call per kept box); above that, the classic loop keeps memory linear."""
     order = np.argsort(-scores, kind="stable")
-    if order.size <= 1:
+    n = order.size
+    if n <= 1:
         return order
-    x1, y1, x2, y2 = (boxes[:, i] for i in range(4))
+    b = boxes[order]
+    x1, y1, x2, y2 = (np.ascontiguousarray(b[:, i]) for i in range(4))
     areas = (x2 - x1) * (y2 - y1)
-    keep = []
-    while order.size:
-        i = order[0]
-        keep.append(i)
-        rest = order[1:]
-        w = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
-        h = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
+    if n <= dense_limit:
+        w = np.clip(np.minimum(x2[:, None], x2) - np.maximum(x1[:, None], x1), 0, None)
+        h = np.clip(np.minimum(y2[:, None], y2) - np.maximum(y1[:, None], y1), 0, None)
         inter = w * h
-        iou = inter / (areas[i] + areas[rest] - inter)
-        order = rest[~(iou > iou_threshold)]
-    return np.asarray(keep, np.int64)
+        over = inter / (areas[:, None] + areas - inter) > iou_threshold
+        suppressed = np.zeros(n, bool)
+        keep = []
+        for i in range(n):
+            if not suppressed[i]:
+                keep.append(i)
+                suppressed |= over[i]
+        return order[np.asarray(keep, np.int64)]
+    rest = np.arange(n)
+    keep = []
+    while rest.size:
+        i = rest[0]
+        keep.append(i)
+        rest = rest[1:]
+        rest = rest[~(_iou_rows(x1, y1, x2, y2, areas, i, rest) > iou_threshold)]
+    return order[np.asarray(keep, np.int64)]
 
 
 def nms_select(cand: Candidates, iou: float = 0.7, max_det: int = 300, agnostic: bool = False) -> np.ndarray:
@@ -193,10 +214,10 @@ def instance_masks(
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """Box-local bool masks (logit > 0) for final detections and their (x, y) origins."""
     plane = protos_hwc(protos)
-    mapping = ProtoMapping.from_letterbox(lb, plane.shape[:2])
+    sampler = BoxMaskSampler(plane, ProtoMapping.from_letterbox(lb, plane.shape[:2]))
     masks, origins = [], []
     for c, box in zip(coeffs, xyxy):
-        logits, origin = box_mask_logits(c, plane, box, mapping)
+        logits, origin = sampler.logits(c, box)
         masks.append(logits > 0)
         origins.append(origin)
     return masks, np.asarray(origins, np.int64).reshape(-1, 2)

@@ -4,13 +4,13 @@ Ultralytics' native-resolution path (``process_mask_native``) computes ``mc @ pr
 proto plane, upsamples, crops the letterbox padding, resizes to the original image (bilinear, half-pixel
 centres, edge clamp), zeroes everything outside the box and thresholds at logit 0. Here each output
 pixel takes one bilinear sample of the proto-resolution logits at the point the letterbox maps it to,
-and only for pixels inside the box. Bilinear sampling is separable, so a box's logits are
-``Ry @ L @ Rx.T`` where ``L`` holds the logits of only the proto cells under the box (plus one cell of
-margin) and ``Ry``/``Rx`` hold two weights per row.
+and only for pixels inside the box. Bilinear sampling is separable: the logits of only the proto cells
+under the box (plus one cell of margin) are interpolated along rows, then along columns.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -43,50 +43,71 @@ class ProtoMapping:
 def _source_taps(start: int, stop: int, scale: float, offset: float, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Bilinear taps for output pixels ``start..stop-1``: lower cell, upper cell, weight of the upper one.
     Edge-clamped like PyTorch's ``interpolate(..., align_corners=False)``."""
-    src = (np.arange(start, stop, dtype=np.float64) + 0.5) * scale + offset - 0.5
-    src = np.clip(src, 0, size - 1)
-    lo = np.minimum(src.astype(np.int64), size - 1)
+    src = np.arange(start, stop, dtype=np.float32)
+    src *= np.float32(scale)
+    src += np.float32(0.5 * scale + offset - 0.5)
+    np.clip(src, 0, size - 1, out=src)
+    lo = src.astype(np.intp)
     hi = np.minimum(lo + 1, size - 1)
-    return lo, hi, (src - lo).astype(np.float32)
+    src -= lo
+    return lo, hi, src
 
 
-def _interp_matrix(lo: np.ndarray, hi: np.ndarray, lam: np.ndarray, first: int, size: int) -> np.ndarray:
-    m = np.zeros((lo.shape[0], size), np.float32)
-    rows = np.arange(lo.shape[0])
-    np.add.at(m, (rows, lo - first), 1 - lam)
-    np.add.at(m, (rows, hi - first), lam)
-    return m
+def _lerp_rows(plane: np.ndarray, lo: np.ndarray, hi: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    """``plane[lo] * (1 - lam) + plane[hi] * lam`` along axis 0, for 2-D ``plane``."""
+    out = plane[lo]
+    out += (plane[hi] - out) * lam[:, None]
+    return out
+
+
+def _lerp_cols(plane: np.ndarray, lo: np.ndarray, hi: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    out = plane[:, lo]
+    out += (plane[:, hi] - out) * lam
+    return out
 
 
 def pixel_range(x1: float, x2: float, limit: int) -> tuple[int, int]:
     """Pixels ``p`` with ``x1 <= p < x2`` (Ultralytics' ``crop_mask`` rule), clipped to ``[0, limit)``."""
-    start = min(max(int(np.ceil(x1)), 0), limit)
-    stop = min(max(int(np.ceil(x2)), 0), limit)
+    start = min(max(math.ceil(x1), 0), limit)
+    stop = min(max(math.ceil(x2), 0), limit)
     return start, max(stop, start)
+
+
+class BoxMaskSampler:
+    """Samples mask logits inside boxes of one image. The bilinear taps of every original row and column
+    are computed once per image; each box then only slices them."""
+
+    def __init__(self, protos_hwc: np.ndarray, mapping: ProtoMapping) -> None:
+        self.protos = protos_hwc
+        self.mapping = mapping
+        (h0, w0), (ph, pw) = mapping.image_shape, mapping.proto_shape
+        self.y_taps = _source_taps(0, h0, mapping.scale[0], mapping.offset[0], ph)
+        self.x_taps = _source_taps(0, w0, mapping.scale[1], mapping.offset[1], pw)
+
+    def logits(self, coeffs: np.ndarray, box_xyxy: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+        """(logits, (x0, y0)): mask logits of the original pixels inside the box, whose top-left is (x0, y0)."""
+        h0, w0 = self.mapping.image_shape
+        x1, y1, x2, y2 = box_xyxy.tolist()
+        xs, xe = pixel_range(x1, x2, w0)
+        ys, ye = pixel_range(y1, y2, h0)
+        if xe == xs or ye == ys:
+            return np.zeros((ye - ys, xe - xs), np.float32), (xs, ys)
+        ylo, yhi, ylam = (t[ys:ye] for t in self.y_taps)
+        xlo, xhi, xlam = (t[xs:xe] for t in self.x_taps)
+        cy0, cx0 = int(ylo[0]), int(xlo[0])
+        # Logits of only the proto cells under the box (plus the one-cell bilinear margin).
+        region = self.protos[cy0 : int(yhi[-1]) + 1, cx0 : int(xhi[-1]) + 1]
+        # One gemv over a compact copy beats numpy's stacked per-row matmul on the strided view.
+        local = (region.reshape(-1, region.shape[2]) @ coeffs).reshape(region.shape[:2])
+        rows = _lerp_rows(local, ylo - cy0, yhi - cy0, ylam)
+        return _lerp_cols(rows, xlo - cx0, xhi - cx0, xlam), (xs, ys)
 
 
 def box_mask_logits(
     coeffs: np.ndarray, protos_hwc: np.ndarray, box_xyxy: np.ndarray, mapping: ProtoMapping
 ) -> tuple[np.ndarray, tuple[int, int]]:
-    """Mask logits of one detection, only inside its box, at original resolution.
-
-    ``protos_hwc`` is the (Hp, Wp, nm) proto plane; returns (logits, (x0, y0)) where ``logits`` covers
-    original pixels ``x0..x0+w-1`` by ``y0..y0+h-1``."""
-    h0, w0 = mapping.image_shape
-    ph, pw = mapping.proto_shape
-    xs, xe = pixel_range(float(box_xyxy[0]), float(box_xyxy[2]), w0)
-    ys, ye = pixel_range(float(box_xyxy[1]), float(box_xyxy[3]), h0)
-    if xe == xs or ye == ys:
-        return np.zeros((ye - ys, xe - xs), np.float32), (xs, ys)
-    xlo, xhi, xlam = _source_taps(xs, xe, mapping.scale[1], mapping.offset[1], pw)
-    ylo, yhi, ylam = _source_taps(ys, ye, mapping.scale[0], mapping.offset[0], ph)
-    cx0, cx1 = int(xlo[0]), int(xhi[-1]) + 1
-    cy0, cy1 = int(ylo[0]), int(yhi[-1]) + 1
-    region = protos_hwc[cy0:cy1, cx0:cx1]
-    local = region.astype(np.float32, copy=False) @ coeffs.astype(np.float32, copy=False)
-    ry = _interp_matrix(ylo, yhi, ylam, cy0, cy1 - cy0)
-    rx = _interp_matrix(xlo, xhi, xlam, cx0, cx1 - cx0)
-    return ry @ local @ rx.T, (xs, ys)
+    """Mask logits of one detection, only inside its box, at original resolution (see BoxMaskSampler)."""
+    return BoxMaskSampler(protos_hwc, mapping).logits(coeffs, box_xyxy)
 
 
 def full_mask_logits(coeffs: np.ndarray, protos_hwc: np.ndarray, mapping: ProtoMapping) -> np.ndarray:
@@ -94,9 +115,8 @@ def full_mask_logits(coeffs: np.ndarray, protos_hwc: np.ndarray, mapping: ProtoM
     h0, w0 = mapping.image_shape
     ph, pw = mapping.proto_shape
     plane = protos_hwc.astype(np.float32, copy=False) @ coeffs.astype(np.float32, copy=False)
-    ry = _interp_matrix(*_source_taps(0, h0, mapping.scale[0], mapping.offset[0], ph), 0, ph)
-    rx = _interp_matrix(*_source_taps(0, w0, mapping.scale[1], mapping.offset[1], pw), 0, pw)
-    return ry @ plane @ rx.T
+    rows = _lerp_rows(plane, *_source_taps(0, h0, mapping.scale[0], mapping.offset[0], ph))
+    return _lerp_cols(rows, *_source_taps(0, w0, mapping.scale[1], mapping.offset[1], pw))
 
 
 def encode_rle(mask: np.ndarray) -> dict:
