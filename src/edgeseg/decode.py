@@ -56,16 +56,26 @@ def _take_rows(t: "np.ndarray | QuantizedTensor", idx: np.ndarray) -> np.ndarray
     return t[idx].astype(np.float32, copy=False)
 
 
-def _max_class_logit(cls_rows: "np.ndarray | QuantizedTensor") -> tuple[np.ndarray, "np.ndarray | None"]:
-    """ReduceMax over classes on the stored values. For per-tensor integer logits the max is taken on
-    the integers (scale > 0 keeps the order) and dequantized once per cell."""
-    if isinstance(cls_rows, QuantizedTensor):
-        if np.ndim(cls_rows.scale) == 0:
-            qmax = cls_rows.data.max(axis=1)
-            return (qmax.astype(np.float32) - np.float32(cls_rows.zero_point)) * np.float32(cls_rows.scale), None
-        dense = cls_rows.dequantize()
-        return dense.max(axis=1), dense
-    return cls_rows.max(axis=1), cls_rows
+def cells_above(cls_rows: "np.ndarray | QuantizedTensor", threshold: float) -> np.ndarray:
+    """Indices of cells whose best class logit exceeds ``threshold`` (the ReduceMax + threshold step).
+
+    One vectorised compare over all (cell, class) pairs and a scan for the few hits is cheaper than a
+    per-row max over 80 classes. Per-tensor integer logits are compared as integers (scale > 0 keeps
+    the order), so nothing is dequantized here."""
+    if isinstance(cls_rows, QuantizedTensor) and np.ndim(cls_rows.scale) == 0:
+        data = cls_rows.data
+        limit = math.floor(threshold / float(cls_rows.scale) + float(cls_rows.zero_point)) if math.isfinite(threshold) else threshold
+        info = np.iinfo(data.dtype)
+        if limit < info.min:
+            return np.arange(data.shape[0])
+        if limit >= info.max:
+            return np.zeros(0, np.int64)
+        hits = np.flatnonzero(data.ravel() > data.dtype.type(limit))
+    else:
+        data = cls_rows.dequantize() if isinstance(cls_rows, QuantizedTensor) else cls_rows
+        hits = np.flatnonzero(data.ravel() > threshold)
+    cells = hits // data.shape[1]
+    return cells[np.r_[True, cells[1:] != cells[:-1]]] if cells.size else cells
 
 
 def dfl_dist2bbox(box_logits: np.ndarray, cell_index: np.ndarray, grid_w: int, stride: int, reg_max: int) -> np.ndarray:
@@ -94,13 +104,13 @@ def select_candidates(
         cls_t = outputs[output_name("cls", stride)]
         grid_w = (cls_t.data if isinstance(cls_t, QuantizedTensor) else cls_t).shape[2]
         cls_rows = _rows(cls_t, nc)
-        max_logit, dense = _max_class_logit(cls_rows)
-        idx = np.flatnonzero(max_logit > threshold)
+        idx = cells_above(cls_rows, threshold)
         if idx.size == 0:
             continue
-        kept_logits = _take_rows(cls_rows, idx) if dense is None else dense[idx]
+        kept_logits = _take_rows(cls_rows, idx)
         class_ids = kept_logits.argmax(axis=1)
-        scores = 1 / (1 + np.exp(-max_logit[idx].astype(np.float32)))
+        max_logit = kept_logits[np.arange(idx.size), class_ids]
+        scores = 1 / (1 + np.exp(-max_logit))
         box = _take_rows(_rows(outputs[output_name("box", stride)], 4 * reg_max), idx)
         coeffs = _take_rows(_rows(outputs[output_name("mc", stride)], nm), idx)
         parts.append((dfl_dist2bbox(box, idx, grid_w, stride, reg_max), scores, class_ids, coeffs))
