@@ -44,13 +44,23 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"threads must be an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"threads must be >= 0, got {value}")
+    return value
+
+
 def _add_decode_options(p: argparse.ArgumentParser, conf: float = 0.25) -> None:
     p.add_argument("--conf", type=_unit_interval("conf"), default=conf, help=f"score threshold (default {conf})")
     p.add_argument("--iou", type=_unit_interval("iou"), default=0.7, help="NMS IoU threshold (default 0.7)")
     p.add_argument("--max-det", type=_positive_int, default=300, help="detections kept per image (default 300)")
     p.add_argument("--classes", type=int, nargs="+", default=None, help="keep only these class ids")
     p.add_argument("--agnostic", action="store_true", help="class-agnostic NMS")
-    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0 = ORT default)")
+    p.add_argument("--threads", type=_non_negative_int, default=0, help="ONNX Runtime intra-op threads (0 = ORT default)")
 
 
 def build_parser() -> argparse.ArgumentParser:
