@@ -12,6 +12,7 @@ import contextlib
 import io
 import os
 import types
+import warnings
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -75,12 +76,26 @@ def load_checkpoint(weights: str | os.PathLike):
                 "export needs Ultralytics and PyTorch: pip install 'edgeseg[export]'", weights
             ) from exc
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), _quiet_ultralytics():
             model, _ = ul_load(str(weights), device="cpu", fuse=True)
     except Exception as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise EdgesegError(f"cannot load as an Ultralytics checkpoint ({msg})", weights) from None
     return model.float().eval()
+
+
+@contextlib.contextmanager
+def _quiet_ultralytics() -> Iterator[None]:
+    """Silence Ultralytics' model summary while loading (the CLI prints its own one-line result)."""
+    import logging
+
+    logger = logging.getLogger("ultralytics")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def normalise_imgsz(imgsz: int | Sequence[int], stride: int = 32) -> tuple[int, int]:
@@ -127,7 +142,9 @@ def export_onnx(
         p.requires_grad_(False)
     dummy = torch.zeros(1, 3, *size)
     buffer = io.BytesIO()
-    with split_head(head), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
+    with split_head(head), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        # The TorchScript exporter is deprecated in torch >= 2.9 but is the one that still emits opset 11.
+        warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             model,
             dummy,
