@@ -152,3 +152,23 @@ def test_cli_bench_bad_threads(default_model, capsys):
         main(["bench", str(default_model), "--threads", "0,2"])
     assert exc.value.code == 2
     assert "threads must be positive integers" in capsys.readouterr().err
+
+
+def test_timed_pipeline_matches_decode(default_model, coco128_images):
+    """The stage-split pipeline that bench times gives what ``decode`` gives."""
+    import cv2
+
+    from edgeseg.bench import run_pipeline
+    from edgeseg.decode import decode
+    from edgeseg.predict import Segmenter
+
+    seg = Segmenter(default_model, threads=1)
+    for path in coco128_images[:2]:
+        image = cv2.imread(str(path))
+        det, stamps = run_pipeline(seg.backend, image, 0.25, 0.7, 300)
+        assert list(stamps) == sorted(stamps)
+        outputs, lb = seg.raw(image)
+        ref = decode(outputs, seg.info, lb)
+        np.testing.assert_array_equal(det.class_ids, ref.class_ids)
+        np.testing.assert_allclose(det.xyxy, ref.xyxy, atol=1e-3)
+        assert all((a == b).all() for a, b in zip(det.masks, ref.masks))

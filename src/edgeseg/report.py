@@ -310,8 +310,9 @@ def decoder_section(d: Mapping[str, Any] | None) -> list[str]:
     lines = [
         f"Model `{Path(str(d.get('model', '?'))).name}`, {d.get('images', '?')} images, "
         f"{_fmt(d.get('mean_objects'), 1)} objects per image on average (max {d.get('max_objects', '?')}); "
-        "medians of per-image times on one thread. Each decoder gets the same raw outputs; decode includes "
-        "threshold, box decoding, NMS and masks at original resolution.",
+        "medians of per-image times on one thread. Each decoder gets the same raw outputs (inference and "
+        "Ultralytics' tensor layout prepared outside the timed region) and runs back to back on them; decode "
+        "includes threshold, box decoding, NMS and masks at original resolution.",
         "",
         "| decoder | ms per image (median) | vs fast |",
         "|---|---:|---:|",
