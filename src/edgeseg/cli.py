@@ -89,6 +89,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="edgeseg-demo", help="directory for the overlay (default ./edgeseg-demo)")
     p.add_argument("--conf", type=_unit_interval("conf"), default=0.25)
 
+    p = sub.add_parser("val", help="box and mask mAP (COCO evaluator) of one or more models, side by side")
+    p.add_argument("models", nargs="+", help="edgeseg .onnx models (float, INT8, ...); the first is the retention baseline")
+    p.add_argument("--data", required=True, help="dataset .yaml (YOLO labels), images/labels directory, or COCO .json")
+    p.add_argument("--images", default=None, help="image directory of a COCO .json (default: found beside it)")
+    p.add_argument("--imgsz", type=_positive_multiple_of_32, nargs="+", default=None, help="check: the models' input size")
+    p.add_argument("--conf", type=_unit_interval("conf"), default=0.001, help="score threshold (default 0.001)")
+    p.add_argument("--iou", type=_unit_interval("iou"), default=0.7, help="NMS IoU threshold (default 0.7)")
+    p.add_argument("--max-det", type=_positive_int, default=300, help="detections kept per image (default 300)")
+    p.add_argument("--single-label", action="store_true", help="one class per cell, as predict (default: multi-label like Ultralytics val)")
+    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0 = ORT default)")
+    p.add_argument("--save-json", default=None, metavar="FILE", help="metrics JSON here; COCO results beside it")
+    p.add_argument("--verbose", action="store_true", help="per-class mAP")
+
     p = sub.add_parser("bench", help="per-stage latency, throughput vs threads, fast vs reference vs Ultralytics decode")
     p.add_argument("models", nargs="+", help="edgeseg .onnx models (float or INT8)")
     p.add_argument("--images", nargs="+", default=None, help="image files, directories or globs (default: the embedded sample)")
@@ -178,6 +191,24 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_val(args) -> int:
+    from .evaluate import evaluate_models, format_per_class, format_summary, save_results
+
+    ds, results = evaluate_models(args.models, args.data, args.imgsz, args.conf, args.iou, args.max_det, args.images,
+                                  args.threads, progress=sys.stderr.isatty(), multi_label=not args.single_label)  # fmt: skip
+    for w in ds.warnings:
+        print(f"edgeseg: warning: {w}", file=sys.stderr)
+    _print_failures(list(dict.fromkeys(s for r in results for s in r.skipped)))
+    print(f"{ds.name}: {results[0].images} image(s), {ds.num_instances} instance(s); {results[0].evaluator}")
+    for r in results if args.verbose else ():
+        print(f"\n{r.model}\n{format_per_class(r)}")
+    print(("\n" if args.verbose else "") + format_summary(results))
+    if args.save_json:
+        metrics, preds = save_results(results, args.save_json)
+        print(f"metrics JSON {metrics}; COCO results {', '.join(str(p) for p in preds)}")
+    return 0
+
+
 def _cmd_bench(args) -> int:
     from .bench import format_summary, run_bench
     from .predict import SAMPLE_IMAGE
@@ -204,6 +235,7 @@ def _cmd_report(args) -> int:
 
 
 COMMANDS = {"export": _cmd_export, "predict": _cmd_predict, "demo": _cmd_demo, "bench": _cmd_bench, "report": _cmd_report}
+COMMANDS["val"] = _cmd_val
 
 
 def main(argv: Sequence[str] | None = None) -> int:
