@@ -122,6 +122,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quant", default=None, help="quantize report JSON (per-layer similarity plot)")
     p.add_argument("-o", "--out", required=True, help="output directory (report.md and PNGs)")
     p.add_argument("--title", default="Performance", help="report heading")
+    p = sub.add_parser("quantize", help="float .onnx -> INT8 .onnx (ONNX Runtime static QDQ) with integer box/mc heads")
+    p.add_argument("model", help="edgeseg float .onnx (from `edgeseg export`)")
+    p.add_argument("--calib", required=True, help="directory of calibration images (letterboxed like inference)")
+    p.add_argument("--num", type=_positive_int, default=50, help="calibration images to use (default 50)")
+    p.add_argument("--method", choices=["minmax", "entropy", "percentile"], default="percentile",
+                   help="activation range calibration (default percentile; head outputs always keep min/max)")
+    p.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True,
+                   help="per-output-channel weight scales (default on)")
+    p.add_argument("--reduce-range", action=argparse.BooleanOptionalAction, default=True,
+                   help="7-bit weights: avoids uint8 x int8 saturation on x86 CPUs without VNNI (default on)")
+    p.add_argument("--keep-float", nargs="+", action="extend", default=[], metavar="NODE", help="nodes left in float")
+    p.add_argument("--int16", nargs="+", action="extend", default=[], metavar="NODE",
+                   help="nodes whose outputs are quantized to 16 bits")
+    p.add_argument("--int-cls", action="store_true", help="make the cls outputs integer too")
+    p.add_argument("--target-cosine", type=_unit_interval("target cosine"), default=None, metavar="X",
+                   help="lift the most sensitive layers to float until every head output reaches this cosine")
+    p.add_argument("--holdout", default=None, metavar="DIR",
+                   help="images for the similarity report (default: images of --calib after the calibration ones)")
+    p.add_argument("--report-images", type=int, default=8, metavar="N", help="held-out images in the report (0: no report)")
+    p.add_argument("--bench", type=int, default=20, metavar="RUNS",
+                   help="1-thread latency runs of float / INT8 (/ mixed), medians (default 20, 0: skip)")
+    p.add_argument("-o", "--output", default=None, help="output .onnx (default: MODEL-int8.onnx beside the model)")
+
+    p = sub.add_parser("horizon", help="hb_mapper yaml, calibration data and hb_model_modifier command for RDK boards")
+    p.add_argument("model", help="edgeseg float .onnx (from `edgeseg export`)")
+    p.add_argument("--march", choices=["bayes-e", "bernoulli2"], default="bayes-e",
+                   help="BPU architecture: bayes-e (RDK X5, default) or bernoulli2 (RDK X3)")
+    p.add_argument("--calib", required=True, help="directory of calibration images")
+    p.add_argument("--num", type=_positive_int, default=50, help="calibration images to write (default 50)")
+    p.add_argument("--input-type", choices=["nv12", "rgb"], default="nv12", help="board-side input format (default nv12)")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output directory")
     return parser
 
 
@@ -234,8 +265,52 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _cmd_quantize(args) -> int:
+    import warnings
+
+    from .quantize import quantize
+
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # printed below, once, as edgeseg warnings
+        r = quantize(args.model, args.calib, args.output, num=args.num, method=args.method,
+                     per_channel=args.per_channel, reduce_range=args.reduce_range, keep_float=args.keep_float,
+                     int16=args.int16, int_cls=args.int_cls, target_cosine=args.target_cosine,
+                     holdout=args.holdout, report_images=args.report_images, report=args.report_images > 0,
+                     bench_runs=max(args.bench, 0), progress=sys.stderr.isatty())  # fmt: skip
+    _print_failures(r.skipped)
+    for w in r.warnings:
+        print(f"edgeseg: warning: {w}", file=sys.stderr)
+    print(f"calibrated on {len(r.calibration_images)} image(s) ({r.method}); integer outputs: {', '.join(r.integer_outputs)}")
+    if r.keep_float or r.int16:
+        print(f"mixed precision: {len(r.keep_float)} node(s) float, {len(r.int16)} node(s) int16")
+    if r.report is not None:
+        print(r.report.format())
+        print(f"similarity report: {r.report_json}, {r.report_png}")
+    if r.latency_ms:
+        base = r.latency_ms["float"]
+        print("1-thread ONNX Runtime latency (median of %d runs): " % args.bench
+              + ", ".join(f"{k} {v:.1f} ms ({base / v:.2f}x)" for k, v in r.latency_ms.items()))  # fmt: skip
+    print(f"wrote {r.output} ({r.output.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
+def _cmd_horizon(args) -> int:
+    from .horizon import horizon_artefacts
+
+    r = horizon_artefacts(args.model, args.calib, args.output, args.march, args.num, args.input_type,
+                          progress=sys.stderr.isatty())  # fmt: skip
+    _print_failures(r.skipped)
+    for w in r.warnings:
+        print(f"edgeseg: warning: {w}", file=sys.stderr)
+    print(f"wrote {r.yaml}, {len(r.calibration_files)} calibration file(s) in {r.calibration_dir}, {r.script}")
+    print(f"after `hb_mapper makertbin --model-type onnx --config {r.yaml.name}` (run in {r.out_dir}):")
+    print(r.modifier_command)
+    return 0
+
 COMMANDS = {"export": _cmd_export, "predict": _cmd_predict, "demo": _cmd_demo, "bench": _cmd_bench, "report": _cmd_report}
 COMMANDS["val"] = _cmd_val
+COMMANDS.update({"quantize": _cmd_quantize, "horizon": _cmd_horizon})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,318 @@
+"""Artefacts for Horizon's toolchain (RDK X3 / X5 boards): the ``hb_mapper makertbin`` yaml, the
+calibration data it points at, and the ``hb_model_modifier -r`` command that removes the Dequantize
+nodes of the box and mask-coefficient heads (the seed's steps 2-3 on the board's own toolchain).
+
+Horizon names the Dequantize node of an output ``<name of the Conv output tensor>_HzDequantize``. The Conv
+behind each head output is found in the graph (output shape [1,H,W,4*reg_max] or [1,H,W,nm], then back
+through the NHWC Transpose), never assumed: names differ between exports.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .errors import EdgesegError
+from .fileio import write_bytes_atomic
+from .runtime import read_model_info
+
+MARCHES = ("bayes-e", "bernoulli2")  # RDK X5 (Bayes-e BPU), RDK X3 (Bernoulli2 BPU)
+INPUT_TYPES = ("nv12", "rgb")
+DEQUANTIZE_SUFFIX = "_HzDequantize"
+LAYOUT_OPS = ("Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
+
+
+@dataclass(frozen=True)
+class HeadConv:
+    """One head output and the Conv output tensor behind it."""
+
+    output: str
+    kind: str  # "box" or "mc"
+    shape: tuple[int, ...]
+    conv_output: str
+
+    @property
+    def dequantize_node(self) -> str:
+        return self.conv_output + DEQUANTIZE_SUFFIX
+
+
+def _dims(value_info) -> tuple[int, ...]:
+    return tuple(int(d.dim_value) for d in value_info.type.tensor_type.shape.dim)
+
+
+def _conv_behind(model, tensor: str, path: Path) -> str:
+    """Name of the Conv output that ``tensor`` is a layout change of."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    name = tensor
+    node = producers.get(name)
+    while node is not None and node.op_type in LAYOUT_OPS:
+        name = node.input[0]
+        node = producers.get(name)
+    if node is None or node.op_type != "Conv":
+        found = "a graph input" if node is None else f"a {node.op_type}"
+        raise EdgesegError(f"output {tensor!r} comes from {found}, not from a Conv (expected a split-head export)", path)
+    return name
+
+
+def head_convs(model_path: str | os.PathLike) -> list[HeadConv]:
+    """The box and mc head outputs of a split-head ONNX model with the Conv output behind each.
+
+    An output is a box head when its shape is [1,H,W,4*reg_max] and a mask-coefficient head when it is
+    [1,H,W,nm] at a detection stride (the proto plane, [1,h/4,w/4,nm], is not a head). For edgeseg
+    models reg_max, nm, strides and the input size come from the metadata; for other split-head exports
+    (e.g. the RDK model zoo's) the defaults 16 / 32 / 8,16,32 and the input shape are used."""
+    import onnx
+
+    path = Path(model_path)
+    if not path.exists():
+        raise EdgesegError("no such file", path)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise EdgesegError(f"not a valid ONNX file ({type(exc).__name__})", path) from None
+    try:
+        info = read_model_info(path)
+        reg_max, nm, strides, (ih, iw) = info.reg_max, info.num_masks, info.strides, info.imgsz
+    except EdgesegError:
+        dims = _dims(model.graph.input[0]) if model.graph.input else ()
+        if len(dims) != 4 or dims[1] != 3 or dims[2] <= 0:
+            raise EdgesegError("expected one NCHW image input [1,3,H,W]", path) from None
+        reg_max, nm, strides, (ih, iw) = 16, 32, (8, 16, 32), (dims[2], dims[3])
+    grids = {(ih // s, iw // s): s for s in strides}
+    heads: list[HeadConv] = []
+    for out in model.graph.output:
+        shape = _dims(out)
+        if len(shape) != 4 or shape[0] != 1 or (shape[1], shape[2]) not in grids:
+            continue
+        if info_name_kind(out.name) == "cls":  # a model with 64 or 32 classes: same shape, not a head
+            continue
+        kind = "box" if shape[3] == 4 * reg_max else "mc" if shape[3] == nm else None
+        if kind is None:
+            continue
+        heads.append(HeadConv(out.name, kind, shape, _conv_behind(model, out.name, path)))
+    want = 2 * len(strides)
+    if len(heads) != want or sorted(h.kind for h in heads).count("box") != len(strides):
+        found = ", ".join(f"{h.output}{list(h.shape)}" for h in heads) or "none"
+        raise EdgesegError(
+            f"expected {len(strides)} box outputs [1,H,W,{4 * reg_max}] and {len(strides)} mask-coefficient "
+            f"outputs [1,H,W,{nm}], found {found}",
+            path,
+        )
+    order = {"box": 0, "mc": 1}
+    heads.sort(key=lambda h: (order[h.kind], -h.shape[1] * h.shape[2]))
+    return heads
+
+
+def info_name_kind(name: str) -> str | None:
+    """``cls``/``box``/``mc`` for edgeseg output names (``box_stride8``), else None. Only used to tell a
+    class head apart from a box/mc head of the same shape (a model with 64 or 32 classes)."""
+    kind, sep, stride = name.partition("_stride")
+    return kind if sep and stride.isdigit() and kind in ("cls", "box", "mc") else None
+
+
+def _shell_word(text: str) -> str:
+    """Double-quoted like the seed's commands when that is safe, else shell-escaped."""
+    return f'"{text}"' if re.fullmatch(r"[A-Za-z0-9_./:+-]+", text) else shlex.quote(text)
+
+
+def modifier_command(bin_path: str, heads: Sequence[HeadConv]) -> str:
+    """``hb_model_modifier BIN -r "NODE" ...`` in the seed's one-flag-per-line shell form."""
+    lines = [f"hb_model_modifier {shlex.quote(bin_path)}"]
+    lines += [f"-r {_shell_word(h.dequantize_node)}" for h in heads]
+    return " \\\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# yaml
+
+
+def _q(value: str) -> str:
+    """A single-quoted YAML scalar."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def mapper_yaml(
+    onnx_model: str,
+    march: str,
+    working_dir: str,
+    prefix: str,
+    cal_data_dir: str,
+    input_type_rt: str = "nv12",
+) -> str:
+    """The ``hb_mapper makertbin`` config in the layout of Horizon's / the RDK model zoo's yamls."""
+    rt_layout = "" if input_type_rt == "nv12" else "  # layout of the runtime input (not used for nv12)\n  input_layout_rt: 'NHWC'\n"
+    return f"""# hb_mapper makertbin config written by `edgeseg horizon`.
+# Run from this directory: hb_mapper makertbin --model-type onnx --config {prefix}.yaml
+
+# model conversion parameters
+model_parameters:
+  # the float ONNX model (split-head export: NHWC cls/box/mc per stride + protos)
+  onnx_model: {_q(onnx_model)}
+  # BPU micro-architecture: bayes-e (RDK X5) or bernoulli2 (RDK X3)
+  march: {_q(march)}
+  # dump every layer's output during conversion (slow; for debugging only)
+  layer_out_dump: False
+  # where conversion results (.bin, intermediate .onnx, logs) are written
+  working_dir: {_q(working_dir)}
+  # name prefix of the .bin for the board
+  output_model_file_prefix: {_q(prefix)}
+
+# model input parameters
+input_parameters:
+  # empty: take the input name from the model
+  input_name: ''
+  # what the board feeds at run time
+  input_type_rt: {_q(input_type_rt)}
+{rt_layout}  # what the network was trained on: RGB, NCHW
+  input_type_train: 'rgb'
+  input_layout_train: 'NCHW'
+  # empty: take the input shape from the model
+  input_shape: ''
+  # the model expects RGB/255: the BPU scales the 0..255 input by 1/255
+  norm_type: 'data_scale'
+  mean_value: ''
+  scale_value: 0.003921568627451
+
+# calibration parameters
+calibration_parameters:
+  # letterboxed like inference (pad 114, RGB, NCHW), raw float32 in 0..255 (before the 1/255 above)
+  cal_data_dir: {_q(cal_data_dir)}
+  cal_data_type: 'float32'
+  # default: the toolchain picks among its calibration methods (kl / max)
+  calibration_type: 'default'
+
+# compiler parameters
+compiler_parameters:
+  # optimise for latency (alternative: bandwidth)
+  compile_mode: 'latency'
+  debug: False
+  # O3: slowest compile, fastest model
+  optimize_level: 'O3'
+"""
+
+
+# --------------------------------------------------------------------------------------------------
+# the whole job
+
+
+@dataclass
+class HorizonArtefacts:
+    """What ``horizon_artefacts`` wrote."""
+
+    out_dir: Path
+    onnx_model: Path
+    yaml: Path
+    calibration_dir: Path
+    calibration_files: list[Path]
+    skipped: list[tuple[str, str]]
+    heads: list[HeadConv]
+    bin_path: str
+    modifier_command: str
+    script: Path
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def remove_nodes(self) -> list[str]:
+        return [h.dequantize_node for h in self.heads]
+
+
+def horizon_artefacts(
+    model: str | os.PathLike,
+    calib: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    march: str = "bayes-e",
+    num: int = 50,
+    input_type_rt: str = "nv12",
+    progress: bool = True,
+) -> HorizonArtefacts:
+    """Write into ``out_dir``: a copy of the float model, ``<prefix>.yaml`` for ``hb_mapper makertbin``,
+    the calibration data it names (``num`` images of ``calib``, letterboxed like inference, float32 RGB
+    NCHW 0..255, ``.rgbchw`` raw files), and ``convert.sh`` with the checker, makertbin and
+    ``hb_model_modifier -r`` commands. Every path in the yaml and the script is relative to ``out_dir``."""
+    import sys
+
+    from tqdm import tqdm
+
+    from .quantize import iter_tensors, list_images
+
+    if march not in MARCHES:
+        raise EdgesegError(f"unknown march {march!r} (choose from {', '.join(MARCHES)})")
+    if input_type_rt not in INPUT_TYPES:
+        raise EdgesegError(f"unknown input type {input_type_rt!r} (choose from {', '.join(INPUT_TYPES)})")
+    if num < 1:
+        raise EdgesegError(f"--num must be >= 1, got {num}")
+    src = Path(model)
+    info = read_model_info(src)
+    heads = head_convs(src)
+    files = list_images(calib)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise EdgesegError("exists and is not a directory", out)
+    ih, iw = info.imgsz
+    march_tag = march.replace("-", "")
+    prefix = f"{src.stem}_{march_tag}_{ih}x{iw}_{input_type_rt}"
+    cal_name = f"calibration_data_rgb_f32_{ih}x{iw}"
+    cal_dir = out / cal_name
+    cal_dir.mkdir(parents=True, exist_ok=True)
+    for old in cal_dir.glob("*.rgbchw"):  # a rerun must not leave stale samples behind
+        old.unlink()
+
+    skipped: list[tuple[str, str]] = []
+    written: list[Path] = []
+    used_names: set[str] = set()
+    bar = tqdm(total=num, desc="calibration data", unit="img", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    try:
+        for path, tensor in iter_tensors(files, (ih, iw), num, skipped):
+            # Same letterbox as inference; Horizon wants the values before the model's 1/255 (norm_type
+            # data_scale), so undo the division exactly: the uint8 pixels come back as floats.
+            data = np.rint(tensor[0] * np.float32(255)).astype(np.float32)
+            name = path.stem
+            k = 1
+            while name in used_names:
+                name, k = f"{path.stem}_{k}", k + 1
+            used_names.add(name)
+            written.append(write_bytes_atomic(cal_dir / f"{name}.rgbchw", np.ascontiguousarray(data).tobytes()))
+            bar.update(1)
+    finally:
+        bar.close()
+    if not written:
+        raise EdgesegError(f"none of the {len(skipped)} calibration image(s) could be read", calib)
+    warnings = []
+    if len(written) < num:
+        warnings.append(f"{calib}: only {len(written)} usable calibration image(s), {num} asked")
+
+    model_copy = out / src.name
+    if model_copy.resolve() != src.resolve():
+        tmp = model_copy.with_name(f".{model_copy.name}.tmp")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, model_copy)
+    working_dir = "bpu_model_output"
+    yaml_path = write_bytes_atomic(
+        out / f"{prefix}.yaml",
+        mapper_yaml(f"./{model_copy.name}", march, working_dir, prefix, f"./{cal_name}", input_type_rt).encode(),
+    )
+    bin_path = f"{working_dir}/{prefix}.bin"
+    command = modifier_command(bin_path, heads)
+    script = "\n".join([
+        "#!/usr/bin/env bash",
+        "# Written by `edgeseg horizon`. Run inside Horizon's OpenExplorer docker, from this directory.",
+        "set -euo pipefail",
+        'cd "$(dirname "$0")"',
+        f"hb_mapper checker --model-type onnx --march {march} --model {shlex.quote('./' + model_copy.name)}",
+        f"hb_mapper makertbin --model-type onnx --config {shlex.quote(yaml_path.name)}",
+        "# Remove the Dequantize nodes of the box and mask-coefficient heads: the board's CPU then",
+        f"# dequantizes only the rows it keeps (hb_model_modifier writes {prefix}_modified.bin).",
+        command,
+        "",
+    ])  # fmt: skip
+    script_path = write_bytes_atomic(out / "convert.sh", script.encode())
+    script_path.chmod(0o755)
+    return HorizonArtefacts(out, model_copy, yaml_path, cal_dir, written, skipped, heads, bin_path, command,
+                            script_path, warnings)  # fmt: skip
