@@ -299,10 +299,7 @@ def parse_yolo_label(path: Path, height: int, width: int, num_classes: int) -> l
         if cls != int(cls) or not 0 <= cls < num_classes:
             raise EdgesegError(f"class {fields[0]} is not a class id of this dataset (0..{num_classes - 1})", where)
         coords = values[1:]
-        if len(coords) == 4:  # a box label: its rectangle is the polygon
-            cx, cy, w, h = coords
-            coords = [cx - w / 2, cy - h / 2, cx + w / 2, cy - h / 2, cx + w / 2, cy + h / 2, cx - w / 2, cy + h / 2]
-        elif len(coords) < 6 or len(coords) % 2:
+        if len(coords) != 4 and (len(coords) < 6 or len(coords) % 2):
             raise EdgesegError(
                 f"expected 'class x1 y1 x2 y2 x3 y3 ...' (a polygon of >= 3 points) or 'class cx cy w h', "
                 f"got {len(fields)} values",
@@ -310,6 +307,10 @@ def parse_yolo_label(path: Path, height: int, width: int, num_classes: int) -> l
             )
         if min(coords) < 0 or max(coords) > 1:
             raise EdgesegError("coordinates must be normalised to 0..1", where)
+        if len(coords) == 4:  # a box label: its rectangle (clipped to the image) is the polygon
+            cx, cy, w, h = coords
+            x1, y1, x2, y2 = max(cx - w / 2, 0), max(cy - h / 2, 0), min(cx + w / 2, 1), min(cy + h / 2, 1)
+            coords = [x1, y1, x2, y1, x2, y2, x1, y2]
         key = tuple(values)
         if key in seen:  # Ultralytics drops duplicate rows too
             continue

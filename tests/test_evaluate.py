@@ -1,0 +1,357 @@
+"""edgeseg val: COCO ground truth from YOLO labels, COCO category ids, the evaluator round trip, the
+command line, and a cross-check against the predictions Ultralytics' own val writes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+from pycocotools import mask as mask_utils
+
+from edgeseg.cli import main
+from edgeseg.errors import EdgesegError
+from edgeseg.evaluate import (
+    COCO80_TO_COCO91,
+    category_ids,
+    detection_records,
+    evaluate,
+    load_dataset,
+    score_predictions,
+)
+from edgeseg.results import Detections
+from edgeseg.runtime import read_model_info
+
+# A few COCO category ids as the official instances json numbers them (not derived from our table).
+OFFICIAL_COCO_IDS = {"person": 1, "stop sign": 13, "backpack": 27, "bowl": 51, "cake": 61, "dining table": 67,
+                     "tv": 72, "book": 84, "toothbrush": 90}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def coco_names(shared_dir) -> dict[int, str]:
+    return yaml.safe_load((shared_dir / "datasets" / "coco128-seg.yaml").read_text())["names"]
+
+
+def copy_coco128(shared_dir: Path, dest: Path, images: list[Path]) -> Path:
+    """A copy of ``images`` and their labels under ``dest`` with a yaml whose ``path:`` is absolute.
+    A copy, because Ultralytics writes a labels cache beside the labels and ../shared is read-only."""
+    src = shared_dir / "datasets" / "coco128-seg"
+    (dest / "images" / "train2017").mkdir(parents=True)
+    (dest / "labels" / "train2017").mkdir(parents=True)
+    for p in images:
+        shutil.copy(p, dest / "images" / "train2017" / p.name)
+        label = src / "labels" / "train2017" / (p.stem + ".txt")
+        if label.is_file():
+            shutil.copy(label, dest / "labels" / "train2017" / label.name)
+    cfg = yaml.safe_load((shared_dir / "datasets" / "coco128-seg.yaml").read_text())
+    cfg["path"] = str(dest.resolve())
+    out = dest.parent / "coco128-seg.yaml"
+    out.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- ids
+
+
+def test_coco_names_map_to_the_91_coco_ids_cake_is_61_not_bowl(coco_names):
+    cats = category_ids(coco_names)
+    assert coco_names[55] == "cake" and coco_names[45] == "bowl"
+    assert cats[55] == 61  # the RDK zoo maps cake to 51 (bowl)
+    assert cats[45] == 51
+    for name, official in OFFICIAL_COCO_IDS.items():
+        assert cats[next(c for c, n in coco_names.items() if n == name)] == official
+    assert len(set(cats.values())) == 80 and sorted(cats.values()) == list(COCO80_TO_COCO91)
+
+
+def test_cake_labels_of_coco128_become_category_61(coco128_dir, coco_names):
+    ds = load_dataset(coco128_dir, coco_names)  # images/labels directory with the model's names
+    cats = {c["id"]: c["name"] for c in ds.coco["categories"]}
+    assert cats[61] == "cake" and cats[51] == "bowl"
+    cake_files = sorted(p.stem for p in (coco128_dir / "labels" / "train2017").glob("*.txt")
+                        if any(line.split()[0] == "55" for line in p.read_text().splitlines() if line.strip()))  # fmt: skip
+    assert cake_files  # coco128 has cakes
+    cake_images = {a["image_id"] for a in ds.coco["annotations"] if a["category_id"] == 61}
+    assert cake_images == {int(s) for s in cake_files}
+
+
+def test_custom_names_map_one_to_one_and_old_coco_spellings_are_coco(coco_names):
+    assert category_ids({0: "cat", 1: "dog", 2: "cake"}) == {0: 1, 1: 2, 2: 3}
+    shuffled = dict(coco_names)
+    shuffled[0], shuffled[1] = coco_names[1], coco_names[0]
+    assert category_ids(shuffled) == {c: c + 1 for c in range(80)}  # not in COCO order: not COCO ids
+    darknet = {**coco_names, 3: "motorbike", 4: "aeroplane", 57: "sofa", 62: "tvmonitor"}
+    assert category_ids(darknet)[55] == 61
+
+
+# ------------------------------------------------------------------------------------- ground truth
+
+
+def test_coco128_ground_truth_backgrounds_and_orphan_labels(coco128_dir, coco_names, shared_dir):
+    ds = load_dataset(shared_dir / "datasets" / "coco128-seg.yaml")  # its relative path: resolves beside the yaml
+    images = {img["id"]: img for img in ds.coco["images"]}
+    assert len(ds.images) == len(images) == 128
+    assert len(ds.coco["annotations"]) == 929  # the instances on images that exist
+    labelled = {a["image_id"] for a in ds.coco["annotations"]}
+    assert len(set(images) - labelled) == 2  # two images without labels stay in as backgrounds
+    assert any("2 label file(s) without an image" in w and "000000000656.txt" in w for w in ds.warnings)
+    # Polygons are in original pixels; area is the rasterised polygon, bbox its extent.
+    for a in ds.coco["annotations"][:50]:
+        img = images[a["image_id"]]
+        poly = np.asarray(a["segmentation"][0]).reshape(-1, 2)
+        assert poly[:, 0].max() <= img["width"] and poly[:, 1].max() <= img["height"]
+        rle = mask_utils.merge(mask_utils.frPyObjects(a["segmentation"], img["height"], img["width"]))
+        assert a["area"] == mask_utils.area(rle) > 0
+        assert a["iscrowd"] == 0
+        x, y, w, h = a["bbox"]
+        assert abs(x - poly[:, 0].min()) < 1e-2 and abs(x + w - poly[:, 0].max()) < 1e-2
+
+
+def test_yaml_path_resolution(tmp_path, shared_dir, coco128_dir):
+    shared_yaml = shared_dir / "datasets" / "coco128-seg.yaml"
+    cfg = yaml.safe_load(shared_yaml.read_text())
+    # Ultralytics-style relative path that means nothing here: falls back to a sibling named like the yaml.
+    (tmp_path / "coco128-seg").symlink_to(coco128_dir.resolve(), target_is_directory=True)
+    (tmp_path / "coco128-seg.yaml").write_text(yaml.safe_dump(dict(cfg, path="../datasets/coco128-seg")))
+    assert len(load_dataset(tmp_path / "coco128-seg.yaml").images) == 128
+    # Absolute path.
+    other = tmp_path / "elsewhere" / "abs.yaml"
+    other.parent.mkdir()
+    other.write_text(yaml.safe_dump(dict(cfg, path=str(coco128_dir.resolve()))))
+    assert len(load_dataset(other).images) == 128
+    # Nothing to find: one error naming the yaml.
+    (tmp_path / "elsewhere" / "lost.yaml").write_text(yaml.safe_dump(dict(cfg, path="no/such/dir")))
+    with pytest.raises(EdgesegError, match=r"lost\.yaml: dataset root not found"):
+        load_dataset(tmp_path / "elsewhere" / "lost.yaml")
+
+
+# ------------------------------------------------------------------------- tiny dataset, round trip
+
+TINY_NAMES = {0: "square", 1: "triangle"}
+
+
+def make_tiny_dataset(root: Path) -> Path:
+    """Three images (one a background) with polygon labels of known shapes."""
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    shapes = {
+        "a": ((120, 160), ["0 0.1 0.1 0.5 0.1 0.5 0.6 0.1 0.6", "1 0.6 0.2 0.95 0.2 0.8 0.9"]),
+        "b": ((90, 200), ["1 0.05 0.9 0.4 0.9 0.2 0.1", "0 0.5 0.3 0.9 0.3 0.9 0.8 0.5 0.8", "0 0.7 0.5 0.2 0.4"]),
+        "c": ((64, 64), []),  # background: no label file
+    }
+    rng = np.random.default_rng(0)
+    for stem, ((h, w), lines) in shapes.items():
+        cv2.imwrite(str(root / "images" / f"{stem}.png"), rng.integers(0, 255, (h, w, 3), np.uint8))
+        if lines:
+            (root / "labels" / f"{stem}.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def gt_detections(ds, shift: int = 0) -> dict[int, Detections]:
+    """Detections equal to the ground truth (boxes and rasterised masks), optionally shifted right/down."""
+    inv = {cat: c for c, cat in ds.category_ids.items()}
+    out = {}
+    for img in ds.coco["images"]:
+        anns = [a for a in ds.coco["annotations"] if a["image_id"] == img["id"]]
+        h, w = img["height"], img["width"]
+        masks, boxes = [], []
+        for a in anns:
+            m = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(a["segmentation"], h, w))).astype(bool)
+            masks.append(np.roll(m, (shift, shift), axis=(0, 1)))
+            x, y, bw, bh = a["bbox"]
+            boxes.append([x + shift, y + shift, x + bw + shift, y + bh + shift])
+        out[img["id"]] = Detections(
+            xyxy=np.asarray(boxes, np.float32).reshape(-1, 4),
+            scores=np.linspace(0.9, 0.5, len(anns)).astype(np.float32),
+            class_ids=np.asarray([inv[a["category_id"]] for a in anns], np.int64),
+            image_shape=(h, w),
+            names=TINY_NAMES,
+            masks=masks,  # box-local masks may cover the whole image, with origin (0, 0)
+            mask_origins=np.zeros((len(anns), 2), np.int64),
+        )
+    return out
+
+
+@pytest.mark.parametrize("evaluator", ["faster-coco-eval", "pycocotools"])
+def test_round_trip_perfect_predictions_score_one_shifted_less(tmp_path, evaluator):
+    ds = load_dataset(make_tiny_dataset(tmp_path / "tiny"), TINY_NAMES)
+    assert len(ds.images) == 3 and len(ds.coco["annotations"]) == 5
+    assert ds.category_ids == {0: 1, 1: 2}
+    assert any("1 image(s) without labels" in w for w in ds.warnings)
+
+    perfect = [r for i, d in gt_detections(ds).items() for r in detection_records(i, d, ds.category_ids)]
+    # The RLE we write decodes (pycocotools) to the mask pycocotools rasterises from the polygon.
+    order = [a for img in ds.coco["images"] for a in ds.coco["annotations"] if a["image_id"] == img["id"]]
+    assert len(perfect) == len(order)
+    for r, a in zip(perfect, order):
+        h, w = ds.image_sizes()[a["image_id"]]
+        assert r["segmentation"]["size"] == [h, w] and r["category_id"] == a["category_id"]
+        gt_mask = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(a["segmentation"], h, w)))
+        np.testing.assert_array_equal(mask_utils.decode(r["segmentation"]), gt_mask)
+    s = score_predictions(ds.coco, json.loads(json.dumps(perfect)), evaluator=evaluator)  # through JSON
+    assert s.evaluator == evaluator
+    assert (s.box_map50_95, s.box_map50, s.mask_map50_95, s.mask_map50) == (1.0, 1.0, 1.0, 1.0)
+    assert all(v == 1.0 for m in s.per_class.values() for v in m.values())
+
+    shifted = [r for i, d in gt_detections(ds, shift=3).items() for r in detection_records(i, d, ds.category_ids)]
+    s = score_predictions(ds.coco, shifted, evaluator=evaluator)
+    assert s.box_map50_95 < 1.0 and s.mask_map50_95 < 1.0
+    assert s.box_map50_95 > 0.0 and s.mask_map50_95 > 0.0  # matched at the looser IoU thresholds
+    none = score_predictions(ds.coco, [], evaluator=evaluator)
+    assert (none.box_map50_95, none.mask_map50_95) == (0.0, 0.0)
+
+
+def test_coco_json_dataset_round_trip(tmp_path):
+    ds = load_dataset(make_tiny_dataset(tmp_path / "tiny"), TINY_NAMES)
+    ann = tmp_path / "annotations" / "instances_val.json"
+    ann.parent.mkdir()
+    ann.write_text(json.dumps(ds.coco))
+    coco = load_dataset(ann, images=tmp_path / "tiny" / "images")
+    assert [i for i, _ in coco.images] == [i for i, _ in ds.images]
+    # Model classes are matched to the json's categories by name, whatever their order.
+    assert coco.category_map({0: "triangle", 1: "square"}) == {0: 2, 1: 1}
+    with pytest.raises(EdgesegError, match="not categories of this dataset"):
+        coco.category_map({0: "cat", 1: "dog", 2: "cow"})
+    perfect = [r for i, d in gt_detections(coco).items() for r in detection_records(i, d, coco.category_ids)]
+    assert score_predictions(coco.coco, perfect).mask_map50_95 == 1.0
+
+
+# ------------------------------------------------------------------------------------------ errors
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ("0 0.1 0.1 0.5 oops 0.3 0.3", "not a number"),
+        ("0 0.1 0.1 0.5 0.5", None),  # a box label is fine: see below
+        ("0 0.1 0.1 0.5 0.5 0.3", "expected 'class x1 y1"),
+        ("0 0.1 0.1", "expected 'class x1 y1"),
+        ("1", "expected 'class x1 y1"),
+        ("7 0.1 0.1 0.5 0.1 0.5 0.6", "class 7 is not a class id"),
+        ("0.5 0.1 0.1 0.5 0.1 0.5 0.6", "class 0.5 is not a class id"),
+        ("0 0.1 0.1 1.5 0.1 0.5 0.6", "normalised to 0..1"),
+        ("0 nan 0.1 0.5 0.1 0.5 0.6", "non-finite"),
+    ],
+)
+def test_malformed_label_line_names_file_and_line(tmp_path, bad, message):
+    root = make_tiny_dataset(tmp_path / "tiny")
+    label = root / "labels" / "b.txt"
+    lines = label.read_text().splitlines()
+    lines.insert(2, bad)  # line 3
+    label.write_text("\n".join(lines) + "\n")
+    if message is None:
+        assert len(load_dataset(root, TINY_NAMES).coco["annotations"]) == 6
+        return
+    with pytest.raises(EdgesegError) as err:
+        load_dataset(root, TINY_NAMES)
+    assert str(err.value).startswith(f"{label}:3: ") and message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys, model_640):
+    root = make_tiny_dataset(tmp_path / "tiny")
+    (root / "labels" / "a.txt").write_text("0 0.1 0.1 0.5\n")
+    for argv, fragment in [
+        (["val", str(model_640), "--data", str(root)], "a.txt:1: expected"),
+        (["val", str(model_640), "--data", str(tmp_path / "none.yaml")], "none.yaml: no such file"),
+        (["val", str(model_640), "--data", str(root), "--imgsz", "320"], "model input is 640x640, not 320x320"),
+        (["val", str(tmp_path / "nope.onnx"), "--data", str(root)], "nope.onnx: no such file"),
+    ]:
+        assert main(argv) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("edgeseg: error: ") and fragment in err[0], err
+
+
+# ------------------------------------------------------------------------------- real model, CLI
+
+
+def test_cli_two_models_table_json_and_skipped_images(tmp_path, capsys, model_640, coco128_images, coco128_dir):
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    for p in coco128_images[:3]:
+        shutil.copy(p, root / "images" / p.name)
+        shutil.copy(coco128_dir / "labels" / "train2017" / (p.stem + ".txt"), root / "labels")
+    (root / "images" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    second = tmp_path / "copy" / model_640.name
+    second.parent.mkdir()
+    shutil.copy(model_640, second)
+    out = tmp_path / "out" / "val.json"
+
+    assert main(["val", str(model_640), str(second), "--data", str(root), "--imgsz", "640",
+                 "--save-json", str(out), "--verbose"]) == 0  # fmt: skip
+    cap = capsys.readouterr()
+    assert "broken.jpg" in cap.err and "skipped 1 item(s)" in cap.err
+    assert "retention (box / mask)" in cap.out and "100.0% / 100.0%" in cap.out
+    assert "bowl" in cap.out and "giraffe" in cap.out  # per-class table
+
+    doc = json.loads(out.read_text())
+    assert [m["model"] for m in doc["models"]] == [str(model_640), str(second)]
+    first = doc["models"][0]
+    assert first["images"] == 3
+    for key in ("box_map50_95", "box_map50", "mask_map50_95", "mask_map50"):
+        assert 0.0 < first[key] <= 1.0 and first[key] == doc["models"][1][key]
+    assert first["mask_map50"] >= first["mask_map50_95"] and first["box_map50"] >= first["box_map50_95"]
+    assert first["per_class"]["bowl"]["category_id"] == 51 and first["per_class"]["bowl"]["instances"] > 0
+    # The COCO results beside it re-score to the same numbers with pycocotools.
+    preds = json.loads((out.parent / first["predictions"]).read_text())
+    assert preds and set(preds[0]) == {"image_id", "category_id", "bbox", "score", "segmentation"}
+    ds = load_dataset(root, read_model_info(model_640).names)
+    s = score_predictions(ds.coco, preds, evaluator="pycocotools")
+    assert abs(s.box_map50_95 - first["box_map50_95"]) < 1e-9 and abs(s.mask_map50_95 - first["mask_map50_95"]) < 1e-9
+
+
+# ------------------------------------------------------------------------- Ultralytics cross-check
+
+
+def _ultralytics_predictions(pt: Path, data: Path, project: Path) -> tuple[list[dict], dict[str, float]]:
+    """Ultralytics' own val with save_json: its predictions.json and its printed metrics. rect=False gives
+    the square letterbox of a fixed-size export (rect batches would be another input, other numbers)."""
+    from ultralytics import YOLO
+
+    metrics = YOLO(str(pt)).val(data=str(data), imgsz=640, batch=1, save_json=True, conf=0.001, iou=0.7,
+                                plots=False, rect=False, device="cpu", project=str(project), name="val",
+                                exist_ok=True, verbose=False)  # fmt: skip
+    preds = json.loads((Path(metrics.save_dir) / "predictions.json").read_text())
+    return preds, {"box": float(metrics.box.map), "mask": float(metrics.seg.map)}
+
+
+@pytest.mark.parametrize(
+    "every", [pytest.param(4, id="every-4th-image"), pytest.param(1, id="all-128", marks=pytest.mark.slow)]
+)
+def test_cross_check_with_ultralytics_val_predictions(request, tmp_path, every, shared_dir, checkpoint,
+                                                      model_640, coco128_images, coco_names):  # fmt: skip
+    pytest.importorskip("ultralytics")
+    if every == 1 and "slow" not in (request.config.getoption("markexpr") or "").replace("not slow", ""):
+        pytest.skip("full coco128-seg cross-check (minutes): run with -m slow")
+    images = coco128_images[::every]
+    data = copy_coco128(shared_dir, tmp_path / "data" / "coco128-seg", images)
+    ours = evaluate(model_640, data, imgsz=640)
+    assert ours.images == len(images)
+
+    pt = tmp_path / checkpoint.name
+    shutil.copy(checkpoint, pt)
+    ul_preds, ul_printed = _ultralytics_predictions(pt, data, tmp_path / "ultralytics")
+    ds = load_dataset(data)
+    # Ultralytics names images by numeric stem (as we do) and, for a dataset that is not COCO's own
+    # val2017 list, numbers categories 1..80: map them to the 91 COCO ids our ground truth uses.
+    assert {p["image_id"] for p in ul_preds} <= {i for i, _ in ds.images}
+    assert max(p["category_id"] for p in ul_preds) <= 80
+    cats = category_ids(coco_names)
+    for p in ul_preds:
+        p["category_id"] = cats[p["category_id"] - 1]
+    theirs = score_predictions(ds.coco, ul_preds, evaluator="pycocotools")
+    mine = score_predictions(ds.coco, ours.predictions, evaluator="pycocotools")
+    print(f"\n{len(images)} images: edgeseg val box {ours.box_map50_95:.4f}/{ours.box_map50:.4f} mask "
+          f"{ours.mask_map50_95:.4f}/{ours.mask_map50:.4f}; pycocotools on Ultralytics' predictions.json box "
+          f"{theirs.box_map50_95:.4f}/{theirs.box_map50:.4f} mask {theirs.mask_map50_95:.4f}/{theirs.mask_map50:.4f}; "
+          f"Ultralytics printed box {ul_printed['box']:.4f} mask {ul_printed['mask']:.4f}")  # fmt: skip
+    # Our evaluator (faster-coco-eval) agrees with pycocotools on the same predictions ...
+    assert abs(mine.box_map50_95 - ours.box_map50_95) < 1e-4 and abs(mine.mask_map50_95 - ours.mask_map50_95) < 1e-4
+    # ... and our predictions score like Ultralytics' own, against the same ground truth.
+    assert abs(ours.box_map50_95 - theirs.box_map50_95) < 0.01
+    assert abs(ours.mask_map50_95 - theirs.mask_map50_95) < 0.01
+    assert ours.box_map50_95 > 0.3 and ours.mask_map50_95 > 0.15  # the model finds real objects
