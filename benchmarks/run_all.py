@@ -51,7 +51,7 @@ def pick(options: set[str], candidates: tuple[str, ...]) -> str | None:
     return next((c for c in candidates if c in options), None)
 
 
-def quantize(model: Path, images: Path, work: Path, notes: list[str]) -> tuple[Path | None, Path | None]:
+def quantize(model: Path, images: Path, work: Path, notes: list[str], force: bool) -> tuple[Path | None, Path | None]:
     opts = command_options("quantize")
     if opts is None:
         notes.append("INT8: `edgeseg quantize` is not in this checkout; no INT8 model benchmarked")
@@ -64,11 +64,17 @@ def quantize(model: Path, images: Path, work: Path, notes: list[str]) -> tuple[P
         return None, None
     out = work / f"{model.stem}-int8.onnx"
     rep = work / "quantize-report.json"
-    args = ["quantize", rel(model), calib, rel(images), output, rel(out)]
-    if report:
-        args += [report, rel(rep)]
-    run(args, "quantize")
-    return out, (rep if report and rep.is_file() else None)
+    if force or not out.is_file():
+        args = ["quantize", rel(model), calib, rel(images), output, rel(out)]
+        if report:
+            args += [report, rel(rep)]
+        run(args, "quantize")
+    # edgeseg quantize writes its similarity report beside the model unless told otherwise
+    for candidate in ((rep,) if report else ()) + (out.with_name(f"{out.stem}.similarity.json"),):
+        if candidate.is_file():
+            return out, candidate
+    notes.append("similarity: no quantize report found beside the INT8 model")
+    return out, None
 
 
 def validate(models: list[Path], data: Path, work: Path, notes: list[str]) -> Path | None:
@@ -124,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--int8", type=Path, default=None, help="use this INT8 model instead of running quantize")
     p.add_argument("--quant-report", type=Path, default=None, help="use this quantize report JSON")
     p.add_argument("--val-json", type=Path, default=None, help="use this val JSON instead of running val")
-    p.add_argument("--force", action="store_true", help="re-export even if the model exists")
+    p.add_argument("--bench-json", type=Path, default=None, help="use this bench JSON instead of running bench")
+    p.add_argument("--force", action="store_true", help="re-export and re-quantize even if the models exist")
     p.add_argument("--note", default=None, help="a note printed at the top of the page (e.g. about the machine)")
     a = p.parse_args(argv)
 
@@ -141,14 +148,15 @@ def main(argv: list[str] | None = None) -> int:
     model = a.work / "yolov8n-seg-coco128-640.onnx"
     if a.force or not model.is_file():
         run(["export", rel(checkpoint), "--imgsz", "640", "-o", rel(model)], "export")
-    int8, quant_report = (a.int8, a.quant_report) if a.int8 else quantize(model, images, a.work, notes)
+    int8, quant_report = (a.int8, a.quant_report) if a.int8 else quantize(model, images, a.work, notes, a.force)
     quant_report = a.quant_report or quant_report
     models = [model] + ([int8] if int8 else [])
     val_json = a.val_json or validate(models, data_yaml if data_yaml.is_file() else images, a.work, notes)
 
-    bench_json = a.work / "bench.json"
-    run(["bench", *map(rel, models), "--images", rel(images), *limit, "--threads", a.threads,
-         "--iters", str(a.iters), "--json", rel(bench_json)], "bench")
+    bench_json = a.bench_json or a.work / "bench.json"
+    if a.bench_json is None:
+        run(["bench", *map(rel, models), "--images", rel(images), *limit, "--threads", a.threads,
+             "--iters", str(a.iters), "--json", rel(bench_json)], "bench")
     report_dir = a.work / "report"
     args = ["report", "--bench", rel(bench_json), "-o", rel(report_dir)]
     if val_json:

@@ -355,12 +355,19 @@ def similarity_section(rows: Sequence[tuple[str, float]], outputs: Sequence[tupl
     return lines
 
 
+def _evaluator(val_models: Sequence[Mapping[str, Any]]) -> str:
+    names = sorted({str(m["evaluator"]) for m in val_models if m.get("evaluator")})
+    confs = sorted({m["conf"] for m in val_models if isinstance(m.get("conf"), (int, float))})
+    parts = ([f"with {'/'.join(names)}"] if names else []) + ([f"conf {'/'.join(map(str, confs))}"] if confs else [])
+    return f" {', '.join(parts)}" if parts else ""
+
+
 def footnotes(bench: Mapping[str, Any], val_models: Sequence[Mapping[str, Any]], val_given: bool) -> list[str]:
     m = bench.get("machine", {})
     s = bench.get("settings", {})
     n_threads = max(s.get("threads") or [1])
     acc = (
-        f"4. box/mask mAP50-95 from `edgeseg val` (pycocotools-style COCO evaluation, masks at original resolution) "
+        f"4. box/mask mAP50-95 from `edgeseg val` (COCO evaluation{_evaluator(val_models)}, masks at original resolution) "
         f"on {_val_images(val_models)} coco128-seg images. The shared checkpoint was trained on these very images, so "
         "the absolute values say nothing about generalisation; the float→INT8 difference is what matters."
         if val_given else "4. Accuracy columns: no `edgeseg val` results were given."
