@@ -38,7 +38,8 @@ def reference_decode(
         cls = _dense(outputs[output_name("cls", s)])
         grid_w = cls.shape[2]
         cls = cls.reshape(-1, nc)
-        probs.append(1 / (1 + np.exp(-cls)))
+        with np.errstate(over="ignore"):  # exp(-x) overflows to inf for very negative logits: sigmoid -> 0
+            probs.append(1 / (1 + np.exp(-cls)))
         box = _dense(outputs[output_name("box", s)]).reshape(-1, 4 * reg_max)
         boxes.append(dfl_dist2bbox(box, np.arange(box.shape[0]), grid_w, s, reg_max))
         coeffs.append(_dense(outputs[output_name("mc", s)]).reshape(-1, nm))
