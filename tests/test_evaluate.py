@@ -355,3 +355,41 @@ def test_cross_check_with_ultralytics_val_predictions(request, tmp_path, every, 
     assert abs(ours.box_map50_95 - theirs.box_map50_95) < 0.01
     assert abs(ours.mask_map50_95 - theirs.mask_map50_95) < 0.01
     assert ours.box_map50_95 > 0.3 and ours.mask_map50_95 > 0.15  # the model finds real objects
+
+
+# ------------------------------------------------------------------------------ multi-label decode
+
+
+def synthetic_outputs(quantized: bool):
+    """Split-head outputs of a 3-class 64x64 model where one stride-8 cell scores two classes."""
+    from edgeseg.runtime import ModelInfo, QuantizedTensor, output_name
+
+    info = ModelInfo(names={0: "a", 1: "b", 2: "c"}, strides=(8, 16, 32), imgsz=(64, 64))
+    out = {}
+    for s in info.strides:
+        g = 64 // s
+        cls = np.full((1, g, g, 3), -9.0, np.float32)
+        if s == 8:
+            cls[0, 3, 4] = [2.0, 1.0, -9.0]  # class 0 (p 0.88) and class 1 (p 0.73) in one cell
+        out[output_name("cls", s)] = cls
+        out[output_name("box", s)] = np.zeros((1, g, g, 64), np.float32)
+        out[output_name("mc", s)] = np.ones((1, g, g, 32), np.float32)
+    out["protos"] = np.ones((1, 16, 16, 32), np.float32)
+    if quantized:  # integer cls/box/mc heads, per-tensor scale
+        for k, v in list(out.items()):
+            if k != "protos":
+                out[k] = QuantizedTensor(np.round(v / 0.1).astype(np.int8), np.float32(0.1), np.int32(0))
+    return info, out
+
+
+@pytest.mark.parametrize("quantized", [False, True])
+def test_multi_label_keeps_every_class_above_conf_like_ultralytics_val(quantized):
+    from edgeseg.evaluate import multi_label_candidates
+
+    info, out = synthetic_outputs(quantized)
+    cand = multi_label_candidates(out, info, conf=0.5)
+    assert sorted(cand.class_ids.tolist()) == [0, 1]
+    np.testing.assert_allclose(sorted(cand.scores.tolist()), [1 / (1 + np.exp(-1.0)), 1 / (1 + np.exp(-2.0))], atol=1e-6)
+    np.testing.assert_array_equal(cand.xyxy[0], cand.xyxy[1])  # one cell, one box, two labels
+    assert multi_label_candidates(out, info, conf=0.8).class_ids.tolist() == [0]
+    assert multi_label_candidates(out, info, conf=0.5, classes=[1]).class_ids.tolist() == [1]

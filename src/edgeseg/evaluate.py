@@ -142,7 +142,8 @@ def score_predictions(
     COCO, COCOeval, used = _evaluator(evaluator)
     ids = sorted({img["id"] for img in gt["images"]} if image_ids is None else set(image_ids))
     cat_ids = sorted({c["id"] for c in gt["categories"]})
-    counted = {a["category_id"] for a in gt["annotations"] if a["image_id"] in set(ids)}
+    wanted = set(ids)
+    counted = {a["category_id"] for a in gt["annotations"] if a["image_id"] in wanted}
     if not counted:
         raise EdgesegError("the ground truth has no labelled instances on the evaluated images: nothing to score")
     gt = dict(gt, info=gt.get("info", {}), licenses=gt.get("licenses", []))
@@ -152,7 +153,6 @@ def score_predictions(
         _silent(coco_gt.createIndex)
     else:
         coco_gt = COCO(copy.deepcopy(gt))
-    wanted = set(ids)
     preds = [dict(p) for p in predictions if p["image_id"] in wanted]  # loadRes writes into its records
     out: dict[str, tuple[float, float, dict[int, tuple[float, float]]]] = {}
     for iou_type in ("bbox", "segm"):
@@ -259,7 +259,7 @@ def img2label_path(image: Path) -> Path:
 
 def image_size(path: Path) -> tuple[int, int]:
     """(height, width) as ``load_image`` will see it (EXIF orientation applied), from the header only."""
-    from PIL import Image, ImageOps  # noqa: F401  (Pillow comes with matplotlib/Ultralytics)
+    from PIL import Image  # Pillow comes with matplotlib and Ultralytics; it reads the header only
 
     try:
         with Image.open(path) as im:
@@ -765,6 +765,12 @@ def evaluate(
     seg = Segmenter(model, conf=conf, iou=iou, max_det=max_det, threads=threads)
     check_imgsz(seg.info.imgsz, imgsz, os.fspath(model))
     ds = data if isinstance(data, Dataset) else load_dataset(data, seg.names, images)
+    if ds.source == "yolo" and [_norm_name(n) for _, n in sorted(seg.names.items())] != [
+        _norm_name(n) for _, n in sorted(ds.names.items())
+    ]:
+        note = f"class names of {Path(model).name} differ from the dataset's: classes are matched by id"
+        if note not in ds.warnings:
+            ds.warnings.append(note)
     records, done, skipped = predict_records(seg, ds, progress, f"val {Path(model).name}", multi_label)
     if not done:
         raise EdgesegError("no image could be evaluated", ds.name)
