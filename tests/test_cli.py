@@ -9,7 +9,6 @@ import sys
 
 import numpy as np
 import onnx
-import pytest
 from onnx import TensorProto, helper
 
 from edgeseg.masks import decode_rle

@@ -384,12 +384,12 @@ def synthetic_outputs(quantized: bool):
 
 @pytest.mark.parametrize("quantized", [False, True])
 def test_multi_label_keeps_every_class_above_conf_like_ultralytics_val(quantized):
-    from edgeseg.evaluate import multi_label_candidates
+    from edgeseg.decode import select_candidates
 
     info, out = synthetic_outputs(quantized)
-    cand = multi_label_candidates(out, info, conf=0.5)
+    cand = select_candidates(out, info, conf=0.5, multi_label=True)
     assert sorted(cand.class_ids.tolist()) == [0, 1]
     np.testing.assert_allclose(sorted(cand.scores.tolist()), [1 / (1 + np.exp(-1.0)), 1 / (1 + np.exp(-2.0))], atol=1e-6)
     np.testing.assert_array_equal(cand.xyxy[0], cand.xyxy[1])  # one cell, one box, two labels
-    assert multi_label_candidates(out, info, conf=0.8).class_ids.tolist() == [0]
-    assert multi_label_candidates(out, info, conf=0.5, classes=[1]).class_ids.tolist() == [1]
+    assert select_candidates(out, info, conf=0.8, multi_label=True).class_ids.tolist() == [0]
+    assert select_candidates(out, info, conf=0.5, classes=[1], multi_label=True).class_ids.tolist() == [1]

@@ -95,8 +95,12 @@ def select_candidates(
     info: ModelInfo,
     conf: float = 0.25,
     classes: Sequence[int] | None = None,
+    multi_label: bool = False,
 ) -> Candidates:
-    """Threshold on logits per scale, gather survivors, decode their boxes and mask coefficients."""
+    """Threshold on logits per scale, gather survivors, decode their boxes and mask coefficients.
+
+    ``multi_label`` keeps every (cell, class) pair above ``conf`` instead of each cell's best class,
+    as Ultralytics' validator does (it raises mAP slightly through low-score second labels)."""
     nc, nm, reg_max = info.num_classes, info.num_masks, info.reg_max
     threshold = conf_to_logit(conf)
     parts = []
@@ -108,12 +112,18 @@ def select_candidates(
         if idx.size == 0:
             continue
         kept_logits = _take_rows(cls_rows, idx)
-        class_ids = kept_logits.argmax(axis=1)
-        max_logit = kept_logits[np.arange(idx.size), class_ids]
-        scores = 1 / (1 + np.exp(-max_logit))
+        best = kept_logits.argmax(axis=1)
+        if multi_label:
+            hit = kept_logits > threshold
+            hit[np.arange(idx.size), best] = True  # the best class always, whatever float rounding says
+            row, class_ids = np.nonzero(hit)
+        else:
+            row, class_ids = np.arange(idx.size), best
+        scores = 1 / (1 + np.exp(-kept_logits[row, class_ids]))
         box = _take_rows(_rows(outputs[output_name("box", stride)], 4 * reg_max), idx)
         coeffs = _take_rows(_rows(outputs[output_name("mc", stride)], nm), idx)
-        parts.append((dfl_dist2bbox(box, idx, grid_w, stride, reg_max), scores, class_ids, coeffs))
+        xyxy = dfl_dist2bbox(box, idx, grid_w, stride, reg_max)
+        parts.append((xyxy[row], scores, class_ids, coeffs[row]))
     if not parts:
         return Candidates(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros((0, nm), np.float32))
     xyxy, scores, class_ids, coeffs = (np.concatenate(p) for p in zip(*parts))
@@ -205,9 +215,12 @@ def decode(
     classes: Sequence[int] | None = None,
     agnostic: bool = False,
     with_masks: bool = True,
+    multi_label: bool = False,
 ) -> Detections:
-    """Split-head outputs of one image -> Detections in original pixels with box-local masks."""
-    cand = select_candidates(outputs, info, conf, classes)
+    """Split-head outputs of one image -> Detections in original pixels with box-local masks.
+
+    ``multi_label`` (for evaluation, like Ultralytics' val) may report one cell under several classes."""
+    cand = select_candidates(outputs, info, conf, classes, multi_label)
     keep = nms_select(cand, iou, max_det, agnostic)
     if keep.size == 0:
         return Detections.empty(lb.source_shape, info.names, with_masks)

@@ -23,7 +23,6 @@ from .errors import EdgesegError
 from .fileio import write_json_atomic
 from .preprocess import IMAGE_SUFFIXES, load_image
 from .results import Detections
-from .runtime import QuantizedTensor
 
 # The 80 COCO class names in the order every YOLO COCO model uses, and their ids among COCO's 91.
 COCO80_NAMES = (
@@ -628,68 +627,13 @@ def _network_outputs(segmenter, items: Sequence[tuple[int, Path]]) -> Iterator[t
             yield image_id, path, result
 
 
-def _head_rows(t: "np.ndarray | QuantizedTensor", channels: int) -> "np.ndarray | QuantizedTensor":
-    if isinstance(t, QuantizedTensor):
-        return QuantizedTensor(t.data.reshape(-1, channels), t.scale, t.zero_point)
-    return t.reshape(-1, channels)
-
-
-def _gather(t: "np.ndarray | QuantizedTensor", idx: np.ndarray) -> np.ndarray:
-    return t.dequantize(idx) if isinstance(t, QuantizedTensor) else t[idx].astype(np.float32, copy=False)
-
-
-def multi_label_candidates(outputs: Mapping[str, Any], info, conf: float, classes: Sequence[int] | None = None):
-    """Candidates with every (cell, class) pair above ``conf``, not only each cell's best class: what
-    Ultralytics' validator feeds its NMS (``multi_label=True``). It adds low-score second labels that
-    raise mAP by ~0.007 on the shared checkpoint, so val needs it to be comparable with Ultralytics."""
-    from .decode import Candidates, cells_above, conf_to_logit, dfl_dist2bbox
-    from .runtime import output_name
-
-    nc, nm, reg_max = info.num_classes, info.num_masks, info.reg_max
-    threshold = conf_to_logit(conf)
-    parts = []
-    for stride in info.strides:
-        cls_t = outputs[output_name("cls", stride)]
-        grid_w = (cls_t.data if isinstance(cls_t, QuantizedTensor) else cls_t).shape[2]
-        cls_rows = _head_rows(cls_t, nc)
-        cells = cells_above(cls_rows, threshold)  # cells with at least one class above the threshold
-        if cells.size == 0:
-            continue
-        logits = _gather(cls_rows, cells)
-        hit = logits > threshold
-        hit[np.arange(cells.size), logits.argmax(axis=1)] = True  # the decoder's own pick, whatever rounding says
-        k, class_ids = np.nonzero(hit)
-        scores = 1 / (1 + np.exp(-logits[k, class_ids]))
-        box = _gather(_head_rows(outputs[output_name("box", stride)], 4 * reg_max), cells)
-        coeffs = _gather(_head_rows(outputs[output_name("mc", stride)], nm), cells)
-        parts.append((dfl_dist2bbox(box, cells, grid_w, stride, reg_max)[k], scores, class_ids, coeffs[k]))
-    if not parts:
-        return Candidates(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros((0, nm), np.float32))
-    xyxy, scores, class_ids, coeffs = (np.concatenate(p) for p in zip(*parts))
-    keep = np.ones(scores.shape[0], bool) if classes is None else np.isin(class_ids, np.asarray(list(classes), np.int64))
-    return Candidates(
-        xyxy[keep].astype(np.float32), scores[keep].astype(np.float32), class_ids[keep].astype(np.int64), coeffs[keep]
-    )
-
-
 def decode_for_val(outputs: Mapping[str, Any], segmenter, lb, multi_label: bool = True) -> Detections:
     """Detections of one image with the segmenter's thresholds; ``multi_label`` as in Ultralytics' val,
     otherwise exactly what ``Segmenter`` returns."""
-    from .decode import decode, instance_masks, nms_select, scale_boxes
-    from .runtime import PROTOS
+    from .decode import decode
 
     s = segmenter
-    if not multi_label:
-        return decode(outputs, s.info, lb, s.conf, s.iou, s.max_det, s.classes, s.agnostic, True)
-    # decode()'s steps after candidate selection, unchanged
-    cand = multi_label_candidates(outputs, s.info, s.conf, s.classes)
-    keep = nms_select(cand, s.iou, s.max_det, s.agnostic)
-    if keep.size == 0:
-        return Detections.empty(lb.source_shape, s.info.names, True)
-    xyxy = scale_boxes(cand.xyxy[keep], lb)
-    det = Detections(xyxy, cand.scores[keep], cand.class_ids[keep], lb.source_shape, s.info.names)
-    det.masks, det.mask_origins = instance_masks(cand.coeffs[keep], outputs[PROTOS], xyxy, lb)
-    return det.drop_empty_masks()
+    return decode(outputs, s.info, lb, s.conf, s.iou, s.max_det, s.classes, s.agnostic, True, multi_label)
 
 
 def detection_records(image_id: int, det: Detections, categories: Mapping[int, int]) -> list[dict]:
