@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib", required=True, help="directory of calibration images (letterboxed like inference)")
     p.add_argument("--num", type=_positive_int, default=50, help="calibration images to use (default 50)")
     p.add_argument("--method", choices=["minmax", "entropy", "percentile"], default="percentile",
-                   help="activation range calibration (default percentile; head outputs always keep min/max)")
+                   help="activation range calibration (default percentile; head outputs keep their full range)")
     p.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True,
                    help="per-output-channel weight scales (default on)")
     p.add_argument("--reduce-range", action=argparse.BooleanOptionalAction, default=True,
