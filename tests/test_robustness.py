@@ -198,3 +198,46 @@ def test_interrupted_write_leaves_the_old_file_and_no_temp(tmp_path, monkeypatch
     monkeypatch.undo()
     assert json.loads(target.read_text()) == {"version": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+# --- datasets and calibration directories -----------------------------------------------------------
+
+def _tiny_dataset(root: Path, coco128_images, labels: dict[str, str]) -> Path:
+    """images/ + labels/ with real images and the given label texts (keyed by image stem)."""
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    for p, (stem, text) in zip(coco128_images, labels.items()):
+        shutil.copy(p, root / "images" / f"{stem}.jpg")
+        (root / "labels" / f"{stem}.txt").write_text(text)
+    return root
+
+
+@pytest.mark.parametrize("line, problem", [
+    ("0 0.1 0.1 0.5 0.1 0.5", "got 6 values"),                       # odd coordinate count
+    ("0 0.1 0.1 0.5 0.1 0.5 0.5 0.7", "got 8 values"),                # odd again (7 coordinates)
+    ("95 0.1 0.1 0.5 0.1 0.5 0.5", "class 95 is not a class id"),     # class id out of range
+    ("1.5 0.1 0.1 0.5 0.1 0.5 0.5", "class 1.5 is not a class id"),   # non-integer class
+    ("0 0.1 0.1 1.7 0.1 0.5 0.5", "normalised to 0..1"),              # coordinate outside [0, 1]
+    ("0 0.1 nan 0.5 0.1 0.5 0.5", "non-finite"),
+    ("person 0.1 0.1 0.5 0.1 0.5 0.5", "not a number"),
+])
+def test_malformed_label_lines_name_file_and_line(tmp_path, coco128_images, default_model, line, problem):
+    data = _tiny_dataset(tmp_path / "ds", coco128_images, {"a": "0 0.2 0.2 0.6 0.2 0.6 0.6\n", "b": f"0 0.1 0.1 0.3 0.1 0.3 0.3\n{line}\n"})
+    err = one_error_line(run_cli("val", default_model, "--data", data))
+    assert f"b.txt:2" in err and problem in err, err
+
+
+def test_empty_and_all_bad_calibration_directories(tmp_path, default_model):
+    (tmp_path / "empty").mkdir()
+    err = one_error_line(run_cli("quantize", default_model, "--calib", tmp_path / "empty", "-o", tmp_path / "q.onnx"))
+    assert "empty" in err
+    bad = tmp_path / "all bad"
+    make_image_corpus(tmp_path / "corpus")
+    bad.mkdir()
+    for p in (tmp_path / "corpus").iterdir():
+        if p.name in ("zero byte.jpg", "truncated.jpg", "text.png", "random.jpg", "html.jpeg"):
+            shutil.copy(p, bad / p.name)
+    proc = run_cli("quantize", default_model, "--calib", bad, "-o", tmp_path / "q.onnx")
+    err = one_error_line(proc)
+    assert "all bad" in err
+    assert not (tmp_path / "q.onnx").exists()
