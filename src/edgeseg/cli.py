@@ -286,7 +286,7 @@ def _cmd_quantize(args) -> int:
         print(f"mixed precision: {len(r.keep_float)} node(s) float, {len(r.int16)} node(s) int16")
     if r.report is not None:
         print(r.report.format())
-        print(f"similarity report: {r.report_json}, {r.report_png}")
+        print("similarity report: " + ", ".join(str(f) for f in (r.report_json, r.report_png) if f))
     if r.latency_ms:
         base = r.latency_ms["float"]
         print("1-thread ONNX Runtime latency (median of %d runs): " % args.bench

@@ -1023,8 +1023,11 @@ def quantize(
                     {"model": out.name, "float_model": src.name, "quantization": config, **result.report.to_dict(),
                      "search": search},
                 )  # fmt: skip
-                result.report_png = plot_report(result.report, stem.with_name(stem.name + ".similarity.png"),
-                                                f"{out.name} vs {src.name}: INT8 vs float on {len(held.used)} held-out image(s)")  # fmt: skip
+                try:
+                    result.report_png = plot_report(result.report, stem.with_name(stem.name + ".similarity.png"),
+                                                    f"{out.name} vs {src.name}: INT8 vs float on {len(held.used)} held-out image(s)")  # fmt: skip
+                except ImportError:  # matplotlib is optional on a board
+                    warn.append("matplotlib is not installed: similarity plot skipped (pip install matplotlib)")
             else:
                 warn.append(f"{holdout or calib}: no held-out image left for the similarity report "
                             "(give more images than --num, or --holdout DIR)")  # fmt: skip
