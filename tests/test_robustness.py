@@ -149,7 +149,7 @@ def test_foreign_and_broken_models_are_named(tmp_path, ultralytics_exports, coco
     (["--conf", "-0.5"], "conf must be between 0 and 1"),
     (["--conf", "abc"], "conf must be a number"),
     (["--iou", "1.01"], "iou must be between 0 and 1"),
-    (["--max-det", "0"], "positive integer"),
+    (["--max-det", "0"], "integer >= 1"),
     (["--threads", "-2"], "threads"),
 ])
 def test_bad_predict_values(args, fragment, default_model, coco128_images):
