@@ -135,6 +135,7 @@ def select_candidates(
 
 
 def _iou_rows(x1, y1, x2, y2, areas, i, rest):
+    """IoU of boxes ``i`` with boxes ``rest`` (indices; an (n, 1) column against a row gives the matrix)."""
     w = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
     h = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
     inter = w * h
@@ -154,10 +155,8 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, dense_limit
     x1, y1, x2, y2 = (np.ascontiguousarray(b[:, i]) for i in range(4))
     areas = (x2 - x1) * (y2 - y1)
     if n <= dense_limit:
-        w = np.clip(np.minimum(x2[:, None], x2) - np.maximum(x1[:, None], x1), 0, None)
-        h = np.clip(np.minimum(y2[:, None], y2) - np.maximum(y1[:, None], y1), 0, None)
-        inter = w * h
-        over = inter / (areas[:, None] + areas - inter) > iou_threshold
+        every = np.arange(n)
+        over = _iou_rows(x1, y1, x2, y2, areas, every[:, None], every) > iou_threshold  # (n, n) by broadcasting
         suppressed = np.zeros(n, bool)
         keep = []
         for i in range(n):

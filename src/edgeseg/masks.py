@@ -4,8 +4,10 @@ Ultralytics' native-resolution path (``process_mask_native``) computes ``mc @ pr
 proto plane, upsamples, crops the letterbox padding, resizes to the original image (bilinear, half-pixel
 centres, edge clamp), zeroes everything outside the box and thresholds at logit 0. Here each output
 pixel takes one bilinear sample of the proto-resolution logits at the point the letterbox maps it to,
-and only for pixels inside the box. Bilinear sampling is separable: the logits of only the proto cells
-under the box (plus one cell of margin) are interpolated along rows, then along columns.
+and only for pixels inside the box: the logits of only the proto cells under the box (plus one cell of
+margin) come from one small gemv and ``cv2.warpAffine`` resamples them (``BoxMaskSampler``). The
+full-image path (``full_mask_logits``, used by the reference decoder and the tests) does the same
+sampling exactly in numpy, separably along rows then columns.
 """
 
 from __future__ import annotations
