@@ -13,7 +13,7 @@ import pytest
 from edgeseg.errors import EdgesegError
 from edgeseg.predict import Segmenter
 from edgeseg.preprocess import load_image, preprocess
-from edgeseg.quantize import head_outputs, quantize
+from edgeseg.quantize import head_outputs, prepare_float_model, quantize, upsample_as_conv
 from edgeseg.runtime import OnnxRuntimeBackend, QuantizedTensor, read_model_info
 
 NUM_CALIB = 16
@@ -65,6 +65,49 @@ def test_int8_model_has_integer_box_and_mc_heads(int8, model_640):
         q = json.loads(meta[f"edgeseg.quant.{name}"])
         assert len(q["scale"]) == len(q["zero_point"]) == 1 and q["scale"][0] > 0
     assert read_model_info(int8.output) == read_model_info(model_640)
+
+
+def test_int8_graph_has_no_float_upsample(int8):
+    """The proto upsample (ConvTranspose 2x2/2, no int8 kernel in ORT) is an integer 1x1 Conv plus a uint8
+    interleave in the INT8 model: no float ConvTranspose between a DequantizeLinear and a QuantizeLinear."""
+    m = onnx.load(str(int8.output))
+    assert not [n for n in m.graph.node if n.op_type == "ConvTranspose"]
+    meta = {p.key: p.value for p in m.metadata_props}
+    assert json.loads(meta["edgeseg.quantization"])["upsample_as_conv"] == ["/model.22/proto/upsample/ConvTranspose"]
+    conv = next(n for n in m.graph.node if n.name == "/model.22/proto/upsample/ConvTranspose/as_conv")
+    producers = {o: n for n in m.graph.node for o in n.output}
+    assert producers[conv.input[0]].op_type == "DequantizeLinear"  # quantized input and weights
+    assert producers[conv.input[1]].op_type == "DequantizeLinear"
+
+
+def _run_float(model, x):
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"images": x})))
+
+
+def test_upsample_as_conv_is_exact(model_640, coco128_images):
+    from onnx import shape_inference
+
+    base = prepare_float_model(onnx.load(str(model_640)), model_640)
+    rewritten = shape_inference.infer_shapes(prepare_float_model(onnx.load(str(model_640)), model_640))
+    assert upsample_as_conv(rewritten) == ["/model.22/proto/upsample/ConvTranspose"]
+    onnx.checker.check_model(rewritten)
+    ops = [n.op_type for n in rewritten.graph.node]
+    assert "ConvTranspose" not in ops and ops.count("Conv") == 1 + [n.op_type for n in base.graph.node].count("Conv")
+    assert not {"model.22.proto.upsample.weight", "model.22.proto.upsample.bias"} & {i.name for i in rewritten.graph.initializer}
+    x, _ = preprocess(load_image(coco128_images[3]), (640, 640))
+    a, b = _run_float(base, x), _run_float(rewritten, x)
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_allclose(b[name], a[name], rtol=1e-5, atol=1e-4, err_msg=name)
+    # kept nodes, and ConvTranspose that is not a 2x2 stride-2 upsample, are left alone
+    kept = prepare_float_model(onnx.load(str(model_640)), model_640)
+    assert upsample_as_conv(kept, keep=["/model.22/proto/upsample/ConvTranspose"]) == []
+    node = next(n for n in kept.graph.node if n.op_type == "ConvTranspose")
+    next(a for a in node.attribute if a.name == "strides").ints[:] = [1, 1]
+    assert upsample_as_conv(kept) == []
 
 
 def _dense(outputs):
