@@ -172,3 +172,36 @@ def test_timed_pipeline_matches_decode(default_model, coco128_images):
         np.testing.assert_array_equal(det.class_ids, ref.class_ids)
         np.testing.assert_allclose(det.xyxy, ref.xyxy, atol=1e-3)
         assert all((a == b).all() for a, b in zip(det.masks, ref.masks))
+
+
+def test_interleaved_latency_keeps_each_models_results(default_model, coco128_images):
+    """Models are interleaved image by image in a rotating order; every sample still lands with its model."""
+    from edgeseg.bench import load_bench_images, measure_latency
+    from edgeseg.runtime import OnnxRuntimeBackend
+
+    class Silent:
+        """A backend whose cls logits are all very negative: it never detects anything."""
+
+        def __init__(self, real):
+            self.info, self.real = real.info, real
+
+        def run(self, tensor):
+            out = self.real.run(tensor)
+            return {k: (np.full_like(v, -50.0) if k.startswith("cls_") else v) for k, v in out.items()}
+
+    class Bar:
+        n = 0
+
+        def update(self, k):
+            self.n += k
+
+    real = OnnxRuntimeBackend(default_model, intra_op_threads=1)
+    images = load_bench_images([str(p) for p in coco128_images[:3]])
+    bar = Bar()
+    (lat_a, obj_a), (lat_b, obj_b), (lat_c, obj_c) = measure_latency(
+        [Silent(real), real, real], images, warmup=0, iters=2, conf=0.25, iou=0.7, max_det=300, bar=bar
+    )
+    assert bar.n == 2 * 3 * 3
+    assert obj_a == [0, 0, 0] and obj_b == obj_c and sum(obj_b) > 0
+    for lat in (lat_a, lat_b, lat_c):
+        assert lat["total"]["p50"] > 0 and set(lat) == set(STAGES)

@@ -304,32 +304,42 @@ def _progress(total: int, desc: str, enabled: bool):
 
 
 def measure_latency(
-    backend: OnnxRuntimeBackend, images: BenchImages, warmup: int, iters: int, conf: float, iou: float,
+    backends: Sequence[OnnxRuntimeBackend], images: BenchImages, warmup: int, iters: int, conf: float, iou: float,
     max_det: int, bar,
-) -> tuple[dict[str, dict[str, float]], list[int]]:
-    """Per-stage p50/p90/p99 over ``iters`` passes of every image, after ``warmup`` untimed images."""
-    for i in range(warmup):
-        run_pipeline(backend, images.arrays[i % len(images)], conf, iou, max_det)
-    samples: dict[str, list[float]] = {s: [] for s in STAGES}
-    objects: list[int] = []
+) -> list[tuple[dict[str, dict[str, float]], list[int]]]:
+    """Per model: per-stage p50/p90/p99 over ``iters`` passes of every image, after ``warmup`` untimed
+    images, and the object count per image (first pass).
+
+    The models are interleaved image by image (the order rotating from image to image), so that a
+    machine that speeds up or slows down during the run (shared cores, boost clocks) shifts all models
+    alike and the ratios between them stay honest."""
+    for backend in backends:
+        for i in range(warmup):
+            run_pipeline(backend, images.arrays[i % len(images)], conf, iou, max_det)
+    samples: list[dict[str, list[float]]] = [{s: [] for s in STAGES} for _ in backends]
+    objects: list[list[int]] = [[] for _ in backends]
     gc.collect()
+    step = 0
     for it in range(iters):
         for image in images.arrays:
-            det, (t0, t1, t2, t3, t4) = run_pipeline(backend, image, conf, iou, max_det)
-            for stage, a, b in zip(STAGES, (t0, t1, t2, t3, t0), (t1, t2, t3, t4, t4)):
-                samples[stage].append(_ms(a, b))
-            if it == 0:
-                objects.append(len(det))
-            bar.update(1)
-    return {s: percentiles(v) for s, v in samples.items()}, objects
+            for k in range(len(backends)):
+                m = (k + step) % len(backends)
+                det, (t0, t1, t2, t3, t4) = run_pipeline(backends[m], image, conf, iou, max_det)
+                for stage, a, b in zip(STAGES, (t0, t1, t2, t3, t0), (t1, t2, t3, t4, t4)):
+                    samples[m][stage].append(_ms(a, b))
+                if it == 0:
+                    objects[m].append(len(det))
+                bar.update(1)
+            step += 1
+    return [({s: percentiles(v) for s, v in per_model.items()}, objs) for per_model, objs in zip(samples, objects)]
 
 
 def _run_frames(
     backends: Sequence[OnnxRuntimeBackend], images: BenchImages, frames: int, conf: float, iou: float,
-    max_det: int, bar,
+    max_det: int, bar, offset: int = 0,
 ) -> tuple[float, list[float]]:
-    """Push ``frames`` images through ``len(backends)`` worker threads (one backend each); images/s and
-    per-frame latencies."""
+    """Push ``frames`` images (starting at image ``offset``) through ``len(backends)`` worker threads (one
+    backend each); images/s and per-frame latencies."""
     counter = itertools.count()  # next() on itertools.count is atomic under the GIL
     latencies: list[float] = []
     lock = threading.Lock()
@@ -339,7 +349,7 @@ def _run_frames(
         local = []
         try:
             while (i := next(counter)) < frames:
-                _, (t0, *_rest, t4) = run_pipeline(backend, images.arrays[i % len(images)], conf, iou, max_det)
+                _, (t0, *_rest, t4) = run_pipeline(backend, images.arrays[(offset + i) % len(images)], conf, iou, max_det)
                 local.append(_ms(t0, t4))
                 bar.update(1)
         except BaseException as exc:  # surfaced in the main thread below
@@ -361,27 +371,45 @@ def _run_frames(
 
 
 def measure_throughput(
-    path: str | os.PathLike, images: BenchImages, threads: Sequence[int], warmup: int, iters: int,
-    conf: float, iou: float, max_det: int, bar,
-) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
-    """Images/s with N workers (each its own 1-thread session) and with one N-intra-op-thread session."""
-    ips: dict[str, dict[str, float]] = {"workers": {}, "intra_op": {}}
-    lat: dict[str, dict[str, float]] = {"workers": {}, "intra_op": {}}
+    paths: Sequence[str | os.PathLike], images: BenchImages, threads: Sequence[int], warmup: int, iters: int,
+    conf: float, iou: float, max_det: int, bar, chunk: int = 16,
+) -> list[tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]]:
+    """Per model: images/s with N workers (each its own 1-thread session) and with one N-intra-op-thread
+    session, and the p50 per-image latency under that load.
+
+    The models take turns in chunks of ``chunk`` frames until each has pushed its frames, so that drift
+    of a shared machine hits them alike; images/s is a model's frames over the time of its own chunks."""
+    results = [({"workers": {}, "intra_op": {}}, {"workers": {}, "intra_op": {}}) for _ in paths]
     for n in threads:
         frames = max(iters * len(images), 2 * n)
         for mode in ("workers", "intra_op"):
-            if mode == "workers":
-                backends = [OnnxRuntimeBackend(path, intra_op_threads=1) for _ in range(n)]
-            else:
-                backends = [OnnxRuntimeBackend(path, intra_op_threads=n)]
-            for b in backends:
-                for i in range(max(warmup, 1)):
-                    run_pipeline(b, images.arrays[i % len(images)], conf, iou, max_det)
-            rate, latencies = _run_frames(backends, images, frames, conf, iou, max_det, bar)
-            ips[mode][str(n)] = round(rate, 3)
-            lat[mode][str(n)] = percentiles(latencies)["p50"]
-            del backends
-    return ips, lat
+            sessions = [
+                [OnnxRuntimeBackend(path, intra_op_threads=1) for _ in range(n)] if mode == "workers"
+                else [OnnxRuntimeBackend(path, intra_op_threads=n)]
+                for path in paths
+            ]  # fmt: skip
+            for backends in sessions:
+                for b in backends:
+                    for i in range(max(warmup, 1)):
+                        run_pipeline(b, images.arrays[i % len(images)], conf, iou, max_det)
+            done = [0] * len(paths)
+            seconds = [0.0] * len(paths)
+            latencies: list[list[float]] = [[] for _ in paths]
+            size = max(chunk, 2 * n)
+            while min(done) < frames:
+                for m, backends in enumerate(sessions):
+                    todo = min(size, frames - done[m])
+                    if todo <= 0:
+                        continue
+                    rate, lat = _run_frames(backends, images, todo, conf, iou, max_det, bar, offset=done[m])
+                    seconds[m] += todo / rate
+                    done[m] += todo
+                    latencies[m].extend(lat)
+            for m, (ips, lat) in enumerate(results):
+                ips[mode][str(n)] = round(frames / seconds[m], 3)
+                lat[mode][str(n)] = percentiles(latencies[m])["p50"]
+            del sessions
+    return results
 
 
 # ------------------------------------------------------------------------------------- decoder compare
@@ -634,15 +662,17 @@ def run_bench(
     }
     with helper_threads(1) as pinned:
         result["settings"]["helper_threads"] = pinned
-        for model, info in zip(models, infos):
+        bar = _progress(iters * len(images) * len(models), "bench latency (models interleaved)", progress)
+        backends = [OnnxRuntimeBackend(model, intra_op_threads=1) for model in models]
+        latencies = measure_latency(backends, images, warmup, iters, conf, iou, max_det, bar)
+        bar.close()
+        del backends
+        frames_tp = sum(max(iters * len(images), 2 * n) for n in threads) * 2 * len(models)
+        bar = _progress(frames_tp, "bench throughput (models taking turns)", progress)
+        throughputs = measure_throughput(models, images, threads, warmup, iters, conf, iou, max_det, bar)
+        bar.close()
+        for model, info, (latency, objects), (ips, tp_latency) in zip(models, infos, latencies, throughputs):
             stats = onnx_model_stats(model)
-            frames_tp = sum(max(iters * len(images), 2 * n) for n in threads) * 2
-            bar = _progress(iters * len(images) + frames_tp, f"bench {Path(model).name}", progress)
-            backend = OnnxRuntimeBackend(model, intra_op_threads=1)
-            latency, objects = measure_latency(backend, images, warmup, iters, conf, iou, max_det, bar)
-            del backend
-            ips, tp_latency = measure_throughput(model, images, threads, warmup, iters, conf, iou, max_det, bar)
-            bar.close()
             result["models"].append({
                 "model": os.fspath(model),
                 "name": Path(model).name,

@@ -381,7 +381,9 @@ def footnotes(bench: Mapping[str, Any], val_models: Sequence[Mapping[str, Any]],
         f"2. 1-thread latency is the p50 end-to-end time of one image (letterbox → ONNX Runtime with 1 intra-op "
         f"thread → fast decode → masks at original resolution; JPEG decoding excluded), over "
         f"{s.get('iters', '?')} pass(es) of {s.get('images', '?')} images after {s.get('warmup', '?')} warm-up images; "
-        "OpenBLAS, OpenCV and torch are pinned to one thread. Throughput is images/s of that single worker.",
+        "OpenBLAS, OpenCV and torch are pinned to one thread. Throughput is images/s of that single worker. "
+        "The models are measured side by side: interleaved image by image for latency, taking turns in chunks of "
+        "16 frames for throughput, so that drift of a shared machine hits them alike.",
         f"3. Multi-thread: {n_threads} worker threads, each with its own ONNX Runtime session (1 intra-op thread), "
         "take images from one queue; throughput is images/s over the run, latency the p50 per-image time under that "
         "load. (The seed's 4/8-thread columns feed a dual-core BPU; here the threads share the CPU.)",
