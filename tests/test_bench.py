@@ -205,3 +205,21 @@ def test_interleaved_latency_keeps_each_models_results(default_model, coco128_im
     assert obj_a == [0, 0, 0] and obj_b == obj_c and sum(obj_b) > 0
     for lat in (lat_a, lat_b, lat_c):
         assert lat["total"]["p50"] > 0 and set(lat) == set(STAGES)
+
+
+def test_int8_dot_product_detection_and_note():
+    from edgeseg.bench import int8_dot_instructions, int8_speed_note
+
+    assert int8_dot_instructions("processor : 0\nflags : fpu sse avx2 fma\n") == []
+    assert int8_dot_instructions("flags : fpu avx2 avx512f avx512_vnni amx_int8\n") == ["avx512_vnni", "amx_int8"]
+    assert int8_dot_instructions("Features : fp asimd asimddp i8mm\n") == ["asimddp", "i8mm"]
+    assert int8_dot_instructions("no flags here\n") is None
+    note = int8_speed_note(1.7, [])
+    assert note is not None and "1.70x" in note and "VNNI" in note
+    assert int8_speed_note(1.7, ["avx_vnni"]) is None  # slow for another reason: no excuse offered
+    assert int8_speed_note(2.3, []) is None and int8_speed_note(1.7, None) is None
+
+
+def test_machine_records_int8_dot_instructions(bench_result):
+    dot = bench_result[0]["machine"]["int8_dot_instructions"]
+    assert dot is None or isinstance(dot, list)

@@ -63,6 +63,37 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+# CPU flags (as /proc/cpuinfo names them) of the int8 dot-product instructions that ONNX Runtime's integer
+# kernels use; without any of them (AVX2-only x86) int8 convolutions are only about 2x float.
+INT8_DOT_FLAGS = ("avx_vnni", "avx512_vnni", "avx512vnni", "amx_int8", "asimddp", "i8mm")
+
+
+def int8_dot_instructions(cpuinfo: str | None = None) -> list[str] | None:
+    """The int8 dot-product extensions of this CPU (``INT8_DOT_FLAGS``), [] if it has none, None when
+    unknown (no /proc/cpuinfo)."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return None
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            present = set(value.split())
+            return [flag for flag in INT8_DOT_FLAGS if flag in present]
+    return None
+
+
+def int8_speed_note(ratio: float, dot: list[str] | None) -> str | None:
+    """A one-line explanation when INT8 is under 2x float on a CPU without int8 dot products."""
+    if ratio >= 2.0 or dot is None or dot:
+        return None
+    return (f"INT8 is {ratio:.2f}x float here: this CPU has no int8 dot-product instructions (VNNI / ARM dotprod), "
+            "so integer convolutions are only about 2x float and SiLU, concat and requantization do not speed up; "
+            "on CPUs with them, and on NPUs, the gap is larger")  # fmt: skip
+
+
 def _loadavg() -> list[float] | None:
     try:
         return [round(v, 2) for v in os.getloadavg()]
@@ -93,6 +124,7 @@ def machine_info() -> dict[str, Any]:
         "opencv": cv2.__version__,
         "edgeseg": __version__,
         "blas": _Blas.get().describe(),
+        "int8_dot_instructions": int8_dot_instructions(),
         "loadavg_start": _loadavg(),
         "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }

@@ -290,6 +290,11 @@ def _cmd_quantize(args) -> int:
         base = r.latency_ms["float"]
         print("1-thread ONNX Runtime latency (median of %d runs): " % args.bench
               + ", ".join(f"{k} {v:.1f} ms ({base / v:.2f}x)" for k, v in r.latency_ms.items()))  # fmt: skip
+        from .bench import int8_dot_instructions, int8_speed_note
+
+        note = int8_speed_note(base / r.latency_ms["int8"], int8_dot_instructions())
+        if note:
+            print(f"note: {note}")
     print(f"wrote {r.output} ({r.output.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t0:.1f}s")
     return 0
 

@@ -362,6 +362,13 @@ def _evaluator(val_models: Sequence[Mapping[str, Any]]) -> str:
     return f" {', '.join(parts)}" if parts else ""
 
 
+
+def _dot_note(dot: list[str] | None) -> str:
+    """The machine's int8 dot-product instructions, as a note clause (nothing when unknown)."""
+    if dot is None:
+        return ""
+    return f" (int8 dot products: {', '.join(dot)})" if dot else " (no int8 dot-product instructions: AVX2 only / no VNNI)"
+
 def footnotes(bench: Mapping[str, Any], val_models: Sequence[Mapping[str, Any]], val_given: bool) -> list[str]:
     m = bench.get("machine", {})
     s = bench.get("settings", {})
@@ -375,7 +382,8 @@ def footnotes(bench: Mapping[str, Any], val_models: Sequence[Mapping[str, Any]],
     return [
         "Notes:",
         "",
-        f"1. Machine: {m.get('cpu', '?')}, {m.get('usable_cores', '?')} usable cores; ONNX Runtime "
+        f"1. Machine: {m.get('cpu', '?')}, {m.get('usable_cores', '?')} usable cores"
+        f"{_dot_note(m.get('int8_dot_instructions', None))}; ONNX Runtime "
         f"{m.get('onnxruntime', '?')} (CPU execution provider), numpy {m.get('numpy', '?')}, OpenCV {m.get('opencv', '?')}; "
         f"load average {m.get('loadavg_start')} at the start, {m.get('loadavg_end')} at the end; {m.get('date_utc', '')}.",
         f"2. 1-thread latency is the p50 end-to-end time of one image (letterbox → ONNX Runtime with 1 intra-op "
