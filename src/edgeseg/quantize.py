@@ -37,6 +37,7 @@ from .runtime import META_PREFIX, PROTOS, ModelInfo, output_name, read_model_inf
 METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_METHOD = "percentile"
 DEFAULT_NUM = 50
+PERCENTILE = 99.999  # ``percentile``: the central share of each activation's calibration histogram kept
 QUANT_OPSET = 13  # per-channel QDQ needs DequantizeLinear's ``axis`` attribute (opset 13)
 QUANT_META = META_PREFIX + "quant."
 CONFIG_META = META_PREFIX + "quantization"
@@ -233,7 +234,7 @@ def calibrate(
     if method == "percentile":
         # asymmetric: activations are uint8 with a zero point, and SiLU outputs are almost all >= 0, so a
         # symmetric range would waste half of the codes
-        options = {"percentile": 99.999, "symmetric": False}
+        options = {"percentile": PERCENTILE, "symmetric": False}
     with _quiet():
         calibrator = create_calibrator(
             model13,
