@@ -110,6 +110,17 @@ def test_upsample_as_conv_is_exact(model_640, coco128_images):
     assert upsample_as_conv(kept) == []
 
 
+def test_keep_float_accepts_the_rewritten_upsample_names(model_640, calib_dir, tmp_path):
+    """Names from the quantized graph (e.g. a mixed-precision search's ``.../as_conv``) can be given back."""
+    name = "/model.22/proto/upsample/ConvTranspose/as_conv"
+    r = quantize(model_640, calib_dir, tmp_path / "k.onnx", num=2, method="minmax", keep_float=[name], report=False,
+                 progress=False)  # fmt: skip
+    q = onnx.load(str(r.output))
+    conv = next(n for n in q.graph.node if n.name == name)
+    assert conv.input[1] in {i.name for i in q.graph.initializer}  # float weights: not quantized
+    assert r.keep_float == [name]
+
+
 def _dense(outputs):
     return {k: v.dequantize() if isinstance(v, QuantizedTensor) else v for k, v in outputs.items()}
 

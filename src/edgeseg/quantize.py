@@ -424,9 +424,10 @@ def _node_index(model) -> dict[str, Any]:
     return {n.name: n for n in model.graph.node}
 
 
-def check_node_names(model, names: Iterable[str], option: str, path: Path) -> None:
-    """One-line error for node names that are not in the graph (with a hint of similar names)."""
-    nodes = _node_index(model)
+def check_node_names(model, names: Iterable[str], option: str, path: Path, also=None) -> None:
+    """One-line error for node names that are not in the graph (with a hint of similar names). ``also``:
+    a second graph whose node names are valid too (the quantizer's rewritten graph)."""
+    nodes = {**_node_index(model), **(_node_index(also) if also is not None else {})}
     bad = [n for n in names if n not in nodes]
     if bad:
         import difflib
@@ -1017,8 +1018,16 @@ def quantize(
         raise EdgesegError(f"--num must be >= 1, got {num}")
     if target_cosine is not None and not 0 < target_cosine < 1:
         raise EdgesegError(f"target cosine must be between 0 and 1, got {target_cosine}")
-    check_node_names(float_model, keep_float, "--keep-float", src)
-    check_node_names(float_model, int16, "--int16", src)
+    # the graph that is calibrated and quantized: opset 13, proto upsample as an integer-friendly Conv
+    # (unless named in keep_float / int16); its own node names (e.g. a search's ".../as_conv") are valid too
+    model13 = prepare_float_model(float_model, src)
+    rewritten = upsample_as_conv(model13, keep=(*keep_float, *int16))
+    if rewritten:
+        from onnx import shape_inference
+
+        model13 = shape_inference.infer_shapes(model13)
+    check_node_names(float_model, keep_float, "--keep-float", src, also=model13)
+    check_node_names(float_model, int16, "--int16", src, also=model13)
     both = sorted(set(keep_float) & set(int16))
     if both:
         raise EdgesegError(f"node {both[0]!r} is given both --keep-float and --int16", src)
@@ -1033,12 +1042,6 @@ def quantize(
 
     with tempfile.TemporaryDirectory(prefix="edgeseg-quant-") as tmp:
         work = Path(tmp)
-        model13 = prepare_float_model(float_model, src)
-        rewritten = upsample_as_conv(model13, keep=(*keep_float, *int16))
-        if rewritten:
-            from onnx import shape_inference
-
-            model13 = shape_inference.infer_shapes(model13)
         model13_path = work / "float13.onnx"
         onnx.save(model13, str(model13_path))
         cal = calibrate(model13_path, files, info.imgsz, num, method, work, head_floors(model13, info),
