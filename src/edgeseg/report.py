@@ -362,12 +362,12 @@ def _evaluator(val_models: Sequence[Mapping[str, Any]]) -> str:
     return f" {', '.join(parts)}" if parts else ""
 
 
-
 def _dot_note(dot: list[str] | None) -> str:
     """The machine's int8 dot-product instructions, as a note clause (nothing when unknown)."""
     if dot is None:
         return ""
     return f" (int8 dot products: {', '.join(dot)})" if dot else " (no int8 dot-product instructions: AVX2 only / no VNNI)"
+
 
 def footnotes(bench: Mapping[str, Any], val_models: Sequence[Mapping[str, Any]], val_given: bool) -> list[str]:
     m = bench.get("machine", {})
