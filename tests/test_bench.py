@@ -223,3 +223,20 @@ def test_int8_dot_product_detection_and_note():
 def test_machine_records_int8_dot_instructions(bench_result):
     dot = bench_result[0]["machine"]["int8_dot_instructions"]
     assert dot is None or isinstance(dot, list)
+
+
+def test_two_models_side_by_side(default_model, coco128_images, tmp_path):
+    """Latency interleaved and throughput in turns: each model gets all its frames and its own numbers."""
+    import shutil
+
+    twin = tmp_path / "twin.onnx"
+    shutil.copy(default_model, twin)
+    result = run_bench([default_model, twin], coco128_images[:3], threads=[1, 2], warmup=0, iters=1, compare_repeats=1,
+                       ultralytics=False, progress=False)  # fmt: skip
+    a, b = result["models"]
+    assert (a["name"], b["name"]) == (default_model.name, "twin.onnx")
+    assert a["objects_mean"] == b["objects_mean"]  # the same network on the same images
+    for m in (a, b):
+        for mode in ("workers", "intra_op"):
+            assert set(m["throughput_ips"][mode]) == {"1", "2"}
+            assert all(v > 0 for v in m["throughput_ips"][mode].values())
