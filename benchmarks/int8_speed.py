@@ -89,6 +89,8 @@ def op_profile(path: str | bytes, tensor: np.ndarray, warmup: int = 3) -> dict[s
 
 
 def main(argv: list[str] | None = None) -> int:
+    from edgeseg.backends import read_model_info
+
     from edgeseg.bench import int8_dot_instructions
     from edgeseg.predict import DEFAULT_MODEL
     from edgeseg.preprocess import load_image, preprocess
@@ -99,7 +101,6 @@ def main(argv: list[str] | None = None) -> int:
         quantize,
         upsample_as_conv,
     )
-    from edgeseg.runtime import read_model_info
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="float edgeseg model (default: the embedded one)")

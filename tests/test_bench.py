@@ -176,8 +176,8 @@ def test_timed_pipeline_matches_decode(default_model, coco128_images):
 
 def test_interleaved_latency_keeps_each_models_results(default_model, coco128_images):
     """Models are interleaved image by image in a rotating order; every sample still lands with its model."""
+    from edgeseg.backends import OnnxRuntimeBackend
     from edgeseg.bench import load_bench_images, measure_latency
-    from edgeseg.runtime import OnnxRuntimeBackend
 
     class Silent:
         """A backend whose cls logits are all very negative: it never detects anything."""

@@ -22,7 +22,7 @@ def run_cli(*args, cwd=None):
 def assert_one_line_error(proc, *fragments):
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
-    lines = [l for l in proc.stderr.strip().splitlines() if l.startswith("edgeseg: error:")]
+    lines = [line for line in proc.stderr.strip().splitlines() if line.startswith("edgeseg: error:")]
     assert len(lines) == 1, proc.stderr
     for f in fragments:
         assert f in lines[0], (f, lines[0])

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from edgeseg.decode import conf_to_logit, decode, nms
+from edgeseg.backends import ModelInfo, OnnxRuntimeBackend, QuantizedTensor
+from edgeseg.decode import DecodeOptions, conf_to_logit, decode, nms
 from edgeseg.preprocess import letterbox_params, load_image, preprocess
 from edgeseg.reference import reference_decode
-from edgeseg.runtime import ModelInfo, OnnxRuntimeBackend, QuantizedTensor
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +41,8 @@ def test_fast_decoder_equals_reference_pipeline(raw, conf):
     info, items = raw
     total = 0
     for outputs, lb in items:
-        fast = decode(outputs, info, lb, conf=conf)
-        ref = reference_decode(outputs, info, lb, conf=conf)
+        fast = decode(outputs, info, lb, DecodeOptions(conf=conf))
+        ref = reference_decode(outputs, info, lb, DecodeOptions(conf=conf))
         assert_same_detections(fast, ref, mask_atol=1e-4)
         total += len(fast)
     assert total > 20  # the fixture model finds real objects on its training images
@@ -73,13 +74,13 @@ def test_integer_heads_decode_like_their_dequantized_floats(raw, per_channel):
 def test_classes_filter_and_agnostic_nms(raw):
     info, items = raw
     for outputs, lb in items:
-        only = decode(outputs, info, lb, conf=0.05, classes=[0])
+        only = decode(outputs, info, lb, DecodeOptions(conf=0.05, classes=[0]))
         assert set(only.class_ids.tolist()) <= {0}
-        agnostic = decode(outputs, info, lb, conf=0.05, agnostic=True, iou=0.5)
+        agnostic = decode(outputs, info, lb, DecodeOptions(conf=0.05, agnostic=True, iou=0.5))
         ious = _pairwise_iou(agnostic.xyxy)
         # NMS runs in network-input pixels; after the letterbox inverse IoUs are (nearly) unchanged.
         assert (ious[np.triu_indices(len(agnostic), 1)] <= 0.5 + 1e-3).all()
-        assert len(decode(outputs, info, lb, conf=0.05, max_det=2)) <= 2
+        assert len(decode(outputs, info, lb, DecodeOptions(conf=0.05, max_det=2))) <= 2
 
 
 def _pairwise_iou(b):
@@ -135,7 +136,7 @@ def head_outputs(draw):
 @given(head_outputs(), st.floats(0.05, 0.9), st.floats(0.1, 0.9), st.integers(1, 50), st.booleans())
 def test_decoder_invariants(data, conf, iou, max_det, agnostic):
     outputs, lb = data
-    det = decode(outputs, INFO, lb, conf=conf, iou=iou, max_det=max_det, agnostic=agnostic)
+    det = decode(outputs, INFO, lb, DecodeOptions(conf=conf, iou=iou, max_det=max_det, agnostic=agnostic))
     h, w = lb.source_shape
     assert len(det) <= max_det
     assert (det.scores > conf - 1e-6).all()
@@ -152,4 +153,4 @@ def test_decoder_invariants(data, conf, iou, max_det, agnostic):
         q = _quantize(x, scale, 0)
         q_out[name] = QuantizedTensor(q, np.asarray(scale), np.asarray(np.int32(0)))
         deq_out[name] = q.astype(np.float32) * scale
-    assert_same_detections(decode(q_out, INFO, lb, conf=conf), decode(deq_out, INFO, lb, conf=conf))
+    assert_same_detections(decode(q_out, INFO, lb, DecodeOptions(conf=conf)), decode(deq_out, INFO, lb, DecodeOptions(conf=conf)))

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from pycocotools import mask as mask_utils
 
+from edgeseg.backends import read_model_info
 from edgeseg.cli import main
 from edgeseg.errors import EdgesegError
 from edgeseg.evaluate import (
@@ -24,7 +25,6 @@ from edgeseg.evaluate import (
     score_predictions,
 )
 from edgeseg.results import Detections
-from edgeseg.runtime import read_model_info
 
 # A few COCO category ids as the official instances json numbers them (not derived from our table).
 OFFICIAL_COCO_IDS = {"person": 1, "stop sign": 13, "backpack": 27, "bowl": 51, "cake": 61, "dining table": 67,
@@ -362,7 +362,7 @@ def test_cross_check_with_ultralytics_val_predictions(request, tmp_path, every, 
 
 def synthetic_outputs(quantized: bool):
     """Split-head outputs of a 3-class 64x64 model where one stride-8 cell scores two classes."""
-    from edgeseg.runtime import ModelInfo, QuantizedTensor, output_name
+    from edgeseg.backends import ModelInfo, QuantizedTensor, output_name
 
     info = ModelInfo(names={0: "a", 1: "b", 2: "c"}, strides=(8, 16, 32), imgsz=(64, 64))
     out = {}

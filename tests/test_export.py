@@ -11,10 +11,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("ultralytics")
 
+from edgeseg.backends import OnnxRuntimeBackend, read_model_info  # noqa: E402
 from edgeseg.decode import dfl_dist2bbox  # noqa: E402
 from edgeseg.errors import EdgesegError  # noqa: E402
-from edgeseg.export import export_onnx, load_checkpoint, split_head, _find_segment_head  # noqa: E402
-from edgeseg.runtime import OnnxRuntimeBackend, read_model_info  # noqa: E402
+from edgeseg.export import _find_segment_head, export_onnx, load_checkpoint, split_head  # noqa: E402
 
 
 def _shapes(path):
@@ -79,7 +79,7 @@ def _assert_matches_checkpoint(weights, onnx_path, imgsz):
 
 
 def test_export_matches_checkpoint_inference_at_other_size(checkpoint, tmp_path):
-    path = export_onnx(checkpoint, (320, 416), output=tmp_path / "v8-320x416.onnx")
+    path = export_onnx(checkpoint, imgsz=(320, 416), output=tmp_path / "v8-320x416.onnx")
     shapes, _ = _shapes(path)
     assert shapes["cls_stride8"] == [1, 40, 52, 80] and shapes["protos"] == [1, 80, 104, 32]
     _assert_matches_checkpoint(checkpoint, path, (320, 416))
@@ -99,7 +99,7 @@ def yolo11_three_classes(tmp_path_factory):
 
 
 def test_export_yolo11_custom_classes(yolo11_three_classes, tmp_path):
-    path = export_onnx(yolo11_three_classes, 320, opset=13, output=tmp_path / "y11.onnx")
+    path = export_onnx(yolo11_three_classes, imgsz=320, opset=13, output=tmp_path / "y11.onnx")
     shapes, m = _shapes(path)
     assert shapes["cls_stride32"] == [1, 10, 10, 3] and shapes["box_stride16"] == [1, 20, 20, 64]
     assert m.opset_import[0].version == 13
@@ -131,4 +131,4 @@ def test_export_errors_name_the_file(tmp_path, checkpoint):
     with pytest.raises(EdgesegError, match="detect.pt: not a YOLO segmentation checkpoint"):
         export_onnx(det)
     with pytest.raises(EdgesegError, match="multiples of 32"):
-        export_onnx(checkpoint, 300)
+        export_onnx(checkpoint, imgsz=300)

@@ -10,10 +10,10 @@ import numpy as np
 import onnx
 import pytest
 
+from edgeseg.backends import read_model_info
 from edgeseg.errors import EdgesegError
 from edgeseg.horizon import head_convs, horizon_artefacts
 from edgeseg.preprocess import load_image, preprocess
-from edgeseg.runtime import read_model_info
 
 yaml = pytest.importorskip("yaml")
 
@@ -32,7 +32,7 @@ def yolo11_320(tmp_path_factory):
     model.names = {0: "apple", 1: "pear", 2: "plum"}
     d = tmp_path_factory.mktemp("y11")
     torch.save({"model": model, "train_args": {}}, d / "yolo11n-seg-3cls.pt")
-    return export_onnx(d / "yolo11n-seg-3cls.pt", 320, output=d / "yolo11n-seg-3cls-320.onnx")
+    return export_onnx(d / "yolo11n-seg-3cls.pt", imgsz=320, output=d / "yolo11n-seg-3cls-320.onnx")
 
 
 @pytest.fixture(scope="module")

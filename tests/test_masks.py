@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgeseg.masks import ProtoMapping, box_mask_logits, decode_rle, encode_rle, full_mask_logits
 from edgeseg.preprocess import letterbox_params

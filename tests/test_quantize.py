@@ -10,11 +10,11 @@ import numpy as np
 import onnx
 import pytest
 
+from edgeseg.backends import OnnxRuntimeBackend, QuantizedTensor, read_model_info
 from edgeseg.errors import EdgesegError
 from edgeseg.predict import Segmenter
 from edgeseg.preprocess import load_image, preprocess
 from edgeseg.quantize import head_outputs, prepare_float_model, quantize, upsample_as_conv
-from edgeseg.runtime import OnnxRuntimeBackend, QuantizedTensor, read_model_info
 
 NUM_CALIB = 16
 NUM_HELD_OUT = 6

@@ -30,7 +30,7 @@ def run_cli(*args):
 def one_error_line(proc) -> str:
     assert proc.returncode != 0, proc.stdout
     assert "Traceback" not in proc.stderr, proc.stderr
-    lines = [l for l in proc.stderr.splitlines() if l.startswith("edgeseg: error:")]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("edgeseg: error:")]
     assert len(lines) == 1, proc.stderr
     return lines[0]
 
@@ -40,7 +40,7 @@ def one_error_line(proc) -> str:
 def test_image_corpus_batch_keeps_good_items_and_lists_bad_ones(tmp_path, default_model):
     corpus = make_image_corpus(tmp_path / "corpus dir")
     seg = Segmenter(default_model)
-    summary = predict_sources(seg, [tmp_path / "corpus dir"], out_dir=tmp_path / "out", progress=False)
+    summary = predict_sources(seg, [tmp_path / "corpus dir"], out_dir=tmp_path / "out", show_progress=False)
     failed = dict(summary.failed)
     for name, (path, problem) in corpus.items():
         if problem is None:
@@ -54,7 +54,7 @@ def test_image_corpus_batch_keeps_good_items_and_lists_bad_ones(tmp_path, defaul
 
 def test_each_bad_image_alone_is_a_one_line_error(tmp_path, default_model):
     corpus = make_image_corpus(tmp_path / "c")
-    for name, (path, problem) in corpus.items():
+    for path, problem in corpus.values():
         if problem in (None, "?"):
             continue
         line = one_error_line(run_cli("predict", default_model, path))
@@ -224,7 +224,7 @@ def _tiny_dataset(root: Path, coco128_images, labels: dict[str, str]) -> Path:
 def test_malformed_label_lines_name_file_and_line(tmp_path, coco128_images, default_model, line, problem):
     data = _tiny_dataset(tmp_path / "ds", coco128_images, {"a": "0 0.2 0.2 0.6 0.2 0.6 0.6\n", "b": f"0 0.1 0.1 0.3 0.1 0.3 0.3\n{line}\n"})
     err = one_error_line(run_cli("val", default_model, "--data", data))
-    assert f"b.txt:2" in err and problem in err, err
+    assert "b.txt:2" in err and problem in err, err
 
 
 def test_empty_and_all_bad_calibration_directories(tmp_path, default_model):

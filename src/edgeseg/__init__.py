@@ -3,17 +3,18 @@
 Split-head export, INT8 with integer heads, and a decoder that only touches the cells that survive.
 """
 
-from .decode import decode
+from .backends import ModelInfo, OnnxRuntimeBackend, QuantizedTensor, open_backend, read_model_info
+from .decode import DecodeOptions, decode
 from .errors import EdgesegError
 from .predict import DEFAULT_MODEL, Segmenter, predict_sources
 from .reference import reference_decode
 from .results import Detections
-from .runtime import ModelInfo, OnnxRuntimeBackend, QuantizedTensor, read_model_info
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_MODEL",
+    "DecodeOptions",
     "Detections",
     "EdgesegError",
     "ModelInfo",
@@ -21,6 +22,7 @@ __all__ = [
     "QuantizedTensor",
     "Segmenter",
     "decode",
+    "open_backend",
     "predict_sources",
     "read_model_info",
     "reference_decode",

@@ -17,13 +17,14 @@ import platform
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from .decode import decode, instance_masks, nms_select, scale_boxes, select_candidates, dfl_dist2bbox, protos_hwc
+from .decode import decode, dfl_dist2bbox, instance_masks, nms_select, protos_hwc, scale_boxes, select_candidates
 from .errors import EdgesegError
 from .fileio import write_json_atomic
 from .preprocess import Letterbox, load_image, preprocess
@@ -137,7 +138,7 @@ class _Blas:
     """Runtime control of OpenBLAS' thread count through its C API (what threadpoolctl does), so that
     "one thread" really means one: numpy's matmul otherwise fans out to every core."""
 
-    _instance: "_Blas | None" = None
+    _instance: _Blas | None = None
 
     def __init__(self) -> None:
         self.name: str | None = None
@@ -168,7 +169,7 @@ class _Blas:
         return sorted(paths)
 
     @classmethod
-    def get(cls) -> "_Blas":
+    def get(cls) -> _Blas:
         if cls._instance is None:
             cls._instance = cls()
         return cls._instance
@@ -447,11 +448,11 @@ def measure_throughput(
 # ------------------------------------------------------------------------------------- decoder compare
 
 
-def _dense(t: "np.ndarray | QuantizedTensor") -> np.ndarray:
+def _dense(t: np.ndarray | QuantizedTensor) -> np.ndarray:
     return t.dequantize() if isinstance(t, QuantizedTensor) else np.asarray(t, np.float32)
 
 
-def ultralytics_layout(outputs: Mapping[str, "np.ndarray | QuantizedTensor"], info: ModelInfo) -> tuple[np.ndarray, np.ndarray]:
+def ultralytics_layout(outputs: Mapping[str, np.ndarray | QuantizedTensor], info: ModelInfo) -> tuple[np.ndarray, np.ndarray]:
     """What Ultralytics' standard ONNX export would have returned for the same image: ``output0``
     [1, 4+nc+nm, A] (xywh in input pixels from DFL + dist2bbox, sigmoid class scores, mask coefficients;
     anchors stride by stride, row-major) and ``output1`` protos [1, nm, Hp, Wp]."""
@@ -549,7 +550,7 @@ def compare_decoders(
 
 
 def _compare_one(
-    name: str, image: np.ndarray, backend: OnnxRuntimeBackend, ul: "UltralyticsPost | None", blas: _Blas,
+    name: str, image: np.ndarray, backend: OnnxRuntimeBackend, ul: UltralyticsPost | None, blas: _Blas,
     default_blas: int | None, repeats: int, conf: float, iou: float, max_det: int,
 ) -> dict[str, Any]:
     """One image: raw outputs once, then every decoder ``repeats`` times; per-decoder median ms and counts."""
@@ -595,7 +596,7 @@ def _compare_one(
 
 
 def _summarise_compare(
-    rows: list[dict[str, Any]], path: str | os.PathLike, ul: "UltralyticsPost | None", note: str | None,
+    rows: list[dict[str, Any]], path: str | os.PathLike, ul: UltralyticsPost | None, note: str | None,
     repeats: int, conf: float, iou: float, max_det: int,
 ) -> dict[str, Any]:
     def med(key: str, subset: list[dict] | None = None) -> float | None:

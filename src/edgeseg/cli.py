@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .errors import EdgesegError
 
@@ -53,13 +53,32 @@ _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
 
 
-def _add_decode_options(p: argparse.ArgumentParser, conf: float = 0.25) -> None:
+def _add_decode_options(p: argparse.ArgumentParser, conf: float = 0.25, filters: bool = True) -> None:
+    """The decode options (``DecodeOptions``), declared here once for every command that decodes."""
     p.add_argument("--conf", type=_unit_interval("conf"), default=conf, help=f"score threshold (default {conf})")
     p.add_argument("--iou", type=_unit_interval("iou"), default=0.7, help="NMS IoU threshold (default 0.7)")
     p.add_argument("--max-det", type=_positive_int, default=300, help="detections kept per image (default 300)")
-    p.add_argument("--classes", type=int, nargs="+", default=None, help="keep only these class ids")
-    p.add_argument("--agnostic", action="store_true", help="class-agnostic NMS")
+    if filters:
+        p.add_argument("--classes", type=int, nargs="+", default=None, help="keep only these class ids")
+        p.add_argument("--agnostic", action="store_true", help="class-agnostic NMS")
+
+
+def _add_threads_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=_non_negative_int, default=0, help="ONNX Runtime intra-op threads (0 = ORT default)")
+
+
+def _decode_options(args, multi_label: bool = False):
+    """The ``DecodeOptions`` of parsed decode options."""
+    from .decode import DecodeOptions
+
+    return DecodeOptions(conf=args.conf, iou=args.iou, max_det=args.max_det, classes=getattr(args, "classes", None),
+                         agnostic=getattr(args, "agnostic", False), multi_label=multi_label)  # fmt: skip
+
+
+def _add_calibration_options(p: argparse.ArgumentParser, verb: str) -> None:
+    p.add_argument("model", help="edgeseg float .onnx (from `edgeseg export`)")
+    p.add_argument("--calib", required=True, help="directory of calibration images (letterboxed like inference)")
+    p.add_argument("--num", type=_positive_int, default=50, help=f"calibration images to {verb} (default 50)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,24 +99,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="edgeseg .onnx model (float or INT8)")
     p.add_argument("sources", nargs="+", help="image files, directories or glob patterns")
     _add_decode_options(p)
+    _add_threads_option(p)
     p.add_argument("--out", default=None, help="directory for overlay images")
     p.add_argument("--save-json", default=None, help="write detections to this JSON file")
 
     p = sub.add_parser("demo", help="run the embedded model on the embedded sample image")
     p.add_argument("--source", default=None, help="image to use instead of the embedded sample")
     p.add_argument("--out", default="edgeseg-demo", help="directory for the overlay (default ./edgeseg-demo)")
-    p.add_argument("--conf", type=_unit_interval("conf"), default=0.25)
+    p.add_argument("--conf", type=_unit_interval("conf"), default=0.25, help="score threshold (default 0.25)")
 
     p = sub.add_parser("val", help="box and mask mAP (COCO evaluator) of one or more models, side by side")
     p.add_argument("models", nargs="+", help="edgeseg .onnx models (float, INT8, ...); the first is the retention baseline")
     p.add_argument("--data", required=True, help="dataset .yaml (YOLO labels), images/labels directory, or COCO .json")
     p.add_argument("--images", default=None, help="image directory of a COCO .json (default: found beside it)")
     p.add_argument("--imgsz", type=_positive_multiple_of_32, nargs="+", default=None, help="check: the models' input size")
-    p.add_argument("--conf", type=_unit_interval("conf"), default=0.001, help="score threshold (default 0.001)")
-    p.add_argument("--iou", type=_unit_interval("iou"), default=0.7, help="NMS IoU threshold (default 0.7)")
-    p.add_argument("--max-det", type=_positive_int, default=300, help="detections kept per image (default 300)")
+    _add_decode_options(p, conf=0.001, filters=False)
     p.add_argument("--single-label", action="store_true", help="one class per cell, as predict (default: multi-label like Ultralytics val)")
-    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0 = ORT default)")
+    _add_threads_option(p)
     p.add_argument("--save-json", default=None, metavar="FILE", help="metrics JSON here; COCO results beside it")
     p.add_argument("--verbose", action="store_true", help="per-class mAP")
 
@@ -110,9 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iters", type=_positive_int, default=1, help="timed passes over the images (default 1)")
     p.add_argument("--compare-repeats", type=_positive_int, default=3, help="decoder-compare runs per image (default 3)")
     p.add_argument("--no-ultralytics", action="store_true", help="skip Ultralytics' post-processing in the compare")
-    p.add_argument("--conf", type=_unit_interval("conf"), default=0.25, help="score threshold (default 0.25)")
-    p.add_argument("--iou", type=_unit_interval("iou"), default=0.7, help="NMS IoU threshold (default 0.7)")
-    p.add_argument("--max-det", type=_positive_int, default=300, help="detections kept per image (default 300)")
+    _add_decode_options(p, filters=False)
     p.add_argument("--json", default=None, help="write the results JSON here")
 
     p = sub.add_parser("report", help="Markdown performance table with footnotes and PNG plots")
@@ -122,9 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True, help="output directory (report.md and PNGs)")
     p.add_argument("--title", default="Performance", help="report heading")
     p = sub.add_parser("quantize", help="float .onnx -> INT8 .onnx (ONNX Runtime static QDQ) with integer box/mc heads")
-    p.add_argument("model", help="edgeseg float .onnx (from `edgeseg export`)")
-    p.add_argument("--calib", required=True, help="directory of calibration images (letterboxed like inference)")
-    p.add_argument("--num", type=_positive_int, default=50, help="calibration images to use (default 50)")
+    _add_calibration_options(p, "use")
     p.add_argument("--method", choices=["minmax", "entropy", "percentile"], default="percentile",
                    help="activation range calibration (default percentile; head outputs keep their full range)")
     p.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True,
@@ -145,11 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default=None, help="output .onnx (default: MODEL-int8.onnx beside the model)")
 
     p = sub.add_parser("horizon", help="hb_mapper yaml, calibration data and hb_model_modifier command for RDK boards")
-    p.add_argument("model", help="edgeseg float .onnx (from `edgeseg export`)")
+    _add_calibration_options(p, "write")
     p.add_argument("--march", choices=["bayes-e", "bernoulli2"], default="bayes-e",
                    help="BPU architecture: bayes-e (RDK X5, default) or bernoulli2 (RDK X3)")
-    p.add_argument("--calib", required=True, help="directory of calibration images")
-    p.add_argument("--num", type=_positive_int, default=50, help="calibration images to write (default 50)")
     p.add_argument("--input-type", choices=["nv12", "rgb"], default="nv12", help="board-side input format (default nv12)")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output directory")
     return parser
@@ -170,8 +182,8 @@ def _cmd_export(args) -> int:
 
     t0 = time.perf_counter()
     imgsz = args.imgsz[0] if len(args.imgsz) == 1 else args.imgsz
-    path = export_onnx(args.weights, imgsz, args.opset, args.output, simplify=not args.no_simplify)
-    from .runtime import read_model_info
+    path = export_onnx(args.weights, imgsz=imgsz, opset=args.opset, output=args.output, simplify=not args.no_simplify)
+    from .backends import read_model_info
 
     info = read_model_info(path)
     print(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB, {info.num_classes} classes, imgsz "
@@ -189,9 +201,10 @@ def _print_failures(failed) -> None:
 def _cmd_predict(args) -> int:
     from .predict import Segmenter, predict_sources
 
-    seg = Segmenter(args.model, args.conf, args.iou, args.max_det, args.classes, args.agnostic, args.threads)
+    seg = Segmenter(args.model, options=_decode_options(args), threads=args.threads)
     t0 = time.perf_counter()
-    summary = predict_sources(seg, args.sources, args.out, args.save_json, progress=sys.stderr.isatty())
+    summary = predict_sources(seg, args.sources, out_dir=args.out, save_json=args.save_json,
+                              show_progress=sys.stderr.isatty())  # fmt: skip
     dt = time.perf_counter() - t0
     if summary.processed == 0 and len(summary.failed) == 1:
         raise EdgesegError(summary.failed[0][1], summary.failed[0][0])
@@ -209,7 +222,8 @@ def _cmd_demo(args) -> int:
 
     source = args.source or SAMPLE_IMAGE
     seg = Segmenter(DEFAULT_MODEL, conf=args.conf)
-    summary = predict_sources(seg, [source], args.out, Path(args.out) / "detections.json", progress=False)
+    summary = predict_sources(seg, [source], out_dir=args.out, save_json=Path(args.out) / "detections.json",
+                              show_progress=False)  # fmt: skip
     if summary.processed == 0:
         raise EdgesegError(summary.failed[0][1], summary.failed[0][0])
     print(f"model  {DEFAULT_MODEL.name} ({seg.info.num_classes} classes, {seg.info.imgsz[0]}x{seg.info.imgsz[1]})")
@@ -312,9 +326,11 @@ def _cmd_horizon(args) -> int:
     print(r.modifier_command)
     return 0
 
-COMMANDS = {"export": _cmd_export, "predict": _cmd_predict, "demo": _cmd_demo, "bench": _cmd_bench, "report": _cmd_report}
-COMMANDS["val"] = _cmd_val
-COMMANDS.update({"quantize": _cmd_quantize, "horizon": _cmd_horizon})
+
+COMMANDS = {
+    "export": _cmd_export, "predict": _cmd_predict, "demo": _cmd_demo, "val": _cmd_val, "bench": _cmd_bench,
+    "report": _cmd_report, "quantize": _cmd_quantize, "horizon": _cmd_horizon,
+}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

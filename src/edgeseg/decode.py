@@ -9,18 +9,49 @@ masks for the final detections only, only inside their boxes.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Protocol
 
 import numpy as np
 
+from .backends.base import PROTOS, ModelInfo, QuantizedTensor, output_name
+from .errors import EdgesegError
 from .masks import BoxMaskSampler, ProtoMapping
 from .preprocess import Letterbox
 from .results import Detections
-from .runtime import PROTOS, ModelInfo, QuantizedTensor, output_name
 
 MAX_WH = 7680  # Ultralytics' class offset for class-aware NMS in one pass
 MAX_NMS = 30000  # Ultralytics' cap on boxes entering NMS
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """What to keep: score threshold, NMS IoU, detections per image, class filter, class-agnostic NMS,
+    and ``multi_label`` (one cell under several classes, as Ultralytics' validator does)."""
+
+    conf: float = 0.25
+    iou: float = 0.7
+    max_det: int = 300
+    classes: tuple[int, ...] | None = None
+    agnostic: bool = False
+    multi_label: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.conf <= 1:
+            raise EdgesegError(f"conf must be in [0, 1], got {self.conf}")
+        if not 0 <= self.iou <= 1:
+            raise EdgesegError(f"iou must be in [0, 1], got {self.iou}")
+        if self.max_det < 1:
+            raise EdgesegError(f"max_det must be >= 1, got {self.max_det}")
+        if self.classes is not None:
+            object.__setattr__(self, "classes", tuple(int(c) for c in self.classes))
+
+
+class StageClock(Protocol):
+    """Receives ``mark(stage)`` when a stage of the pipeline ends (the benchmark's timing hook)."""
+
+    def mark(self, stage: str) -> None: ...
 
 
 @dataclass
@@ -42,21 +73,21 @@ def conf_to_logit(conf: float) -> float:
     return math.log(conf / (1 - conf))
 
 
-def _rows(t: "np.ndarray | QuantizedTensor", channels: int) -> "np.ndarray | QuantizedTensor":
+def _rows(t: np.ndarray | QuantizedTensor, channels: int) -> np.ndarray | QuantizedTensor:
     """View an NHWC head as (H*W, C) rows without copying."""
     if isinstance(t, QuantizedTensor):
         return QuantizedTensor(t.data.reshape(-1, channels), t.scale, t.zero_point)
     return t.reshape(-1, channels)
 
 
-def _take_rows(t: "np.ndarray | QuantizedTensor", idx: np.ndarray) -> np.ndarray:
+def _take_rows(t: np.ndarray | QuantizedTensor, idx: np.ndarray) -> np.ndarray:
     """Gather rows and dequantize only those."""
     if isinstance(t, QuantizedTensor):
         return t.dequantize(idx)
     return t[idx].astype(np.float32, copy=False)
 
 
-def cells_above(cls_rows: "np.ndarray | QuantizedTensor", threshold: float) -> np.ndarray:
+def cells_above(cls_rows: np.ndarray | QuantizedTensor, threshold: float) -> np.ndarray:
     """Indices of cells whose best class logit exceeds ``threshold`` (the ReduceMax + threshold step).
 
     One vectorised compare over all (cell, class) pairs and a scan for the few hits is cheaper than a
@@ -91,7 +122,7 @@ def dfl_dist2bbox(box_logits: np.ndarray, cell_index: np.ndarray, grid_w: int, s
 
 
 def select_candidates(
-    outputs: Mapping[str, "np.ndarray | QuantizedTensor"],
+    outputs: Mapping[str, np.ndarray | QuantizedTensor],
     info: ModelInfo,
     conf: float = 0.25,
     classes: Sequence[int] | None = None,
@@ -197,7 +228,7 @@ def scale_boxes(xyxy: np.ndarray, lb: Letterbox) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def protos_hwc(protos: "np.ndarray | QuantizedTensor") -> np.ndarray:
+def protos_hwc(protos: np.ndarray | QuantizedTensor) -> np.ndarray:
     """The (Hp, Wp, nm) float proto plane."""
     if isinstance(protos, QuantizedTensor):
         return protos.dequantize()[0]
@@ -205,34 +236,36 @@ def protos_hwc(protos: "np.ndarray | QuantizedTensor") -> np.ndarray:
 
 
 def decode(
-    outputs: Mapping[str, "np.ndarray | QuantizedTensor"],
+    outputs: Mapping[str, np.ndarray | QuantizedTensor],
     info: ModelInfo,
     lb: Letterbox,
-    conf: float = 0.25,
-    iou: float = 0.7,
-    max_det: int = 300,
-    classes: Sequence[int] | None = None,
-    agnostic: bool = False,
+    options: DecodeOptions = DecodeOptions(),
+    *,
     with_masks: bool = True,
-    multi_label: bool = False,
+    clock: StageClock | None = None,
 ) -> Detections:
     """Split-head outputs of one image -> Detections in original pixels with box-local masks.
 
-    ``multi_label`` (for evaluation, like Ultralytics' val) may report one cell under several classes."""
-    cand = select_candidates(outputs, info, conf, classes, multi_label)
-    keep = nms_select(cand, iou, max_det, agnostic)
+    ``clock`` (optional) is told when the box stage ("decode") and the mask stage ("masks") end."""
+    cand = select_candidates(outputs, info, options.conf, options.classes, options.multi_label)
+    keep = nms_select(cand, options.iou, options.max_det, options.agnostic)
     if keep.size == 0:
-        return Detections.empty(lb.source_shape, info.names, with_masks)
-    xyxy = scale_boxes(cand.xyxy[keep], lb)
-    det = Detections(xyxy, cand.scores[keep], cand.class_ids[keep], lb.source_shape, info.names)
-    if with_masks:
-        det.masks, det.mask_origins = instance_masks(cand.coeffs[keep], outputs[PROTOS], xyxy, lb)
+        det = Detections.empty(lb.source_shape, info.names, with_masks)
+    else:
+        xyxy = scale_boxes(cand.xyxy[keep], lb)
+        det = Detections(xyxy, cand.scores[keep], cand.class_ids[keep], lb.source_shape, info.names)
+    if clock is not None:
+        clock.mark("decode")
+    if with_masks and len(det):
+        det.masks, det.mask_origins = instance_masks(cand.coeffs[keep], outputs[PROTOS], det.xyxy, lb)
         det = det.drop_empty_masks()
+    if clock is not None:
+        clock.mark("masks")
     return det
 
 
 def instance_masks(
-    coeffs: np.ndarray, protos: "np.ndarray | QuantizedTensor", xyxy: np.ndarray, lb: Letterbox
+    coeffs: np.ndarray, protos: np.ndarray | QuantizedTensor, xyxy: np.ndarray, lb: Letterbox
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """Box-local bool masks (logit > 0) for final detections and their (x, y) origins."""
     plane = protos_hwc(protos)

@@ -13,11 +13,12 @@ import io
 import os
 import types
 import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
+from .backends.base import PROTOS, ModelInfo, output_name
 from .errors import EdgesegError
-from .runtime import PROTOS, ModelInfo, output_name
+from .onnxgraph import save_model, set_metadata
 
 DEFAULT_OPSET = 11  # what Horizon's toolchain (hb_mapper) accepts
 
@@ -109,6 +110,7 @@ def normalise_imgsz(imgsz: int | Sequence[int], stride: int = 32) -> tuple[int, 
 
 def export_onnx(
     weights: str | os.PathLike,
+    *,
     imgsz: int | Sequence[int] = 640,
     opset: int = DEFAULT_OPSET,
     output: str | os.PathLike | None = None,
@@ -159,16 +161,9 @@ def export_onnx(
     if simplify:
         proto = _simplify(proto)
     _check_outputs(proto, info, weights)
-    del proto.metadata_props[:]
-    for key, value in info.to_metadata().items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    proto.producer_name = "edgeseg"
+    set_metadata(proto, info.to_metadata())
     onnx.checker.check_model(proto)
-    tmp = out.with_name(out.name + ".tmp")
-    onnx.save(proto, str(tmp))
-    os.replace(tmp, out)
-    return out
+    return save_model(proto, out)
 
 
 def _simplify(proto):

@@ -30,7 +30,7 @@ class ProtoMapping:
     offset: tuple[float, float]
 
     @classmethod
-    def from_letterbox(cls, lb, proto_shape: tuple[int, int]) -> "ProtoMapping":
+    def from_letterbox(cls, lb, proto_shape: tuple[int, int]) -> ProtoMapping:
         (h0, w0), (ih, iw), (nh, nw) = lb.source_shape, lb.input_shape, lb.content_shape
         ph, pw = proto_shape
         sy, sx = ph / ih, pw / iw  # proto cells per input pixel (1/4 for YOLO)

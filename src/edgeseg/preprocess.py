@@ -11,7 +11,6 @@ import numpy as np
 
 from .errors import EdgesegError
 
-IMAGE_SUFFIXES = (".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm", ".heic")
 PAD_VALUE = 114
 
 

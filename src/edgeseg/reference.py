@@ -6,32 +6,31 @@ full-image masks for every detection (cropped to the box afterwards).
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 
-from .decode import Candidates, dfl_dist2bbox, nms_select, protos_hwc, scale_boxes
+from .backends.base import PROTOS, ModelInfo, QuantizedTensor, output_name
+from .decode import Candidates, DecodeOptions, dfl_dist2bbox, nms_select, protos_hwc, scale_boxes
 from .masks import ProtoMapping, full_mask_logits, pixel_range
 from .preprocess import Letterbox
 from .results import Detections
-from .runtime import PROTOS, ModelInfo, QuantizedTensor, output_name
 
 
-def _dense(t: "np.ndarray | QuantizedTensor") -> np.ndarray:
+def _dense(t: np.ndarray | QuantizedTensor) -> np.ndarray:
     return t.dequantize() if isinstance(t, QuantizedTensor) else np.asarray(t, np.float32)
 
 
 def reference_decode(
-    outputs: Mapping[str, "np.ndarray | QuantizedTensor"],
+    outputs: Mapping[str, np.ndarray | QuantizedTensor],
     info: ModelInfo,
     lb: Letterbox,
-    conf: float = 0.25,
-    iou: float = 0.7,
-    max_det: int = 300,
-    classes: Sequence[int] | None = None,
-    agnostic: bool = False,
+    options: DecodeOptions = DecodeOptions(),
+    *,
     with_masks: bool = True,
 ) -> Detections:
+    """Same contract as ``decode.decode`` (``multi_label`` is not supported here)."""
+    conf, iou, max_det, classes, agnostic = options.conf, options.iou, options.max_det, options.classes, options.agnostic
     nc, nm, reg_max = info.num_classes, info.num_masks, info.reg_max
     boxes, probs, coeffs = [], [], []
     for s in info.strides:

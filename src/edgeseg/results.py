@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,7 +26,7 @@ class Detections:
     mask_origins: np.ndarray | None = None
 
     @classmethod
-    def empty(cls, image_shape: tuple[int, int], names: dict[int, str] | None = None, with_masks: bool = True) -> "Detections":
+    def empty(cls, image_shape: tuple[int, int], names: dict[int, str] | None = None, with_masks: bool = True) -> Detections:
         return cls(
             xyxy=np.zeros((0, 4), np.float32),
             scores=np.zeros((0,), np.float32),
@@ -78,14 +79,48 @@ class Detections:
         masks = self._require_masks()
         return [mask_to_polygons(m, self.mask_origins[i]) for i, m in enumerate(masks)]
 
-    def drop_empty_masks(self) -> "Detections":
+    def to_records(self, image: str) -> list[dict]:
+        """JSON records (``predict --save-json``): image, class, score, box in original pixels, COCO RLE mask
+        (``None`` when decoded without masks)."""
+        rles = self.rle() if self.masks is not None else [None] * len(self)
+        return [
+            {
+                "image": image,
+                "class_id": int(c),
+                "class_name": self.names.get(int(c), str(int(c))),
+                "score": round(float(s), 5),
+                "bbox_xyxy": [round(float(v), 2) for v in box],
+                "segmentation": rle,
+            }
+            for box, s, c, rle in zip(self.xyxy, self.scores, self.class_ids, rles)
+        ]
+
+    def to_coco(self, image_id: int, category_map: Mapping[int, int]) -> list[dict]:
+        """COCO results records: xywh box, score, category id (``category_map[class_id]``), RLE mask at
+        original resolution. Classes without a category are left out."""
+        records = []
+        rles = self.rle()
+        for (x1, y1, x2, y2), score, c, rle in zip(self.xyxy.tolist(), self.scores.tolist(), self.class_ids.tolist(), rles):
+            if c in category_map:
+                records.append(
+                    {
+                        "image_id": image_id,
+                        "category_id": category_map[c],
+                        "bbox": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)],
+                        "score": round(score, 5),
+                        "segmentation": rle,
+                    }
+                )
+        return records
+
+    def drop_empty_masks(self) -> Detections:
         """Drop detections whose mask has no pixel (Ultralytics' predictor does the same)."""
         if self.masks is None:
             return self
         non_empty = np.fromiter((m.any() for m in self.masks), bool, len(self.masks))
         return self if non_empty.all() else self.select(non_empty)
 
-    def select(self, keep: np.ndarray) -> "Detections":
+    def select(self, keep: np.ndarray) -> Detections:
         """A subset (index array or bool mask), masks included."""
         idx = np.flatnonzero(keep) if np.asarray(keep).dtype == bool else np.asarray(keep, np.int64)
         return Detections(

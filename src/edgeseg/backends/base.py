@@ -1,16 +1,17 @@
-"""Runtimes that return the split-head outputs by name, plus the model description stored in the ONNX metadata."""
+"""What every backend speaks: the model description stored in the ONNX metadata (``ModelInfo``), integer
+head outputs (``QuantizedTensor``) and the ``Backend`` protocol."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Mapping, Protocol
+from typing import Protocol
 
 import numpy as np
 
-from .errors import EdgesegError
+from ..errors import EdgesegError
 
 LAYOUT_VERSION = "edgeseg-split-head-nhwc/1"
 META_PREFIX = "edgeseg."
@@ -30,9 +31,6 @@ class QuantizedTensor:
     def dequantize(self, rows: np.ndarray | None = None) -> np.ndarray:
         q = self.data if rows is None else self.data[rows]
         return (q.astype(np.float32) - self.zero_point.astype(np.float32)) * self.scale.astype(np.float32)
-
-
-HeadTensor = "np.ndarray | QuantizedTensor"
 
 
 def output_name(kind: str, stride: int) -> str:
@@ -75,7 +73,7 @@ class ModelInfo:
         }
 
     @classmethod
-    def from_metadata(cls, meta: Mapping[str, str], path: str | os.PathLike = "<model>") -> "ModelInfo":
+    def from_metadata(cls, meta: Mapping[str, str], path: str | os.PathLike = "<model>") -> ModelInfo:
         layout = meta.get(META_PREFIX + "layout")
         if layout is None:
             raise EdgesegError(
@@ -103,28 +101,14 @@ class Backend(Protocol):
 
     info: ModelInfo
 
-    def run(self, tensor: np.ndarray) -> dict[str, "np.ndarray | QuantizedTensor"]: ...
-
-
-def _load_onnx_proto(path: Path):
-    import onnx
-
-    try:
-        return onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError/ValueError/google.protobuf errors for junk
-        raise EdgesegError(f"not a valid ONNX file ({type(exc).__name__})", path) from None
+    def run(self, tensor: np.ndarray) -> dict[str, np.ndarray | QuantizedTensor]: ...
 
 
 def read_model_info(path: str | os.PathLike) -> ModelInfo:
     """Read the ModelInfo of an edgeseg ONNX file, with one-line errors for anything else."""
-    p = Path(path)
-    if not p.exists():
-        raise EdgesegError("no such file", p)
-    if p.is_dir():
-        raise EdgesegError("is a directory, expected an .onnx model", p)
-    model = _load_onnx_proto(p)
-    meta = {m.key: m.value for m in model.metadata_props}
-    return ModelInfo.from_metadata(meta, p)
+    from ..onnxgraph import load_model, metadata
+
+    return ModelInfo.from_metadata(metadata(load_model(path)), path)
 
 
 def quantization_metadata(meta: Mapping[str, str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -139,52 +123,3 @@ def quantization_metadata(meta: Mapping[str, str]) -> dict[str, tuple[np.ndarray
                 np.asarray(d["zero_point"], np.int32).reshape(-1) if len(d["zero_point"]) > 1 else np.int32(d["zero_point"][0]),
             )
     return out
-
-
-class OnnxRuntimeBackend:
-    """ONNX Runtime session over an edgeseg model. ``intra_op_threads=0`` lets ORT choose.
-
-    An ORT session may be shared between threads (``InferenceSession.run`` is thread-safe)."""
-
-    def __init__(
-        self,
-        path: str | os.PathLike,
-        providers: list[str] | None = None,
-        intra_op_threads: int = 0,
-        inter_op_threads: int = 0,
-    ) -> None:
-        import onnxruntime as ort
-
-        self.path = Path(path)
-        self.info = read_model_info(self.path)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = intra_op_threads
-        opts.inter_op_num_threads = inter_op_threads
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(
-                str(self.path), sess_options=opts, providers=providers or ["CPUExecutionProvider"]
-            )
-        except Exception as exc:
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise EdgesegError(f"ONNX Runtime cannot load this model: {first_line}", self.path) from None
-        names = [o.name for o in self.session.get_outputs()]
-        missing = [n for n in self.info.output_names if n not in names]
-        if missing:
-            raise EdgesegError(f"model lacks the split-head outputs {missing}", self.path)
-        self.input_name = self.session.get_inputs()[0].name
-        self._output_names = self.info.output_names
-        meta = self.session.get_modelmeta().custom_metadata_map
-        self._quant = quantization_metadata(meta)
-
-    def run(self, tensor: np.ndarray) -> dict[str, "np.ndarray | QuantizedTensor"]:
-        values = self.session.run(self._output_names, {self.input_name: tensor})
-        out: dict[str, np.ndarray | QuantizedTensor] = {}
-        for name, value in zip(self._output_names, values):
-            if name in self._quant and np.issubdtype(value.dtype, np.integer):
-                scale, zp = self._quant[name]
-                out[name] = QuantizedTensor(value, np.asarray(scale), np.asarray(zp))
-            else:
-                out[name] = value
-        return out

@@ -1,0 +1,152 @@
+"""The one place that reads, walks and writes ONNX graphs: loading with a one-line error, producer and
+consumer maps, the layout-op chain behind an output, topological order, initializer values, "is this
+model quantized?" (from its operators, never its file name) and edgeseg metadata."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .errors import EdgesegError
+
+if TYPE_CHECKING:  # onnx is imported lazily: reading a model is the only thing that needs it
+    import onnx
+
+# Ops that only move or relabel values: an output behind them holds the same numbers as their input.
+LAYOUT_OPS = frozenset({"Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
+# Operators of a quantized graph, QDQ or QOperator form.
+QUANTIZED_OPS = frozenset({
+    "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul",
+    "QLinearAdd", "QLinearMul", "ConvInteger", "MatMulInteger",
+})  # fmt: skip
+_INT8_ELEM_TYPES = (2, 3)  # TensorProto.UINT8, TensorProto.INT8
+
+
+def load_model(path: str | os.PathLike, external_data: bool = False) -> onnx.ModelProto:
+    """Read an ONNX file, or raise a one-line EdgesegError naming the file and the problem."""
+    import onnx
+
+    p = Path(path)
+    if not p.exists():
+        raise EdgesegError("no such file", p)
+    if p.is_dir():
+        raise EdgesegError("is a directory, expected an .onnx model", p)
+    try:
+        return onnx.load(str(p), load_external_data=external_data)
+    except Exception as exc:  # onnx raises DecodeError/ValueError/google.protobuf errors for junk
+        raise EdgesegError(f"not a valid ONNX file ({type(exc).__name__})", p) from None
+
+
+def metadata(model: onnx.ModelProto) -> dict[str, str]:
+    return {m.key: m.value for m in model.metadata_props}
+
+
+def set_metadata(model: onnx.ModelProto, meta: Mapping[str, str]) -> None:
+    """Replace the model's metadata with ``meta`` and mark edgeseg as its producer."""
+    del model.metadata_props[:]
+    for key, value in meta.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    model.producer_name = "edgeseg"
+
+
+def save_model(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
+    """Write a model atomically (a reader never sees half a file)."""
+    from .fileio import write_bytes_atomic
+
+    return write_bytes_atomic(path, model.SerializeToString())
+
+
+def producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
+    """Tensor name -> the node that writes it."""
+    return {o: n for n in graph.node for o in n.output}
+
+
+def consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
+    """Tensor name -> the nodes that read it (empty list for none)."""
+    out: dict[str, list] = defaultdict(list)
+    for n in graph.node:
+        for i in n.input:
+            out[i].append(n)
+    return out
+
+
+def layout_chain(graph: onnx.GraphProto, tensor: str, writers: Mapping[str, onnx.NodeProto] | None = None) -> list[str]:
+    """``tensor`` and the tensors behind it through layout-only ops (e.g. the NHWC Transpose of a head):
+    the same values as the decoder reads them. The last entry is written by a computing node (or is a
+    graph input)."""
+    writers = producers(graph) if writers is None else writers
+    chain = [tensor]
+    node = writers.get(tensor)
+    while node is not None and node.op_type in LAYOUT_OPS:
+        chain.append(node.input[0])
+        node = writers.get(chain[-1])
+    return chain
+
+
+def output_chains(graph: onnx.GraphProto) -> dict[str, list[str]]:
+    """``layout_chain`` of every graph output."""
+    writers = producers(graph)
+    return {o.name: layout_chain(graph, o.name, writers) for o in graph.output}
+
+
+def topological_sort(graph: onnx.GraphProto) -> None:
+    """Re-order nodes in place so that every input is produced before use (after appending nodes)."""
+    available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending = list(graph.node)
+    ordered = []
+    while pending:
+        rest = []
+        for n in pending:
+            if all(i in available for i in n.input):
+                ordered.append(n)
+                available.update(n.output)
+            else:
+                rest.append(n)
+        if len(rest) == len(pending):
+            raise EdgesegError("internal error: the graph has a cycle or a missing input")
+        pending = rest
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
+def initializer_array(model: onnx.ModelProto, name: str) -> np.ndarray | None:
+    """The value of an initializer or Constant node output, or None."""
+    from onnx import numpy_helper
+
+    for init in model.graph.initializer:
+        if init.name == name:
+            return numpy_helper.to_array(init)
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.output[0] == name:
+            return numpy_helper.to_array(node.attribute[0].t)
+    return None
+
+
+def is_quantized(model: onnx.ModelProto) -> bool:
+    """Whether the graph is quantized: it has quantization operators or 8-bit integer outputs."""
+    return any(n.op_type in QUANTIZED_OPS for n in model.graph.node) or any(
+        o.type.tensor_type.elem_type in _INT8_ELEM_TYPES for o in model.graph.output
+    )
+
+
+def tensor_dims(value_info: onnx.ValueInfoProto) -> tuple[int, ...]:
+    """Static dims of a graph input/output (0 where unknown)."""
+    return tuple(int(d.dim_value) for d in value_info.type.tensor_type.shape.dim)
+
+
+def quantization_parameters(model: onnx.ModelProto) -> set[str]:
+    """Initializers that are scales/zero points of quantization operators (not learned parameters)."""
+    names: set[str] = set()
+    for node in model.graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            names.update(node.input[1:])
+        elif node.op_type.startswith("QLinear"):
+            # QLinearConv: x, x_scale, x_zp, w, w_scale, w_zp, y_scale, y_zp[, bias]: keep w and bias
+            names.update(n for i, n in enumerate(node.input) if i not in (0, 3, 8))
+    return names
