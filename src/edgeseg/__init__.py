@@ -6,7 +6,8 @@ Split-head export, INT8 with integer heads, and a decoder that only touches the 
 from .backends import ModelInfo, OnnxRuntimeBackend, QuantizedTensor, open_backend, read_model_info
 from .decode import DecodeOptions, decode
 from .errors import EdgesegError
-from .predict import DEFAULT_MODEL, Segmenter, predict_sources
+from .batch import PredictOutputs, StreamOptions, predict_sources
+from .predict import DEFAULT_MODEL, Segmenter
 from .reference import reference_decode
 from .results import Detections
 
@@ -20,7 +21,9 @@ __all__ = [
     "ModelInfo",
     "OnnxRuntimeBackend",
     "QuantizedTensor",
+    "PredictOutputs",
     "Segmenter",
+    "StreamOptions",
     "decode",
     "open_backend",
     "predict_sources",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -95,13 +97,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default=None, help="output .onnx (default: beside the checkpoint)")
     p.add_argument("--no-simplify", action="store_true", help="skip onnxslim graph simplification")
 
-    p = sub.add_parser("predict", help="segment images: overlays and a JSON of COCO-RLE records")
+    p = sub.add_parser("predict", help="segment images, videos, cameras and streams: overlays, annotated video, JSON")
     p.add_argument("model", help="edgeseg .onnx model (float or INT8)")
-    p.add_argument("sources", nargs="+", help="image files, directories or glob patterns")
+    p.add_argument("sources", nargs="+",
+                   help="image files, directories, glob patterns, video files, cameras (0, /dev/video0), rtsp/rtmp/http(s) URLs")
     _add_decode_options(p)
     _add_threads_option(p)
     p.add_argument("--out", default=None, help="directory for overlay images")
-    p.add_argument("--save-json", default=None, help="write detections to this JSON file")
+    p.add_argument("--save-json", default=None, help="write the detections of images to this JSON file")
+    p.add_argument("--save-video", default=None, metavar="OUT.mp4", help="annotated video of each video/camera/stream")
+    p.add_argument("--save-jsonl", default=None, metavar="OUT.jsonl", help="one JSON line per video frame")
+    p.add_argument("--vid-stride", type=_positive_int, default=1, help="use every N-th video frame (default 1)")
+    p.add_argument("--workers", type=_positive_int, default=1,
+                   help="inference threads, each its own 1-thread session (default 1; try the core count)")
+    p.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
+                   help="drop stale frames to keep up (default: on for cameras and URLs, off for files)")
 
     p = sub.add_parser("demo", help="run the embedded model on the embedded sample image")
     p.add_argument("--source", default=None, help="image to use instead of the embedded sample")
@@ -199,31 +209,39 @@ def _print_failures(failed) -> None:
 
 
 def _cmd_predict(args) -> int:
-    from .predict import Segmenter, predict_sources
+    from .batch import PredictOutputs, StreamOptions, predict_sources
+    from .predict import Segmenter
 
     seg = Segmenter(args.model, options=_decode_options(args), threads=args.threads)
+    outputs = PredictOutputs(out_dir=args.out, save_json=args.save_json, save_video=args.save_video, save_jsonl=args.save_jsonl)
+    stream = StreamOptions(workers=args.workers, live=args.live, vid_stride=args.vid_stride)
     t0 = time.perf_counter()
-    summary = predict_sources(seg, args.sources, out_dir=args.out, save_json=args.save_json,
-                              show_progress=sys.stderr.isatty())  # fmt: skip
+    summary = predict_sources(seg, args.sources, outputs=outputs, stream=stream, show_progress=sys.stderr.isatty())
     dt = time.perf_counter() - t0
     if summary.processed == 0 and len(summary.failed) == 1:
         raise EdgesegError(summary.failed[0][1], summary.failed[0][0])
     _print_failures(summary.failed)
+    for w in summary.warnings:
+        print(f"edgeseg: warning: {w}", file=sys.stderr)
     if summary.processed == 0:
         raise EdgesegError("no image could be processed")
-    print(f"{summary.processed} image(s), {summary.detections} object(s) in {dt:.2f}s"
-          + (f"; overlays in {args.out}" if args.out else "")
-          + (f"; JSON in {args.save_json}" if args.save_json else ""))
+    for name, stats in summary.streams:
+        print(f"{name}: {stats.summary()}")
+    print(f"{summary.processed} image(s)/frame(s), {summary.detections} object(s) in {dt:.2f}s"
+          + (f"; overlays in {args.out}" if args.out and summary.overlays else "")
+          + (f"; JSON in {args.save_json}" if args.save_json else "")
+          + "".join(f"; {p}" for p in summary.outputs))  # fmt: skip
     return 0
 
 
 def _cmd_demo(args) -> int:
-    from .predict import DEFAULT_MODEL, SAMPLE_IMAGE, Segmenter, predict_sources
+    from .batch import PredictOutputs, predict_sources
+    from .predict import DEFAULT_MODEL, SAMPLE_IMAGE, Segmenter
 
     source = args.source or SAMPLE_IMAGE
     seg = Segmenter(DEFAULT_MODEL, conf=args.conf)
-    summary = predict_sources(seg, [source], out_dir=args.out, save_json=Path(args.out) / "detections.json",
-                              show_progress=False)  # fmt: skip
+    outputs = PredictOutputs(out_dir=args.out, save_json=Path(args.out) / "detections.json")
+    summary = predict_sources(seg, [source], outputs=outputs, show_progress=False)
     if summary.processed == 0:
         raise EdgesegError(summary.failed[0][1], summary.failed[0][0])
     print(f"model  {DEFAULT_MODEL.name} ({seg.info.num_classes} classes, {seg.info.imgsz[0]}x{seg.info.imgsz[1]})")
@@ -236,17 +254,18 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_val(args) -> int:
-    from .evaluate import evaluate_models, format_per_class, format_summary, save_results
+    from .evaluate import ValConfig, evaluate_models, format_metrics_table, format_per_class, save_results
 
-    ds, results = evaluate_models(args.models, args.data, args.imgsz, args.conf, args.iou, args.max_det, args.images,
-                                  args.threads, progress=sys.stderr.isatty(), multi_label=not args.single_label)  # fmt: skip
+    config = ValConfig(conf=args.conf, iou=args.iou, max_det=args.max_det, multi_label=not args.single_label,
+                       threads=args.threads, imgsz=args.imgsz)  # fmt: skip
+    ds, results = evaluate_models(args.models, args.data, config=config, images=args.images, show_progress=sys.stderr.isatty())
     for w in ds.warnings:
         print(f"edgeseg: warning: {w}", file=sys.stderr)
     _print_failures(list(dict.fromkeys(s for r in results for s in r.skipped)))
     print(f"{ds.name}: {results[0].images} image(s), {ds.num_instances} instance(s); {results[0].evaluator}")
     for r in results if args.verbose else ():
         print(f"\n{r.model}\n{format_per_class(r)}")
-    print(("\n" if args.verbose else "") + format_summary(results))
+    print(("\n" if args.verbose else "") + format_metrics_table(results))
     if args.save_json:
         metrics, preds = save_results(results, args.save_json)
         print(f"metrics JSON {metrics}; COCO results {', '.join(str(p) for p in preds)}")
@@ -254,17 +273,16 @@ def _cmd_val(args) -> int:
 
 
 def _cmd_bench(args) -> int:
-    from .bench import format_summary, run_bench
+    from .bench import BenchConfig, bench_summary, run_bench
     from .predict import SAMPLE_IMAGE
 
     if args.warmup < 0 or args.max_images < 0:
         raise EdgesegError("--warmup and --max-images must be >= 0")
-    result = run_bench(
-        args.models, args.images or [SAMPLE_IMAGE], args.threads, args.warmup, args.iters, args.max_images,
-        args.compare_repeats, args.conf, args.iou, args.max_det, not args.no_ultralytics, args.json,
-        progress=sys.stderr.isatty(),
-    )
-    print(format_summary(result))
+    config = BenchConfig(models=args.models, sources=args.images or [SAMPLE_IMAGE], threads=args.threads, warmup=args.warmup,
+                         iters=args.iters, max_images=args.max_images, compare_repeats=args.compare_repeats,
+                         options=_decode_options(args), ultralytics=not args.no_ultralytics)  # fmt: skip
+    result = run_bench(config, json_path=args.json, show_progress=sys.stderr.isatty())
+    print(bench_summary(result))
     if args.json:
         print(f"results in {args.json}")
     return 0
@@ -281,16 +299,16 @@ def _cmd_report(args) -> int:
 def _cmd_quantize(args) -> int:
     import warnings
 
-    from .quantize import quantize
+    from .quantize import QuantizeConfig, format_report, quantize
 
     t0 = time.perf_counter()
+    config = QuantizeConfig(num=args.num, method=args.method, per_channel=args.per_channel, reduce_range=args.reduce_range,
+                            keep_float=args.keep_float, int16=args.int16, int_cls=args.int_cls,
+                            target_cosine=args.target_cosine, holdout=args.holdout, report_images=args.report_images,
+                            bench_runs=max(args.bench, 0))  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # printed below, once, as edgeseg warnings
-        r = quantize(args.model, args.calib, args.output, num=args.num, method=args.method,
-                     per_channel=args.per_channel, reduce_range=args.reduce_range, keep_float=args.keep_float,
-                     int16=args.int16, int_cls=args.int_cls, target_cosine=args.target_cosine,
-                     holdout=args.holdout, report_images=args.report_images, report=args.report_images > 0,
-                     bench_runs=max(args.bench, 0), progress=sys.stderr.isatty())  # fmt: skip
+        r = quantize(args.model, args.calib, config=config, output=args.output, show_progress=sys.stderr.isatty())
     _print_failures(r.skipped)
     for w in r.warnings:
         print(f"edgeseg: warning: {w}", file=sys.stderr)
@@ -298,13 +316,13 @@ def _cmd_quantize(args) -> int:
     if r.keep_float or r.int16:
         print(f"mixed precision: {len(r.keep_float)} node(s) float, {len(r.int16)} node(s) int16")
     if r.report is not None:
-        print(r.report.format())
+        print(format_report(r.report))
         print("similarity report: " + ", ".join(str(f) for f in (r.report_json, r.report_png) if f))
     if r.latency_ms:
         base = r.latency_ms["float"]
-        print("1-thread ONNX Runtime latency (median of %d runs): " % args.bench
+        print(f"1-thread ONNX Runtime latency (median of {args.bench} runs): "
               + ", ".join(f"{k} {v:.1f} ms ({base / v:.2f}x)" for k, v in r.latency_ms.items()))  # fmt: skip
-        from .bench import int8_dot_instructions, int8_speed_note
+        from .machine import int8_dot_instructions, int8_speed_note
 
         note = int8_speed_note(base / r.latency_ms["int8"], int8_dot_instructions())
         if note:
@@ -314,10 +332,10 @@ def _cmd_quantize(args) -> int:
 
 
 def _cmd_horizon(args) -> int:
-    from .horizon import horizon_artefacts
+    from .horizon import HorizonConfig, horizon_artefacts
 
-    r = horizon_artefacts(args.model, args.calib, args.output, args.march, args.num, args.input_type,
-                          progress=sys.stderr.isatty())  # fmt: skip
+    config = HorizonConfig(march=args.march, num=args.num, input_type_rt=args.input_type)
+    r = horizon_artefacts(args.model, args.calib, args.output, config=config, show_progress=sys.stderr.isatty())
     _print_failures(r.skipped)
     for w in r.warnings:
         print(f"edgeseg: warning: {w}", file=sys.stderr)
@@ -333,9 +351,15 @@ COMMANDS = {
 }  # fmt: skip
 
 
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM ends a run like Ctrl-C: outputs are finalised on the way out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return COMMANDS[args.command](args)
     except EdgesegError as exc:

@@ -1,24 +1,26 @@
-"""The Python API for inference: ``Segmenter`` (one image -> Detections) and batch prediction over
-files, directories and globs with overlays and a JSON of COCO-RLE records."""
+"""The Python API for inference: ``Segmenter`` (one image -> Detections, or a stream of frames) and
+prediction over images (overlays, a JSON of COCO-RLE records) and videos, cameras and streams (an
+annotated video, JSON Lines), all through the pipelined runner of ``stream.py``."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 
 from .backends import Backend, ModelInfo, open_backend
 from .decode import DecodeOptions, StageClock, decode
-from .draw import draw_detections
 from .errors import EdgesegError
-from .fileio import write_bytes_atomic, write_json_atomic
 from .preprocess import load_image, preprocess
 from .results import Detections
-from .sources import ImageFiles, collect_images, progress
+from .sources import Source, open_sources
+
+if TYPE_CHECKING:
+    from .stream import StreamFrame
 
 ASSETS = Path(__file__).with_name("assets")
 DEFAULT_MODEL = ASSETS / "yolov8n-seg-coco128-640.onnx"
@@ -43,8 +45,11 @@ class Segmenter:
         **option_values,
     ) -> None:
         self.options = replace(options or DecodeOptions(), **option_values)
+        self.model_path: Path | None = None
+        self.providers = providers
         if model is None or isinstance(model, (str, os.PathLike)):
-            self.backend: Backend = open_backend(model or DEFAULT_MODEL, threads=threads, providers=providers)
+            self.model_path = Path(model or DEFAULT_MODEL)
+            self.backend: Backend = open_backend(self.model_path, threads=threads, providers=providers)
         else:
             self.backend = model
         self.info: ModelInfo = self.backend.info
@@ -79,60 +84,25 @@ class Segmenter:
 
     predict = __call__
 
+    def workers(self, count: int) -> list[Segmenter]:
+        """``count`` Segmenters for worker threads: each its own one-thread session of the same model file
+        (several small sessions beat one wide one for throughput), or this one shared when it wraps a
+        backend object (ONNX Runtime sessions are thread-safe)."""
+        if count < 1:
+            raise EdgesegError(f"workers must be >= 1, got {count}")
+        if self.model_path is None:
+            return [self] * count
+        return [Segmenter(self.model_path, options=self.options, threads=1, providers=self.providers) for _ in range(count)]
 
-@dataclass
-class PredictSummary:
-    processed: int = 0
-    detections: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    records: list[dict] = field(default_factory=list)
-    overlays: list[Path] = field(default_factory=list)
+    def stream(self, source: str | os.PathLike | Source, *, workers: int = 2, live: bool | None = None,
+               vid_stride: int = 1) -> Iterator[StreamFrame]:  # fmt: skip
+        """Frames of a video file, camera (``0``), stream URL or image directory, in order, with
+        ``frame.index``, ``frame.time_s`` and ``frame.detections`` (see ``stream.StreamRunner``)."""
+        from .stream import StreamRunner
 
-
-def _unique_overlay_name(out_dir: Path, image: Path, used: set[str]) -> Path:
-    name = image.stem + ".jpg"
-    k = 1
-    while name in used:
-        name = f"{image.stem}_{k}.jpg"
-        k += 1
-    used.add(name)
-    return out_dir / name
-
-
-def predict_sources(
-    segmenter: Segmenter,
-    sources: Iterable[str | os.PathLike],
-    *,
-    out_dir: str | os.PathLike | None = None,
-    save_json: str | os.PathLike | None = None,
-    show_progress: bool = True,
-) -> PredictSummary:
-    """Predict every image in ``sources``; bad items are skipped and listed in ``summary.failed``."""
-    found = collect_images(sources)
-    summary = PredictSummary(failed=list(found.problems))
-    out = Path(out_dir) if out_dir is not None else None
-    used: set[str] = set()
-    bar = progress(desc="predict", total=len(found.paths), enabled=show_progress)
-    for item in ImageFiles(found.paths):
-        bar.update(1)
-        if not item.ok:
-            summary.failed.append((item.name, item.error))
-            continue
-        try:
-            det = segmenter(item.image)
-        except EdgesegError as exc:
-            summary.failed.append((item.name, str(exc)))
-            continue
-        summary.processed += 1
-        summary.detections += len(det)
-        summary.records.extend(det.to_records(item.name))
-        if out is not None:
-            ok, buf = cv2.imencode(".jpg", draw_detections(item.image, det))
-            if ok:
-                summary.overlays.append(write_bytes_atomic(_unique_overlay_name(out, Path(item.name), used), buf.tobytes()))
-        bar.set_postfix(objects=summary.detections, failed=len(summary.failed))
-    bar.close()
-    if save_json is not None:
-        write_json_atomic(save_json, summary.records)
-    return summary
-
+        if isinstance(source, (str, os.PathLike)):
+            opened = open_sources([source], live=live, vid_stride=vid_stride)
+            if not opened.sources:
+                raise EdgesegError(opened.problems[0][1], opened.problems[0][0])
+            source = opened.sources[0]
+        return StreamRunner(self.workers(workers), live=live).run(source)

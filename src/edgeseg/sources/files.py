@@ -1,4 +1,4 @@
-"""Sources: what turns user arguments into images, one policy for all commands.
+"""Image files: the one listing policy for all commands, and the image-file source.
 
 ``collect_images`` turns arguments (files, directories, glob patterns) into image paths plus one-line
 problems. The rule, the same for predict, calibration, horizon, evaluation, bench and the soak
@@ -6,10 +6,9 @@ benchmark: a directory is searched recursively; files and folders whose name sta
 skipped; files whose suffix is not an image suffix are skipped inside directories and patterns (a file
 named directly is always tried); results are sorted by path, directory by directory, in argument order.
 
-``ImageFiles`` is the one source kind today: it yields a ``SourceItem`` per file, the loaded BGR image
-or the one-line reason it could not be read, so every caller skips and records bad items the same way.
-A new kind (video file, camera, stream URL) is another class that yields ``SourceItem``s with a
-frame index and timestamp; ``progress`` is the one progress-bar factory.
+``ImageFiles`` yields a ``SourceItem`` per file, the loaded BGR image or the one-line reason it could not
+be read, so every caller skips and records bad items the same way; ``progress`` is the one progress-bar
+factory.
 """
 
 from __future__ import annotations
@@ -21,10 +20,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from .errors import EdgesegError
-from .preprocess import load_image
+from ..errors import EdgesegError
+from ..preprocess import load_image
+from .base import SourceItem
 
 IMAGE_SUFFIXES = (".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm", ".heic")
 
@@ -92,27 +90,16 @@ def reason(exc: EdgesegError) -> str:
     return str(exc).removeprefix(f"{exc.path}: ") if exc.path is not None else str(exc)
 
 
-@dataclass
-class SourceItem:
-    """One image of a source: the BGR array, or ``error`` (one line) when it could not be read.
-    ``index`` counts items of the source from 0; ``time_s`` is the timestamp of a frame in a stream."""
-
-    index: int
-    name: str
-    image: np.ndarray | None = None
-    error: str | None = None
-    time_s: float | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
 class ImageFiles:
-    """Image files read one by one, in order."""
+    """Image files read one by one, in order (a ``Source``; never live, no frame rate)."""
 
-    def __init__(self, paths: Sequence[str | os.PathLike]) -> None:
+    live = False
+    fps: float | None = None
+
+    def __init__(self, paths: Sequence[str | os.PathLike], name: str = "images") -> None:
         self.paths = [Path(p) for p in paths]
+        self.name = name
+        self.warnings: list[str] = []
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -1,0 +1,178 @@
+"""Prediction over command-line sources: images get overlays and JSON records, videos, cameras and
+streams an annotated video and JSON Lines; everything runs through the pipelined runner, bad items are
+skipped and reported, and the good ones still finish."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+
+from .draw import draw_detections
+from .errors import EdgesegError
+from .fileio import write_bytes_atomic, write_json_atomic
+from .predict import Segmenter
+from .sinks import JsonlSink, VideoSink, check_writable
+from .sources import ImageFiles, Source, open_sources, progress
+from .stream import StreamFrame, StreamRunner, StreamStats
+
+
+@dataclass(frozen=True)
+class PredictOutputs:
+    """Where results go: ``out_dir`` (image overlays), ``save_json`` (records of images), ``save_video``
+    (annotated video) and ``save_jsonl`` (one line per frame) of videos, cameras and streams. With several
+    streams, their files are numbered: ``out-1.mp4``, ``out-2.mp4``."""
+
+    out_dir: str | os.PathLike | None = None
+    save_json: str | os.PathLike | None = None
+    save_video: str | os.PathLike | None = None
+    save_jsonl: str | os.PathLike | None = None
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """``workers`` inference threads (each its own session); ``live`` forces (True) or forbids (False)
+    dropping stale frames (default: cameras and URLs drop, files don't); every ``vid_stride``-th frame."""
+
+    workers: int = 1
+    live: bool | None = None
+    vid_stride: int = 1
+
+
+@dataclass
+class PredictSummary:
+    processed: int = 0
+    detections: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    records: list[dict] = field(default_factory=list)
+    overlays: list[Path] = field(default_factory=list)
+    streams: list[tuple[str, StreamStats]] = field(default_factory=list)
+    outputs: list[Path] = field(default_factory=list)  # videos and JSON Lines written
+    warnings: list[str] = field(default_factory=list)
+
+
+def _numbered(path: str | os.PathLike | None, k: int, count: int) -> Path | None:
+    if path is None:
+        return None
+    p = Path(path)
+    return p if count == 1 else p.with_name(f"{p.stem}-{k}{p.suffix}")
+
+
+def _unique_overlay_name(out_dir: Path, image: Path, used: set[str]) -> Path:
+    name = image.stem + ".jpg"
+    k = 1
+    while name in used:
+        name = f"{image.stem}_{k}.jpg"
+        k += 1
+    used.add(name)
+    return out_dir / name
+
+
+class _ImageOutputs:
+    """Overlays in a directory and the JSON records of every image."""
+
+    def __init__(self, outputs: PredictOutputs, summary: PredictSummary) -> None:
+        self.out = Path(outputs.out_dir) if outputs.out_dir is not None else None
+        self.summary = summary
+        self.used: set[str] = set()
+
+    def write(self, frame: StreamFrame) -> None:
+        self.summary.records.extend(frame.detections.to_records(frame.source))
+        if self.out is not None:
+            ok, buf = cv2.imencode(".jpg", draw_detections(frame.image, frame.detections))
+            if ok:
+                path = _unique_overlay_name(self.out, Path(frame.source), self.used)
+                self.summary.overlays.append(write_bytes_atomic(path, buf.tobytes()))
+
+    def close(self) -> None:
+        pass
+
+
+class _StreamOutputs:
+    """The annotated video and the JSON Lines of one stream."""
+
+    def __init__(self, source: Source, video: Path | None, jsonl: Path | None, summary: PredictSummary) -> None:
+        self.video = VideoSink(video, source.fps) if video is not None else None
+        self.jsonl = JsonlSink(jsonl) if jsonl is not None else None
+        self.summary = summary
+
+    def write(self, frame: StreamFrame) -> None:
+        if self.video is not None:
+            self.video.write(draw_detections(frame.image, frame.detections), frame.index)
+        if self.jsonl is not None:
+            self.jsonl.write(index=frame.index, time_s=frame.time_s, source=frame.source, detections=frame.detections)
+
+    def close(self) -> None:
+        for sink in (self.video, self.jsonl):
+            if sink is not None:
+                path = sink.close()
+                if path is not None:
+                    self.summary.outputs.append(path)
+        if self.video is not None:
+            self.summary.warnings.extend(self.video.warnings)
+
+
+def predict_sources(
+    segmenter: Segmenter,
+    sources: Iterable[str | os.PathLike],
+    *,
+    outputs: PredictOutputs = PredictOutputs(),
+    stream: StreamOptions = StreamOptions(),
+    show_progress: bool = True,
+) -> PredictSummary:
+    """Predict every image, video, camera or stream in ``sources``; bad items are skipped and listed in
+    ``summary.failed``. Output files are checked before any work; videos and JSON Lines are complete up to
+    the last frame written even when interrupted (Ctrl-C)."""
+    opened = open_sources(sources, live=stream.live, vid_stride=stream.vid_stride)
+    summary = PredictSummary(failed=list(opened.problems))
+    streams = [s for s in opened.sources if not isinstance(s, ImageFiles)]
+    targets = {id(s): (_numbered(outputs.save_video, k, len(streams)), _numbered(outputs.save_jsonl, k, len(streams)))
+               for k, s in enumerate(streams, 1)}  # fmt: skip
+    for video, jsonl in targets.values():
+        for path, what in ((video, "video"), (jsonl, "JSON Lines")):
+            if path is not None:
+                check_writable(path, what)
+    if outputs.save_json is not None:
+        check_writable(outputs.save_json, "JSON")
+    workers = segmenter.workers(stream.workers) if stream.workers > 1 else [segmenter]
+    try:
+        for source in opened.sources:
+            _run_source(source, workers, outputs, targets.get(id(source)), summary, show_progress)
+    finally:
+        for source in opened.sources:
+            summary.warnings.extend(source.warnings)
+        if outputs.save_json is not None:
+            write_json_atomic(outputs.save_json, summary.records)
+    return summary
+
+
+def _run_source(source: Source, workers: list[Segmenter], outputs: PredictOutputs,
+                stream_paths: tuple[Path | None, Path | None] | None, summary: PredictSummary, show_progress: bool) -> None:  # fmt: skip
+    is_images = isinstance(source, ImageFiles)
+    sink = _ImageOutputs(outputs, summary) if is_images else _StreamOutputs(source, *stream_paths, summary)
+    runner = StreamRunner(workers, live=None if is_images else source.live)
+    total = len(source) if is_images else getattr(source, "frame_count", None)
+    if total and not is_images:
+        total = -(-total // getattr(source, "vid_stride", 1))
+    bar = progress(desc="predict" if is_images else f"predict {Path(source.name).name}", total=total,
+                   enabled=show_progress, unit="img" if is_images else "frame")  # fmt: skip
+    try:
+        for frame in runner.run(source):
+            bar.update(1)
+            if not frame.ok:
+                summary.failed.append((f"{frame.source}" if is_images else f"{frame.source}#{frame.index}", frame.error))
+                continue
+            summary.processed += 1
+            summary.detections += len(frame.detections)
+            sink.write(frame)
+            bar.set_postfix(objects=summary.detections, failed=len(summary.failed), dropped=runner.stats.dropped)
+    except EdgesegError as exc:  # a stream that failed mid-way: keep what was done, report it
+        summary.failed.append((source.name, str(exc).removeprefix(f"{source.name}: ")))
+    finally:
+        bar.close()
+        sink.close()
+        if not is_images:
+            summary.streams.append((source.name, runner.stats))

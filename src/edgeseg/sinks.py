@@ -1,0 +1,104 @@
+"""Where stream results go: an annotated video (OpenCV's FFmpeg writer) and JSON Lines, one line per frame.
+
+Both are safe to interrupt. The video is written to a hidden temporary sibling and moved into place when
+it is closed, which also happens on Ctrl-C / SIGTERM (the container is finalised, so the file plays,
+with every frame written so far). JSON Lines are flushed line by line: the file is complete up to the
+last frame written. Output paths are checked before any work starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import IO
+
+import cv2
+import numpy as np
+
+from .errors import EdgesegError
+from .results import Detections
+
+# FourCC per container; mp4v is the MPEG-4 Part 2 encoder every OpenCV FFmpeg build has.
+FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG", ".webm": "VP80"}
+DEFAULT_FPS = 25.0
+
+
+def check_writable(path: str | os.PathLike, what: str) -> Path:
+    """Fail before any work when ``path`` cannot be written: its folder is created, a file is tried in it."""
+    p = Path(path)
+    if p.is_dir():
+        raise EdgesegError(f"is a directory, expected a {what} file name", p)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=p.parent, prefix=f".{p.name}.", suffix=".check"):
+            pass
+    except OSError as exc:
+        raise EdgesegError(f"cannot write the {what} here ({exc.strerror or exc})", p) from None
+    return p
+
+
+class VideoSink:
+    """An annotated video at the source's frame rate and the first frame's size. A frame of another size
+    (a stream that changes resolution) is resized to fit, with one warning."""
+
+    def __init__(self, path: str | os.PathLike, fps: float | None) -> None:
+        self.path = check_writable(path, "video")
+        self.fourcc = FOURCC.get(self.path.suffix.lower())
+        if self.fourcc is None:
+            raise EdgesegError(f"unsupported video container; use one of {', '.join(sorted(FOURCC))}", self.path)
+        self.fps = fps or DEFAULT_FPS
+        self.size: tuple[int, int] | None = None
+        self.frames = 0
+        self.warnings: list[str] = []
+        self._writer: cv2.VideoWriter | None = None
+        self._tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+
+    def write(self, image: np.ndarray, index: int) -> None:
+        h, w = image.shape[:2]
+        if self._writer is None:
+            self.size = (w, h)
+            self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, self.size)
+            if not self._writer.isOpened():
+                raise EdgesegError(f"OpenCV cannot write {self.fourcc} video here", self.path)
+        if (w, h) != self.size:
+            if not self.warnings:
+                self.warnings.append(f"{self.path}: frame {index} is {w}x{h}, not {self.size[0]}x{self.size[1]}; "
+                                     "frames of another size are resized to fit")  # fmt: skip
+            image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
+        self._writer.write(image)
+        self.frames += 1
+
+    def close(self) -> Path | None:
+        """Finalise the container and move it into place; None when no frame was written."""
+        if self._writer is None:
+            return None
+        self._writer.release()
+        self._writer = None
+        os.replace(self._tmp, self.path)
+        return self.path
+
+
+class JsonlSink:
+    """``{"frame": i, "time_s": t, "detections": [records of --save-json]}`` per frame, flushed per line."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = check_writable(path, "JSON Lines")
+        self._file: IO[str] | None = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        self.lines = 0
+
+    def write(self, *, index: int, time_s: float | None, source: str, detections: Detections) -> None:
+        record = {"frame": index, "time_s": None if time_s is None else round(time_s, 4),
+                  "detections": detections.to_records(source)}  # fmt: skip
+        self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self._file.flush()
+        self.lines += 1
+
+    def close(self) -> Path:
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = None
+        return self.path

@@ -1,0 +1,42 @@
+"""What every source yields: ``SourceItem``s (an image or the one-line reason it could not be read), and
+the ``Source`` protocol the runners consume."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass
+class SourceItem:
+    """One image of a source: the BGR array, or ``error`` (one line) when it could not be read.
+    ``index`` counts items of the source from 0 (frames of a video: the frame number in the file, so a
+    ``vid_stride`` shows as gaps); ``time_s`` is the timestamp of a video frame."""
+
+    index: int
+    name: str
+    image: np.ndarray | None = None
+    error: str | None = None
+    time_s: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Source(Protocol):
+    """An ordered run of images: image files, a video file, a camera or a network stream.
+
+    ``live`` sources (cameras, URLs) produce frames whether or not anyone keeps up: runners drop stale
+    frames of a live source rather than fall behind. ``fps`` is the source's frame rate where it has one.
+    ``warnings`` collects one-line notes found while reading (a truncated file, a size change)."""
+
+    name: str
+    live: bool
+    fps: float | None
+    warnings: list[str]
+
+    def __iter__(self) -> Iterator[SourceItem]: ...
