@@ -14,9 +14,10 @@ import sys
 import time
 from pathlib import Path
 
+from edgeseg.errors import EdgesegError
 from edgeseg.fileio import write_json_atomic
 from edgeseg.predict import DEFAULT_MODEL, Segmenter
-from edgeseg.preprocess import IMAGE_SUFFIXES, load_image
+from edgeseg.sources import ImageFiles, image_directory
 
 
 def rss_mib() -> float:
@@ -36,8 +37,13 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    paths = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    images = [load_image(p) for p in paths]  # decode once: the soak is about the pipeline, not JPEG
+    try:
+        paths = image_directory(args.images, "soak")
+    except EdgesegError as exc:
+        raise SystemExit(f"soak: {exc}") from None
+    images = [item.image for item in ImageFiles(paths) if item.ok]  # decode once: the soak is about the pipeline, not JPEG
+    if not images:
+        raise SystemExit(f"soak: {args.images}: none of the images could be read")
     seg = Segmenter(args.model, threads=args.threads)
     samples, baseline, objects = [], None, 0
     t0 = time.perf_counter()

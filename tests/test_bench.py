@@ -3,28 +3,28 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from edgeseg.bench import (
-    STAGES,
-    onnx_model_stats,
-    percentiles,
-    run_bench,
-    ultralytics_layout,
-)
+from edgeseg.bench import BenchConfig, BenchResult, run_bench
+from edgeseg.bench.compare import ultralytics_layout
+from edgeseg.bench.result import STAGES
+from edgeseg.bench.stats import onnx_model_stats
+from edgeseg.bench.timing import percentiles
 from edgeseg.cli import main
+from edgeseg.errors import EdgesegError
+
+BENCH_BEFORE = Path(__file__).parent / "data" / "bench-before.json"  # written by `edgeseg bench` before BenchResult
 
 
 @pytest.fixture(scope="module")
 def bench_result(default_model, coco128_images, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "bench.json"
-    result = run_bench(
-        [default_model], coco128_images[:2], threads=[1, 2], warmup=1, iters=2, compare_repeats=1,
-        json_path=out, progress=False,
-    )
-    return result, out
+    config = BenchConfig(models=[default_model], sources=coco128_images[:2], threads=[1, 2], warmup=1, iters=2, compare_repeats=1)
+    result = run_bench(config, json_path=out, show_progress=False)
+    return result.to_dict(), out
 
 
 def test_json_written_and_equal(bench_result):
@@ -95,7 +95,7 @@ def test_ultralytics_layout_shapes(default_model, coco128_images):
 
 def test_percentiles_monotone():
     p = percentiles(list(np.random.default_rng(0).exponential(size=101)))
-    assert p["p50"] <= p["p90"] <= p["p99"]
+    assert p.p50 <= p.p90 <= p.p99
 
 
 def test_int8_detected_from_quantize_nodes(tmp_path):
@@ -131,6 +131,44 @@ def test_cli_bench_writes_json(default_model, coco128_images, tmp_path, capsys):
     assert data["models"][0]["throughput_ips"]["workers"].keys() == {"1"}
     assert "skipped" in data["decode_compare"]["note"]
     assert "results in" in capsys.readouterr().out
+    # the layout of a file written before BenchResult existed (same inputs but two models): same keys, same order
+    before = json.loads(BENCH_BEFORE.read_text())
+    before["models"] = before["models"][:1]
+    assert _key_paths(data) == _key_paths(before)
+
+
+def _key_paths(doc, prefix: str = "") -> list[str]:
+    """Every key of a bench JSON as a path, in file order; keys whose presence depends on the machine's
+    BLAS library are left out."""
+    paths = []
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            if key in ("blas", "fast_default_blas_ms"):
+                continue
+            paths += [f"{prefix}/{key}", *_key_paths(value, f"{prefix}/{key}")]
+    elif isinstance(doc, list):
+        for i, value in enumerate(doc):
+            paths += _key_paths(value, f"{prefix}[{i}]")
+    return paths
+
+
+def test_bench_result_reads_a_file_written_before_it_existed():
+    text = BENCH_BEFORE.read_text()
+    result = BenchResult.from_dict(json.loads(text), BENCH_BEFORE)
+    assert [m.int8 for m in result.models] == [False, True]
+    assert result.models[1].latency_ms["total"].p50 == 85.495 and result.models[1].throughput_ips.workers == {1: 14.343}
+    assert result.decode_compare is not None and result.decode_compare.speedup_vs_ultralytics is None
+    assert json.dumps(result.to_dict(), indent=1) + "\n" == text  # the same bytes back
+
+
+def test_bench_config_checks_its_values(default_model):
+    with pytest.raises(EdgesegError, match="no model given"):
+        BenchConfig(models=[], sources=["x.jpg"])
+    with pytest.raises(EdgesegError, match="warmup must be >= 0"):
+        BenchConfig(models=[default_model], sources=["x.jpg"], warmup=-1)
+    with pytest.raises(EdgesegError, match="threads must be positive integers"):
+        BenchConfig(models=[default_model], sources=["x.jpg"], threads=[0, 2])
+    assert BenchConfig(models=[default_model], sources=["x.jpg"], threads=[2, 1, 2]).threads == (1, 2)
 
 
 @pytest.mark.parametrize(
@@ -154,30 +192,36 @@ def test_cli_bench_bad_threads(default_model, capsys):
     assert "threads must be positive integers" in capsys.readouterr().err
 
 
-def test_timed_pipeline_matches_decode(default_model, coco128_images):
-    """The stage-split pipeline that bench times gives what ``decode`` gives."""
+def test_clock_timed_segmenter_matches_untimed(default_model, coco128_images):
+    """Bench times the real Segmenter through its clock: with the clock it returns exactly what it returns
+    without one, and every stage is stamped in order."""
     import cv2
 
-    from edgeseg.bench import run_pipeline
-    from edgeseg.decode import decode
+    from edgeseg.bench.timing import PIPELINE_STAGES, timed_call
     from edgeseg.predict import Segmenter
 
     seg = Segmenter(default_model, threads=1)
     for path in coco128_images[:2]:
         image = cv2.imread(str(path))
-        det, stamps = run_pipeline(seg.backend, image, 0.25, 0.7, 300)
-        assert list(stamps) == sorted(stamps)
-        outputs, lb = seg.raw(image)
-        ref = decode(outputs, seg.info, lb)
+        det, stamps = timed_call(seg, image)
+        assert list(stamps.ends) == list(PIPELINE_STAGES)
+        assert [stamps.start, *stamps.ends.values()] == sorted([stamps.start, *stamps.ends.values()])
+        ms = stamps.durations_ms()
+        assert ms["total"] == pytest.approx(sum(ms[s] for s in PIPELINE_STAGES))
+        ref = seg(image)
+        assert len(det) == len(ref) > 0
         np.testing.assert_array_equal(det.class_ids, ref.class_ids)
-        np.testing.assert_allclose(det.xyxy, ref.xyxy, atol=1e-3)
+        np.testing.assert_array_equal(det.xyxy, ref.xyxy)
+        np.testing.assert_array_equal(det.scores, ref.scores)
+        np.testing.assert_array_equal(det.mask_origins, ref.mask_origins)
         assert all((a == b).all() for a, b in zip(det.masks, ref.masks))
 
 
 def test_interleaved_latency_keeps_each_models_results(default_model, coco128_images):
     """Models are interleaved image by image in a rotating order; every sample still lands with its model."""
     from edgeseg.backends import OnnxRuntimeBackend
-    from edgeseg.bench import load_bench_images, measure_latency
+    from edgeseg.bench.measure import load_bench_images, stage_latency
+    from edgeseg.predict import Segmenter
 
     class Silent:
         """A backend whose cls logits are all very negative: it never detects anything."""
@@ -198,17 +242,17 @@ def test_interleaved_latency_keeps_each_models_results(default_model, coco128_im
     real = OnnxRuntimeBackend(default_model, intra_op_threads=1)
     images = load_bench_images([str(p) for p in coco128_images[:3]])
     bar = Bar()
-    (lat_a, obj_a), (lat_b, obj_b), (lat_c, obj_c) = measure_latency(
-        [Silent(real), real, real], images, warmup=0, iters=2, conf=0.25, iou=0.7, max_det=300, bar=bar
+    (lat_a, obj_a), (lat_b, obj_b), (lat_c, obj_c) = stage_latency(
+        [Segmenter(Silent(real)), Segmenter(real), Segmenter(real)], images, warmup=0, iters=2, bar=bar
     )
     assert bar.n == 2 * 3 * 3
     assert obj_a == [0, 0, 0] and obj_b == obj_c and sum(obj_b) > 0
     for lat in (lat_a, lat_b, lat_c):
-        assert lat["total"]["p50"] > 0 and set(lat) == set(STAGES)
+        assert lat["total"].p50 > 0 and set(lat) == set(STAGES)
 
 
 def test_int8_dot_product_detection_and_note():
-    from edgeseg.bench import int8_dot_instructions, int8_speed_note
+    from edgeseg.machine import int8_dot_instructions, int8_speed_note
 
     assert int8_dot_instructions("processor : 0\nflags : fpu sse avx2 fma\n") == []
     assert int8_dot_instructions("flags : fpu avx2 avx512f avx512_vnni amx_int8\n") == ["avx512_vnni", "amx_int8"]
@@ -231,8 +275,9 @@ def test_two_models_side_by_side(default_model, coco128_images, tmp_path):
 
     twin = tmp_path / "twin.onnx"
     shutil.copy(default_model, twin)
-    result = run_bench([default_model, twin], coco128_images[:3], threads=[1, 2], warmup=0, iters=1, compare_repeats=1,
-                       ultralytics=False, progress=False)  # fmt: skip
+    config = BenchConfig(models=[default_model, twin], sources=coco128_images[:3], threads=[1, 2], warmup=0, iters=1,
+                         compare_repeats=1, ultralytics=False)  # fmt: skip
+    result = run_bench(config, show_progress=False).to_dict()
     a, b = result["models"]
     assert (a["name"], b["name"]) == (default_model.name, "twin.onnx")
     assert a["objects_mean"] == b["objects_mean"]  # the same network on the same images

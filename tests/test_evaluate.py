@@ -3,6 +3,7 @@ command line, and a cross-check against the predictions Ultralytics' own val wri
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -15,15 +16,20 @@ from pycocotools import mask as mask_utils
 
 from edgeseg.backends import read_model_info
 from edgeseg.cli import main
+from edgeseg.decode import DecodeOptions
 from edgeseg.errors import EdgesegError
 from edgeseg.evaluate import (
     COCO80_TO_COCO91,
+    EvalResult,
+    ValConfig,
     category_ids,
-    detection_records,
     evaluate,
     load_dataset,
+    read_eval_results,
+    save_results,
     score_predictions,
 )
+from edgeseg.predict import Segmenter
 from edgeseg.results import Detections
 
 # A few COCO category ids as the official instances json numbers them (not derived from our table).
@@ -68,7 +74,7 @@ def test_coco_names_map_to_the_91_coco_ids_cake_is_61_not_bowl(coco_names):
 
 
 def test_cake_labels_of_coco128_become_category_61(coco128_dir, coco_names):
-    ds = load_dataset(coco128_dir, coco_names)  # images/labels directory with the model's names
+    ds = load_dataset(coco128_dir, names=coco_names)  # images/labels directory with the model's names
     cats = {c["id"]: c["name"] for c in ds.coco["categories"]}
     assert cats[61] == "cake" and cats[51] == "bowl"
     cake_files = sorted(p.stem for p in (coco128_dir / "labels" / "train2017").glob("*.txt")
@@ -177,12 +183,12 @@ def gt_detections(ds, shift: int = 0) -> dict[int, Detections]:
 
 @pytest.mark.parametrize("evaluator", ["faster-coco-eval", "pycocotools"])
 def test_round_trip_perfect_predictions_score_one_shifted_less(tmp_path, evaluator):
-    ds = load_dataset(make_tiny_dataset(tmp_path / "tiny"), TINY_NAMES)
+    ds = load_dataset(make_tiny_dataset(tmp_path / "tiny"), names=TINY_NAMES)
     assert len(ds.images) == 3 and len(ds.coco["annotations"]) == 5
     assert ds.category_ids == {0: 1, 1: 2}
     assert any("1 image(s) without labels" in w for w in ds.warnings)
 
-    perfect = [r for i, d in gt_detections(ds).items() for r in detection_records(i, d, ds.category_ids)]
+    perfect = [r for i, d in gt_detections(ds).items() for r in d.to_coco(i, ds.category_ids)]
     # The RLE we write decodes (pycocotools) to the mask pycocotools rasterises from the polygon.
     order = [a for img in ds.coco["images"] for a in ds.coco["annotations"] if a["image_id"] == img["id"]]
     assert len(perfect) == len(order)
@@ -196,7 +202,7 @@ def test_round_trip_perfect_predictions_score_one_shifted_less(tmp_path, evaluat
     assert (s.box_map50_95, s.box_map50, s.mask_map50_95, s.mask_map50) == (1.0, 1.0, 1.0, 1.0)
     assert all(v == 1.0 for m in s.per_class.values() for v in m.values())
 
-    shifted = [r for i, d in gt_detections(ds, shift=3).items() for r in detection_records(i, d, ds.category_ids)]
+    shifted = [r for i, d in gt_detections(ds, shift=3).items() for r in d.to_coco(i, ds.category_ids)]
     s = score_predictions(ds.coco, shifted, evaluator=evaluator)
     assert s.box_map50_95 < 1.0 and s.mask_map50_95 < 1.0
     assert s.box_map50_95 > 0.0 and s.mask_map50_95 > 0.0  # matched at the looser IoU thresholds
@@ -205,7 +211,7 @@ def test_round_trip_perfect_predictions_score_one_shifted_less(tmp_path, evaluat
 
 
 def test_coco_json_dataset_round_trip(tmp_path):
-    ds = load_dataset(make_tiny_dataset(tmp_path / "tiny"), TINY_NAMES)
+    ds = load_dataset(make_tiny_dataset(tmp_path / "tiny"), names=TINY_NAMES)
     ann = tmp_path / "annotations" / "instances_val.json"
     ann.parent.mkdir()
     ann.write_text(json.dumps(ds.coco))
@@ -215,7 +221,7 @@ def test_coco_json_dataset_round_trip(tmp_path):
     assert coco.category_map({0: "triangle", 1: "square"}) == {0: 2, 1: 1}
     with pytest.raises(EdgesegError, match="not categories of this dataset"):
         coco.category_map({0: "cat", 1: "dog", 2: "cow"})
-    perfect = [r for i, d in gt_detections(coco).items() for r in detection_records(i, d, coco.category_ids)]
+    perfect = [r for i, d in gt_detections(coco).items() for r in d.to_coco(i, coco.category_ids)]
     assert score_predictions(coco.coco, perfect).mask_map50_95 == 1.0
 
 
@@ -243,10 +249,10 @@ def test_malformed_label_line_names_file_and_line(tmp_path, bad, message):
     lines.insert(2, bad)  # line 3
     label.write_text("\n".join(lines) + "\n")
     if message is None:
-        assert len(load_dataset(root, TINY_NAMES).coco["annotations"]) == 6
+        assert len(load_dataset(root, names=TINY_NAMES).coco["annotations"]) == 6
         return
     with pytest.raises(EdgesegError) as err:
-        load_dataset(root, TINY_NAMES)
+        load_dataset(root, names=TINY_NAMES)
     assert str(err.value).startswith(f"{label}:3: ") and message in str(err.value)
     assert "\n" not in str(err.value)
 
@@ -268,13 +274,18 @@ def test_cli_errors_are_one_line(tmp_path, capsys, model_640):
 # ------------------------------------------------------------------------------- real model, CLI
 
 
-def test_cli_two_models_table_json_and_skipped_images(tmp_path, capsys, model_640, coco128_images, coco128_dir):
-    root = tmp_path / "data"
+def images_and_labels(root: Path, images: list[Path], coco128_dir: Path) -> Path:
+    """An images/labels directory dataset of some coco128 images."""
     (root / "images").mkdir(parents=True)
     (root / "labels").mkdir()
-    for p in coco128_images[:3]:
+    for p in images:
         shutil.copy(p, root / "images" / p.name)
         shutil.copy(coco128_dir / "labels" / "train2017" / (p.stem + ".txt"), root / "labels")
+    return root
+
+
+def test_cli_two_models_table_json_and_skipped_images(tmp_path, capsys, model_640, coco128_images, coco128_dir):
+    root = images_and_labels(tmp_path / "data", coco128_images[:3], coco128_dir)
     (root / "images" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     second = tmp_path / "copy" / model_640.name
     second.parent.mkdir()
@@ -299,7 +310,7 @@ def test_cli_two_models_table_json_and_skipped_images(tmp_path, capsys, model_64
     # The COCO results beside it re-score to the same numbers with pycocotools.
     preds = json.loads((out.parent / first["predictions"]).read_text())
     assert preds and set(preds[0]) == {"image_id", "category_id", "bbox", "score", "segmentation"}
-    ds = load_dataset(root, read_model_info(model_640).names)
+    ds = load_dataset(root, names=read_model_info(model_640).names)
     s = score_predictions(ds.coco, preds, evaluator="pycocotools")
     assert abs(s.box_map50_95 - first["box_map50_95"]) < 1e-9 and abs(s.mask_map50_95 - first["mask_map50_95"]) < 1e-9
 
@@ -329,7 +340,7 @@ def test_cross_check_with_ultralytics_val_predictions(request, tmp_path, every, 
         pytest.skip("full coco128-seg cross-check (minutes): run with -m slow")
     images = coco128_images[::every]
     data = copy_coco128(shared_dir, tmp_path / "data" / "coco128-seg", images)
-    ours = evaluate(model_640, data, imgsz=640)
+    ours = evaluate(model_640, data, config=ValConfig(imgsz=640))
     assert ours.images == len(images)
 
     pt = tmp_path / checkpoint.name
@@ -393,3 +404,81 @@ def test_multi_label_keeps_every_class_above_conf_like_ultralytics_val(quantized
     np.testing.assert_array_equal(cand.xyxy[0], cand.xyxy[1])  # one cell, one box, two labels
     assert select_candidates(out, info, conf=0.8, multi_label=True).class_ids.tolist() == [0]
     assert select_candidates(out, info, conf=0.5, classes=[1], multi_label=True).class_ids.tolist() == [1]
+
+
+# ------------------------------------------------------------------------ metrics JSON, config, lister
+
+
+def _result(model: str, box: float) -> EvalResult:
+    return EvalResult(model=model, data="d.yaml", images=3, box_map50_95=box, box_map50=0.7, mask_map50_95=0.3,
+                      mask_map50=0.5, per_class={"cat": {"class_id": 0, "category_id": 1, "images": 2, "instances": 4,
+                                                         "box_map50_95": box, "box_map50": 0.7, "mask_map50_95": 0.3,
+                                                         "mask_map50": 0.5}},
+                      predictions=[{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.9}],
+                      skipped=[("x/broken.jpg", "not a readable image")], evaluator="pycocotools",
+                      settings={"conf": 0.001, "iou": 0.7, "max_det": 300, "multi_label": False})  # fmt: skip
+
+
+def test_metrics_json_reads_back_as_the_results_it_was_written_from(tmp_path):
+    results = [_result("a/float.onnx", 0.58), _result("b/int8.onnx", 0.55)]
+    metrics, preds = save_results(results, tmp_path / "val.json")
+    back = read_eval_results(metrics)
+    assert [dataclasses.replace(r, predictions=[]) for r in results] == back  # records stay in their own files
+    assert [json.loads(p.read_text()) for p in preds] == [r.predictions for r in results]
+    assert EvalResult.from_dict(results[0].to_dict()).to_dict() == results[0].to_dict()
+    # Only what identifies a model and its numbers is required (report's hand-written inputs have no more).
+    short = EvalResult.from_dict({"model": "m.onnx", "images": 5, "box_map50_95": 0.5, "box_map50": 0.6,
+                                  "mask_map50_95": 0.3, "mask_map50": 0.4})  # fmt: skip
+    assert (short.images, short.mask_map50, short.per_class, short.skipped, short.settings) == (5, 0.4, {}, [], {})
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "no such file"),
+        ("{not json", "not valid JSON"),
+        ('{"layers": []}', "not an edgeseg val JSON"),
+        ('{"models": [{"images": 3}]}', "not an edgeseg val JSON"),
+        ('{"models": [{"model": "m.onnx", "images": 3, "box_map50_95": 0.5, "box_map50": 0.6, "mask_map50_95": 0.3}]}',
+         "model 'm.onnx': 'mask_map50' must be a number"),
+        ('{"models": [{"model": "m.onnx", "images": "3", "box_map50_95": 0.5}]}', "'images' must be a count"),
+    ],
+)
+def test_read_eval_results_bad_file_is_one_line_naming_it(tmp_path, content, message):
+    path = tmp_path / "val.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(EdgesegError) as err:
+        read_eval_results(path)
+    assert str(err.value).startswith(f"{path}: ") and message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_val_config_checks_thresholds_and_records_its_settings():
+    with pytest.raises(EdgesegError, match="conf must be in"):
+        ValConfig(conf=1.5)
+    with pytest.raises(EdgesegError, match="max_det must be >= 1"):
+        ValConfig(max_det=0)
+    config = ValConfig(conf=0.2, multi_label=False, imgsz=[640, 480])
+    assert config.imgsz == (640, 480)
+    assert config.settings() == {"conf": 0.2, "iou": 0.7, "max_det": 300, "multi_label": False}
+    assert config.decode_options() == DecodeOptions(conf=0.2, iou=0.7, max_det=300, multi_label=False)
+
+
+def test_hidden_images_are_not_part_of_a_directory_dataset(tmp_path):
+    root = make_tiny_dataset(tmp_path / "tiny")
+    shutil.copy(root / "images" / "a.png", root / "images" / ".a.png")
+    (root / "images" / ".cache").mkdir()
+    shutil.copy(root / "images" / "b.png", root / "images" / ".cache" / "b.png")
+    ds = load_dataset(root, names=TINY_NAMES)
+    assert sorted(p.name for _, p in ds.images) == ["a.png", "b.png", "c.png"]
+
+
+def test_single_label_val_predictions_are_the_segmenters_detections(tmp_path, model_640, coco128_images, coco128_dir):
+    root = images_and_labels(tmp_path / "data", coco128_images[:2], coco128_dir)
+    config = ValConfig(conf=0.25, multi_label=False)
+    result = evaluate(model_640, root, config=config)
+    assert result.settings == config.settings()
+    ds = load_dataset(root, names=read_model_info(model_640).names)
+    seg = Segmenter(model_640, conf=0.25)
+    expected = [r for i, p in ds.images for r in seg(p).to_coco(i, ds.category_map(seg.names))]
+    assert expected and result.predictions == expected

@@ -115,7 +115,7 @@ def test_load_model_errors_are_one_line(tmp_path, name, content, reason):
 @pytest.mark.parametrize(
     ("name", "reason"),
     [
-        ("weights.pt", "is a PyTorch checkpoint; convert it first with `edgeseg export`"),
+        ("weights.pt", "is a PyTorch checkpoint, not an edgeseg model; export it first: edgeseg export {path}"),
         ("model.bin", "is a Horizon .bin model: it runs on the RDK board only, through its board runtime"),
         ("missing.onnx", "no such file"),
         ("a directory", "is a directory, expected an .onnx model"),
@@ -129,7 +129,7 @@ def test_open_backend_picks_by_file_and_explains_what_it_cannot_run(tmp_path, na
         path.write_bytes(b"PK\x03\x04 something")
     with pytest.raises(EdgesegError) as err:
         open_backend(path)
-    assert str(err.value) == f"{path}: {reason}"
+    assert str(err.value) == f"{path}: {reason.format(path=path)}"
 
 
 def test_open_backend_runs_an_onnx_model(default_model):

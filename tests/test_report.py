@@ -1,4 +1,4 @@
-"""edgeseg report: the seed's table carries the given numbers, plots are real PNGs, inputs are read defensively."""
+"""edgeseg report: the table carries the given numbers, plots are real PNGs, inputs are read defensively."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import pytest
 
 from edgeseg.cli import main
 from edgeseg.errors import EdgesegError
-from edgeseg.report import build_report, similarity_rows
+from edgeseg.report import build_report
+
+DATA = Path(__file__).parent / "data"
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -51,12 +53,17 @@ def inputs(tmp_path: Path) -> dict[str, Path]:
     }
     # val wrote other paths for the same files: matched by file name
     val = {"models": [
-        {"model": "elsewhere/yolov8n-seg-640.onnx", "images": 126, "box_map50_95": 0.5801, "box_map50": 0.7,
-         "mask_map50_95": 0.3462, "mask_map50": 0.6, "per_class": {}},
-        {"model": "elsewhere/yolov8n-seg-640-int8.onnx", "images": 126, "box_map50_95": 0.5512, "box_map50": 0.68,
-         "mask_map50_95": 0.3204, "mask_map50": 0.58, "per_class": {}},
+        {"model": "elsewhere/yolov8n-seg-640.onnx", "data": "datasets/coco128-seg.yaml", "images": 126,
+         "box_map50_95": 0.5801, "box_map50": 0.7, "mask_map50_95": 0.3462, "mask_map50": 0.6, "per_class": {}},
+        {"model": "elsewhere/yolov8n-seg-640-int8.onnx", "data": "datasets/coco128-seg.yaml", "images": 126,
+         "box_map50_95": 0.5512, "box_map50": 0.68, "mask_map50_95": 0.3204, "mask_map50": 0.58, "per_class": {}},
     ]}
-    quant = {"model": "x", "layers": [{"node": f"/model.{i}/conv/Conv", "cosine": 0.999 - i * 1e-3} for i in range(12)]}
+    quant = {  # the layout of edgeseg quantize's .similarity.json
+        "model": "x", "images": ["a.jpg"],
+        "outputs": [{"tensor": "protos", "node": "protos", "op_type": "output", "cosine": 0.9935, "max_abs_error": 0.88}],
+        "nodes": [{"tensor": f"/model.{i}/conv/Conv_output_0", "node": f"/model.{i}/conv/Conv", "op_type": "Conv",
+                   "cosine": 0.999 - i * 1e-3, "max_abs_error": 0.01} for i in range(12)],
+    }
     paths = {}
     for name, doc in (("bench", bench), ("val", val), ("quant", quant)):
         paths[name] = tmp_path / f"{name}.json"
@@ -65,7 +72,7 @@ def inputs(tmp_path: Path) -> dict[str, Path]:
 
 
 def test_table_has_the_given_numbers(inputs, tmp_path):
-    md = build_report(inputs["bench"], tmp_path / "out", inputs["val"], inputs["quant"]).read_text()
+    md = build_report(inputs["bench"], tmp_path / "out", val_path=inputs["val"], quant_path=inputs["quant"]).read_text()
     row = next(line for line in md.splitlines() if line.startswith("| yolov8n-seg-coco128 "))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[:6] == ["yolov8n-seg-coco128", "640×640", "80", "3.40", "58.0/34.6", "55.1/32.0"]
@@ -80,7 +87,7 @@ def test_table_has_the_given_numbers(inputs, tmp_path):
 
 def test_plots_are_png(inputs, tmp_path):
     out = tmp_path / "out"
-    md = build_report(inputs["bench"], out, inputs["val"], inputs["quant"]).read_text()
+    md = build_report(inputs["bench"], out, val_path=inputs["val"], quant_path=inputs["quant"]).read_text()
     for name in ("stages.png", "throughput.png", "decoders.png", "similarity.png"):
         data = (out / name).read_bytes()
         assert data[:8] == PNG_MAGIC, name
@@ -99,23 +106,22 @@ def test_optional_inputs_missing(inputs, tmp_path):
 
 def test_quant_report_without_rows_is_a_note(inputs, tmp_path):
     bad = tmp_path / "q.json"
-    bad.write_text(json.dumps({"summary": {"ok": True}}))
+    bad.write_text(json.dumps({"images": [], "outputs": [], "nodes": []}))
     md = build_report(inputs["bench"], tmp_path / "out", quant_path=bad).read_text()
     assert "holds no per-layer cosine rows" in md
 
 
-@pytest.mark.parametrize(
-    "doc, expected",
-    [
-        ([{"node": "a", "cosine": 0.9}], [("a", 0.9)]),
-        ({"rows": [{"output": "b", "cos": 1}]}, [("b", 1.0)]),
-        ({"x": {"per_layer": [{"name": "c", "cosine_similarity": 0.5}, {"name": "d"}]}}, [("c", 0.5)]),
-        ({"rows": [{"node": "e", "cosine": "n/a"}]}, []),
-        ("nothing", []),
-    ],
-)
-def test_similarity_rows_defensive(doc, expected):
-    assert similarity_rows(doc) == expected
+def test_similarity_section_from_the_quantize_report(inputs, tmp_path):
+    md = build_report(inputs["bench"], tmp_path / "out", quant_path=inputs["quant"]).read_text()
+    assert "| protos | 0.99350 |" in md
+    assert "12 quantized tensors; weakest: `/model.11/conv/Conv` 0.9880" in md
+
+
+def test_quant_report_of_another_shape_is_one_line(inputs, tmp_path):
+    junk = tmp_path / "q.json"
+    junk.write_text(json.dumps({"summary": {"ok": True}}))
+    with pytest.raises(EdgesegError, match="q.json: not an edgeseg quantize similarity report"):
+        build_report(inputs["bench"], tmp_path / "out", quant_path=junk)
 
 
 def test_bad_inputs_one_line(inputs, tmp_path):
@@ -136,3 +142,36 @@ def test_cli_report(inputs, tmp_path, capsys):
     assert main(["report", "--bench", str(tmp_path / "missing.json"), "-o", str(out)]) == 1
     err = capsys.readouterr().err
     assert "missing.json: no such file" in err and err.count("\n") == 1
+
+
+def test_renders_a_bench_json_written_before_the_typed_results(tmp_path):
+    """tests/data/bench-before.json was written by `edgeseg bench` before BenchResult existed (a float and
+    an INT8 build of one checkpoint, one image, one thread, no Ultralytics)."""
+    md = build_report(DATA / "bench-before.json", tmp_path / "out").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| yolov8n-seg-coco128 "))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells == ["yolov8n-seg-coco128", "640×640", "80", "3.40", "—", "—", "85.5 ms / 14.34 img/s (INT8)", "—"]
+    assert "| yolov8n-seg.onnx | FP32 | " in md and "| yolov8n-seg-int8.onnx | INT8 | " in md
+    assert "| 164.1 / 164.1 / 164.1 | 6.59 | 6.47 |" in md  # float total p50/p90/p99, 1 worker, 1 intra-op
+    assert "**2.18×** FP32 with 1 worker thread(s) (14.34 vs 6.59 img/s)" in md
+    assert "| edgeseg fast decoder | 4.51 | 1.0× |" in md and "| reference decoder (public pipeline) | 22.73 | 5.0× |" in md
+    assert "Note: Ultralytics post-processing skipped (--no-ultralytics)." in md
+    assert "over 1 pass(es) of 1 images after 0 warm-up images" in md
+
+
+def test_caller_notes_and_no_project_history(inputs, tmp_path):
+    notes = ["Target: INT8 at least 2.3× FP32.", "The checkpoint was trained on these images."]
+    md = build_report(inputs["bench"], tmp_path / "out", val_path=inputs["val"], notes=notes).read_text()
+    assert "7. Target: INT8 at least 2.3× FP32." in md and "8. The checkpoint was trained on these images." in md
+    plain = build_report(inputs["bench"], tmp_path / "plain", val_path=inputs["val"]).read_text().lower()
+    for wording in ("seed", "target", "trained on"):
+        assert wording not in plain, wording
+
+
+def test_bench_json_without_the_numbers_is_one_line(inputs, tmp_path):
+    doc = json.loads(inputs["bench"].read_text())
+    del doc["models"][1]["latency_ms"]
+    bad = tmp_path / "bench-bad.json"
+    bad.write_text(json.dumps(doc))
+    with pytest.raises(EdgesegError, match=r"bench-bad.json: not an edgeseg bench JSON \(models\[1\] has no 'latency_ms'\)"):
+        build_report(bad, tmp_path / "out")

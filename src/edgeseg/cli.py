@@ -147,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quant", default=None, help="quantize report JSON (per-layer similarity plot)")
     p.add_argument("-o", "--out", required=True, help="output directory (report.md and PNGs)")
     p.add_argument("--title", default="Performance", help="report heading")
+    p.add_argument("--note", action="append", default=[], metavar="TEXT",
+                   help="a note of your own under the table (targets, caveats about the data); repeatable")
     p = sub.add_parser("quantize", help="float .onnx -> INT8 .onnx (ONNX Runtime static QDQ) with integer box/mc heads")
     _add_calibration_options(p, "use")
     p.add_argument("--method", choices=["minmax", "entropy", "percentile"], default="percentile",
@@ -291,7 +293,7 @@ def _cmd_bench(args) -> int:
 def _cmd_report(args) -> int:
     from .report import build_report
 
-    path = build_report(args.bench, args.out, args.val, args.quant, args.title)
+    path = build_report(args.bench, args.out, val_path=args.val, quant_path=args.quant, title=args.title, notes=args.note)
     print(f"report in {path} (plots beside it)")
     return 0
 

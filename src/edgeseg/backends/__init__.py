@@ -34,7 +34,7 @@ def open_backend(
     p = Path(path)
     suffix = p.suffix.lower()
     if p.is_file() and suffix in (".pt", ".pth"):
-        raise EdgesegError("is a PyTorch checkpoint; convert it first with `edgeseg export`", p)
+        raise EdgesegError(f"is a PyTorch checkpoint, not an edgeseg model; export it first: edgeseg export {p}", p)
     if p.is_file() and suffix == ".bin":
         raise EdgesegError("is a Horizon .bin model: it runs on the RDK board only, through its board runtime", p)
     # Anything else is read as ONNX, which names missing files, directories and junk in one line.

@@ -60,10 +60,10 @@ class OpenedSources:
     problems: list[tuple[str, str]] = field(default_factory=list)
 
 
-def open_sources(args: Iterable[str | os.PathLike], *, live: bool | None = None, vid_stride: int = 1,
+def open_sources(args: Iterable[str | os.PathLike | Source], *, live: bool | None = None, vid_stride: int = 1,
                  retry: RetryPolicy = RetryPolicy()) -> OpenedSources:  # fmt: skip
     """Arguments -> sources. A video, camera or URL that cannot be opened is a problem of its own (the
-    other arguments still run)."""
+    other arguments still run); a ``Source`` object (e.g. a camera of your own) is taken as it is."""
     opened = OpenedSources()
     pending: list[str] = []
 
@@ -76,6 +76,10 @@ def open_sources(args: Iterable[str | os.PathLike], *, live: bool | None = None,
             pending.clear()
 
     for arg in args:
+        if not isinstance(arg, (str, os.PathLike)):
+            flush()
+            opened.sources.append(arg)
+            continue
         spec = os.fspath(arg)
         if source_kind(spec) == "files":
             pending.append(spec)

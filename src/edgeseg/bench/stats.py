@@ -1,0 +1,34 @@
+"""What a benchmarked model is: parameter count, INT8 or not, file size (read from the ONNX graph)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..onnxgraph import is_quantized, load_model, quantization_parameters
+
+
+@dataclass(frozen=True)
+class ModelStats:
+    params: int
+    int8: bool
+    size_mb: float
+
+
+def onnx_model_stats(path: str | os.PathLike) -> ModelStats:
+    """Parameter count from the ONNX initializers and whether the model is INT8 (``is_quantized``).
+
+    Quantization scales/zero points and integer shape constants are not parameters."""
+    import onnx
+
+    model = load_model(path)
+    skip = quantization_parameters(model)
+    params = 0
+    for init in model.graph.initializer:
+        if init.name in skip or init.data_type == onnx.TensorProto.INT64:
+            continue
+        params += int(np.prod(init.dims, dtype=np.int64)) if len(init.dims) else 1
+    return ModelStats(params=params, int8=is_quantized(model), size_mb=round(Path(path).stat().st_size / 1e6, 2))

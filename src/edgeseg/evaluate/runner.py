@@ -1,0 +1,201 @@
+"""The evaluation run: predict every image of a dataset with ``Segmenter``, turn the detections into
+COCO results at original resolution, and score them (``coco.score_predictions``)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..backends import read_model_info
+from ..decode import DecodeOptions, decode
+from ..errors import EdgesegError
+from ..predict import Segmenter
+from ..sources import ImageFiles, SourceItem, progress, reason
+from .coco import canonical_class_name, score_predictions
+from .datasets import Dataset, load_dataset
+from .metrics import EvalResult
+
+
+@dataclass(frozen=True)
+class ValConfig:
+    """How to evaluate: Ultralytics' val settings by default (conf 0.001, multi-label NMS).
+
+    ``imgsz`` is a check only (an edgeseg model has a fixed input size); ``threads`` are ONNX Runtime
+    intra-op threads (0: its default); ``evaluator`` is auto, faster-coco-eval or pycocotools."""
+
+    conf: float = 0.001
+    iou: float = 0.7
+    max_det: int = 300
+    multi_label: bool = True
+    threads: int = 0
+    imgsz: int | tuple[int, ...] | None = None
+    evaluator: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.imgsz is not None and not isinstance(self.imgsz, int):
+            object.__setattr__(self, "imgsz", tuple(int(v) for v in self.imgsz))
+        self.decode_options()  # bad thresholds fail here, before any model is opened
+
+    def decode_options(self) -> DecodeOptions:
+        return DecodeOptions(conf=self.conf, iou=self.iou, max_det=self.max_det, multi_label=self.multi_label)
+
+    def settings(self) -> dict[str, Any]:
+        """The settings a metrics JSON entry records."""
+        return {"conf": self.conf, "iou": self.iou, "max_det": self.max_det, "multi_label": self.multi_label}
+
+
+def check_imgsz(model_imgsz: tuple[int, int], imgsz: int | Sequence[int] | None, model: str) -> None:
+    """``imgsz`` is a check only: an edgeseg model has a fixed input size."""
+    if imgsz is None:
+        return
+    want = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)
+    want = want * 2 if len(want) == 1 else want
+    if tuple(want) != tuple(model_imgsz):
+        raise EdgesegError(
+            f"model input is {model_imgsz[0]}x{model_imgsz[1]}, not {want[0]}x{want[1]} "
+            "(edgeseg models have a fixed size: export one at the size you want)",
+            model,
+        )
+
+
+def _network_outputs(segmenter: Segmenter, paths: Sequence[Path]) -> Iterator[tuple[SourceItem, Any]]:
+    """(item, (outputs, letterbox)) per image, in order; ``item.error`` set (and None) when it could
+    not be read or run. The next image is read and run in a worker thread while the caller decodes this
+    one (ORT and most of numpy release the GIL, so the two overlap)."""
+    items = iter(ImageFiles(paths))  # advanced by the one worker thread only
+
+    def work() -> tuple[SourceItem, Any]:
+        item = next(items)
+        if not item.ok:
+            return item, None
+        try:
+            return item, segmenter.raw(item.image)
+        except EdgesegError as exc:
+            item.error = reason(exc)
+            return item, None
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = [pool.submit(work) for _ in paths[:2]]
+        for k in range(len(paths)):
+            result = pending.pop(0).result()
+            if k + 2 < len(paths):
+                pending.append(pool.submit(work))
+            yield result
+
+
+def predict_records(
+    segmenter: Segmenter, dataset: Dataset, *, desc: str = "val", show_progress: bool = False
+) -> tuple[list[dict], list[int], list[tuple[str, str]]]:
+    """Run ``segmenter`` (its options as they are) over the dataset: (COCO results records, evaluated
+    image ids, skipped images as (path, problem))."""
+    cats = dataset.category_map(segmenter.names)
+    sizes = dataset.image_sizes()
+    records: list[dict] = []
+    done: list[int] = []
+    skipped: list[tuple[str, str]] = []
+    bar = progress(desc=desc, total=len(dataset.images), enabled=show_progress)
+    ids = [image_id for image_id, _ in dataset.images]
+    for image_id, (item, result) in zip(ids, _network_outputs(segmenter, [p for _, p in dataset.images])):
+        bar.update(1)
+        if not item.ok:
+            skipped.append((item.name, item.error))
+            continue
+        shape = item.image.shape[:2]
+        if tuple(shape) != sizes[image_id]:
+            h, w = sizes[image_id]
+            skipped.append((item.name, f"image is {shape[1]}x{shape[0]} but annotated as {w}x{h}"))
+            continue
+        outputs, lb = result
+        records += decode(outputs, segmenter.info, lb, segmenter.options).to_coco(image_id, cats)
+        done.append(image_id)
+        bar.set_postfix(objects=len(records), skipped=len(skipped) + len(dataset.skipped))
+    bar.close()
+    return records, done, skipped
+
+
+def _note_name_mismatch(dataset: Dataset, model_names: dict[int, str], model: str | os.PathLike) -> None:
+    """YOLO labels carry class ids only: differing names are matched by id, with a warning."""
+    ours = [canonical_class_name(n) for _, n in sorted(model_names.items())]
+    theirs = [canonical_class_name(n) for _, n in sorted(dataset.names.items())]
+    if dataset.source == "yolo" and ours != theirs:
+        note = f"class names of {Path(model).name} differ from the dataset's: classes are matched by id"
+        if note not in dataset.warnings:
+            dataset.warnings.append(note)
+
+
+def _per_class(dataset: Dataset, per_category: dict[int, dict[str, float]], done: list[int]) -> dict[str, dict[str, Any]]:
+    """Per-class metrics keyed by class name, with the images and instances each class has among ``done``."""
+    inv = {cat: c for c, cat in dataset.category_ids.items()}
+    counts: dict[int, int] = {}
+    image_counts: dict[int, set] = {}
+    evaluated = set(done)
+    for a in dataset.coco["annotations"]:
+        if a["image_id"] in evaluated:
+            counts[a["category_id"]] = counts.get(a["category_id"], 0) + 1
+            image_counts.setdefault(a["category_id"], set()).add(a["image_id"])
+    per_class = {}
+    for cat, m in per_category.items():
+        c = inv.get(cat, cat)
+        name = dataset.names.get(c, str(cat))
+        per_class[name] = {"class_id": c, "category_id": cat, "images": len(image_counts.get(cat, ())),
+                           "instances": counts.get(cat, 0), **m}  # fmt: skip
+    return per_class
+
+
+def evaluate(
+    model: str | os.PathLike,
+    data: str | os.PathLike | Dataset,
+    *,
+    config: ValConfig | None = None,
+    images: str | os.PathLike | None = None,
+    show_progress: bool = False,
+) -> EvalResult:
+    """Box and mask mAP of one edgeseg ONNX model on a dataset (see ``load_dataset``; ``images`` is the
+    image directory of a COCO json) with ``config`` (default ``ValConfig()``). Unreadable images are skipped and listed in ``skipped``."""
+    config = config or ValConfig()
+    seg = Segmenter(model, options=config.decode_options(), threads=config.threads)
+    check_imgsz(seg.info.imgsz, config.imgsz, os.fspath(model))
+    ds = data if isinstance(data, Dataset) else load_dataset(data, names=seg.names, images=images)
+    _note_name_mismatch(ds, seg.names, model)
+    records, done, skipped = predict_records(seg, ds, desc=f"val {Path(model).name}", show_progress=show_progress)
+    if not done:
+        raise EdgesegError("no image could be evaluated", ds.name)
+    scores = score_predictions(ds.coco, records, image_ids=done, evaluator=config.evaluator)
+    return EvalResult(
+        model=os.fspath(model),
+        data=ds.name,
+        images=len(done),
+        box_map50_95=scores.box_map50_95,
+        box_map50=scores.box_map50,
+        mask_map50_95=scores.mask_map50_95,
+        mask_map50=scores.mask_map50,
+        per_class=_per_class(ds, scores.per_class, done),
+        predictions=records,
+        skipped=list(ds.skipped) + skipped,
+        evaluator=scores.evaluator,
+        settings=config.settings(),
+    )
+
+
+def evaluate_models(
+    models: Sequence[str | os.PathLike],
+    data: str | os.PathLike,
+    *,
+    config: ValConfig | None = None,
+    images: str | os.PathLike | None = None,
+    show_progress: bool = False,
+) -> tuple[Dataset, list[EvalResult]]:
+    """Evaluate several models (e.g. float then INT8) on the same ground truth, loaded once
+    (``config`` as in ``evaluate``)."""
+    config = config or ValConfig()
+    if not models:
+        raise EdgesegError("no model given")
+    infos = [read_model_info(m) for m in models]  # fail on a bad model before minutes of inference
+    for m, info in zip(models, infos):
+        check_imgsz(info.imgsz, config.imgsz, os.fspath(m))
+    ds = load_dataset(data, names=infos[0].names, images=images)
+    return ds, [evaluate(m, ds, config=config, show_progress=show_progress) for m in models]

@@ -1,0 +1,269 @@
+"""Video sources, the pipelined runner and its outputs, on clips made here from coco128-seg images."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edgeseg import Detections, PredictOutputs, Segmenter, predict_sources
+from edgeseg.sources import RetryPolicy, SourceItem, VideoSource, open_sources
+from edgeseg.stream import StreamRunner
+
+pytestmark = pytest.mark.timeout(180)  # a runner bug shows as a hang: fail the test, not the run
+
+FOURCC = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
+
+
+def make_clip(path: Path, images: list[Path], size=(320, 240), fps=10.0) -> Path:
+    """A clip of ``images``, each resized to ``size``."""
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*FOURCC[path.suffix]), fps, size)
+    for p in images:
+        w.write(cv2.resize(cv2.imread(str(p)), size))
+    w.release()
+    return path
+
+
+def decoded_frames(path: Path) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            return frames
+        frames.append(frame)
+
+
+def frame_count(path: Path) -> int:
+    return len(decoded_frames(path))
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgeseg.cli", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def error_reason(proc: subprocess.CompletedProcess) -> str:
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("edgeseg: error: ")]
+    assert proc.returncode == 1 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    return lines[0].removeprefix("edgeseg: error: ")
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory, coco128_images) -> Path:
+    return make_clip(tmp_path_factory.mktemp("clips") / "street.mp4", coco128_images[:8])
+
+
+def assert_same(a: Detections, b: Detections) -> None:
+    assert len(a) == len(b)
+    np.testing.assert_array_equal(a.xyxy, b.xyxy)
+    np.testing.assert_array_equal(a.scores, b.scores)
+    np.testing.assert_array_equal(a.class_ids, b.class_ids)
+    np.testing.assert_array_equal(a.mask_origins, b.mask_origins)
+    for ma, mb in zip(a.masks, b.masks):
+        np.testing.assert_array_equal(ma, mb)
+
+
+def test_two_workers_give_the_segmenters_detections_in_order(clip, default_model):
+    seg = Segmenter(default_model, threads=1)
+    frames = list(seg.stream(clip, workers=2))
+    reference = [seg(f) for f in decoded_frames(clip)]
+    assert [f.index for f in frames] == list(range(8)) == list(range(len(reference)))
+    assert sum(len(f.detections) for f in frames) > 0  # the clip shows objects: the comparison means something
+    for frame, ref in zip(frames, reference):
+        assert frame.ok and frame.time_s == pytest.approx(frame.index / 10, abs=1e-3)
+        assert_same(frame.detections, ref)
+
+
+def test_predict_writes_a_frame_for_every_frame_and_a_line_for_every_frame(clip, default_model, tmp_path):
+    video, jsonl = tmp_path / "out" / "annotated.mp4", tmp_path / "out" / "frames.jsonl"
+    proc = run_cli("predict", str(default_model), str(clip), "--save-video", str(video), "--save-jsonl", str(jsonl), "--workers", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert frame_count(video) == frame_count(clip) == 8
+    cap = cv2.VideoCapture(str(video))
+    assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT), cap.get(cv2.CAP_PROP_FPS)) == (320, 240, 10)
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [r["frame"] for r in lines] == list(range(8))
+    seg = Segmenter(default_model)
+    for record, frame in zip(lines, decoded_frames(clip)):
+        assert record["detections"] == seg(frame).to_records(str(clip))
+    assert "8 frame(s), 0 failed, 0 dropped" in proc.stdout
+    assert sorted(p.name for p in video.parent.iterdir()) == ["annotated.mp4", "frames.jsonl"]  # no partial file left
+
+
+def test_images_and_videos_in_one_call(clip, default_model, coco128_images, tmp_path):
+    proc = run_cli("predict", str(default_model), str(coco128_images[0]), str(clip), str(coco128_images[1]),
+                   "--save-json", str(tmp_path / "images.json"), "--save-jsonl", str(tmp_path / "frames.jsonl"))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    images = {r["image"] for r in json.loads((tmp_path / "images.json").read_text())}
+    assert images == {str(coco128_images[0]), str(coco128_images[1])}
+    assert len((tmp_path / "frames.jsonl").read_text().splitlines()) == 8
+    assert "10 image(s)/frame(s)" in proc.stdout
+
+
+def test_a_corrupt_tail_keeps_the_frames_before_it(tmp_path, coco128_images, default_model):
+    whole = make_clip(tmp_path / "whole.avi", coco128_images[:10])
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.6)])
+    readable = frame_count(cut)
+    assert 0 < readable < 10
+    source = VideoSource(str(cut))
+    assert [item.index for item in source] == list(range(readable))
+    assert source.warnings == [f"{cut}: stopped at frame {readable} of 10: the file is truncated or corrupt"]
+    proc = run_cli("predict", str(default_model), str(cut), "--save-jsonl", str(tmp_path / "cut.jsonl"))
+    assert proc.returncode == 0, proc.stderr
+    assert len((tmp_path / "cut.jsonl").read_text().splitlines()) == readable
+    assert f"warning: {cut}: stopped at frame {readable} of 10" in proc.stderr
+
+
+def test_a_size_change_mid_stream_is_resized_into_the_video_with_a_warning(tmp_path, coco128_images, default_model):
+    class TwoSizes:
+        name, live, fps, warnings = "two-sizes", False, 5.0, []
+
+        def __iter__(self):
+            for i, p in enumerate(coco128_images[:4]):
+                yield SourceItem(i, self.name, image=cv2.resize(cv2.imread(str(p)), (320, 240) if i < 2 else (200, 300)))
+
+    summary = predict_sources(Segmenter(default_model), [TwoSizes()], outputs=PredictOutputs(save_video=tmp_path / "v.mp4"),
+                              show_progress=False)  # fmt: skip
+    assert summary.processed == 4 and frame_count(tmp_path / "v.mp4") == 4
+    assert summary.warnings == [f"{tmp_path / 'v.mp4'}: frame 2 is 200x300, not 320x240; frames of another size are resized to fit"]
+
+
+def test_sigint_mid_run_leaves_a_playable_video_and_complete_lines(tmp_path, coco128_images, default_model):
+    long_clip = make_clip(tmp_path / "long.mp4", coco128_images[:60])
+    video, jsonl = tmp_path / "v.mp4", tmp_path / "v.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "edgeseg.cli", "predict", str(default_model), str(long_clip),
+                             "--save-video", str(video), "--save-jsonl", str(jsonl)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not jsonl.exists() or len(jsonl.read_text().splitlines()) < 3):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "edgeseg: interrupted" in err and "Traceback" not in err, err
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]  # every line is whole
+    assert 3 <= len(lines) < 60 and [r["frame"] for r in lines] == list(range(len(lines)))
+    assert len(lines) <= frame_count(video) <= len(lines) + 1  # finalised: it plays, and holds what was written
+
+
+def test_sigterm_ends_like_ctrl_c(tmp_path, coco128_images, default_model):
+    long_clip = make_clip(tmp_path / "long.avi", coco128_images[:40])
+    video = tmp_path / "v.avi"
+    proc = subprocess.Popen([sys.executable, "-m", "edgeseg.cli", "predict", str(default_model), str(long_clip),
+                             "--save-video", str(video)], stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (tmp_path / ".v.partial.avi").exists():
+        time.sleep(0.1)
+    time.sleep(1.0)
+    proc.terminate()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert 0 < frame_count(video) < 40
+
+
+class FastLiveSource:
+    """A fake camera: 60 frames as fast as it can, whether anyone keeps up or not."""
+
+    name, live, fps = "fake-camera", True, 30.0
+
+    def __init__(self, frames: int = 60) -> None:
+        self.frames = frames
+        self.warnings: list[str] = []
+
+    def __iter__(self):
+        for i in range(self.frames):
+            time.sleep(0.002)
+            yield SourceItem(i, self.name, image=np.full((8, 8, 3), i, np.uint8), time_s=i / self.fps)
+
+
+def _empty_detector(image: np.ndarray) -> Detections:
+    return Detections.empty(image.shape[:2])
+
+
+def test_a_slow_consumer_of_a_live_source_drops_stale_frames_and_counts_them():
+    runner = StreamRunner([_empty_detector, _empty_detector])
+    seen = []
+    for frame in runner.run(FastLiveSource()):
+        seen.append(frame.index)
+        time.sleep(0.03)  # a display or writer that cannot keep up
+    assert runner.stats.dropped > 0 and runner.stats.frames == len(seen)
+    assert runner.stats.frames + runner.stats.dropped == 60
+    assert seen == sorted(seen) and seen[0] == 0 and len(set(seen)) == len(seen)
+
+
+def test_a_file_source_loses_no_frame_behind_a_slow_consumer():
+    source = FastLiveSource(40)
+    source.live = False
+    runner = StreamRunner([_empty_detector, _empty_detector])
+    seen = []
+    for frame in runner.run(source):
+        seen.append(frame.index)
+        time.sleep(0.01)
+    assert seen == list(range(40)) and runner.stats.dropped == 0
+
+
+def test_the_runner_stays_bounded_when_the_consumer_stops_reading():
+    pulled = []
+
+    class Counting(FastLiveSource):
+        def __iter__(self):
+            for item in super().__iter__():
+                pulled.append(item.index)
+                yield item
+
+    source = Counting(1000)
+    source.live = False
+    runner = StreamRunner([_empty_detector], capacity=4)
+    frames = runner.run(source)
+    next(frames)
+    time.sleep(0.5)
+    assert len(pulled) <= 6  # capacity + the one handed back + the one the reader holds
+    frames.close()  # a consumer that breaks: reader and workers stop
+    time.sleep(0.2)
+    assert not any(t.name.startswith("edgeseg-") for t in threading.enumerate())
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [
+        ("missing.mp4", "no such file"),
+        ("empty.mp4", "cannot open as a video"),
+        ("text.avi", "cannot open as a video"),
+        ("9", "no such camera, or it gives no frames"),
+        ("/dev/video9", "no such camera, or it gives no frames"),
+        ("rtsp://127.0.0.1:9/none", "cannot read the stream (unreachable or no video) after 2 tries"),
+    ],
+)
+def test_sources_that_cannot_be_read_are_one_line_problems(tmp_path, spec, reason):
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "text.avi").write_text("not a video at all")
+    target = spec if spec[0].isdigit() or "/" in spec else str(tmp_path / spec)
+    t0 = time.monotonic()
+    opened = open_sources([target], retry=RetryPolicy(attempts=2, backoff_s=0.05, timeout_s=2))
+    assert time.monotonic() - t0 < 15  # bounded, even for a network source
+    assert opened.sources == [] and opened.problems == [(target, reason)]
+
+
+def test_bad_sources_and_unwritable_outputs_fail_with_one_line_before_any_work(tmp_path, clip, default_model):
+    assert error_reason(run_cli("predict", str(default_model), str(tmp_path / "none.mp4"))) == f"{tmp_path / 'none.mp4'}: no such file"
+    blocked = tmp_path / "file-not-dir"
+    blocked.write_text("x")
+    proc = run_cli("predict", str(default_model), str(clip), "--save-video", str(blocked / "out.mp4"))
+    assert error_reason(proc).startswith(f"{blocked / 'out.mp4'}: cannot write the video here (")
+    proc = run_cli("predict", str(default_model), str(clip), "--save-video", str(tmp_path / "out.xyz"))
+    assert error_reason(proc) == f"{tmp_path / 'out.xyz'}: unsupported video container; use one of .avi, .m4v, .mkv, .mov, .mp4, .webm"
+
+
+def test_a_checkpoint_where_a_model_is_expected_names_the_export_command(tmp_path, coco128_images):
+    weights = tmp_path / "yolov8n-seg.pt"
+    weights.write_bytes(b"PK\x03\x04 not really")
+    reason = error_reason(run_cli("predict", str(weights), str(coco128_images[0])))
+    assert reason == f"{weights}: is a PyTorch checkpoint, not an edgeseg model; export it first: edgeseg export {weights}"
