@@ -38,15 +38,14 @@ def without_silu(model):
     """A copy of ``model`` where every SiLU (x * Sigmoid(x)) is replaced by x (timing only)."""
     import onnx
 
+    from edgeseg.onnxgraph import consumers, producers
+
     m = onnx.ModelProto()
     m.CopyFrom(model)
     graph = m.graph
     outputs = {o.name for o in graph.output}
-    by_output = {o: n for n in graph.node for o in n.output}
-    consumers: dict[str, list] = collections.defaultdict(list)
-    for n in graph.node:
-        for i in n.input:
-            consumers[i].append(n)
+    by_output = producers(graph)
+    readers = consumers(graph)
     drop = []
     for mul in list(graph.node):
         if mul.op_type != "Mul" or len(mul.input) != 2:
@@ -55,7 +54,7 @@ def without_silu(model):
         if sig is None or sig.input[0] not in mul.input or mul.output[0] in outputs:
             continue
         x = sig.input[0]
-        for c in consumers[mul.output[0]]:
+        for c in readers[mul.output[0]]:
             for k, name in enumerate(c.input):
                 if name == mul.output[0]:
                     c.input[k] = x
@@ -90,17 +89,18 @@ def op_profile(path: str | bytes, tensor: np.ndarray, warmup: int = 3) -> dict[s
 
 def main(argv: list[str] | None = None) -> int:
     from edgeseg.backends import read_model_info
-
-    from edgeseg.bench import int8_dot_instructions
+    from edgeseg.machine import int8_dot_instructions
+    from edgeseg.onnxgraph import load_model
     from edgeseg.predict import DEFAULT_MODEL
-    from edgeseg.preprocess import load_image, preprocess
     from edgeseg.quantize import (
-        list_images,
-        measure_latency,
+        QuantizeConfig,
+        image_tensors,
         prepare_float_model,
         quantize,
+        session_latency_ms,
         upsample_as_conv,
     )
+    from edgeseg.sources import image_directory
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="float edgeseg model (default: the embedded one)")
@@ -114,23 +114,23 @@ def main(argv: list[str] | None = None) -> int:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     info = read_model_info(args.model)
-    images = list_images(args.calib)
-    tensor, _ = preprocess(load_image(images[0]), info.imgsz)
+    tensors = [t for _, t in image_tensors(image_directory(args.calib, "calibration"), info.imgsz, 4, [])]
+    tensor = tensors[0]
     with tempfile.TemporaryDirectory(prefix="edgeseg-int8-speed-") as tmp:
         work = Path(tmp)
         int8 = work / "int8.onnx"
         print(f"quantizing {args.model.name} on {args.calib} ...", file=sys.stderr)
-        quantize(args.model, args.calib, int8, report=False, progress=False)
+        quantize(args.model, args.calib, output=int8, config=QuantizeConfig(report_images=0))
 
         # the ceiling: same rewrite and quantization settings, SiLUs gone, ranges from a few images
-        float13 = prepare_float_model(onnx.load(str(args.model)), args.model)
+        float13 = prepare_float_model(load_model(args.model, external_data=True), args.model)
         upsample_as_conv(float13)
         ceiling_float = work / "no-silu-float.onnx"
         onnx.save(without_silu(shape_inference.infer_shapes(float13)), str(ceiling_float))
 
         class Few(CalibrationDataReader):
             def __init__(self) -> None:
-                self.items = [{"images": preprocess(load_image(p), info.imgsz)[0]} for p in images[:4]]
+                self.items = [{"images": t} for t in tensors]
 
             def get_next(self):
                 return self.items.pop() if self.items else None
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
 
         models = {"float": args.model, "INT8 (edgeseg quantize)": int8, "INT8 ceiling: SiLUs deleted (timing only)": ceiling}
         print(f"timing {len(models)} models, {args.runs} interleaved runs each, 1 thread ...", file=sys.stderr)
-        ms = measure_latency({k: str(v) for k, v in models.items()}, tensor, args.runs)
+        ms = session_latency_ms({k: str(v) for k, v in models.items()}, tensor, runs=args.runs)
         profiles = {"float": op_profile(str(args.model), tensor), "INT8": op_profile(str(int8), tensor)}
 
     dot = int8_dot_instructions()

@@ -12,7 +12,7 @@ import pytest
 
 from edgeseg.backends import read_model_info
 from edgeseg.errors import EdgesegError
-from edgeseg.horizon import head_convs, horizon_artefacts
+from edgeseg.horizon import HorizonConfig, head_convs, horizon_artefacts
 from edgeseg.preprocess import load_image, preprocess
 
 yaml = pytest.importorskip("yaml")
@@ -64,7 +64,7 @@ def test_horizon_artefacts(which, request, calib_dir, tmp_path):
     model = request.getfixturevalue(which)
     info = read_model_info(model)
     out = tmp_path / "rdk"
-    r = horizon_artefacts(model, calib_dir, out, march="bayes-e", num=3, progress=False)
+    r = horizon_artefacts(model, calib_dir, out, config=HorizonConfig(march="bayes-e", num=3))
 
     cfg = yaml.safe_load(r.yaml.read_text())
     assert set(cfg) == {"model_parameters", "input_parameters", "calibration_parameters", "compiler_parameters"}
@@ -119,8 +119,7 @@ def test_head_detection_by_shape_without_edgeseg_metadata(model_640, tmp_path):
 
 
 def test_rgb_input_and_bernoulli2(model_640, calib_dir, tmp_path):
-    r = horizon_artefacts(model_640, calib_dir, tmp_path / "x3", march="bernoulli2", num=1, input_type_rt="rgb",
-                          progress=False)  # fmt: skip
+    r = horizon_artefacts(model_640, calib_dir, tmp_path / "x3", config=HorizonConfig(march="bernoulli2", num=1, input_type_rt="rgb"))
     cfg = yaml.safe_load(r.yaml.read_text())
     assert cfg["model_parameters"]["march"] == "bernoulli2"
     assert cfg["input_parameters"]["input_type_rt"] == "rgb" and cfg["input_parameters"]["input_layout_rt"] == "NHWC"
@@ -131,7 +130,7 @@ def test_horizon_errors(model_640, calib_dir, tmp_path, capsys):
     from edgeseg.cli import main
 
     with pytest.raises(EdgesegError, match="unknown march"):
-        horizon_artefacts(model_640, calib_dir, tmp_path / "o", march="bayes")
+        horizon_artefacts(model_640, calib_dir, tmp_path / "o", config=HorizonConfig(march="bayes"))
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["horizon", str(model_640), "--calib", str(empty), "-o", str(tmp_path / "o")]) == 1

@@ -14,7 +14,15 @@ from edgeseg.backends import OnnxRuntimeBackend, QuantizedTensor, read_model_inf
 from edgeseg.errors import EdgesegError
 from edgeseg.predict import Segmenter
 from edgeseg.preprocess import load_image, preprocess
-from edgeseg.quantize import head_outputs, prepare_float_model, quantize, upsample_as_conv
+from edgeseg.quantize import (
+    QuantizeConfig,
+    format_report,
+    head_outputs,
+    prepare_float_model,
+    quantize,
+    read_similarity_report,
+    upsample_as_conv,
+)
 
 NUM_CALIB = 16
 NUM_HELD_OUT = 6
@@ -34,7 +42,7 @@ def calib_dir(coco128_images, tmp_path_factory):
 def int8(model_640, calib_dir, tmp_path_factory):
     """model_640 quantized with the default settings (cached for the session)."""
     out = tmp_path_factory.mktemp("int8") / "yolov8n-seg-640-int8.onnx"
-    result = quantize(model_640, calib_dir, out, num=NUM_CALIB, report_images=NUM_HELD_OUT, progress=False)
+    result = quantize(model_640, calib_dir, output=out, config=QuantizeConfig(num=NUM_CALIB, report_images=NUM_HELD_OUT))
     return result
 
 
@@ -113,8 +121,8 @@ def test_upsample_as_conv_is_exact(model_640, coco128_images):
 def test_keep_float_accepts_the_rewritten_upsample_names(model_640, calib_dir, tmp_path):
     """Names from the quantized graph (e.g. a mixed-precision search's ``.../as_conv``) can be given back."""
     name = "/model.22/proto/upsample/ConvTranspose/as_conv"
-    r = quantize(model_640, calib_dir, tmp_path / "k.onnx", num=2, method="minmax", keep_float=[name], report=False,
-                 progress=False)  # fmt: skip
+    r = quantize(model_640, calib_dir, output=tmp_path / "k.onnx",
+                 config=QuantizeConfig(num=2, method="minmax", keep_float=[name], report_images=0))
     q = onnx.load(str(r.output))
     conv = next(n for n in q.graph.node if n.name == name)
     assert conv.input[1] in {i.name for i in q.graph.initializer}  # float weights: not quantized
@@ -180,7 +188,7 @@ def test_similarity_report(int8, calib_dir):
     assert {"tensor", "node", "op_type", "cosine", "max_abs_error"} <= set(data["nodes"][0])
     assert any(n["op_type"] == "Conv" for n in data["nodes"])
     assert int8.report_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    table = r.format()
+    table = format_report(r)
     assert "box_stride8" in table and "weakest" in table
 
 
@@ -196,7 +204,7 @@ def test_calibration_skips_bad_files_and_warns_when_short(model_640, coco128_ima
     for p in coco128_images[:2]:
         shutil.copy(p, d / p.name)
     with pytest.warns(UserWarning, match="only 2 usable calibration image"):
-        r = quantize(model_640, d, tmp_path / "q.onnx", num=3, method="minmax", report=False, progress=False)
+        r = quantize(model_640, d, output=tmp_path / "q.onnx", config=QuantizeConfig(num=3, method="minmax", report_images=0))
     assert sorted(p.split("/")[-1] for p, _ in r.skipped) == ["0_corrupt.jpg", "1_empty.png"]
     assert all(problem for _, problem in r.skipped)
     assert len(r.calibration_images) == 2
@@ -207,16 +215,16 @@ def test_calibration_errors(model_640, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(EdgesegError, match="holds no image files") as e:
-        quantize(model_640, empty, tmp_path / "q.onnx", progress=False)
+        quantize(model_640, empty, output=tmp_path / "q.onnx")
     assert str(empty) in str(e.value)
     bad = tmp_path / "bad"
     bad.mkdir()
     _write_bad_files(bad)
     with pytest.raises(EdgesegError, match="none of the 2 calibration image"):
-        quantize(model_640, bad, tmp_path / "q.onnx", progress=False)
+        quantize(model_640, bad, output=tmp_path / "q.onnx")
     assert not (tmp_path / "q.onnx").exists()
     with pytest.raises(EdgesegError, match="no such directory"):
-        quantize(model_640, tmp_path / "missing", tmp_path / "q.onnx", progress=False)
+        quantize(model_640, tmp_path / "missing", output=tmp_path / "q.onnx")
 
 
 def test_input_errors_are_one_line_and_name_the_file(model_640, int8, calib_dir, tmp_path, capsys):
@@ -237,8 +245,8 @@ def test_keep_float_int16_and_float_head_stay_integer(model_640, calib_dir, tmp_
     proto = [n.name for n in m.graph.node if "/proto/" in n.name]
     box_conv = next(n.name for n in m.graph.node if n.output[0] == "/model.22/cv2.0/cv2.0.2/Conv_output_0")
     int16 = [n.name for n in m.graph.node if n.name.startswith("/model.22/cv4.0/cv4.0.0/")]
-    r = quantize(model_640, calib_dir, tmp_path / "mixed.onnx", num=4, method="minmax", keep_float=proto + [box_conv],
-                 int16=int16, report_images=2, progress=False)  # fmt: skip
+    r = quantize(model_640, calib_dir, output=tmp_path / "mixed.onnx",
+                 config=QuantizeConfig(num=4, method="minmax", keep_float=proto + [box_conv], int16=int16, report_images=2))
     q = onnx.load(str(r.output))
     consumers = {}
     for n in q.graph.node:
@@ -270,8 +278,9 @@ def test_keep_float_int16_and_float_head_stay_integer(model_640, calib_dir, tmp_
 def test_target_cosine_lifts_layers_until_reached(model_640, calib_dir, tmp_path):
     target = 0.999  # out of reach in 3 steps: the search must lift layers, improve, and say it stopped short
     with pytest.warns(UserWarning, match="not reached after 3 steps"):
-        r = quantize(model_640, calib_dir, tmp_path / "auto.onnx", num=4, method="minmax", target_cosine=target,
-                     search_images=2, max_search_steps=3, report=False, bench_runs=2, progress=False)  # fmt: skip
+        config = QuantizeConfig(num=4, method="minmax", target_cosine=target, search_images=2, max_search_steps=3, report_images=0,
+                                bench_runs=2)  # fmt: skip
+        r = quantize(model_640, calib_dir, output=tmp_path / "auto.onnx", config=config)
     steps = r.search
     assert len(steps) == 4 and steps[0]["keep_float"] == [] and steps[0]["min_output_cosine"] < target
     assert set(steps[0]["outputs"]) == {f"{k}_stride{s}" for s in (8, 16, 32) for k in ("cls", "box", "mc")}
@@ -282,3 +291,36 @@ def test_target_cosine_lifts_layers_until_reached(model_640, calib_dir, tmp_path
     assert set(r.latency_ms) == {"float", "int8", "mixed"} and all(v > 0 for v in r.latency_ms.values())
     meta = {p.key: p.value for p in onnx.load(str(r.output), load_external_data=False).metadata_props}
     assert json.loads(meta["edgeseg.quantization"])["keep_float"] == r.keep_float
+
+
+def test_similarity_report_reads_back_from_its_json(int8):
+    """``read_similarity_report`` (what ``edgeseg report`` plots from) gives back the written report."""
+    data = json.loads(int8.report_json.read_text())
+    back = read_similarity_report(int8.report_json)
+    assert back.to_dict() == data
+    assert back.model == int8.output.name and back.quantization["calibration"] == int8.method
+    assert back.output_cosines() == {o["tensor"]: o["cosine"] for o in data["outputs"]}
+    assert [s.node for s in back.nodes] == [n["node"] for n in data["nodes"]]
+
+
+def test_read_similarity_report_errors_are_one_line(tmp_path):
+    junk = tmp_path / "junk.similarity.json"
+    junk.write_text("{not json")
+    no_rows = tmp_path / "norows.json"
+    no_rows.write_text(json.dumps({"outputs": 3, "nodes": []}))
+    bad_row = tmp_path / "badrow.json"
+    bad_row.write_text(json.dumps({"outputs": [{"tensor": "protos", "max_abs_error": 1.0}], "nodes": []}))
+    cases = [(tmp_path / "missing.json", "no such file"), (tmp_path, "is a directory"), (junk, "not a readable JSON file"),
+             (no_rows, "'outputs' is not a list of rows"), (bad_row, "a row lacks 'cosine'")]  # fmt: skip
+    for path, problem in cases:
+        with pytest.raises(EdgesegError, match=problem) as e:
+            read_similarity_report(path)
+        assert str(e.value).startswith(f"{path}: ") and "\n" not in str(e.value)
+
+
+def test_quantize_config_rejects_bad_settings():
+    for kwargs, problem in [({"method": "kl"}, "unknown calibration method 'kl'"), ({"num": 0}, "--num must be >= 1"),
+                            ({"target_cosine": 1.0}, "target cosine must be between 0 and 1")]:  # fmt: skip
+        with pytest.raises(EdgesegError, match=problem):
+            QuantizeConfig(**kwargs)
+    assert QuantizeConfig(keep_float=["a"], int16=["b"]).keep_float == ("a",)

@@ -19,14 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
+from .backends import ModelInfo, read_model_info
 from .errors import EdgesegError
 from .fileio import write_bytes_atomic
-from .runtime import read_model_info
+from .onnxgraph import layout_chain, load_model, metadata, producers, tensor_dims
+from .preprocess import preprocess
+from .sources import image_directory, progress, readable_images
 
 MARCHES = ("bayes-e", "bernoulli2")  # RDK X5 (Bayes-e BPU), RDK X3 (Bernoulli2 BPU)
 INPUT_TYPES = ("nv12", "rgb")
 DEQUANTIZE_SUFFIX = "_HzDequantize"
-LAYOUT_OPS = ("Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
 
 
 @dataclass(frozen=True)
@@ -43,18 +45,10 @@ class HeadConv:
         return self.conv_output + DEQUANTIZE_SUFFIX
 
 
-def _dims(value_info) -> tuple[int, ...]:
-    return tuple(int(d.dim_value) for d in value_info.type.tensor_type.shape.dim)
-
-
-def _conv_behind(model, tensor: str, path: Path) -> str:
+def _conv_behind(model, tensor: str, path: Path, writers) -> str:
     """Name of the Conv output that ``tensor`` is a layout change of."""
-    producers = {o: n for n in model.graph.node for o in n.output}
-    name = tensor
-    node = producers.get(name)
-    while node is not None and node.op_type in LAYOUT_OPS:
-        name = node.input[0]
-        node = producers.get(name)
+    name = layout_chain(model.graph, tensor, writers)[-1]
+    node = writers.get(name)
     if node is None or node.op_type != "Conv":
         found = "a graph input" if node is None else f"a {node.op_type}"
         raise EdgesegError(f"output {tensor!r} comes from {found}, not from a Conv (expected a split-head export)", path)
@@ -68,27 +62,21 @@ def head_convs(model_path: str | os.PathLike) -> list[HeadConv]:
     [1,H,W,nm] at a detection stride (the proto plane, [1,h/4,w/4,nm], is not a head). For edgeseg
     models reg_max, nm, strides and the input size come from the metadata; for other split-head exports
     (e.g. the RDK model zoo's) the defaults 16 / 32 / 8,16,32 and the input shape are used."""
-    import onnx
-
     path = Path(model_path)
-    if not path.exists():
-        raise EdgesegError("no such file", path)
+    model = load_model(path)
     try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:
-        raise EdgesegError(f"not a valid ONNX file ({type(exc).__name__})", path) from None
-    try:
-        info = read_model_info(path)
+        info = ModelInfo.from_metadata(metadata(model), path)
         reg_max, nm, strides, (ih, iw) = info.reg_max, info.num_masks, info.strides, info.imgsz
     except EdgesegError:
-        dims = _dims(model.graph.input[0]) if model.graph.input else ()
+        dims = tensor_dims(model.graph.input[0]) if model.graph.input else ()
         if len(dims) != 4 or dims[1] != 3 or dims[2] <= 0:
             raise EdgesegError("expected one NCHW image input [1,3,H,W]", path) from None
         reg_max, nm, strides, (ih, iw) = 16, 32, (8, 16, 32), (dims[2], dims[3])
     grids = {(ih // s, iw // s): s for s in strides}
+    writers = producers(model.graph)
     heads: list[HeadConv] = []
     for out in model.graph.output:
-        shape = _dims(out)
+        shape = tensor_dims(out)
         if len(shape) != 4 or shape[0] != 1 or (shape[1], shape[2]) not in grids:
             continue
         if info_name_kind(out.name) == "cls":  # a model with 64 or 32 classes: same shape, not a head
@@ -96,7 +84,7 @@ def head_convs(model_path: str | os.PathLike) -> list[HeadConv]:
         kind = "box" if shape[3] == 4 * reg_max else "mc" if shape[3] == nm else None
         if kind is None:
             continue
-        heads.append(HeadConv(out.name, kind, shape, _conv_behind(model, out.name, path)))
+        heads.append(HeadConv(out.name, kind, shape, _conv_behind(model, out.name, path, writers)))
     want = 2 * len(strides)
     if len(heads) != want or sorted(h.kind for h in heads).count("box") != len(strides):
         found = ", ".join(f"{h.output}{list(h.shape)}" for h in heads) or "none"
@@ -223,35 +211,59 @@ class HorizonArtefacts:
         return [h.dequantize_node for h in self.heads]
 
 
-def horizon_artefacts(
-    model: str | os.PathLike,
-    calib: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    march: str = "bayes-e",
-    num: int = 50,
-    input_type_rt: str = "nv12",
-    progress: bool = True,
-) -> HorizonArtefacts:
+@dataclass(frozen=True)
+class HorizonConfig:
+    """The board and its input: ``march`` (one of ``MARCHES``), ``num`` calibration images, and the
+    run-time input format ``input_type_rt`` (one of ``INPUT_TYPES``)."""
+
+    march: str = "bayes-e"
+    num: int = 50
+    input_type_rt: str = "nv12"
+
+    def __post_init__(self) -> None:
+        if self.march not in MARCHES:
+            raise EdgesegError(f"unknown march {self.march!r} (choose from {', '.join(MARCHES)})")
+        if self.input_type_rt not in INPUT_TYPES:
+            raise EdgesegError(f"unknown input type {self.input_type_rt!r} (choose from {', '.join(INPUT_TYPES)})")
+        if self.num < 1:
+            raise EdgesegError(f"--num must be >= 1, got {self.num}")
+
+
+def _write_calibration_data(files: Sequence[Path], cal_dir: Path, imgsz: tuple[int, int], num: int,
+                            show_progress: bool) -> tuple[list[Path], list[tuple[str, str]]]:  # fmt: skip
+    """The first ``num`` readable images of ``files`` as ``.rgbchw`` raw files in ``cal_dir``; returns
+    the files written and the (image, problem) of the unreadable ones."""
+    for old in cal_dir.glob("*.rgbchw"):  # a rerun must not leave stale samples behind
+        old.unlink()
+    skipped: list[tuple[str, str]] = []
+    written: list[Path] = []
+    used_names: set[str] = set()
+    for item in progress(readable_images(files, num, skipped), desc="calibration data", total=num, enabled=show_progress):
+        # Same letterbox as inference; Horizon wants the values before the model's 1/255 (norm_type
+        # data_scale), so undo the division exactly: the uint8 pixels come back as floats.
+        tensor, _ = preprocess(item.image, imgsz)
+        data = np.rint(tensor[0] * np.float32(255)).astype(np.float32)
+        stem = Path(item.name).stem
+        name, k = stem, 1
+        while name in used_names:
+            name, k = f"{stem}_{k}", k + 1
+        used_names.add(name)
+        written.append(write_bytes_atomic(cal_dir / f"{name}.rgbchw", np.ascontiguousarray(data).tobytes()))
+    return written, skipped
+
+
+def horizon_artefacts(model: str | os.PathLike, calib: str | os.PathLike, out_dir: str | os.PathLike, *,
+                      config: HorizonConfig | None = None, show_progress: bool = False) -> HorizonArtefacts:  # fmt: skip
     """Write into ``out_dir``: a copy of the float model, ``<prefix>.yaml`` for ``hb_mapper makertbin``,
-    the calibration data it names (``num`` images of ``calib``, letterboxed like inference, float32 RGB
-    NCHW 0..255, ``.rgbchw`` raw files), and ``convert.sh`` with the checker, makertbin and
+    the calibration data it names (``config.num`` images of ``calib``, letterboxed like inference, float32
+    RGB NCHW 0..255, ``.rgbchw`` raw files), and ``convert.sh`` with the checker, makertbin and
     ``hb_model_modifier -r`` commands. Every path in the yaml and the script is relative to ``out_dir``."""
-    import sys
-
-    from tqdm import tqdm
-
-    from .quantize import iter_tensors, list_images
-
-    if march not in MARCHES:
-        raise EdgesegError(f"unknown march {march!r} (choose from {', '.join(MARCHES)})")
-    if input_type_rt not in INPUT_TYPES:
-        raise EdgesegError(f"unknown input type {input_type_rt!r} (choose from {', '.join(INPUT_TYPES)})")
-    if num < 1:
-        raise EdgesegError(f"--num must be >= 1, got {num}")
+    config = config or HorizonConfig()
+    march, num, input_type_rt = config.march, config.num, config.input_type_rt
     src = Path(model)
     info = read_model_info(src)
     heads = head_convs(src)
-    files = list_images(calib)
+    files = image_directory(calib, "calibration")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise EdgesegError("exists and is not a directory", out)
@@ -261,27 +273,7 @@ def horizon_artefacts(
     cal_name = f"calibration_data_rgb_f32_{ih}x{iw}"
     cal_dir = out / cal_name
     cal_dir.mkdir(parents=True, exist_ok=True)
-    for old in cal_dir.glob("*.rgbchw"):  # a rerun must not leave stale samples behind
-        old.unlink()
-
-    skipped: list[tuple[str, str]] = []
-    written: list[Path] = []
-    used_names: set[str] = set()
-    bar = tqdm(total=num, desc="calibration data", unit="img", disable=not progress, file=sys.stderr, dynamic_ncols=True)
-    try:
-        for path, tensor in iter_tensors(files, (ih, iw), num, skipped):
-            # Same letterbox as inference; Horizon wants the values before the model's 1/255 (norm_type
-            # data_scale), so undo the division exactly: the uint8 pixels come back as floats.
-            data = np.rint(tensor[0] * np.float32(255)).astype(np.float32)
-            name = path.stem
-            k = 1
-            while name in used_names:
-                name, k = f"{path.stem}_{k}", k + 1
-            used_names.add(name)
-            written.append(write_bytes_atomic(cal_dir / f"{name}.rgbchw", np.ascontiguousarray(data).tobytes()))
-            bar.update(1)
-    finally:
-        bar.close()
+    written, skipped = _write_calibration_data(files, cal_dir, (ih, iw), num, show_progress)
     if not written:
         raise EdgesegError(f"none of the {len(skipped)} calibration image(s) could be read", calib)
     warnings = []
