@@ -310,7 +310,7 @@ def test_read_similarity_report_errors_are_one_line(tmp_path):
     no_rows.write_text(json.dumps({"outputs": 3, "nodes": []}))
     bad_row = tmp_path / "badrow.json"
     bad_row.write_text(json.dumps({"outputs": [{"tensor": "protos", "max_abs_error": 1.0}], "nodes": []}))
-    cases = [(tmp_path / "missing.json", "no such file"), (tmp_path, "is a directory"), (junk, "not a readable JSON file"),
+    cases = [(tmp_path / "missing.json", "no such file"), (tmp_path, "is a directory"), (junk, "not valid JSON"),
              (no_rows, "'outputs' is not a list of rows"), (bad_row, "a row lacks 'cosine'")]  # fmt: skip
     for path, problem in cases:
         with pytest.raises(EdgesegError, match=problem) as e:

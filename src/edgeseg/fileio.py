@@ -1,4 +1,5 @@
-"""Atomic output files: written to a temporary sibling, then renamed, so no reader sees half a file."""
+"""Atomic output files (written to a temporary sibling, then renamed, so no reader sees half a file) and
+the one JSON reader with one-line errors."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from .errors import EdgesegError
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
@@ -32,3 +35,20 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     return write_bytes_atomic(path, (json.dumps(obj, indent=1) + "\n").encode("utf-8"))
 
+
+
+def read_json(path: str | os.PathLike, what: str) -> Any:
+    """Read a JSON file (``what``: e.g. "bench", "val") or raise a one-line EdgesegError naming it."""
+    p = Path(path)
+    if not p.exists():
+        raise EdgesegError(f"no such file (expected the {what} JSON)", p)
+    if p.is_dir():
+        raise EdgesegError(f"is a directory, expected the {what} JSON", p)
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise EdgesegError(f"not a text file (expected the {what} JSON)", p) from None
+    except OSError as exc:
+        raise EdgesegError(f"cannot read file ({exc.strerror or exc})", p) from None
+    except json.JSONDecodeError as exc:
+        raise EdgesegError(f"not valid JSON ({exc.msg} at line {exc.lineno})", p) from None

@@ -33,6 +33,11 @@ class QuantizedTensor:
         return (q.astype(np.float32) - self.zero_point.astype(np.float32)) * self.scale.astype(np.float32)
 
 
+def as_float(t: np.ndarray | QuantizedTensor) -> np.ndarray:
+    """A head output as a float32 array (integer heads dequantized whole: for baselines, not the fast path)."""
+    return t.dequantize() if isinstance(t, QuantizedTensor) else np.asarray(t, np.float32)
+
+
 def output_name(kind: str, stride: int) -> str:
     """Graph output name of one head: ``cls_stride8``, ``box_stride16``, ``mc_stride32``."""
     return f"{kind}_stride{stride}"

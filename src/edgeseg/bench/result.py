@@ -10,7 +10,6 @@ without them is a one-line error naming the file and the missing field.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from collections.abc import Mapping
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EdgesegError
+from ..fileio import read_json
 from ..machine import MachineInfo
 
 STAGES = ("preprocess", "inference", "decode", "masks", "total")
@@ -299,21 +299,6 @@ class BenchResult:
             models=[ModelBench.from_dict(m) for m in models],
             decode_compare=DecoderComparison.from_dict(top.nested("decode_compare")) if compare else None,
         )
-
-
-def read_json(path: str | os.PathLike, what: str) -> Any:
-    """Read a JSON file or raise a one-line EdgesegError naming it."""
-    p = Path(path)
-    if not p.exists():
-        raise EdgesegError(f"no such file (expected the {what} JSON)", p)
-    if p.is_dir():
-        raise EdgesegError(f"is a directory, expected the {what} JSON", p)
-    try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise EdgesegError(f"not a text file (expected the {what} JSON)", p) from None
-    except json.JSONDecodeError as exc:
-        raise EdgesegError(f"not valid JSON ({exc.msg} at line {exc.lineno})", p) from None
 
 
 def read_bench_result(path: str | os.PathLike) -> BenchResult:

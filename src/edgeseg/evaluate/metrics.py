@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -11,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EdgesegError
-from ..fileio import write_json_atomic
+from ..fileio import read_json, write_json_atomic
 
 METRICS = ("box_map50_95", "box_map50", "mask_map50_95", "mask_map50")
 SETTINGS = ("conf", "iou", "max_det", "multi_label")  # the val settings each metrics JSON entry carries
@@ -114,18 +113,7 @@ def read_eval_results(path: str | os.PathLike) -> list[EvalResult]:
     """The results of a metrics JSON (``save_results``' ``{"models": [...]}``), in file order; a missing,
     unreadable or malformed file is a one-line EdgesegError naming it."""
     p = Path(path)
-    if p.is_dir():
-        raise EdgesegError("is a directory, expected the val JSON", p)
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise EdgesegError("no such file (expected the val JSON)", p) from None
-    except UnicodeDecodeError:
-        raise EdgesegError("not a text file (expected the val JSON)", p) from None
-    except OSError as exc:
-        raise EdgesegError(f"cannot read file ({exc.strerror or exc})", p) from None
-    except json.JSONDecodeError as exc:
-        raise EdgesegError(f"not valid JSON ({exc.msg} at line {exc.lineno})", p) from None
+    doc = read_json(p, "val")
     models = doc.get("models") if isinstance(doc, dict) else None
     if not isinstance(models, list):
         raise EdgesegError(_SHAPE, p)

@@ -4,7 +4,6 @@ graph against its quantized counterpart and every model output, pooled over imag
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -16,6 +15,7 @@ import numpy as np
 
 from ..backends import quantization_metadata
 from ..errors import EdgesegError
+from ..fileio import read_json
 from ..onnxgraph import consumers
 from .sessions import cpu_session
 
@@ -213,14 +213,7 @@ class SimilarityReport:
 def read_similarity_report(path: str | os.PathLike) -> SimilarityReport:
     """Read a ``*.similarity.json`` written by ``edgeseg quantize``, or raise a one-line EdgesegError."""
     p = Path(path)
-    if not p.exists():
-        raise EdgesegError("no such file", p)
-    if p.is_dir():
-        raise EdgesegError("is a directory, expected a quantize similarity report (.similarity.json)", p)
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EdgesegError(f"not a readable JSON file ({type(exc).__name__})", p) from None
+    doc = read_json(p, "quantize similarity report")
     try:
         return SimilarityReport.from_dict(doc)
     except ValueError as exc:
