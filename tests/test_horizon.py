@@ -1,8 +1,10 @@
-"""Horizon artefacts: the hb_mapper yaml, its calibration data and the hb_model_modifier command, on two
-different exports (the shared YOLOv8n-seg at 640 and a 3-class YOLO11n-seg at 320)."""
+"""Horizon artefacts: the hb_mapper yaml, its calibration data, the hb_model_modifier command, the board's
+sidecar and run_on_board.md, on two different exports (the shared YOLOv8n-seg at 640 and a 3-class
+YOLO11n-seg at 320)."""
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 
@@ -10,7 +12,8 @@ import numpy as np
 import onnx
 import pytest
 
-from edgeseg.backends import read_model_info
+from edgeseg.backends import read_model_info, read_sidecar
+from edgeseg.bench.stats import onnx_model_stats
 from edgeseg.errors import EdgesegError
 from edgeseg.horizon import HorizonConfig, head_convs, horizon_artefacts
 from edgeseg.preprocess import load_image, preprocess
@@ -123,7 +126,40 @@ def test_rgb_input_and_bernoulli2(model_640, calib_dir, tmp_path):
     cfg = yaml.safe_load(r.yaml.read_text())
     assert cfg["model_parameters"]["march"] == "bernoulli2"
     assert cfg["input_parameters"]["input_type_rt"] == "rgb" and cfg["input_parameters"]["input_layout_rt"] == "NHWC"
+    assert "input_space_and_range" not in cfg["input_parameters"]
     assert len(r.calibration_files) == 1
+    assert read_sidecar(r.sidecar).input_type_rt == "rgb" and "RDK X3" in r.board_guide.read_text()
+
+
+@pytest.mark.parametrize("which", ["model_640", "yolo11_320"])
+def test_sidecar_and_board_guide(which, request, calib_dir, tmp_path):
+    """The sidecar holds the model's ModelInfo; run_on_board.md lists every command in order, and its edgeseg
+    commands are valid for this CLI and run on the modified .bin beside the sidecar."""
+    from edgeseg.cli import build_parser
+
+    model = request.getfixturevalue(which)
+    r = horizon_artefacts(model, calib_dir, tmp_path / "rdk", config=HorizonConfig(num=1))
+    assert r.sidecar == tmp_path / "rdk" / f"{model.stem}.edgeseg.json"
+    sidecar = read_sidecar(r.sidecar)
+    assert sidecar.info == read_model_info(model) and sidecar.input_type_rt == "nv12"
+    assert sidecar.onnx_model == model.name and sidecar.params == onnx_model_stats(model).params > 0
+    assert yaml.safe_load(r.yaml.read_text())["input_parameters"]["input_space_and_range"] == "bt601_video"
+
+    blocks = re.findall(r"```bash\n(.*?)\n```", r.board_guide.read_text(), re.S)
+    modified = r.bin_path.removesuffix(".bin") + "_modified.bin"
+    on_board = modified.rsplit("/", 1)[-1]
+    assert blocks[0] == f"hb_mapper checker --model-type onnx --march bayes-e --model ./{model.name}"
+    assert blocks[1] == f"hb_mapper makertbin --model-type onnx --config {r.yaml.name}"
+    assert blocks[2] == r.modifier_command
+    copy = [shlex.split(line) for line in blocks[3].splitlines() if line.startswith("scp ")]
+    assert copy[0][1:3] == [modified, r.sidecar.name] and copy[1][2] == str(calib_dir)
+    assert blocks[4] == 'pip install "edgeseg[rdk]"'
+    commands = [shlex.split(b) for b in blocks[5:]]
+    assert [c[:3] for c in commands] == [["edgeseg", "predict", on_board], ["edgeseg", "bench", on_board],
+                                         ["edgeseg", "report", "--bench"]]  # fmt: skip
+    assert commands[1][commands[1].index("--threads") + 1] == "1,2,4,8" and len(blocks) == 8
+    for c in commands:
+        build_parser().parse_args(c[1:])  # exits on an option this CLI does not have
 
 
 def test_horizon_errors(model_640, calib_dir, tmp_path, capsys):

@@ -1,6 +1,7 @@
 """Artefacts for Horizon's toolchain (RDK X3 / X5 boards): the ``hb_mapper makertbin`` yaml, the
-calibration data it points at, and the ``hb_model_modifier -r`` command that removes the Dequantize
-nodes of the box and mask-coefficient heads (the seed's steps 2-3 on the board's own toolchain).
+calibration data it points at, the ``hb_model_modifier -r`` command that removes the Dequantize nodes of
+the box and mask-coefficient heads (the seed's steps 2-3 on the board's own toolchain), the sidecar the
+board backend reads (``backends/horizon.py``) and ``run_on_board.md``, every command from here to a report.
 
 Horizon names the Dequantize node of an output ``<name of the Conv output tensor>_HzDequantize``. The Conv
 behind each head output is found in the graph (output shape [1,H,W,4*reg_max] or [1,H,W,nm], then back
@@ -19,9 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import ModelInfo, read_model_info
+from .backends import ModelInfo, Sidecar, read_model_info
+from .backends.horizon import NV12_RANGE, SIDECAR_SUFFIX, output_kind
+from .bench.stats import onnx_model_stats
 from .errors import EdgesegError
-from .fileio import write_bytes_atomic
+from .fileio import write_bytes_atomic, write_json_atomic
 from .onnxgraph import layout_chain, load_model, metadata, producers, tensor_dims
 from .preprocess import preprocess
 from .sources import image_directory, progress, readable_images
@@ -79,7 +82,7 @@ def head_convs(model_path: str | os.PathLike) -> list[HeadConv]:
         shape = tensor_dims(out)
         if len(shape) != 4 or shape[0] != 1 or (shape[1], shape[2]) not in grids:
             continue
-        if info_name_kind(out.name) == "cls":  # a model with 64 or 32 classes: same shape, not a head
+        if output_kind(out.name) == "cls":  # a model with 64 or 32 classes: same shape, not a head
             continue
         kind = "box" if shape[3] == 4 * reg_max else "mc" if shape[3] == nm else None
         if kind is None:
@@ -96,13 +99,6 @@ def head_convs(model_path: str | os.PathLike) -> list[HeadConv]:
     order = {"box": 0, "mc": 1}
     heads.sort(key=lambda h: (order[h.kind], -h.shape[1] * h.shape[2]))
     return heads
-
-
-def info_name_kind(name: str) -> str | None:
-    """``cls``/``box``/``mc`` for edgeseg output names (``box_stride8``), else None. Only used to tell a
-    class head apart from a box/mc head of the same shape (a model with 64 or 32 classes)."""
-    kind, sep, stride = name.partition("_stride")
-    return kind if sep and stride.isdigit() and kind in ("cls", "box", "mc") else None
 
 
 def _shell_word(text: str) -> str:
@@ -135,7 +131,12 @@ def mapper_yaml(
     input_type_rt: str = "nv12",
 ) -> str:
     """The ``hb_mapper makertbin`` config in the layout of Horizon's / the RDK model zoo's yamls."""
-    rt_layout = "" if input_type_rt == "nv12" else "  # layout of the runtime input (not used for nv12)\n  input_layout_rt: 'NHWC'\n"
+    rt_layout = (
+        f"  # NV12 as OpenCV (and edgeseg on the board) makes it: BT.601 video range, Y 16..235\n"
+        f"  input_space_and_range: {_q(NV12_RANGE)}\n"
+        if input_type_rt == "nv12"
+        else "  # layout of the runtime input (not used for nv12)\n  input_layout_rt: 'NHWC'\n"
+    )
     return f"""# hb_mapper makertbin config written by `edgeseg horizon`.
 # Run from this directory: hb_mapper makertbin --model-type onnx --config {prefix}.yaml
 
@@ -204,6 +205,8 @@ class HorizonArtefacts:
     bin_path: str
     modifier_command: str
     script: Path
+    sidecar: Path
+    board_guide: Path
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -306,5 +309,46 @@ def horizon_artefacts(model: str | os.PathLike, calib: str | os.PathLike, out_di
     ])  # fmt: skip
     script_path = write_bytes_atomic(out / "convert.sh", script.encode())
     script_path.chmod(0o755)
-    return HorizonArtefacts(out, model_copy, yaml_path, cal_dir, written, skipped, heads, bin_path, command,
-                            script_path, warnings)  # fmt: skip
+    sidecar = Sidecar(info, input_type_rt=input_type_rt, onnx_model=src.name, params=onnx_model_stats(src).params)
+    sidecar_path = write_json_atomic(out / f"{src.stem}{SIDECAR_SUFFIX}", sidecar.to_dict())
+    r = HorizonArtefacts(out, model_copy, yaml_path, cal_dir, written, skipped, heads, bin_path, command,
+                         script_path, sidecar_path, out / "run_on_board.md", warnings)  # fmt: skip
+    write_bytes_atomic(r.board_guide, board_guide(r, config, calib).encode())
+    return r
+
+
+def board_guide(r: HorizonArtefacts, config: HorizonConfig, images: str | os.PathLike) -> str:
+    """``run_on_board.md``: every command from the ONNX to a report on the board, in order (``images``:
+    a directory of test images to copy to the board)."""
+    modified = r.bin_path.removesuffix(".bin") + "_modified.bin"  # where hb_model_modifier saves it
+    board_bin = Path(modified).name
+    board = {"bayes-e": "RDK X5", "bernoulli2": "RDK X3"}[config.march]
+    step = "\n```bash\n{}\n```\n".format
+    return "\n".join([
+        f"# Run {r.onnx_model.name} on the {board}",
+        "",
+        "Written by `edgeseg horizon`; paths are relative to this directory. Steps 1-3 run inside Horizon's "
+        "OpenExplorer docker (`./convert.sh` runs the same three), step 4 here, steps 5-8 on the board.",
+        "",
+        "1. Check that every operator maps to the BPU:" + step(
+            f"hb_mapper checker --model-type onnx --march {config.march} --model {shlex.quote('./' + r.onnx_model.name)}"),
+        f"2. Compile: calibrate on `{r.calibration_dir.name}/` and write `{r.bin_path}`:"
+        + step(f"hb_mapper makertbin --model-type onnx --config {shlex.quote(r.yaml.name)}"),
+        f"3. Remove the Dequantize nodes of the {len(r.heads)} box and mask-coefficient heads (the board's CPU then "
+        f"dequantizes only the rows it keeps); this writes `{modified}`:" + step(r.modifier_command),
+        f"4. Copy the model, its sidecar `{r.sidecar.name}` (the class names and geometry a .bin lacks; keep it in the "
+        "same directory as the .bin) and some test images to the board:" + step("\n".join([
+            'BOARD="root@<board-ip>"  # your board\'s user@address',
+            'ssh "$BOARD" mkdir -p edgeseg',
+            f'scp {shlex.quote(modified)} {shlex.quote(r.sidecar.name)} "$BOARD:edgeseg/"',
+            f'scp -r {shlex.quote(os.fspath(images))} "$BOARD:edgeseg/images"',
+        ])),
+        '5. On the board (`ssh "$BOARD"`, then `cd edgeseg`): install edgeseg with the board runtime:'
+        + step('pip install "edgeseg[rdk]"'),
+        "6. Segment the test images with the BPU model and edgeseg's decoder:"
+        + step(f"edgeseg predict {board_bin} images --out predictions --save-json predictions/detections.json"),
+        "7. Benchmark: per-stage latency and throughput with 1, 2, 4 and 8 worker threads:"
+        + step(f"edgeseg bench {board_bin} --images images --threads 1,2,4,8 --json bench.json"),
+        "8. The report (table and plots; add `--val val.json` from `edgeseg val` for the accuracy columns):"
+        + step("edgeseg report --bench bench.json -o report"),
+    ])  # fmt: skip

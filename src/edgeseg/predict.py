@@ -15,7 +15,7 @@ import numpy as np
 from .backends import Backend, ModelInfo, open_backend
 from .decode import DecodeOptions, StageClock, decode
 from .errors import EdgesegError
-from .preprocess import load_image, preprocess
+from .preprocess import as_bgr, letterbox, load_image, to_input_tensor
 from .results import Detections
 from .sources import Source, open_sources
 
@@ -63,11 +63,15 @@ class Segmenter:
         return self.info.names
 
     def raw(self, image: np.ndarray, clock: StageClock | None = None):
-        """Preprocess and run the network: (outputs by name, Letterbox)."""
-        tensor, lb = preprocess(image, self.info.imgsz)
+        """Letterbox, make the backend's input and run the network: (outputs by name, Letterbox). The input
+        is the backend's own ``prepare(padded, lb)`` when it has one (NV12 for the RDK board), else the
+        float NCHW tensor."""
+        padded, lb = letterbox(as_bgr(image), self.info.imgsz)
+        prepare = getattr(self.backend, "prepare", None)
+        inputs = to_input_tensor(padded) if prepare is None else prepare(padded, lb)
         if clock is not None:
             clock.mark("preprocess")
-        outputs = self.backend.run(tensor)
+        outputs = self.backend.run(inputs)
         if clock is not None:
             clock.mark("inference")
         return outputs, lb

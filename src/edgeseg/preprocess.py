@@ -1,9 +1,11 @@
-"""Image loading and Ultralytics-exact letterboxing (keep ratio, centre, pad 114, RGB, /255, NCHW)."""
+"""Image loading and Ultralytics-exact letterboxing (keep ratio, centre, pad 114), and the two input forms
+made from the letterboxed image: the float RGB NCHW tensor (/255) and NV12 for the RDK board's BPU."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import cv2
@@ -83,9 +85,71 @@ def to_input_tensor(padded_bgr: np.ndarray) -> np.ndarray:
     return tensor
 
 
+def as_bgr(image: np.ndarray) -> np.ndarray:
+    """A gray (2-D) image as 3-channel BGR; a BGR image as it is."""
+    return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image
+
+
 def preprocess(image_bgr: np.ndarray, input_shape: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
     """Letterbox then convert to the network's input tensor."""
-    if image_bgr.ndim == 2:
-        image_bgr = cv2.cvtColor(image_bgr, cv2.COLOR_GRAY2BGR)
-    padded, lb = letterbox(image_bgr, input_shape)
+    padded, lb = letterbox(as_bgr(image_bgr), input_shape)
     return to_input_tensor(padded), lb
+
+
+@cache
+def _pad_yuv() -> tuple[int, int]:
+    """The pad colour as OpenCV's BGR -> I420 conversion makes it: its Y byte, and its U and V bytes as the
+    one 16-bit word they form interleaved in NV12's UV plane."""
+    yuv = cv2.cvtColor(np.full((2, 2, 3), PAD_VALUE, np.uint8), cv2.COLOR_BGR2YUV_I420).reshape(-1)
+    return int(yuv[0]), int(np.array([yuv[4], yuv[5]], np.uint8).view(np.uint16)[0])
+
+
+def _fill_outside(plane: np.ndarray, rows: tuple[int, int], cols: tuple[int, int], value: int) -> None:
+    """Set every element of a 2-D ``plane`` outside the rectangle ``rows`` x ``cols`` to ``value``."""
+    (r0, r1), (c0, c1) = rows, cols
+    plane[:r0] = value
+    plane[r1:] = value
+    plane[r0:r1, :c0] = value
+    plane[r0:r1, c1:] = value
+
+
+def _even_span(start: int, length: int, limit: int) -> tuple[int, int]:
+    """[start, start + length) widened to even bounds, so that no 2x2 chroma block straddles it."""
+    return start & ~1, min(limit, (start + length + 1) & ~1)
+
+
+def to_nv12(padded_bgr: np.ndarray, lb: Letterbox | None = None) -> np.ndarray:
+    """uint8 BGR HWC (even H and W) -> NV12: one flat uint8 buffer of H*W*3/2, the Y plane then U and V
+    interleaved at half resolution (OpenCV's BT.601 video-range conversion, as the RDK model zoo feeds its
+    models; `edgeseg horizon` compiles the .bin for that range).
+
+    With the image's ``Letterbox``, only the content (widened to even rows and columns) is converted and the
+    pad gets its constant Y/U/V: the same bytes as converting the whole image, with less work."""
+    h, w = padded_bgr.shape[:2]
+    if h % 2 or w % 2:
+        raise EdgesegError(f"NV12 needs an even height and width, got {h}x{w}")
+    nv12 = np.empty(h * w * 3 // 2, np.uint8)
+    y_plane = nv12[: h * w].reshape(h, w)
+    uv_plane = nv12[h * w :].reshape(h // 2, w // 2, 2)
+    rows, cols = (0, h), (0, w)
+    if lb is not None:
+        rows, cols = _even_span(lb.pad_top, lb.content_shape[0], h), _even_span(lb.pad_left, lb.content_shape[1], w)
+        pad_y, pad_uv = _pad_yuv()
+        _fill_outside(y_plane, rows, cols, pad_y)
+        _fill_outside(nv12[h * w :].view(np.uint16).reshape(h // 2, w // 2), (rows[0] // 2, rows[1] // 2),
+                      (cols[0] // 2, cols[1] // 2), pad_uv)  # fmt: skip
+    (y0, y1), (x0, x1) = rows, cols
+    ch, cw = y1 - y0, x1 - x0
+    i420 = cv2.cvtColor(padded_bgr[y0:y1, x0:x1], cv2.COLOR_BGR2YUV_I420).reshape(-1)  # Y, then U plane, then V plane
+    quarter = (ch // 2) * (cw // 2)
+    y_plane[y0:y1, x0:x1] = i420[: ch * cw].reshape(ch, cw)
+    u = i420[ch * cw : ch * cw + quarter].reshape(ch // 2, cw // 2)
+    v = i420[ch * cw + quarter :].reshape(ch // 2, cw // 2)
+    uv_plane[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2] = cv2.merge([u, v])  # the one interleave
+    return nv12
+
+
+def nv12_to_bgr(nv12: np.ndarray, input_shape: tuple[int, int]) -> np.ndarray:
+    """The inverse of ``to_nv12`` (up to the colour round trip): flat NV12 -> uint8 BGR HWC."""
+    h, w = input_shape
+    return cv2.cvtColor(np.asarray(nv12, np.uint8).reshape(h * 3 // 2, w), cv2.COLOR_YUV2BGR_NV12)

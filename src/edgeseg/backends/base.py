@@ -101,8 +101,12 @@ class ModelInfo:
 
 
 class Backend(Protocol):
-    """Anything that runs the network: takes the NCHW float32 input, returns the named head outputs
-    (float arrays, or QuantizedTensor for integer heads)."""
+    """Anything that runs the network: takes its input, returns the named head outputs (float arrays, or
+    QuantizedTensor for integer heads).
+
+    The input is the NCHW float32 RGB tensor (``preprocess.to_input_tensor``) unless the backend also has
+    ``prepare(padded_bgr, lb) -> input``, which makes its own form from the letterboxed uint8 BGR image and
+    its ``Letterbox`` (the RDK board's takes NV12). ``prepare`` is optional: ``.info`` and ``.run`` suffice."""
 
     info: ModelInfo
 
