@@ -285,3 +285,158 @@ def test_two_models_side_by_side(default_model, coco128_images, tmp_path):
         for mode in ("workers", "intra_op"):
             assert set(m["throughput_ips"][mode]) == {"1", "2"}
             assert all(v > 0 for v in m["throughput_ips"][mode].values())
+
+
+# ------------------------------------------------------------------------------- edgeseg bench --video
+
+STREAM_CONFIGS = [("sequential", 1), ("runner", 1), ("runner", 2), ("bare", 1), ("bare", 2)]
+
+
+@pytest.fixture(scope="module")
+def small_clip(tmp_path_factory, coco128_images) -> Path:
+    """8 coco128-seg images as a 320x240 clip at 10 frames/s."""
+    import cv2
+
+    path = tmp_path_factory.mktemp("clip") / "eight.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (320, 240))
+    for image in coco128_images[:8]:
+        writer.write(cv2.resize(cv2.imread(str(image)), (320, 240)))
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def stream_bench_json(default_model, coco128_images, small_clip, tmp_path_factory):
+    out = tmp_path_factory.mktemp("stream") / "bench.json"
+    rc = main(["bench", str(default_model), "--images", str(coco128_images[0]), "--threads", "1", "--warmup", "0", "--iters", "1",
+               "--compare-repeats", "1", "--no-ultralytics", "--video", str(small_clip), "--stream-workers", "2,1", "--json", str(out)])
+    assert rc == 0
+    return out
+
+
+@pytest.mark.timeout(600)
+def test_stream_section_has_every_configuration(stream_bench_json, small_clip, default_model):
+    doc = json.loads(stream_bench_json.read_text())
+    stream = doc["stream"]
+    assert (stream["clip"], stream["frames"], stream["size"], stream["fps"]) == (str(small_clip), 8, [320, 240], 10.0)
+    assert stream["workers"] == [1, 2] and stream["passes"] == 1
+    (model,) = stream["models"]
+    assert model["model"] == str(default_model)
+    runs = {(r["mode"], r["workers"]): r for r in model["runs"]}
+    assert list(runs) == STREAM_CONFIGS
+    for key, r in runs.items():
+        assert r["frames"] == 8 and r["seconds"] > 0 and r["fps"] == pytest.approx(8 / r["seconds"], rel=1e-3), key
+        assert 0 < r["latency_ms"]["p50"] <= r["latency_ms"]["p90"] <= r["latency_ms"]["p99"], key
+    for key in [("sequential", 1), ("runner", 1), ("runner", 2)]:
+        assert set(runs[key]["stages_ms"]) == {"read", "preprocess", "inference", "decode", "masks", "draw", "write"}, key
+    assert set(runs["bare", 2]["stages_ms"]) == {"inference"} and "detections_sha1" not in runs["bare", 2]
+    assert "age_ms" in runs["runner", 2] and "age_ms" not in runs["sequential", 1]
+    sequential = runs["sequential", 1]["fps"]
+    for key in STREAM_CONFIGS[1:]:
+        assert runs[key]["vs_sequential"] == pytest.approx(runs[key]["fps"] / sequential, abs=1e-3), key
+    for n in (1, 2):
+        assert runs["runner", n]["vs_bare"] == pytest.approx(runs["runner", n]["fps"] / runs["bare", n]["fps"], abs=1e-3)
+
+
+@pytest.mark.timeout(600)
+def test_stream_runner_and_sequential_loop_find_the_same_detections(stream_bench_json, small_clip, default_model):
+    """The digests of the loop and the runners equal each other and one computed here, frame by frame,
+    with a plain Segmenter over the decoded clip."""
+    import hashlib
+
+    import cv2
+
+    from edgeseg.bench.stream import detections_digest
+    from edgeseg.predict import Segmenter
+
+    runs = {(r["mode"], r["workers"]): r for r in json.loads(stream_bench_json.read_text())["stream"]["models"][0]["runs"]}
+    seg, digest, objects = Segmenter(default_model, threads=1), hashlib.sha1(), 0
+    cap = cv2.VideoCapture(str(small_clip))
+    while (frame := cap.read()[1]) is not None:
+        det = seg(frame)
+        detections_digest(digest, det)
+        objects += len(det)
+    cap.release()
+    assert objects > 0  # the clip shows objects: equal digests mean something
+    for key in [("sequential", 1), ("runner", 1), ("runner", 2)]:
+        assert runs[key]["detections_sha1"] == digest.hexdigest(), key
+        assert runs[key]["objects"] == objects, key
+
+
+def test_detections_digest_sees_every_field(default_model, coco128_images):
+    import hashlib
+
+    import cv2
+
+    from edgeseg.bench.stream import detections_digest
+    from edgeseg.predict import Segmenter
+
+    det = Segmenter(default_model)(cv2.imread(str(coco128_images[0])))
+    assert len(det) > 0
+
+    def digest(d) -> str:
+        h = hashlib.sha1()
+        detections_digest(h, d)
+        return h.hexdigest()
+
+    base = digest(det)
+    moved = det.select(np.ones(len(det), bool))
+    moved.xyxy = moved.xyxy + 1
+    rescored = det.select(np.ones(len(det), bool))
+    rescored.scores = rescored.scores * 0.5
+    one_pixel = det.select(np.ones(len(det), bool))
+    one_pixel.masks = [m.copy() for m in one_pixel.masks]
+    one_pixel.masks[0].flat[0] = ~one_pixel.masks[0].flat[0]
+    empty = det.select(np.zeros(len(det), bool))
+    assert len({base, digest(moved), digest(rescored), digest(one_pixel), digest(empty)}) == 5
+    assert digest(det.select(np.ones(len(det), bool))) == base
+
+
+@pytest.mark.timeout(600)
+def test_stream_json_reads_back_and_the_report_shows_it(stream_bench_json, tmp_path):
+    from edgeseg.report import build_report
+
+    doc = json.loads(stream_bench_json.read_text())
+    result = BenchResult.from_dict(doc, stream_bench_json)
+    assert json.loads(json.dumps(result.to_dict())) == doc  # the same document back
+    md = build_report(stream_bench_json, tmp_path / "report").read_text()
+    assert "## Video stream: sequential loop, pipelined runner, bare inference" in md
+    assert "![Video stream frames/s per configuration](stream.png)" in md
+    assert (tmp_path / "report" / "stream.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    runs = {(r["mode"], r["workers"]): r for r in doc["stream"]["models"][0]["runs"]}
+    name = Path(doc["stream"]["models"][0]["model"]).name
+    section = md.split("## Video stream")[1].split("\n## ")[0]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines() if line.startswith(f"| {name} | FP32 |")]
+    assert [r[2] for r in rows] == ["sequential loop, 1 thread", "runner, 1 worker", "runner, 2 workers", "bare inference, 1 thread",
+                                    "bare inference, 2 threads"]  # fmt: skip
+    for row, key in zip(rows, STREAM_CONFIGS):
+        r = runs[key]
+        assert row[3] == f"{r['fps']:.2f}", key
+        assert row[5] == (f"{r['vs_bare'] * 100:.0f} %" if key[0] == "runner" else "—"), key
+        assert row[6] == f"{r['latency_ms']['p50']:.1f} / {r['latency_ms']['p99']:.1f}", key
+    assert rows[0][4] == "—" and rows[2][4] == f"{runs['runner', 2]['vs_sequential']:.2f}×"
+    assert [r[8] for r in rows] == ["(the reference)", "yes", "yes", "—", "—"]
+
+
+def test_cli_bench_video_errors_are_one_line(default_model, coco128_images, tmp_path, capsys):
+    base = ["bench", str(default_model), "--images", str(coco128_images[0]), "--no-ultralytics", "--video"]
+    not_video = tmp_path / "notes.mp4"
+    not_video.write_text("not a video")
+    for clip, needle in ((str(tmp_path / "gone.mp4"), "gone.mp4: no such file"), ("0", "0: the stream benchmark needs a video file"),
+                         (str(not_video), "notes.mp4: cannot open as a video")):  # fmt: skip
+        assert main([*base, clip]) == 1
+        err = capsys.readouterr().err
+        assert needle in err and err.count("\n") == 1 and "Traceback" not in err, err
+    with pytest.raises(SystemExit) as exc:
+        main([*base, "x.mp4", "--stream-workers", "0,2"])
+    assert exc.value.code == 2
+
+
+def test_stream_bench_config_checks_workers():
+    from edgeseg.bench import StreamBenchConfig
+
+    assert StreamBenchConfig("c.mp4", workers=(4, 1, 2, 2)).workers == (1, 2, 4)
+    with pytest.raises(EdgesegError, match="stream workers must be positive integers"):
+        StreamBenchConfig("c.mp4", workers=(0, 2))
+    with pytest.raises(EdgesegError, match="stream workers must be positive integers"):
+        StreamBenchConfig("c.mp4", workers=())

@@ -256,6 +256,113 @@ class DecoderComparison:
         )  # fmt: skip
 
 
+STREAM_MODES = ("sequential", "runner", "bare")  # the loop on one thread / StreamRunner with N workers / N bare sessions
+STREAM_STAGES = ("read", "preprocess", "inference", "decode", "masks", "draw", "write")
+
+
+@dataclass
+class StreamRun:
+    """One configuration on the clip. ``stages_ms``: p50 per stage it runs (``STREAM_STAGES``; a runner's
+    pipeline stages are timed inside its workers, under load); ``latency_ms``: the pipeline's time per
+    frame (preprocess to masks; bare: ``backend.run``); ``age_ms`` (runner): read to ready, queueing
+    included; ``detections_sha1``: every frame's detections in order (equal digests: equal detections)."""
+
+    mode: str
+    workers: int
+    frames: int
+    seconds: float
+    fps: float
+    latency_ms: Percentiles
+    stages_ms: dict[str, float] = field(default_factory=dict)
+    age_ms: Percentiles | None = _optional()
+    objects: int | None = _optional()
+    detections_sha1: str | None = _optional()
+    vs_sequential: float | None = _optional()
+    vs_bare: float | None = _optional()
+
+    @property
+    def label(self) -> str:
+        if self.mode == "sequential":
+            return "sequential loop, 1 thread"
+        plural = "s" if self.workers > 1 else ""
+        return f"runner, {self.workers} worker{plural}" if self.mode == "runner" else f"bare inference, {self.workers} thread{plural}"
+
+    @classmethod
+    def from_dict(cls, doc: _Fields) -> StreamRun:
+        stages = doc.optional("stages_ms", {})
+        if not isinstance(stages, Mapping) or not all(_is_real(v) for v in stages.values()):
+            raise _malformed(doc.place("stages_ms"), "is not a map of stages to numbers", doc.path)
+        return cls(
+            mode=doc.required("mode", lambda v: v in STREAM_MODES, f"one of {', '.join(STREAM_MODES)}"),
+            workers=doc.required("workers", _is_count, "a count"),
+            frames=doc.required("frames", _is_count, "a count"),
+            seconds=doc.required("seconds", _is_real, "a number"),
+            fps=doc.required("fps", _is_real, "a number"),
+            latency_ms=Percentiles.from_dict(doc.nested("latency_ms")),
+            stages_ms=dict(stages),
+            age_ms=Percentiles.from_dict(doc.nested("age_ms")) if doc.optional("age_ms") is not None else None,
+            **{k: doc.optional(k) for k in ("objects", "detections_sha1", "vs_sequential", "vs_bare")},
+        )
+
+
+@dataclass
+class ModelStream:
+    """One model's configurations on the clip."""
+
+    model: str
+    name: str
+    runs: list[StreamRun]
+
+    def run(self, mode: str, workers: int = 1) -> StreamRun | None:
+        return next((r for r in self.runs if r.mode == mode and r.workers == workers), None)
+
+
+@dataclass
+class StreamBench:
+    """``edgeseg bench --video``: every model's configurations on one clip, side by side. ``frames``: the
+    clip's frames (each configuration reads all of them in every pass); ``turn_frames``: frames a
+    configuration runs per turn."""
+
+    clip: str
+    frames: int
+    size: tuple[int, int]
+    fps: float | None
+    passes: int
+    turn_frames: int
+    workers: list[int]
+    models: list[ModelStream]
+
+    @classmethod
+    def from_dict(cls, doc: _Fields) -> StreamBench:
+        models = [
+            ModelStream(model=str(m.required("model")), name=m.optional("name", Path(str(m.required("model"))).name),
+                        runs=[StreamRun.from_dict(r) for r in m.items("runs")])
+            for m in doc.items("models")
+        ]  # fmt: skip
+        return cls(
+            clip=str(doc.required("clip")),
+            frames=doc.required("frames", _is_count, "a count"),
+            size=tuple(doc.required("size", lambda v: isinstance(v, list) and len(v) == 2 and all(map(_is_count, v)), "[width, height]")),
+            fps=doc.optional("fps"),
+            passes=doc.required("passes", _is_count, "a count"),
+            turn_frames=doc.required("turn_frames", _is_count, "a count"),
+            workers=list(doc.required("workers", lambda v: isinstance(v, list) and all(map(_is_count, v)), "a list of counts")),
+            models=models,
+        )
+
+    def summary_lines(self) -> list[str]:
+        """A few lines for the terminal: frames/s per configuration and the ratios."""
+        lines = [f"stream {Path(self.clip).name}: {self.frames} frames {self.size[0]}x{self.size[1]}, {self.passes} pass(es)"]
+        for m in self.models:
+            parts = []
+            for r in m.runs:
+                ratios = [f"{r.vs_sequential:.2f}x sequential"] if r.vs_sequential is not None else []
+                ratios += [f"{r.vs_bare * 100:.0f} % of bare"] if r.vs_bare is not None else []
+                parts.append(f"{r.label} {r.fps:.2f}" + (f" ({', '.join(ratios)})" if ratios else ""))
+            lines.append(f"  {m.name} frames/s: " + "; ".join(parts))
+        return lines
+
+
 @dataclass
 class BenchSettings:
     """How the run was made (None: not recorded)."""
@@ -279,6 +386,7 @@ class BenchResult:
     settings: BenchSettings
     models: list[ModelBench]
     decode_compare: DecoderComparison | None = _optional()
+    stream: StreamBench | None = _optional()  # edgeseg bench --video
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(self)
@@ -293,11 +401,13 @@ class BenchResult:
             raise _malformed("models", "is empty", path)
         machine = top.optional("machine", {})
         compare = top.optional("decode_compare")
+        stream = top.optional("stream")
         return cls(
             machine=MachineInfo.from_dict(machine if isinstance(machine, Mapping) else {}),
             settings=_read(BenchSettings, _Fields(top.optional("settings", {}), "settings", path)),
             models=[ModelBench.from_dict(m) for m in models],
             decode_compare=DecoderComparison.from_dict(top.nested("decode_compare")) if compare else None,
+            stream=StreamBench.from_dict(top.nested("stream")) if stream else None,
         )
 
 
@@ -324,6 +434,8 @@ def bench_summary(result: BenchResult) -> str:
         lines.append(f"decoders on {d.images} images ({d.mean_objects} objects mean, medians per image): " + ", ".join(parts))
         if d.speedup_vs_ultralytics:
             lines.append(f"  fast is {d.speedup_vs_ultralytics}x faster than Ultralytics, {d.speedup_vs_reference}x than the reference")
+    if result.stream is not None:
+        lines += result.stream.summary_lines()
     return "\n".join(lines)
 
 

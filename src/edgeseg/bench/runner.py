@@ -19,13 +19,15 @@ from .compare import compare_decoders
 from .measure import load_bench_images, stage_latency, throughput_frames, throughput_in_turns
 from .result import THREAD_MODES, BenchResult, BenchSettings, ModelBench
 from .stats import onnx_model_stats
+from .stream import StreamBenchConfig, read_clip, stream_bench
 
 
 @dataclass(frozen=True)
 class BenchConfig:
     """What to benchmark and how. ``threads``: thread counts for throughput; ``warmup``: untimed images
     before each measurement; ``iters``: timed passes over the images; ``max_images``: 0 = all;
-    ``compare_repeats``: decoder-compare runs per image; ``ultralytics``: include Ultralytics' post-processing."""
+    ``compare_repeats``: decoder-compare runs per image; ``ultralytics``: include Ultralytics' post-processing;
+    ``stream``: also run the stream benchmark on a clip (``iters`` passes over it, ``warmup`` frames per session)."""
 
     models: tuple[str | os.PathLike, ...]
     sources: tuple[str | os.PathLike, ...]
@@ -36,6 +38,7 @@ class BenchConfig:
     compare_repeats: int = 3
     options: DecodeOptions = field(default_factory=DecodeOptions)
     ultralytics: bool = True
+    stream: StreamBenchConfig | None = None
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -54,6 +57,7 @@ def run_bench(config: BenchConfig, *, json_path: str | os.PathLike | None = None
     models, options = config.models, config.options
     infos = [read_model_info(m) for m in models]  # fail fast, one line, before any long work
     images = load_bench_images(config.sources, max_images=config.max_images)
+    clip = read_clip(config.stream.clip) if config.stream is not None else None
     machine = machine_info()
     settings = BenchSettings(
         images=len(images), image_sources=[os.fspath(s) for s in config.sources], warmup=config.warmup, iters=config.iters,
@@ -91,8 +95,12 @@ def run_bench(config: BenchConfig, *, json_path: str | os.PathLike | None = None
             ))  # fmt: skip
         compare = compare_decoders(models[0], images, repeats=config.compare_repeats, options=options,
                                    ultralytics=config.ultralytics, show_progress=show_progress)  # fmt: skip
+        stream = None
+        if clip is not None:
+            stream = stream_bench(models, clip, workers=config.stream.workers, options=options, warmup=config.warmup,
+                                  passes=config.iters, show_progress=show_progress)  # fmt: skip
     machine.loadavg_end = loadavg()
-    result = BenchResult(machine=machine, settings=settings, models=entries, decode_compare=compare)
+    result = BenchResult(machine=machine, settings=settings, models=entries, decode_compare=compare, stream=stream)
     if json_path is not None:
         write_json_atomic(json_path, result.to_dict())
     return result

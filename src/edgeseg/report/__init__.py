@@ -1,5 +1,5 @@
-"""``edgeseg report``: a performance table with numbered notes, per-model speed, the decoder comparison
-and PNG plots, from the files that ``edgeseg bench``, ``edgeseg val`` and ``edgeseg quantize`` write.
+"""``edgeseg report``: a performance table with numbered notes, per-model speed, the decoder comparison,
+the video stream benchmark and PNG plots, from the files that ``edgeseg bench``, ``edgeseg val`` and ``edgeseg quantize`` write.
 
 Each input is read by the module that writes it (``read_bench_result``, ``read_eval_results``,
 ``read_similarity_report``), so a malformed file is a one-line error naming it. A missing optional piece
@@ -19,8 +19,17 @@ from ..errors import EdgesegError
 from ..evaluate import read_eval_results
 from ..fileio import write_bytes_atomic
 from ..quantize import read_similarity_report
-from .plots import plot_decoders, plot_similarity, plot_stages, plot_throughput, pyplot
-from .tables import decoder_section, footnotes, ratio_lines, similarity_section, speed_table, summary_table, table_rows
+from .plots import plot_decoders, plot_similarity, plot_stages, plot_stream, plot_throughput, pyplot
+from .tables import (
+    decoder_section,
+    footnotes,
+    ratio_lines,
+    similarity_section,
+    speed_table,
+    stream_section,
+    summary_table,
+    table_rows,
+)
 
 __all__ = ["build_report"]
 
@@ -59,6 +68,8 @@ def build_report(
         if bench.decode_compare is not None:
             decoders = plot_decoders(plt, bench.decode_compare, out / "decoders.png")
             plots.append(("Decoder comparison on the same raw outputs", decoders.name))
+        if bench.stream is not None:
+            plots.append(("Video stream frames/s per configuration", plot_stream(plt, bench.stream, out / "stream.png").name))
         if similarity is not None:
             plots.append(("Per-layer similarity, INT8 vs float", plot_similarity(plt, similarity, out / "similarity.png").name))
         elif quant_path is None:
@@ -72,6 +83,9 @@ def build_report(
     if ratios:
         md += ["## Ratios", ""] + ratios + [""]
     md += ["## Decoders on the same raw outputs", ""] + decoder_section(bench.decode_compare) + [""]
+    stream = stream_section(bench)
+    if stream:
+        md += ["## Video stream: sequential loop, pipelined runner, bare inference", ""] + stream + [""]
     if similarity is not None:
         md += ["## INT8 vs float similarity", ""] + similarity_section(similarity) + [""]
     if plots:

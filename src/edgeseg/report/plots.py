@@ -1,4 +1,5 @@
-"""The report's PNG plots: stage breakdown, throughput vs threads, decoders, per-layer similarity."""
+"""The report's PNG plots: stage breakdown, throughput vs threads, decoders, video stream frames/s, per-layer
+similarity."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from ..bench.result import BenchResult, DecoderComparison, is_number
+from ..bench.result import BenchResult, DecoderComparison, StreamBench, is_number
 from ..fileio import write_bytes_atomic
 from ..quantize import SimilarityReport
 
@@ -102,6 +103,28 @@ def plot_decoders(plt: Any, d: DecoderComparison, path: Path) -> Path:
     if d.per_image:
         ax.legend(fontsize=8)
     fig.suptitle("Decode + NMS + masks at original resolution", fontsize=11)
+    return _save(plt, fig, path)
+
+
+def plot_stream(plt: Any, stream: StreamBench, path: Path) -> Path:
+    """Frames/s of every configuration, one group of bars per model."""
+    labels = [r.label for r in stream.models[0].runs]
+    width = 0.8 / len(stream.models)
+    fig, ax = plt.subplots(figsize=(8, 1 + 0.45 * len(labels) * len(stream.models)))
+    for i, m in enumerate(stream.models):
+        fps = {r.label: r.fps for r in m.runs}
+        ys = [k + i * width for k in range(len(labels))]
+        vals = [fps.get(label, 0.0) for label in labels]
+        ax.barh(ys, vals, height=width, color=f"C{i % 10}", label=m.name)
+        for y, v in zip(ys, vals):
+            ax.text(v, y, f" {v:.1f}", va="center", fontsize=8)
+    ax.set_yticks([k + width * (len(stream.models) - 1) / 2 for k in range(len(labels))], labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("frames / s (read, infer, draw and write an annotated video; bare: inference only)")
+    ax.set_title(f"{Path(stream.clip).name}: {stream.frames} frames, {stream.size[0]}×{stream.size[1]}", fontsize=10)
+    ax.set_xlim(0, max([r.fps for m in stream.models for r in m.runs] + [1e-3]) * 1.15)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.09 - 0.2 / len(labels)), ncol=min(len(stream.models), 3))
     return _save(plt, fig, path)
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..bench.result import BenchResult, DecoderComparison, ModelBench, is_number
+from ..bench.result import STREAM_STAGES, BenchResult, DecoderComparison, ModelBench, ModelStream, StreamBench, StreamRun, is_number
 from ..evaluate import EvalResult
 from ..quantize import SimilarityReport
 
@@ -258,6 +258,81 @@ def decoder_section(d: DecoderComparison | None) -> list[str]:
     parts = [f"{k} {v}/{d.images}" for k, v in d.objects_agree.items() if v is not None]
     if parts:
         lines += ["", "Images where the object count equals the fast decoder's: " + ", ".join(parts) + "."]
+    return lines
+
+
+def _precision(bench: BenchResult, model: str) -> str:
+    m = next((m for m in bench.models if m.model == model), None)
+    return DASH if m is None else ("INT8" if m.int8 else "FP32")
+
+
+def _p50_p99(p: Any) -> str:
+    return f"{_fmt(p.p50, 1)} / {_fmt(p.p99, 1)}" if p is not None else DASH
+
+
+def _same_as_sequential(m: ModelStream, r: StreamRun) -> str:
+    sequential = m.run("sequential")
+    if r.detections_sha1 is None or sequential is None or sequential.detections_sha1 is None:
+        return DASH
+    if r is sequential:
+        return "(the reference)"
+    return "yes" if r.detections_sha1 == sequential.detections_sha1 else "**no**"
+
+
+def _limit_line(m: ModelStream, cores: int | None) -> str | None:
+    """What bounds the runner: the CPU work of a frame besides inference (the sequential loop's p50s)
+    competes with inference once the workers keep every core busy."""
+    sequential = m.run("sequential")
+    if sequential is None or not is_number(sequential.stages_ms.get("inference")):
+        return None
+    inference = sequential.stages_ms["inference"]
+    other = {s: v for s, v in sequential.stages_ms.items() if s != "inference" and is_number(v)}
+    rest = sum(other.values())
+    saturating = [r for r in m.runs if r.mode == "runner" and is_number(r.vs_bare) and r.workers >= (cores or 0)]
+    measured = [f"{r.workers} worker(s) {r.vs_bare * 100:.0f} %" for r in saturating]
+    return (
+        f"- {m.name}: besides {inference:.1f} ms of inference a frame costs ≈{rest:.1f} ms of CPU ("
+        + ", ".join(f"{s} {v:.1f}" for s, v in other.items())
+        + f"; sequential loop, p50). Once the workers keep all {_known(cores)} cores busy that work competes with inference, "
+        f"so the runner can reach at most ≈{inference / (inference + rest) * 100:.0f} % of bare inference"
+        + (f"; measured: {', '.join(measured)}." if measured else ".")
+    )
+
+
+def stream_section(bench: BenchResult) -> list[str]:
+    """``edgeseg bench --video``: frames/s and ratios per configuration, per-stage p50s, what limits the runner."""
+    st: StreamBench | None = bench.stream
+    if st is None:
+        return []
+    rate = f" at {st.fps:g} frames/s" if is_number(st.fps) else ""
+    lines = [
+        f"Clip `{Path(st.clip).name}`: {st.frames} frames of {st.size[0]}×{st.size[1]}{rate}, {st.passes} pass(es). "
+        "Sequential loop: read → pipeline (1 intra-op thread) → draw → write, on one thread. Runner: the pipelined "
+        "runner with N workers (each its own 1-intra-op-thread session), reading on its reader thread, drawing and "
+        "writing on the consuming thread. Both write an annotated video. Bare inference: N threads doing nothing but "
+        "run the ONNX Runtime session on pre-letterboxed frames: the ceiling. Every configuration reads its own copy of "
+        f"the clip; they take turns of {st.turn_frames} frames in a rotating order, so drift of a shared machine hits "
+        "them alike. Latency: pipeline time per frame (bare: the session run); age: read to detections ready.",
+        "",
+        "| model | precision | configuration | frames/s | × sequential | % of bare | latency p50 / p99 ms | age p50 / p99 ms "
+        "| same detections as sequential |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for m in st.models:
+        precision = _precision(bench, m.model)
+        for r in m.runs:
+            ratio = f"{r.vs_sequential:.2f}×" if is_number(r.vs_sequential) else DASH
+            share = f"{r.vs_bare * 100:.0f} %" if is_number(r.vs_bare) else DASH
+            lines.append(f"| {m.name} | {precision} | {r.label} | {_fmt(r.fps)} | {ratio} | {share} | {_p50_p99(r.latency_ms)} "
+                         f"| {_p50_p99(r.age_ms)} | {_same_as_sequential(m, r)} |")  # fmt: skip
+    lines += ["", "Per-stage p50, ms per frame (a runner's pipeline stages are timed inside its workers, under load):", "",
+              "| model | configuration | " + " | ".join(STREAM_STAGES) + " |", "|---|---|" + "---:|" * len(STREAM_STAGES)]  # fmt: skip
+    for m in st.models:
+        for r in m.runs:
+            lines.append(f"| {m.name} | {r.label} | " + " | ".join(_fmt(r.stages_ms.get(s)) for s in STREAM_STAGES) + " |")
+    limits = [line for m in st.models if (line := _limit_line(m, bench.machine.usable_cores))]
+    if limits:
+        lines += ["", "What limits the runner:", ""] + limits
     return lines
 
 
