@@ -5,9 +5,10 @@ skipped and reported, and the good ones still finish."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 
@@ -40,6 +41,16 @@ class StreamOptions:
     workers: int = 1
     live: bool | None = None
     vid_stride: int = 1
+
+
+class FrameObserver(Protocol):
+    """Something that watches a run (the live view's server): ``on_frame`` gets every frame, ok or failed, with
+    the source's stats so far, on the thread that consumes the runner, so it must only keep a reference and
+    return; ``close`` is called once when the run ends (done, failed or interrupted)."""
+
+    def on_frame(self, frame: StreamFrame, stats: StreamStats) -> None: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -122,10 +133,11 @@ def predict_sources(
     outputs: PredictOutputs = PredictOutputs(),
     stream: StreamOptions = StreamOptions(),
     show_progress: bool = True,
+    observers: Sequence[FrameObserver] = (),
 ) -> PredictSummary:
     """Predict every image, video, camera or stream in ``sources``; bad items are skipped and listed in
     ``summary.failed``. Output files are checked before any work; videos and JSON Lines are complete up to
-    the last frame written even when interrupted (Ctrl-C)."""
+    the last frame written even when interrupted (Ctrl-C). Every frame also goes to each of ``observers``."""
     opened = open_sources(sources, live=stream.live, vid_stride=stream.vid_stride)
     summary = PredictSummary(failed=list(opened.problems))
     streams = [s for s in opened.sources if not isinstance(s, ImageFiles)]
@@ -140,8 +152,10 @@ def predict_sources(
     workers = segmenter.workers(stream.workers) if stream.workers > 1 else [segmenter]
     try:
         for source in opened.sources:
-            _run_source(source, workers, outputs, targets.get(id(source)), summary, show_progress)
+            _run_source(source, workers, outputs, targets.get(id(source)), summary, show_progress, observers)
     finally:
+        for observer in observers:
+            observer.close()
         for source in opened.sources:
             summary.warnings.extend(source.warnings)
         if outputs.save_json is not None:
@@ -150,7 +164,8 @@ def predict_sources(
 
 
 def _run_source(source: Source, workers: list[Segmenter], outputs: PredictOutputs,
-                stream_paths: tuple[Path | None, Path | None] | None, summary: PredictSummary, show_progress: bool) -> None:  # fmt: skip
+                stream_paths: tuple[Path | None, Path | None] | None, summary: PredictSummary, show_progress: bool,
+                observers: Sequence[FrameObserver]) -> None:  # fmt: skip
     is_images = isinstance(source, ImageFiles)
     sink = _ImageOutputs(outputs, summary) if is_images else _StreamOutputs(source, *stream_paths, summary)
     runner = StreamRunner(workers, live=None if is_images else source.live)
@@ -162,6 +177,8 @@ def _run_source(source: Source, workers: list[Segmenter], outputs: PredictOutput
     try:
         for frame in runner.run(source):
             bar.update(1)
+            for observer in observers:
+                observer.on_frame(frame, runner.stats)
             if not frame.ok:
                 summary.failed.append((f"{frame.source}" if is_images else f"{frame.source}#{frame.index}", frame.error))
                 continue

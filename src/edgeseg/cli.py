@@ -83,6 +83,17 @@ def _add_calibration_options(p: argparse.ArgumentParser, verb: str) -> None:
     p.add_argument("--num", type=_positive_int, default=50, help=f"calibration images to {verb} (default 50)")
 
 
+def _add_ray_options(p: argparse.ArgumentParser) -> None:
+    """--ray and its options (``edgeseg.distributed``), declared once for predict and val."""
+    p.add_argument("--ray", action="store_true",
+                   help="predict on Ray: a local Ray with this machine's cores, or the cluster at --ray-address "
+                        '(pip install "edgeseg[ray]")')
+    p.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                   help="with --ray: the cluster's head as HOST:PORT (what `ray start --head` prints), or auto on a node of it")
+    p.add_argument("--actors", type=_positive_int, default=None,
+                   help="with --ray: models loaded at once, one per actor (default: one per CPU of the cluster)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgeseg", description="YOLO instance segmentation for edge accelerators: export, INT8, fast decode."
@@ -112,6 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inference threads, each its own 1-thread session (default 1; try the core count)")
     p.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
                    help="drop stale frames to keep up (default: on for cameras and URLs, off for files)")
+    _add_ray_options(p)
+    p.add_argument("--save-parquet", default=None, metavar="DIR",
+                   help="with --ray: Parquet files in DIR, a row per image (path, width, height, detections, error)")
+    p.add_argument("--serve", default=None, metavar="[HOST:]PORT",
+                   help="watch the run live in a browser at http://HOST:PORT/ (host default 127.0.0.1; needs the serve extra)")
+    p.add_argument("--serve-token", default=None, metavar="TOKEN",
+                   help="token viewers must give (?token= or Authorization: Bearer); required off loopback (default: $EDGESEG_SERVE_TOKEN)")
 
     p = sub.add_parser("demo", help="run the embedded model on the embedded sample image")
     p.add_argument("--source", default=None, help="image to use instead of the embedded sample")
@@ -126,18 +144,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decode_options(p, conf=0.001, filters=False)
     p.add_argument("--single-label", action="store_true", help="one class per cell, as predict (default: multi-label like Ultralytics val)")
     _add_threads_option(p)
+    _add_ray_options(p)
     p.add_argument("--save-json", default=None, metavar="FILE", help="metrics JSON here; COCO results beside it")
     p.add_argument("--verbose", action="store_true", help="per-class mAP")
 
-    p = sub.add_parser("bench", help="per-stage latency, throughput vs threads, fast vs reference vs Ultralytics decode")
+    p = sub.add_parser("bench", help="per-stage latency, throughput vs threads, fast vs reference vs Ultralytics decode, "
+                                     "video frames/s (--video)")
     p.add_argument("models", nargs="+", help="edgeseg .onnx models (float or INT8)")
     p.add_argument("--images", nargs="+", default=None, help="image files, directories or globs (default: the embedded sample)")
     p.add_argument("--max-images", type=int, default=0, help="use at most this many images (0 = all)")
     p.add_argument("--threads", type=_thread_list, default=[1, 2], help="thread counts for throughput, e.g. 1,2,4")
     p.add_argument("--warmup", type=int, default=3, help="untimed images before each measurement (default 3)")
-    p.add_argument("--iters", type=_positive_int, default=1, help="timed passes over the images (default 1)")
+    p.add_argument("--iters", type=_positive_int, default=1, help="timed passes over the images and the --video clip (default 1)")
     p.add_argument("--compare-repeats", type=_positive_int, default=3, help="decoder-compare runs per image (default 3)")
     p.add_argument("--no-ultralytics", action="store_true", help="skip Ultralytics' post-processing in the compare")
+    p.add_argument("--video", default=None, metavar="CLIP",
+                   help="also time this video file (--iters passes): sequential loop vs stream runner vs bare inference")
+    p.add_argument("--stream-workers", type=_thread_list, default=[1, 2, 4], metavar="N,N",
+                   help="runner workers (and bare inference threads) for --video (default 1,2,4)")
     _add_decode_options(p, filters=False)
     p.add_argument("--json", default=None, help="write the results JSON here")
 
@@ -170,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="1-thread latency runs of float / INT8 (/ mixed), medians (default 20, 0: skip)")
     p.add_argument("-o", "--output", default=None, help="output .onnx (default: MODEL-int8.onnx beside the model)")
 
-    p = sub.add_parser("horizon", help="hb_mapper yaml, calibration data and hb_model_modifier command for RDK boards")
+    p = sub.add_parser("horizon", help="hb_mapper yaml, calibration data, hb_model_modifier command, sidecar and "
+                                      "run_on_board.md for RDK boards")
     _add_calibration_options(p, "write")
     p.add_argument("--march", choices=["bayes-e", "bernoulli2"], default="bayes-e",
                    help="BPU architecture: bayes-e (RDK X5, default) or bernoulli2 (RDK X3)")
@@ -214,12 +239,34 @@ def _cmd_predict(args) -> int:
     from .batch import PredictOutputs, StreamOptions, predict_sources
     from .predict import Segmenter
 
+    ray_config = _ray_config(args, local_only={"--out": args.out, "--save-video": args.save_video, "--save-jsonl": args.save_jsonl,
+                                               "--serve": args.serve, "--workers": args.workers != 1, "--live": args.live is not None,
+                                               "--vid-stride": args.vid_stride != 1, "--threads": args.threads})  # fmt: skip
+    if ray_config is not None:
+        return _predict_on_ray(args, ray_config)
+    serve = None
+    if args.serve is not None:
+        from .serve import ServeConfig, start_server
+
+        serve = ServeConfig.from_cli(args.serve, token=args.serve_token)  # a bad address or a missing token: before any work
     seg = Segmenter(args.model, options=_decode_options(args), threads=args.threads)
     outputs = PredictOutputs(out_dir=args.out, save_json=args.save_json, save_video=args.save_video, save_jsonl=args.save_jsonl)
     stream = StreamOptions(workers=args.workers, live=args.live, vid_stride=args.vid_stride)
+    server = start_server(serve) if serve is not None else None
+    if server is not None:
+        print(f"edgeseg: live view on {server.url} (it stops with the run; Ctrl-C ends both)", file=sys.stderr)
     t0 = time.perf_counter()
-    summary = predict_sources(seg, args.sources, outputs=outputs, stream=stream, show_progress=sys.stderr.isatty())
-    dt = time.perf_counter() - t0
+    try:
+        summary = predict_sources(seg, args.sources, outputs=outputs, stream=stream, show_progress=sys.stderr.isatty(),
+                                  observers=[server.hub] if server is not None else ())  # fmt: skip
+    finally:
+        if server is not None:
+            server.stop()
+    return _report_predict(args, summary, time.perf_counter() - t0)
+
+
+def _report_predict(args, summary, dt: float) -> int:
+    """What predict prints, locally or on Ray: skipped items, warnings, one summary line."""
     if summary.processed == 0 and len(summary.failed) == 1:
         raise EdgesegError(summary.failed[0][1], summary.failed[0][0])
     _print_failures(summary.failed)
@@ -234,6 +281,37 @@ def _cmd_predict(args) -> int:
           + (f"; JSON in {args.save_json}" if args.save_json else "")
           + "".join(f"; {p}" for p in summary.outputs))  # fmt: skip
     return 0
+
+
+def _ray_config(args, local_only: dict[str, object]):
+    """The ``RayConfig`` of --ray, --ray-address and --actors (None without --ray), after refusing the
+    options given in ``local_only`` (option -> its value; set means given) that only work without Ray."""
+    if not args.ray:
+        given = {"--ray-address": args.ray_address, "--actors": args.actors, "--save-parquet": getattr(args, "save_parquet", None)}
+        for option, value in given.items():
+            if value is not None:
+                raise EdgesegError(f"{option} needs --ray")
+        return None
+    for option, value in local_only.items():
+        if value:
+            raise EdgesegError(f"{option} does not work with --ray (it runs here only); drop one of them")
+    from .distributed import RayConfig, import_ray
+
+    import_ray()  # without Ray installed: the one-line install hint, before any work
+    return RayConfig(address=args.ray_address, actors=args.actors)
+
+
+def _predict_on_ray(args, config) -> int:
+    from .distributed import predict_on_ray
+    from .predict import Segmenter
+
+    if (args.save_json is None) == (args.save_parquet is None):
+        raise EdgesegError("--ray writes its results to --save-json FILE or to --save-parquet DIR: give one of them")
+    seg = Segmenter(args.model, options=_decode_options(args))  # here it checks the model and options before Ray starts
+    t0 = time.perf_counter()
+    summary = predict_on_ray(seg, args.sources, config=config, save_json=args.save_json, save_parquet=args.save_parquet,
+                             show_progress=sys.stderr.isatty())  # fmt: skip
+    return _report_predict(args, summary, time.perf_counter() - t0)
 
 
 def _cmd_demo(args) -> int:
@@ -256,11 +334,19 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_val(args) -> int:
-    from .evaluate import ValConfig, evaluate_models, format_metrics_table, format_per_class, save_results
+    from .evaluate import ValConfig, evaluate_models, format_metrics_table, format_per_class, predict_records, save_results
 
     config = ValConfig(conf=args.conf, iou=args.iou, max_det=args.max_det, multi_label=not args.single_label,
                        threads=args.threads, imgsz=args.imgsz)  # fmt: skip
-    ds, results = evaluate_models(args.models, args.data, config=config, images=args.images, show_progress=sys.stderr.isatty())
+    ray_config = _ray_config(args, local_only={"--threads": args.threads})
+    if ray_config is None:
+        predict = predict_records
+    else:
+        from .distributed import RayPredictions
+
+        predict = RayPredictions(ray_config)
+    ds, results = evaluate_models(args.models, args.data, config=config, images=args.images, show_progress=sys.stderr.isatty(),
+                                  predict=predict)  # fmt: skip
     for w in ds.warnings:
         print(f"edgeseg: warning: {w}", file=sys.stderr)
     _print_failures(list(dict.fromkeys(s for r in results for s in r.skipped)))
@@ -275,14 +361,15 @@ def _cmd_val(args) -> int:
 
 
 def _cmd_bench(args) -> int:
-    from .bench import BenchConfig, bench_summary, run_bench
+    from .bench import BenchConfig, StreamBenchConfig, bench_summary, run_bench
     from .predict import SAMPLE_IMAGE
 
     if args.warmup < 0 or args.max_images < 0:
         raise EdgesegError("--warmup and --max-images must be >= 0")
+    stream = StreamBenchConfig(clip=args.video, workers=args.stream_workers) if args.video else None
     config = BenchConfig(models=args.models, sources=args.images or [SAMPLE_IMAGE], threads=args.threads, warmup=args.warmup,
                          iters=args.iters, max_images=args.max_images, compare_repeats=args.compare_repeats,
-                         options=_decode_options(args), ultralytics=not args.no_ultralytics)  # fmt: skip
+                         options=_decode_options(args), ultralytics=not args.no_ultralytics, stream=stream)  # fmt: skip
     result = run_bench(config, json_path=args.json, show_progress=sys.stderr.isatty())
     print(bench_summary(result))
     if args.json:
@@ -344,6 +431,7 @@ def _cmd_horizon(args) -> int:
     print(f"wrote {r.yaml}, {len(r.calibration_files)} calibration file(s) in {r.calibration_dir}, {r.script}")
     print(f"after `hb_mapper makertbin --model-type onnx --config {r.yaml.name}` (run in {r.out_dir}):")
     print(r.modifier_command)
+    print(f"sidecar for the board {r.sidecar} (copy it next to the .bin); every step to a report: {r.board_guide}")
     return 0
 
 

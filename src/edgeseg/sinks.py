@@ -81,8 +81,14 @@ class VideoSink:
         return self.path
 
 
+def frame_record(*, index: int, time_s: float | None, source: str, detections: Detections) -> dict:
+    """The JSON of one frame: ``{"frame": i, "time_s": t, "detections": [records of --save-json]}`` (a line of
+    ``--save-jsonl``, a message of the live view's events)."""
+    return {"frame": index, "time_s": None if time_s is None else round(time_s, 4), "detections": detections.to_records(source)}
+
+
 class JsonlSink:
-    """``{"frame": i, "time_s": t, "detections": [records of --save-json]}`` per frame, flushed per line."""
+    """One ``frame_record`` per frame, flushed per line."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = check_writable(path, "JSON Lines")
@@ -90,8 +96,7 @@ class JsonlSink:
         self.lines = 0
 
     def write(self, *, index: int, time_s: float | None, source: str, detections: Detections) -> None:
-        record = {"frame": index, "time_s": None if time_s is None else round(time_s, 4),
-                  "detections": detections.to_records(source)}  # fmt: skip
+        record = frame_record(index=index, time_s=time_s, source=source, detections=detections)
         self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
         self._file.flush()
         self.lines += 1

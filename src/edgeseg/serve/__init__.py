@@ -1,0 +1,29 @@
+"""Watch a run from a browser: ``edgeseg predict MODEL SOURCE --serve [HOST:]PORT``.
+
+A ``FrameHub`` observes ``predict_sources`` (it only keeps the newest frame), and a ``LiveServer`` (aiohttp, the
+``serve`` extra) serves a page with the annotated stream, ``/stream.mjpg``, ``/events`` and ``/health``::
+
+    from edgeseg.serve import ServeConfig, start_server
+
+    with start_server(ServeConfig(port=8080)) as server:
+        predict_sources(seg, ["0"], observers=[server.hub])
+"""
+
+from __future__ import annotations
+
+from ..errors import EdgesegError
+from .config import TOKEN_ENV, ServeConfig, is_loopback, parse_address
+from .hub import FrameHub, FrameMessage
+
+__all__ = ["TOKEN_ENV", "FrameHub", "FrameMessage", "ServeConfig", "is_loopback", "parse_address", "start_server"]
+
+
+def start_server(config: ServeConfig, *, hub: FrameHub | None = None):
+    """A started ``LiveServer`` (bound, serving on its own thread); ``with`` stops it on the way out."""
+    try:
+        from .server import LiveServer
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("aiohttp"):
+            raise
+        raise EdgesegError('the live view (--serve) needs aiohttp: pip install "edgeseg[serve]"') from None
+    return LiveServer(config, hub=hub).start()

@@ -1,0 +1,158 @@
+"""The live view's HTTP server (aiohttp, on its own thread and event loop): the page, ``/stream.mjpg``,
+``/events`` (Server-Sent Events, one ``--save-jsonl`` line per frame) and ``/health``; nothing else is served."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import threading
+from importlib import resources
+from urllib.parse import quote
+
+from aiohttp import web
+
+from ..errors import EdgesegError
+from .config import ServeConfig
+from .hub import FrameHub
+
+ASSETS = {"": ("index.html", "text/html"), "app.js": ("app.js", "text/javascript"), "style.css": ("style.css", "text/css")}
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",  # the token may be in the page's URL: never send it elsewhere
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'",
+}
+BOUNDARY = "edgeseg-frame"
+_KEEPALIVE_S = 15.0  # an idle events stream sends a comment this often (proxies, and finding clients that left)
+_START_TIMEOUT_S = 10.0
+
+
+class LiveServer:
+    """Serves ``hub`` as configured by ``config``; ``start()`` binds (one-line error when it cannot), ``stop()`` or
+    leaving the ``with`` block ends the responses and the thread."""
+
+    def __init__(self, config: ServeConfig, *, hub: FrameHub | None = None) -> None:
+        self.config = config
+        self.hub = hub or FrameHub(quality=config.quality, history=config.history)
+        self.port = config.port
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="edgeseg-serve", daemon=True)
+        self._runner: web.AppRunner | None = None
+        self._assets = {route: (resources.files(__package__).joinpath("static", name).read_bytes(), kind)
+                        for route, (name, kind) in ASSETS.items()}  # fmt: skip
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
+        return f"http://{host}:{self.port}/" + (f"?token={quote(self.config.token, safe='')}" if self.config.token else "")
+
+    def start(self) -> LiveServer:
+        self._thread.start()
+        try:
+            asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(_START_TIMEOUT_S)
+        except OSError as exc:
+            self.stop()
+            raise EdgesegError(f"--serve: cannot listen on {self.config.host}:{self.config.port} ({exc.strerror or exc})") from None
+        return self
+
+    async def _start(self) -> None:
+        self.hub.attach(asyncio.get_running_loop())
+        app = web.Application(middlewares=[self._guard])
+        app.router.add_get("/", self._asset)
+        app.router.add_get("/{name:app\\.js|style\\.css}", self._asset)
+        app.router.add_get("/stream.mjpg", self._mjpeg)
+        app.router.add_get("/events", self._events)
+        app.router.add_get("/health", self._health)
+        app.on_response_prepare.append(_add_security_headers)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)  # then clients that hang on are cut
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    def stop(self) -> None:
+        """End every response (the hub's run is over), close the server, join the thread; safe to call twice."""
+        if self._loop.is_closed():
+            return
+        self.hub.close()
+        if self._thread.is_alive():
+            if self._runner is not None:
+                future = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
+                with contextlib.suppress(Exception):  # stopping: a client that would not go must not keep the process
+                    future.result(timeout=5)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+        self.hub.shutdown()
+        if not self._thread.is_alive():
+            self._loop.close()
+
+    def __enter__(self) -> LiveServer:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ handlers (on the server's loop)
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler):
+        token = self.config.token
+        if token and request.match_info.get("name") is None:  # the script and style sheet hold no data: they load without it
+            given = request.query.get("token") or request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                raise web.HTTPUnauthorized(text="401: the live view needs its token (?token=... or Authorization: Bearer ...)\n",
+                                           headers={"WWW-Authenticate": 'Bearer realm="edgeseg"'})  # fmt: skip
+        return await handler(request)
+
+    async def _asset(self, request: web.Request) -> web.Response:
+        body, kind = self._assets[request.match_info.get("name", "")]
+        return web.Response(body=body, content_type=kind, charset="utf-8")
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response(self.hub.status())
+
+    async def _mjpeg(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": f"multipart/x-mixed-replace; boundary={BOUNDARY}"})
+        await response.prepare(request)
+        hub, seen = self.hub, max(self.hub.seq - 1, 0)  # start with the newest frame
+        hub.viewers += 1
+        try:
+            while await hub.wait_newer(seen):
+                seen, jpeg = await hub.jpeg()
+                if jpeg:
+                    head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode()
+                    await response.write(head + jpeg + b"\r\n")
+        except ConnectionError:  # the viewer left
+            pass
+        finally:
+            hub.viewers -= 1
+        return response
+
+    async def _events(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        hub, seen = self.hub, max(self.hub.seq - 1, 0)
+        hub.viewers += 1
+        try:
+            while not (hub.ended and hub.seq <= seen):
+                if not await hub.wait_newer(seen, timeout=_KEEPALIVE_S):
+                    await response.write(b": keep-alive\n\n")
+                    continue
+                for message in hub.messages_after(seen):
+                    data = await hub.message_json(message)
+                    await response.write(f"id: {message.seq}\ndata: {data}\n\n".encode())
+                    seen = message.seq
+            await response.write(f"event: end\ndata: {json.dumps(hub.status())}\n\n".encode())
+        except ConnectionError:  # the viewer left
+            pass
+        finally:
+            hub.viewers -= 1
+        return response
+
+
+async def _add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.update(SECURITY_HEADERS)
+

@@ -1,0 +1,457 @@
+"""The live view (``predict --serve``) on loopback: MJPEG, events, health, tokens, stalled and many clients, and a
+real headless Chromium opening the page."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edgeseg import Detections, EdgesegError, PredictOutputs, Segmenter, predict_sources
+from edgeseg.predict import SAMPLE_IMAGE
+from edgeseg.serve import ServeConfig, parse_address, start_server
+from edgeseg.sources import SourceItem
+
+pytest.importorskip("aiohttp", reason='the live view needs the serve extra: pip install "edgeseg[serve]"')
+pytestmark = pytest.mark.timeout(60)  # a stalled server or runner shows as a hang: fail the test, not the run
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+
+class PacedSource:
+    """A Source of in-memory frames at ``fps``, cycling through ``images`` until ``count`` frames or ``stop``."""
+
+    def __init__(self, images: list[np.ndarray], *, fps: float = 30.0, count: int = 10_000, stop: threading.Event | None = None):
+        self.name, self.live, self.fps, self.warnings = "paced", False, fps, []
+        self.images, self.count, self.stop = images, count, stop or threading.Event()
+
+    def __iter__(self):
+        t0 = time.monotonic()
+        for i in range(self.count):
+            if self.stop.is_set():
+                return
+            time.sleep(max(0.0, t0 + i / self.fps - time.monotonic()))
+            yield SourceItem(i, self.name, self.images[i % len(self.images)], time_s=i / self.fps)
+
+
+class BoxSegmenter:
+    """A stand-in for the model (fast, deterministic): one 'person' box in the middle of every frame."""
+
+    def __call__(self, image: np.ndarray) -> Detections:
+        h, w = image.shape[:2]
+        box = np.array([[w / 4, h / 4, 3 * w / 4, 3 * h / 4]], np.float32)
+        mask = np.ones((h // 2, w // 2), bool)
+        return Detections(box, np.array([0.9], np.float32), np.array([0]), (h, w), {0: "person"}, [mask], np.array([[w // 4, h // 4]]))
+
+    def workers(self, count: int) -> list[BoxSegmenter]:
+        return [BoxSegmenter() for _ in range(count)]
+
+
+def sample_slides(count: int = 4) -> list[np.ndarray]:
+    """The project's sample image slid by multiples of 32 px: the embedded model detects things in each."""
+    image = cv2.imread(str(SAMPLE_IMAGE))
+    h, w = image.shape[:2]
+    return [cv2.warpAffine(image, np.float32([[1, 0, 32 * k], [0, 1, 0]]), (w, h), borderValue=(114, 114, 114)) for k in range(count)]
+
+
+def run_in_thread(target, *args, **kwargs) -> tuple[threading.Thread, dict]:
+    out: dict = {}
+
+    def work():
+        try:
+            out["result"] = target(*args, **kwargs)
+        except BaseException as exc:  # surfaced by the test
+            out["error"] = exc
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    return thread, out
+
+
+def get(url: str, headers: dict | None = None, timeout: float = 10) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def health(server) -> dict:
+    return json.loads(get(server.url + "health")[1])
+
+
+def wait_until(predicate, timeout: float = 20, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def read_jpegs(response, count: int) -> list[bytes]:
+    """``count`` parts of a multipart MJPEG response, by their Content-Length."""
+    parts = []
+    while len(parts) < count:
+        line = response.readline()
+        assert line, "the MJPEG stream ended early"
+        if line.strip() != b"--edgeseg-frame":
+            continue
+        headers = {}
+        while (line := response.readline().strip()) != b"":
+            key, _, value = line.decode().partition(":")
+            headers[key.lower()] = value.strip()
+        assert headers["content-type"] == "image/jpeg"
+        parts.append(response.read(int(headers["content-length"])))
+    return parts
+
+
+def read_events(response) -> list[tuple[str, str]]:
+    """(event, data) of a Server-Sent Events response up to its ``end`` event."""
+    events, kind, data = [], "message", []
+    for raw in response:
+        line = raw.decode().rstrip("\n")
+        if line.startswith("event: "):
+            kind = line.removeprefix("event: ")
+        elif line.startswith("data: "):
+            data.append(line.removeprefix("data: "))
+        elif not line and data:
+            events.append((kind, "\n".join(data)))
+            if kind == "end":
+                return events
+            kind, data = "message", []
+    return events
+
+
+def assert_jpeg(data: bytes) -> np.ndarray:
+    assert data[:2] == b"\xff\xd8" and data[-2:] == b"\xff\xd9", "not a complete JPEG"
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None and image.size
+    return image
+
+
+# ------------------------------------------------------------------------------------------ configuration
+
+
+def test_addresses_and_tokens_are_checked_before_anything_binds(monkeypatch):
+    assert parse_address("8080") == ("127.0.0.1", 8080)
+    assert parse_address("0.0.0.0:80") == ("0.0.0.0", 80)
+    assert parse_address("[::1]:9000") == ("::1", 9000)
+    for bad in ("abc", ":80", "host:", "70000", "a[::1]:80"):
+        with pytest.raises(EdgesegError, match="expected \\[HOST:\\]PORT"):
+            parse_address(bad)
+    monkeypatch.delenv("EDGESEG_SERVE_TOKEN", raising=False)
+    for host in ("0.0.0.0", "192.0.2.1", "board.local", "::"):
+        with pytest.raises(EdgesegError, match="needs a token"):
+            ServeConfig(host=host, port=0)
+    assert ServeConfig.from_cli("localhost:0").token is None
+    monkeypatch.setenv("EDGESEG_SERVE_TOKEN", "from-env")
+    assert ServeConfig.from_cli("0.0.0.0:0").token == "from-env"
+    assert ServeConfig.from_cli("0.0.0.0:0", token="given").token == "given"
+
+
+def test_a_non_loopback_bind_without_a_token_refuses_to_start_with_one_line(default_model):
+    env = {k: v for k, v in os.environ.items() if k != "EDGESEG_SERVE_TOKEN"}
+    proc = subprocess.run([sys.executable, "-m", "edgeseg.cli", "predict", str(default_model), str(SAMPLE_IMAGE), "--serve", "0.0.0.0:0"],
+                          capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "edgeseg: error: --serve 0.0.0.0: binding off loopback needs a token (--serve-token TOKEN or $EDGESEG_SERVE_TOKEN)"
+    ]
+
+
+def test_a_port_in_use_is_a_one_line_error():
+    with start_server(ServeConfig(port=0)) as first, pytest.raises(EdgesegError, match=f"cannot listen on 127.0.0.1:{first.port}"):
+        start_server(ServeConfig(port=first.port))
+
+
+def test_without_aiohttp_the_error_names_the_extra(monkeypatch):
+    monkeypatch.delitem(sys.modules, "edgeseg.serve.server", raising=False)
+    monkeypatch.setitem(sys.modules, "aiohttp", None)  # what an install without the extra looks like to an import
+    with pytest.raises(EdgesegError, match=r'pip install "edgeseg\[serve\]"'):
+        start_server(ServeConfig(port=0))
+
+
+# ------------------------------------------------------------------------------------------ access
+
+
+def test_a_wrong_or_missing_token_gets_401_and_the_right_one_gets_in():
+    with start_server(ServeConfig(port=0, token="s3cret")) as server:
+        base = server.url.split("?")[0]
+        for path in ("", "health", "events", "stream.mjpg"):
+            assert get(base + path)[0] == 401, path
+            assert get(base + path + "?token=wrong")[0] == 401, path
+            assert get(base + path, headers={"Authorization": "Bearer wrong"})[0] == 401, path
+        status, body = get(base + "?token=s3cret")
+        assert status == 200 and b"<img id=\"video\"" in body
+        assert get(base + "health", headers={"Authorization": "Bearer s3cret"})[0] == 200
+        assert server.url == base + "?token=s3cret"
+        assert get(base + "app.js")[0] == get(base + "style.css")[0] == 200  # the page's own code: no data in it
+
+
+def test_only_the_page_and_its_endpoints_are_served():
+    with start_server(ServeConfig(port=0)) as server:
+        for path in ("static/", "static/index.html", "serve/", "../", "%2e%2e/%2e%2e/etc/passwd", "index.html", "hub.py", "favicon.ico"):
+            assert get(server.url + path)[0] == 404, path
+        status, body = get(server.url + "app.js")
+        assert status == 200 and b"EventSource" in body
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        conn.request("POST", "/", body=b"x")
+        assert conn.getresponse().status == 405
+        conn.close()
+        with urllib.request.urlopen(server.url, timeout=10) as r:
+            assert r.headers["X-Content-Type-Options"] == "nosniff" and "default-src 'self'" in r.headers["Content-Security-Policy"]
+
+
+# ------------------------------------------------------------------------------------------ streaming
+
+
+def test_mjpeg_frames_are_valid_jpegs_whose_count_grows_while_the_stream_runs():
+    stop = threading.Event()
+    with start_server(ServeConfig(port=0)) as server:
+        thread, out = run_in_thread(predict_sources, BoxSegmenter(), [PacedSource(sample_slides(), fps=30, stop=stop)],
+                                    show_progress=False, observers=[server.hub])  # fmt: skip
+        try:
+            with urllib.request.urlopen(server.url + "stream.mjpg", timeout=10) as r:
+                assert r.headers["Content-Type"] == "multipart/x-mixed-replace; boundary=edgeseg-frame"
+                first = read_jpegs(r, 3)
+                seen_at_first = server.hub.seq
+                more = read_jpegs(r, 3)
+                h = health(server)
+                assert h["status"] == "running" and h["source"] == "paced" and h["viewers"] == 1 and h["failed"] == 0, h
+                assert h["frames"] >= 6 and h["fps"] > 0 and h["latency_ms"] >= 0, h
+            assert server.hub.seq > seen_at_first  # frames kept coming while the client read
+            for data in first + more:
+                image = assert_jpeg(data)
+                assert image.shape == (480, 640, 3)
+            assert len({d for d in first + more}) > 1  # not one frame repeated: the view follows the stream
+        finally:
+            stop.set()
+            thread.join(20)
+    assert "error" not in out and out["result"].processed > 0
+
+
+def test_events_are_the_save_jsonl_lines_one_per_frame(tmp_path, coco128_images, default_model):
+    clip = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10, (320, 240))
+    for p in coco128_images[:6]:
+        writer.write(cv2.resize(cv2.imread(str(p)), (320, 240)))
+    writer.release()
+    jsonl = tmp_path / "frames.jsonl"
+    with start_server(ServeConfig(port=0)) as server, urllib.request.urlopen(server.url + "events", timeout=30) as r:
+        assert r.headers["Content-Type"] == "text/event-stream"
+        wait_until(lambda: server.hub.viewers == 1, what="the events client")
+        summary = predict_sources(Segmenter(default_model, threads=1), [clip], outputs=PredictOutputs(save_jsonl=jsonl),
+                                  show_progress=False, observers=[server.hub])  # fmt: skip
+        events = read_events(r)
+    lines = jsonl.read_text().splitlines()
+    assert summary.processed == len(lines) == 6 and summary.detections > 0
+    assert [kind for kind, _ in events] == ["message"] * 6 + ["end"]
+    assert [data for _, data in events[:-1]] == lines  # byte for byte the --save-jsonl lines
+    assert json.loads(events[-1][1])["frames"] == 6
+
+
+def test_nothing_is_encoded_without_viewers_and_each_frame_at_most_once_with_many():
+    with start_server(ServeConfig(port=0)) as server:
+        predict_sources(BoxSegmenter(), [PacedSource(sample_slides(), fps=200, count=20)], show_progress=False, observers=[server.hub])
+        assert server.hub.seq == 20 and server.hub.jpeg_encodes == 0
+    stop = threading.Event()
+    with start_server(ServeConfig(port=0)) as server:
+        encoded, encode = [], server.hub._encode
+        server.hub._encode = lambda frame: encoded.append(frame.index) or encode(frame)
+        thread, _ = run_in_thread(predict_sources, BoxSegmenter(), [PacedSource(sample_slides(), fps=30, stop=stop)],
+                                  show_progress=False, observers=[server.hub])  # fmt: skip
+        responses = [urllib.request.urlopen(server.url + "stream.mjpg", timeout=10) for _ in range(4)]
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda r: read_jpegs(r, 5), responses))
+        stop.set()
+        thread.join(20)
+        for r in responses:
+            r.close()
+    assert len(encoded) >= 5 and len(encoded) == len(set(encoded)), encoded  # four viewers, one JPEG per frame
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own nice value is Linux's")
+def test_the_view_works_at_a_lower_priority_than_the_pipeline():
+    from edgeseg.serve.hub import VIEW_NICE
+
+    with start_server(ServeConfig(port=0)) as server:
+        thread, _ = run_in_thread(predict_sources, BoxSegmenter(), [PacedSource(sample_slides(), fps=30, count=10)],
+                                  show_progress=False, observers=[server.hub])  # fmt: skip
+        with urllib.request.urlopen(server.url + "stream.mjpg", timeout=10) as r:
+            read_jpegs(r, 1)
+        view = [t for t in threading.enumerate() if t.name.startswith("edgeseg-view")]
+        assert len(view) == 1
+        assert os.getpriority(os.PRIO_PROCESS, view[0].native_id) == min(os.getpriority(os.PRIO_PROCESS, 0) + VIEW_NICE, 19)
+        thread.join(20)
+
+
+def test_an_image_folder_is_a_slideshow_with_one_message_per_image(tmp_path):
+    for k, image in enumerate(sample_slides(3)):
+        cv2.imwrite(str(tmp_path / f"slide{k}.jpg"), image)
+    with start_server(ServeConfig(port=0)) as server, urllib.request.urlopen(server.url + "events", timeout=10) as r:
+        wait_until(lambda: server.hub.viewers == 1, what="the events client")
+        predict_sources(BoxSegmenter(), [tmp_path], show_progress=False, observers=[server.hub])
+        events = read_events(r)
+    images = [json.loads(data)["detections"][0]["image"] for kind, data in events if kind == "message"]
+    assert images == [str(tmp_path / f"slide{k}.jpg") for k in range(3)]
+
+
+def test_the_live_view_needs_no_onnx():
+    """It serves .bin models on the board as well: nothing in it touches ONNX or a backend."""
+    import ast
+
+    import edgeseg.serve
+
+    for path in Path(edgeseg.serve.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+                assert not {n.split(".")[-1] for n in names} & {"onnx", "onnxruntime", "onnxgraph", "backends", "predict"}, (path, names)
+
+
+def test_a_client_that_never_reads_does_not_stall_the_runner():
+    rng = np.random.default_rng(0)
+    noise = [rng.integers(0, 255, (720, 1280, 3), np.uint8) for _ in range(2)]  # incompressible: ~1.5 MB a JPEG
+    with start_server(ServeConfig(port=0)) as server:
+        stalled = []
+        for path in ("/stream.mjpg", "/events"):
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            stalled.append(s)  # never read from
+        wait_until(lambda: server.hub.viewers == 2, what="the stalled clients")
+        source = PacedSource(noise, fps=25, count=60)
+        thread, out = run_in_thread(predict_sources, BoxSegmenter(), [source], show_progress=False, observers=[server.hub])
+        with urllib.request.urlopen(server.url + "stream.mjpg", timeout=10) as r:
+            seqs = []
+            for _ in range(4):  # a reading client keeps getting fresh frames all the while
+                read_jpegs(r, 1)
+                seqs.append(server.hub.seq)
+        thread.join(30)
+        assert not thread.is_alive(), "the runner stalled behind a client that does not read"
+        assert "error" not in out and out["result"].processed == 60 and server.hub.seq == 60
+        assert seqs == sorted(seqs) and seqs[-1] > seqs[0]
+        assert server.hub.jpeg_encodes > 1  # the stalled client did get frames pushed at it until its socket filled
+        for s in stalled:
+            s.close()
+
+
+def test_ten_concurrent_clients_are_served():
+    stop = threading.Event()
+    with start_server(ServeConfig(port=0)) as server:
+        thread, _ = run_in_thread(predict_sources, BoxSegmenter(), [PacedSource(sample_slides(), fps=30, stop=stop)],
+                                  show_progress=False, observers=[server.hub])  # fmt: skip
+
+        def viewer(_):
+            with urllib.request.urlopen(server.url + "stream.mjpg", timeout=15) as r:
+                frames = [assert_jpeg(d) for d in read_jpegs(r, 5)]
+            with urllib.request.urlopen(server.url + "events", timeout=15) as r:
+                id_line, data_line = r.readline(), r.readline()  # a new client gets the newest frame at once
+            assert id_line.startswith(b"id: ") and data_line.startswith(b"data: ")
+            return len(frames), json.loads(data_line.removeprefix(b"data: "))
+
+        try:
+            with ThreadPoolExecutor(10) as pool:
+                results = list(pool.map(viewer, range(10)))
+        finally:
+            stop.set()
+            thread.join(20)
+    assert [n for n, _ in results] == [5] * 10
+    assert all(first["detections"][0]["class_name"] == "person" for _, first in results)
+
+
+def test_the_server_stops_with_the_stream_and_ctrl_c_ends_both(tmp_path, default_model):
+    clip = tmp_path / "long.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10, (160, 120))
+    for image in sample_slides() * 50:
+        writer.write(cv2.resize(image, (160, 120)))
+    writer.release()
+    proc = subprocess.Popen([sys.executable, "-m", "edgeseg.cli", "predict", str(default_model), str(clip), "--serve", "0"],
+                            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        line = proc.stderr.readline()
+        assert line.startswith("edgeseg: live view on http://127.0.0.1:"), line
+        url = line.split(" on ", 1)[1].split()[0]
+        wait_until(lambda: json.loads(get(url + "health")[1])["frames"] > 0, what="the first frame")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "edgeseg: interrupted" in err and "Traceback" not in err, err
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(url + "health", timeout=5)
+
+
+# ------------------------------------------------------------------------------------------ a real browser
+
+
+def _chromium() -> str:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        pytest.skip("needs playwright (the test extra) to drive a browser; .ci/run installs it")
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.skip("needs headless Chromium (Debian's chromium package); .ci/run installs it")
+    return path
+
+
+def open_page(url: str, screenshot: Path | None = None, size=(1280, 720)) -> dict:
+    """Open ``url`` in headless Chromium, wait for the video and a detection row, and report what the page shows."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with tempfile.TemporaryDirectory() as profile, sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(profile, executable_path=_chromium(), headless=True, args=CHROMIUM_FLAGS,
+                                                        viewport={"width": size[0], "height": size[1]})  # fmt: skip
+        try:
+            page = context.new_page()
+            page.goto(url, timeout=20_000)
+            # locator waits, not wait_for_function: the page's Content-Security-Policy forbids evaluating strings
+            expect(page.locator("#detections tbody tr").first).to_be_visible(timeout=20_000)
+            expect(page.locator("#fps")).not_to_have_text("–", timeout=20_000)
+            wait_until(lambda: page.locator("#video").evaluate("img => img.naturalWidth") > 0, what="the first video frame")
+            time.sleep(0.3)  # one more frame drawn
+            video = cv2.imdecode(np.frombuffer(page.locator("#video").screenshot(), np.uint8), cv2.IMREAD_COLOR)
+            rows = page.locator("#detections tbody tr").all_inner_texts()
+            if screenshot is not None:
+                page.screenshot(path=str(screenshot))
+            return {"video": video, "rows": rows, "state": page.inner_text("#state"), "fps": page.inner_text("#fps")}
+        finally:
+            context.close()
+
+
+def test_a_real_browser_shows_the_video_and_the_detections(tmp_path, default_model):
+    _chromium()
+    stop = threading.Event()
+    with start_server(ServeConfig(port=0, token="t0k")) as server:
+        seg = Segmenter(default_model, threads=1)
+        thread, out = run_in_thread(predict_sources, seg, [PacedSource(sample_slides(), fps=5, stop=stop)],
+                                    show_progress=False, observers=[server.hub])  # fmt: skip
+        try:
+            page = open_page(server.url, screenshot=tmp_path / "page.png")
+        finally:
+            stop.set()
+            thread.join(30)
+    assert "error" not in out, out.get("error")
+    video = page["video"]
+    assert video.shape[0] > 100 and video.shape[1] > 100 and float(video.std()) > 20  # a picture, not a blank area
+    assert page["rows"] and all(row.strip() for row in page["rows"]) and page["state"] == "live"
+    names = set(Segmenter(default_model).info.names.values())
+    assert any(row.split("\t")[0].strip() in names for row in page["rows"]), page["rows"]
+    assert cv2.imread(str(tmp_path / "page.png")) is not None
