@@ -12,6 +12,7 @@ _PALETTE_HEX = [
     "FF3838", "FF9D97", "FF701F", "FFB21D", "CFD231", "48F90A", "92CC17", "3DDB86", "1A9334", "00D4BB",
     "2C99A8", "00C2FF", "344593", "6473FF", "0018EC", "8438FF", "520085", "CB38FF", "FF95C8", "FF37C7",
 ]  # fmt: skip
+_BYTES = np.arange(256, dtype=np.uint8)[:, None]
 PALETTE = [tuple(int(h[i : i + 2], 16) for i in (4, 2, 0)) for h in _PALETTE_HEX]
 
 
@@ -36,7 +37,10 @@ def draw_detections(image_bgr: np.ndarray, det: Detections, alpha: float = 0.45)
             x0, y0 = (int(v) for v in det.mask_origins[i])
             roi = out[y0 : y0 + m.shape[0], x0 : x0 + m.shape[1]]
             color = np.asarray(color_for(det.class_ids[i]), np.float32)
-            roi[m] = (roi[m] * (1 - alpha) + color * alpha).astype(np.uint8)
+            # The blend of every possible byte as a lookup table, applied under the mask: the same numbers as
+            # blending the masked pixels one by one, several times faster (it runs for every frame of a video).
+            lut = (_BYTES * (1 - alpha) + color * alpha).astype(np.uint8).reshape(256, 1, 3)
+            cv2.copyTo(cv2.LUT(roi, lut), m.view(np.uint8), roi)
     for i in order:
         color = color_for(det.class_ids[i])
         x1, y1, x2, y2 = (int(round(float(v))) for v in det.xyxy[i])
