@@ -334,19 +334,18 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_val(args) -> int:
-    from .evaluate import ValConfig, evaluate_models, format_metrics_table, format_per_class, predict_records, save_results
+    from .evaluate import ValConfig, evaluate_models, format_metrics_table, format_per_class, save_results
 
     config = ValConfig(conf=args.conf, iou=args.iou, max_det=args.max_det, multi_label=not args.single_label,
                        threads=args.threads, imgsz=args.imgsz)  # fmt: skip
     ray_config = _ray_config(args, local_only={"--threads": args.threads})
-    if ray_config is None:
-        predict = predict_records
-    else:
+    on_ray = {}  # evaluate predicts in this process unless told otherwise
+    if ray_config is not None:
         from .distributed import RayPredictions
 
-        predict = RayPredictions(ray_config)
+        on_ray = {"predict": RayPredictions(ray_config)}
     ds, results = evaluate_models(args.models, args.data, config=config, images=args.images, show_progress=sys.stderr.isatty(),
-                                  predict=predict)  # fmt: skip
+                                  **on_ray)  # fmt: skip
     for w in ds.warnings:
         print(f"edgeseg: warning: {w}", file=sys.stderr)
     _print_failures(list(dict.fromkeys(s for r in results for s in r.skipped)))

@@ -28,8 +28,9 @@ class Letterbox:
     pad_top: int
 
 
-def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as 8-bit BGR (EXIF orientation applied), or raise a one-line EdgesegError."""
+def read_image_file(path: str | os.PathLike) -> np.ndarray:
+    """The encoded bytes of an image file as a uint8 array, or a one-line EdgesegError (missing, a directory,
+    unreadable)."""
     p = Path(path)
     if not p.exists():
         raise EdgesegError("no such file", p)
@@ -37,15 +38,27 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         raise EdgesegError("is a directory, expected an image file", p)
     try:
         # np.fromfile + imdecode handles non-ASCII paths, which cv2.imread does not on every platform.
-        data = np.fromfile(str(p), dtype=np.uint8)
+        return np.fromfile(str(p), dtype=np.uint8)
     except OSError as exc:
         raise EdgesegError(f"cannot read file ({exc.strerror or exc})", p) from None
-    if data.size == 0:
-        raise EdgesegError("empty file, not an image", p)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+
+
+def decode_image(data: bytes | np.ndarray, path: str | os.PathLike) -> np.ndarray:
+    """Encoded image bytes (read from ``path``, which errors name) as 8-bit BGR, EXIF orientation applied,
+    or a one-line EdgesegError. ``load_image`` is ``decode_image(read_image_file(path), path)``; engines that
+    move bytes (Ray) call the two halves on different machines."""
+    buffer = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
+    if buffer.size == 0:
+        raise EdgesegError("empty file, not an image", path)
+    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
     if image is None or image.size == 0:
-        raise EdgesegError("not a readable image (corrupt or unsupported format)", p)
+        raise EdgesegError("not a readable image (corrupt or unsupported format)", path)
     return image
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as 8-bit BGR (EXIF orientation applied), or raise a one-line EdgesegError."""
+    return decode_image(read_image_file(path), path)
 
 
 def letterbox_params(source_shape: tuple[int, int], input_shape: tuple[int, int]) -> Letterbox:

@@ -8,7 +8,7 @@ instances dict; ``runner`` predicts every image with ``Segmenter`` and scores th
 from .coco import COCO80_NAMES, COCO80_TO_COCO91, Scores, category_ids, coco_evaluator_backend, is_coco80, score_predictions
 from .datasets import Dataset, coco_dataset, directory_dataset, load_dataset, parse_yolo_label, yaml_dataset, yolo_dataset
 from .metrics import EvalResult, prediction_paths, read_eval_results, save_results
-from .runner import ValConfig, check_imgsz, evaluate, evaluate_models, predict_records
+from .runner import PredictRecords, ValConfig, check_imgsz, evaluate, evaluate_models, predict_records, size_mismatch
 from .tables import format_metrics_table, format_per_class, retention
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "COCO80_TO_COCO91",
     "Dataset",
     "EvalResult",
+    "PredictRecords",
     "Scores",
     "ValConfig",
     "category_ids",
@@ -36,6 +37,7 @@ __all__ = [
     "retention",
     "save_results",
     "score_predictions",
+    "size_mismatch",
     "yaml_dataset",
     "yolo_dataset",
 ]

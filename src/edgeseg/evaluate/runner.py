@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,6 +87,14 @@ def _network_outputs(segmenter: Segmenter, paths: Sequence[Path]) -> Iterator[tu
             yield result
 
 
+def size_mismatch(image_shape: Sequence[int], annotated: tuple[int, int]) -> str | None:
+    """The problem of an image whose (h, w) differs from its annotation's, else None."""
+    h, w = annotated
+    if tuple(image_shape[:2]) == (h, w):
+        return None
+    return f"image is {image_shape[1]}x{image_shape[0]} but annotated as {w}x{h}"
+
+
 def predict_records(
     segmenter: Segmenter, dataset: Dataset, *, desc: str = "val", show_progress: bool = False
 ) -> tuple[list[dict], list[int], list[tuple[str, str]]]:
@@ -104,10 +112,9 @@ def predict_records(
         if not item.ok:
             skipped.append((item.name, item.error))
             continue
-        shape = item.image.shape[:2]
-        if tuple(shape) != sizes[image_id]:
-            h, w = sizes[image_id]
-            skipped.append((item.name, f"image is {shape[1]}x{shape[0]} but annotated as {w}x{h}"))
+        problem = size_mismatch(item.image.shape, sizes[image_id])
+        if problem:
+            skipped.append((item.name, problem))
             continue
         outputs, lb = result
         records += decode(outputs, segmenter.info, lb, segmenter.options).to_coco(image_id, cats)
@@ -115,6 +122,10 @@ def predict_records(
         bar.set_postfix(objects=len(records), skipped=len(skipped) + len(dataset.skipped))
     bar.close()
     return records, done, skipped
+
+
+# What produces a dataset's COCO results: ``predict_records`` (this process) or ``distributed.RayPredictions``.
+PredictRecords = Callable[..., tuple[list[dict], list[int], list[tuple[str, str]]]]
 
 
 def _note_name_mismatch(dataset: Dataset, model_names: dict[int, str], model: str | os.PathLike) -> None:
@@ -153,15 +164,17 @@ def evaluate(
     config: ValConfig | None = None,
     images: str | os.PathLike | None = None,
     show_progress: bool = False,
+    predict: PredictRecords = predict_records,
 ) -> EvalResult:
     """Box and mask mAP of one edgeseg ONNX model on a dataset (see ``load_dataset``; ``images`` is the
-    image directory of a COCO json) with ``config`` (default ``ValConfig()``). Unreadable images are skipped and listed in ``skipped``."""
+    image directory of a COCO json) with ``config`` (default ``ValConfig()``). Unreadable images are skipped and listed in ``skipped``.
+    ``predict(segmenter, dataset, desc=, show_progress=)`` makes the COCO results (default: in this process)."""
     config = config or ValConfig()
     seg = Segmenter(model, options=config.decode_options(), threads=config.threads)
     check_imgsz(seg.info.imgsz, config.imgsz, os.fspath(model))
     ds = data if isinstance(data, Dataset) else load_dataset(data, names=seg.names, images=images)
     _note_name_mismatch(ds, seg.names, model)
-    records, done, skipped = predict_records(seg, ds, desc=f"val {Path(model).name}", show_progress=show_progress)
+    records, done, skipped = predict(seg, ds, desc=f"val {Path(model).name}", show_progress=show_progress)
     if not done:
         raise EdgesegError("no image could be evaluated", ds.name)
     scores = score_predictions(ds.coco, records, image_ids=done, evaluator=config.evaluator)
@@ -188,9 +201,10 @@ def evaluate_models(
     config: ValConfig | None = None,
     images: str | os.PathLike | None = None,
     show_progress: bool = False,
+    predict: PredictRecords = predict_records,
 ) -> tuple[Dataset, list[EvalResult]]:
     """Evaluate several models (e.g. float then INT8) on the same ground truth, loaded once
-    (``config`` as in ``evaluate``)."""
+    (``config`` and ``predict`` as in ``evaluate``)."""
     config = config or ValConfig()
     if not models:
         raise EdgesegError("no model given")
@@ -198,4 +212,4 @@ def evaluate_models(
     for m, info in zip(models, infos):
         check_imgsz(info.imgsz, config.imgsz, os.fspath(m))
     ds = load_dataset(data, names=infos[0].names, images=images)
-    return ds, [evaluate(m, ds, config=config, show_progress=show_progress) for m in models]
+    return ds, [evaluate(m, ds, config=config, show_progress=show_progress, predict=predict) for m in models]
