@@ -1,8 +1,13 @@
-"""Generators for the bad-input corpus: real files made on the fly, nothing binary committed."""
+"""Test material made on the fly (nothing binary committed) and the helpers several test files share: the
+bad-input corpus, real head outputs of the embedded model, integer heads quantized and dequantized by the
+tests' own arithmetic, and the command line run as a user runs it (with the reason of its errors)."""
 
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -69,3 +74,66 @@ def make_image_corpus(root: Path) -> dict[str, tuple[Path, str | None]]:
     gif = out.pop("gif.gif")[0]
     out["gif.gif"] = (gif, "?")
     return out
+
+
+# --- real head outputs and the tests' own integer arithmetic ----------------------------------------
+
+
+def head_outputs(segmenter, images: Sequence[Path]) -> list[tuple[dict, object]]:
+    """(raw outputs by name, Letterbox) of ``segmenter`` for each image file."""
+    from edgeseg.preprocess import load_image
+
+    return [segmenter.raw(load_image(p)) for p in images]
+
+
+def quantize_array(x: np.ndarray, scale, zero_point, dtype=np.int8) -> np.ndarray:
+    """``round(x / scale) + zero_point``, saturated to ``dtype`` (scale and zero point broadcast over the last axis)."""
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale) + zero_point, info.min, info.max).astype(dtype)
+
+
+def dequantize_array(q: np.ndarray, scale, zero_point) -> np.ndarray:
+    """``(q - zero_point) * scale`` in float32: written here, not taken from ``QuantizedTensor``, so that a
+    dequantizer that drops the zero point cannot agree with itself."""
+    return (q.astype(np.float32) - np.asarray(zero_point, np.float32)) * np.asarray(scale, np.float32)
+
+
+def assert_same_detections(a, b, mask_atol: float = 0) -> None:
+    """Same boxes, scores and classes (in order); box-local masks equal up to ``mask_atol`` of their pixels."""
+    assert len(a) == len(b), (len(a), len(b))
+    np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-3)
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-6)
+    np.testing.assert_array_equal(a.class_ids, b.class_ids)
+    if a.masks is not None:
+        np.testing.assert_array_equal(a.mask_origins, b.mask_origins)
+        for ma, mb in zip(a.masks, b.masks):
+            assert ma.shape == mb.shape
+            assert (ma != mb).sum() <= mask_atol * ma.size
+
+
+# --- the command line as a user meets it -------------------------------------------------------------
+
+
+def run_cli(*args, cwd=None) -> subprocess.CompletedProcess:
+    """``python -m edgeseg.cli ARGS`` in a fresh process, output captured as text."""
+    return subprocess.run([sys.executable, "-m", "edgeseg.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd)
+
+
+def error_reason(proc, path=None) -> str:
+    """The reason of a one-line ``edgeseg: error: PATH: REASON`` (``edgeseg: error: REASON`` without a path):
+    the text after the path, so that a check cannot pass on words of the path itself."""
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.strip().splitlines() if line.startswith("edgeseg: error:")]
+    assert len(lines) == 1, proc.stderr
+    prefix = "edgeseg: error: " + ("" if path is None else f"{path}: ")
+    assert lines[0].startswith(prefix), (prefix, lines[0])
+    return lines[0][len(prefix) :]
+
+
+def usage_error(proc) -> str:
+    """The reason argparse gives for a rejected value (the text after ``error:``, not the usage line)."""
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("edgeseg ") and ": error: " in last, proc.stderr
+    return last.split(": error: ", 1)[1]

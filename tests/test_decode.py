@@ -1,4 +1,6 @@
-"""The fast decoder against the reference pipeline, the integer path, and decoder invariants."""
+"""The fast decoder against the reference pipeline, box geometry and NMS worked out by hand, and decoder
+invariants. The independent oracle (Ultralytics' own post-processing) is in test_decode_oracle.py, integer
+heads with zero points in test_zero_points.py."""
 
 from __future__ import annotations
 
@@ -7,33 +9,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgeseg.backends import ModelInfo, OnnxRuntimeBackend, QuantizedTensor
-from edgeseg.decode import DecodeOptions, conf_to_logit, decode, nms
-from edgeseg.preprocess import letterbox_params, load_image, preprocess
-from edgeseg.reference import reference_decode
+from corpus import assert_same_detections, dequantize_array, head_outputs, quantize_array
+from edgeseg import DecodeOptions, ModelInfo, QuantizedTensor, Segmenter, decode, reference_decode
+from edgeseg.decode import conf_to_logit, nms
+from edgeseg.preprocess import letterbox_params
 
 
 @pytest.fixture(scope="module")
 def raw(default_model, coco128_images):
-    """(outputs, letterbox) of the embedded model for 12 real images."""
-    backend = OnnxRuntimeBackend(default_model)
-    items = []
-    for path in coco128_images[::11]:
-        tensor, lb = preprocess(load_image(path), backend.info.imgsz)
-        items.append((backend.run(tensor), lb))
-    return backend.info, items
-
-
-def assert_same_detections(a, b, mask_atol=0):
-    assert len(a) == len(b)
-    np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-3)
-    np.testing.assert_allclose(a.scores, b.scores, atol=1e-6)
-    np.testing.assert_array_equal(a.class_ids, b.class_ids)
-    if a.masks is not None:
-        np.testing.assert_array_equal(a.mask_origins, b.mask_origins)
-        for ma, mb in zip(a.masks, b.masks):
-            assert ma.shape == mb.shape
-            assert (ma != mb).sum() <= mask_atol * ma.size
+    """(info, [(outputs, letterbox)]) of the embedded model for 12 real images."""
+    seg = Segmenter(default_model)
+    return seg.info, head_outputs(seg, coco128_images[::11])
 
 
 @pytest.mark.parametrize("conf", [0.25, 0.05])
@@ -48,39 +34,27 @@ def test_fast_decoder_equals_reference_pipeline(raw, conf):
     assert total > 20  # the fixture model finds real objects on its training images
 
 
-def _quantize(x, scale, zero_point, dtype=np.int8):
-    info = np.iinfo(dtype)
-    return np.clip(np.round(x / scale) + zero_point, info.min, info.max).astype(dtype)
-
-
-@pytest.mark.parametrize("per_channel", [False, True])
-def test_integer_heads_decode_like_their_dequantized_floats(raw, per_channel):
-    info, items = raw
-    for outputs, lb in items[:6]:
-        q_outputs, deq_outputs = {}, {}
-        for name, x in outputs.items():
-            if name.startswith(("box", "mc", "cls")) and not (per_channel and name.startswith("cls")):
-                amax = np.abs(x).reshape(-1, x.shape[-1]).max(0) if per_channel else np.abs(x).max()
-                scale = np.asarray(np.maximum(amax, 1e-6) / 127, np.float32)
-                zp = np.zeros_like(scale, np.int32) if per_channel else np.int32(3)
-                q = _quantize(x, scale, zp)
-                q_outputs[name] = QuantizedTensor(q, scale, np.asarray(zp))
-                deq_outputs[name] = ((q.astype(np.float32) - zp) * scale).astype(np.float32)
-            else:
-                q_outputs[name] = deq_outputs[name] = x
-        assert_same_detections(decode(q_outputs, info, lb), decode(deq_outputs, info, lb))
-
-
 def test_classes_filter_and_agnostic_nms(raw):
     info, items = raw
+    people = suppressed_by_agnostic = 0
     for outputs, lb in items:
+        every = decode(outputs, info, lb, DecodeOptions(conf=0.05))
+        # The class filter drops other classes before NMS; class-aware NMS never lets classes suppress each
+        # other, so the filtered result is exactly the class-0 part of the unfiltered one.
         only = decode(outputs, info, lb, DecodeOptions(conf=0.05, classes=[0]))
-        assert set(only.class_ids.tolist()) <= {0}
+        np.testing.assert_array_equal(only.class_ids, np.zeros(len(only), np.int64))
+        np.testing.assert_array_equal(only.xyxy, every.xyxy[every.class_ids == 0])
+        people += len(only)
         agnostic = decode(outputs, info, lb, DecodeOptions(conf=0.05, agnostic=True, iou=0.5))
         ious = _pairwise_iou(agnostic.xyxy)
         # NMS runs in network-input pixels; after the letterbox inverse IoUs are (nearly) unchanged.
         assert (ious[np.triu_indices(len(agnostic), 1)] <= 0.5 + 1e-3).all()
-        assert len(decode(outputs, info, lb, DecodeOptions(conf=0.05, max_det=2))) <= 2
+        suppressed_by_agnostic += len(decode(outputs, info, lb, DecodeOptions(conf=0.05, iou=0.5))) - len(agnostic)
+        two = decode(outputs, info, lb, DecodeOptions(conf=0.05, max_det=2))
+        assert len(two) == min(2, len(every))
+        np.testing.assert_array_equal(two.xyxy, every.xyxy[:2])
+    assert people > 10  # coco128 is full of people: the filter is not tested on nothing
+    assert suppressed_by_agnostic > 0  # overlapping boxes of different classes exist, and class-aware NMS kept them
 
 
 def _pairwise_iou(b):
@@ -111,13 +85,92 @@ def test_nms_equals_torchvision():
         np.testing.assert_array_equal(nms(boxes, scores, 0.5, dense_limit=10), theirs)  # looped path
 
 
-# --- properties on random head outputs -------------------------------------------------------------
+# --- geometry and NMS worked out by hand ------------------------------------------------------------
 
 INFO = ModelInfo(names={i: f"c{i}" for i in range(4)}, strides=(8, 16, 32), imgsz=(128, 128))
 
 
+def hand_made_heads(cells: dict[tuple[int, int, int], tuple[dict[int, float], tuple[int, int, int, int]]]) -> dict:
+    """Head outputs of INFO with nothing but ``cells``: (stride, row, col) -> ({class: logit}, (l, t, r, b)).
+    Each side's DFL logits peak so sharply at bin ``k`` that its expectation is ``k`` cells exactly."""
+    outputs = {}
+    for s in INFO.strides:
+        g = 128 // s
+        outputs[f"cls_stride{s}"] = np.full((1, g, g, 4), -20, np.float32)
+        outputs[f"box_stride{s}"] = np.full((1, g, g, 4, 16), -30, np.float32)
+        outputs[f"mc_stride{s}"] = np.ones((1, g, g, 32), np.float32)
+    for (s, row, col), (logits, ltrb) in cells.items():
+        for c, logit in logits.items():
+            outputs[f"cls_stride{s}"][0, row, col, c] = logit
+        for side, k in enumerate(ltrb):
+            outputs[f"box_stride{s}"][0, row, col, side, k] = 30
+    for s in INFO.strides:
+        outputs[f"box_stride{s}"] = outputs[f"box_stride{s}"].reshape(1, 128 // s, 128 // s, 64)
+    outputs["protos"] = np.ones((1, 32, 32, 32), np.float32)
+    return outputs
+
+
+def test_boxes_are_dfl_expectations_around_cell_centres():
+    # Cell (row 3, col 4) at stride 8 has its centre at (4.5, 3.5) cells; ltrb (2, 3, 4, 5) cells around it.
+    outputs = hand_made_heads({(8, 3, 4): ({1: 4.0}, (2, 3, 4, 5)), (32, 1, 2): ({3: 3.0}, (1, 1, 1, 0))})
+    det = decode(outputs, INFO, letterbox_params((128, 128), INFO.imgsz), DecodeOptions(), with_masks=False)
+    np.testing.assert_allclose(det.xyxy, [[20, 4, 68, 68], [48, 16, 112, 48]], atol=1e-4)
+    np.testing.assert_array_equal(det.class_ids, [1, 3])
+    np.testing.assert_allclose(det.scores, 1 / (1 + np.exp(-np.float32([4.0, 3.0]))), atol=1e-6)
+
+
+@pytest.mark.parametrize("source_shape, cell, ltrb, expected", [
+    ((64, 128), (6, 4), (2, 1, 4, 2), [20, 12, 68, 36]),     # landscape: 32 rows of padding on top
+    ((128, 64), (4, 6), (1, 2, 2, 1), [12, 20, 36, 44]),     # portrait: 32 columns of padding on the left
+    ((256, 128), (4, 6), (1, 2, 2, 1), [24, 40, 72, 88]),    # portrait at gain 0.5
+])  # fmt: skip
+def test_boxes_undo_the_letterbox(source_shape, cell, ltrb, expected):
+    outputs = hand_made_heads({(8, *cell): ({0: 4.0}, ltrb)})
+    det = decode(outputs, INFO, letterbox_params(source_shape, INFO.imgsz), DecodeOptions(), with_masks=False)
+    np.testing.assert_allclose(det.xyxy, [expected], atol=1e-4)
+
+
+def test_nms_is_class_aware_unless_agnostic():
+    # Two neighbouring stride-8 cells with the same 12-cell-wide box: IoU 88/104 = 0.85 > 0.7.
+    lb = letterbox_params((128, 128), INFO.imgsz)
+    two_classes = hand_made_heads({(8, 8, 7): ({0: 4.0}, (6, 6, 6, 6)), (8, 8, 8): ({1: 3.0}, (6, 6, 6, 6))})
+    assert decode(two_classes, INFO, lb, with_masks=False).class_ids.tolist() == [0, 1]
+    assert decode(two_classes, INFO, lb, DecodeOptions(agnostic=True), with_masks=False).class_ids.tolist() == [0]
+    assert decode(two_classes, INFO, lb, DecodeOptions(iou=0.9), with_masks=False).class_ids.tolist() == [0, 1]
+    one_class = hand_made_heads({(8, 8, 7): ({2: 4.0}, (6, 6, 6, 6)), (8, 8, 8): ({2: 3.0}, (6, 6, 6, 6))})
+    det = decode(one_class, INFO, lb, with_masks=False)
+    assert det.class_ids.tolist() == [2] and abs(det.scores[0] - 1 / (1 + np.exp(-4.0))) < 1e-6
+
+
+class HandMadeBackend:
+    """A Backend that returns fixed head outputs whatever the image."""
+
+    def __init__(self, outputs: dict) -> None:
+        self.info, self.outputs = INFO, outputs
+
+    def run(self, tensor: np.ndarray) -> dict:
+        assert tensor.shape == (1, 3, *INFO.imgsz)
+        return self.outputs
+
+
+def test_one_label_per_cell_unless_multi_label():
+    # One cell scores class 0 (p 0.98) and class 1 (p 0.95): predict keeps its best class only.
+    outputs = hand_made_heads({(16, 2, 3): ({0: 4.0, 1: 3.0}, (1, 1, 1, 1))})
+    lb = letterbox_params((128, 128), INFO.imgsz)
+    assert decode(outputs, INFO, lb, with_masks=False).class_ids.tolist() == [0]
+    assert DecodeOptions().multi_label is False
+    assert decode(outputs, INFO, lb, DecodeOptions(multi_label=True), with_masks=False).class_ids.tolist() == [0, 1]
+    seg = Segmenter(HandMadeBackend(outputs))
+    assert seg.options == DecodeOptions()
+    assert seg(np.zeros((128, 128, 3), np.uint8)).class_ids.tolist() == [0]
+    assert Segmenter(HandMadeBackend(outputs), multi_label=True)(np.zeros((128, 128, 3), np.uint8)).class_ids.tolist() == [0, 1]
+
+
+# --- properties on random head outputs -------------------------------------------------------------
+
+
 @st.composite
-def head_outputs(draw):
+def random_heads(draw):
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     outputs = {}
@@ -133,8 +186,8 @@ def head_outputs(draw):
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(head_outputs(), st.floats(0.05, 0.9), st.floats(0.1, 0.9), st.integers(1, 50), st.booleans())
-def test_decoder_invariants(data, conf, iou, max_det, agnostic):
+@given(random_heads(), st.floats(0.05, 0.9), st.floats(0.1, 0.9), st.integers(1, 50), st.booleans(), st.integers(-40, 40))
+def test_decoder_invariants(data, conf, iou, max_det, agnostic, zero_point):
     outputs, lb = data
     det = decode(outputs, INFO, lb, DecodeOptions(conf=conf, iou=iou, max_det=max_det, agnostic=agnostic))
     h, w = lb.source_shape
@@ -146,11 +199,12 @@ def test_decoder_invariants(data, conf, iou, max_det, agnostic):
     for i, m in enumerate(det.masks):
         x0, y0 = det.mask_origins[i]
         assert m.any() and x0 + m.shape[1] <= w and y0 + m.shape[0] <= h
-    # Quantized heads (per-tensor int8) decode exactly like their dequantized floats.
+    # Quantized heads (per-tensor int8, any zero point) decode exactly like their dequantized floats.
     q_out, deq_out = {}, {}
     for name, x in outputs.items():
-        scale = np.float32(np.abs(x).max() / 127)
-        q = _quantize(x, scale, 0)
-        q_out[name] = QuantizedTensor(q, np.asarray(scale), np.asarray(np.int32(0)))
-        deq_out[name] = q.astype(np.float32) * scale
-    assert_same_detections(decode(q_out, INFO, lb, DecodeOptions(conf=conf)), decode(deq_out, INFO, lb, DecodeOptions(conf=conf)))
+        scale = np.float32(np.abs(x).max() / 100)
+        q = quantize_array(x, scale, zero_point)
+        q_out[name] = QuantizedTensor(q, np.asarray(scale), np.asarray(np.int32(zero_point)))
+        deq_out[name] = dequantize_array(q, scale, zero_point)
+    options = DecodeOptions(conf=conf)
+    assert_same_detections(decode(q_out, INFO, lb, options), decode(deq_out, INFO, lb, options))

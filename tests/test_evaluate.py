@@ -315,62 +315,6 @@ def test_cli_two_models_table_json_and_skipped_images(tmp_path, capsys, model_64
     assert abs(s.box_map50_95 - first["box_map50_95"]) < 1e-9 and abs(s.mask_map50_95 - first["mask_map50_95"]) < 1e-9
 
 
-# ------------------------------------------------------------------------- Ultralytics cross-check
-
-
-def _ultralytics_predictions(pt: Path, data: Path, project: Path) -> tuple[list[dict], dict[str, float]]:
-    """Ultralytics' own val with save_json: its predictions.json and its printed metrics. rect=False gives
-    the square letterbox of a fixed-size export (rect batches would be another input, other numbers)."""
-    from ultralytics import YOLO
-
-    metrics = YOLO(str(pt)).val(data=str(data), imgsz=640, batch=1, save_json=True, conf=0.001, iou=0.7,
-                                plots=False, rect=False, device="cpu", project=str(project), name="val",
-                                exist_ok=True, verbose=False)  # fmt: skip
-    preds = json.loads((Path(metrics.save_dir) / "predictions.json").read_text())
-    return preds, {"box": float(metrics.box.map), "mask": float(metrics.seg.map)}
-
-
-@pytest.mark.parametrize(
-    "every", [pytest.param(4, id="every-4th-image"), pytest.param(1, id="all-128", marks=pytest.mark.slow)]
-)
-def test_cross_check_with_ultralytics_val_predictions(request, tmp_path, every, shared_dir, checkpoint,
-                                                      model_640, coco128_images, coco_names):  # fmt: skip
-    pytest.importorskip("ultralytics")
-    if every == 1 and "slow" not in (request.config.getoption("markexpr") or "").replace("not slow", ""):
-        pytest.skip("full coco128-seg cross-check (minutes): run with -m slow")
-    images = coco128_images[::every]
-    data = copy_coco128(shared_dir, tmp_path / "data" / "coco128-seg", images)
-    ours = evaluate(model_640, data, config=ValConfig(imgsz=640))
-    assert ours.images == len(images)
-
-    pt = tmp_path / checkpoint.name
-    shutil.copy(checkpoint, pt)
-    ul_preds, ul_printed = _ultralytics_predictions(pt, data, tmp_path / "ultralytics")
-    ds = load_dataset(data)
-    # Ultralytics names images by numeric stem (as we do) and, for a dataset that is not COCO's own
-    # val2017 list, numbers categories 1..80: map them to the 91 COCO ids our ground truth uses.
-    assert {p["image_id"] for p in ul_preds} <= {i for i, _ in ds.images}
-    assert max(p["category_id"] for p in ul_preds) <= 80
-    cats = category_ids(coco_names)
-    for p in ul_preds:
-        p["category_id"] = cats[p["category_id"] - 1]
-    theirs = score_predictions(ds.coco, ul_preds, evaluator="pycocotools")
-    mine = score_predictions(ds.coco, ours.predictions, evaluator="pycocotools")
-    print(f"\n{len(images)} images: edgeseg val box {ours.box_map50_95:.4f}/{ours.box_map50:.4f} mask "
-          f"{ours.mask_map50_95:.4f}/{ours.mask_map50:.4f}; pycocotools on Ultralytics' predictions.json box "
-          f"{theirs.box_map50_95:.4f}/{theirs.box_map50:.4f} mask {theirs.mask_map50_95:.4f}/{theirs.mask_map50:.4f}; "
-          f"Ultralytics printed box {ul_printed['box']:.4f} mask {ul_printed['mask']:.4f}")  # fmt: skip
-    # Our evaluator (faster-coco-eval) agrees with pycocotools on the same predictions ...
-    assert abs(mine.box_map50_95 - ours.box_map50_95) < 1e-4 and abs(mine.mask_map50_95 - ours.mask_map50_95) < 1e-4
-    # ... and our predictions score like Ultralytics' own, against the same ground truth.
-    assert abs(ours.box_map50_95 - theirs.box_map50_95) < 0.01
-    assert abs(ours.mask_map50_95 - theirs.mask_map50_95) < 0.01
-    assert ours.box_map50_95 > 0.3 and ours.mask_map50_95 > 0.15  # the model finds real objects
-
-
-# ------------------------------------------------------------------------------ multi-label decode
-
-
 def synthetic_outputs(quantized: bool):
     """Split-head outputs of a 3-class 64x64 model where one stride-8 cell scores two classes."""
     from edgeseg.backends import ModelInfo, QuantizedTensor, output_name

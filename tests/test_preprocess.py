@@ -54,12 +54,21 @@ def test_load_image_errors_are_one_line_and_name_the_file(tmp_path):
 
 
 def test_load_image_converts_gray_rgba_16bit_and_unicode_paths(tmp_path):
-    gray = np.full((20, 30), 77, np.uint8)
-    rgba = np.dstack([np.full((20, 30, 3), 10, np.uint8), np.full((20, 30), 200, np.uint8)])
-    deep = np.full((20, 30, 3), 65535, np.uint16)
+    """Pixels, not only shapes: every conversion equals Pillow's decode of the same file (gray replicated
+    to three channels, alpha dropped, 16 bits to their high byte), in BGR order."""
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    gray = rng.integers(0, 256, (20, 30), dtype=np.uint8)
+    rgba = rng.integers(0, 256, (20, 30, 4), dtype=np.uint8)
+    deep = rng.integers(0, 65536, (20, 30, 3), dtype=np.uint16)
     for name, img in {"gray.png": gray, "rgba.png": rgba, "deep 16 bit.png": deep, "фото.png": gray}.items():
         path = tmp_path / name
         ok, buf = cv2.imencode(".png", img)
         path.write_bytes(buf.tobytes())
         loaded = load_image(path)
         assert loaded.shape == (20, 30, 3) and loaded.dtype == np.uint8
+        with Image.open(path) as pil:
+            np.testing.assert_array_equal(loaded, np.asarray(pil.convert("RGB"))[..., ::-1], err_msg=name)
+    np.testing.assert_array_equal(load_image(tmp_path / "gray.png")[..., 1], gray)
+    np.testing.assert_array_equal(load_image(tmp_path / "deep 16 bit.png"), (deep >> 8).astype(np.uint8))

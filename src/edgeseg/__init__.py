@@ -4,9 +4,9 @@ Split-head export, INT8 with integer heads, and a decoder that only touches the 
 """
 
 from .backends import ModelInfo, OnnxRuntimeBackend, QuantizedTensor, open_backend, read_model_info
+from .batch import PredictOutputs, StreamOptions, predict_sources
 from .decode import DecodeOptions, decode
 from .errors import EdgesegError
-from .batch import PredictOutputs, StreamOptions, predict_sources
 from .predict import DEFAULT_MODEL, Segmenter
 from .reference import reference_decode
 from .results import Detections

@@ -1,0 +1,218 @@
+"""Mutation check: do the tests catch deliberate one-line bugs in the core?
+
+Each mutation replaces one exact piece of text in one file under src/ (it must occur exactly once, so a
+mutation that no longer matches the code is reported, not silently skipped). For each mutation a fresh
+copy of src/, tests/ and pyproject.toml goes to a temporary directory, the line is changed there, and
+pytest runs the chosen tests with PYTHONPATH at the copy's src/ (subprocesses such as
+``python -m edgeseg.cli`` inherit it). The working tree is never touched.
+
+The table says, per mutation, whether it was caught and by which test: the first failing one (pytest
+stops there, ``-x``), or with ``--all`` every failing test. An unmutated run goes first: if it fails,
+every mutation would look caught, so the tool stops and names the failing tests.
+
+    python tools/mutate.py                       # every mutation, default tests, stop at the first failure
+    python tools/mutate.py --only nms-class-offset dfl-bins --all --tests tests/test_decode.py
+    python tools/mutate.py --list                # the mutations and what each breaks
+
+See docs/testing.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Fast, focused tests first: with -x the table names the cheapest test that catches each bug.
+DEFAULT_TESTS = (
+    "tests/test_decode.py",
+    "tests/test_zero_points.py",
+    "tests/test_masks.py",
+    "tests/test_preprocess.py",
+    "tests/test_decode_oracle.py",
+    "tests/test_cli.py",
+    "tests/test_robustness.py",
+    "tests/test_parity.py",
+    "tests/test_val_crosscheck.py",
+)
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """Replace ``old`` (exactly one occurrence) by ``new`` in ``path`` (relative to the repository)."""
+
+    name: str
+    path: str
+    old: str
+    new: str
+    breaks: str
+
+
+MUTATIONS = (
+    # The slips of issue 17: each once survived the whole suite or was caught only by the slow mAP check.
+    Mutation("multi-label-default", "src/edgeseg/decode.py", "multi_label: bool = False\n\n    def __post_init__",
+             "multi_label: bool = True\n\n    def __post_init__", "DecodeOptions keeps every class above conf by default"),
+    Mutation("segmenter-multi-label", "src/edgeseg/predict.py", "return decode(outputs, self.info, lb, self.options,",
+             "return decode(outputs, self.info, lb, replace(self.options, multi_label=True),",
+             "Segmenter decodes with multi_label=True"),
+    Mutation("nms-class-offset", "src/edgeseg/decode.py", "(cand.class_ids[pre, None] * MAX_WH)",
+             "(cand.class_ids[pre, None] * 0)", "class-aware NMS silently becomes agnostic"),
+    Mutation("dfl-bins", "src/edgeseg/decode.py", "e @ np.arange(reg_max, dtype=np.float32)",
+             "e @ np.arange(1, reg_max + 1, dtype=np.float32)", "DFL expectation over bins 1..16 instead of 0..15"),
+    Mutation("cell-offset", "src/edgeseg/decode.py", "cx = (cell_index % grid_w).astype(np.float32) + np.float32(0.5)",
+             "cx = (cell_index % grid_w).astype(np.float32)", "the +0.5 cell-centre offset dropped (x)"),
+    Mutation("pad-swap", "src/edgeseg/decode.py", "pad = np.float32([lb.pad_left, lb.pad_top, lb.pad_left, lb.pad_top])",
+             "pad = np.float32([lb.pad_top, lb.pad_left, lb.pad_top, lb.pad_left])",
+             "pad_left/pad_top swapped in scale_boxes"),
+    Mutation("dequantize-zero-point", "src/edgeseg/backends/base.py",
+             "(q.astype(np.float32) - self.zero_point.astype(np.float32)) * self.scale",
+             "q.astype(np.float32) * self.scale", "QuantizedTensor.dequantize ignores the zero point"),
+    # More one-line bugs in the same code.
+    Mutation("threshold-zero-point", "src/edgeseg/decode.py",
+             "math.floor(threshold / float(cls_rows.scale) + float(cls_rows.zero_point))",
+             "math.floor(threshold / float(cls_rows.scale))", "integer cls threshold ignores the zero point"),
+    Mutation("metadata-zero-point", "src/edgeseg/backends/base.py", 'else np.int32(d["zero_point"][0])',
+             "else np.int32(0)", "a per-tensor zero point in the model's metadata is read as 0"),
+    Mutation("class-filter", "src/edgeseg/decode.py", "keep = np.isin(cand.class_ids, np.asarray(list(classes), np.int64))",
+             "keep = np.ones(len(cand.class_ids), bool)", "the classes filter keeps every class"),
+    Mutation("agnostic-ignored", "src/edgeseg/decode.py", "    if not agnostic:\n", "    if True:\n",
+             "agnostic NMS stays class-aware"),
+    Mutation("max-det", "src/edgeseg/decode.py", "iou)[:max_det]]", "iou)[: max_det + 1]]", "one detection more than max_det"),
+    Mutation("clip-axis", "src/edgeseg/decode.py", "out[:, [0, 2]] = out[:, [0, 2]].clip(0, w0)",
+             "out[:, [0, 2]] = out[:, [0, 2]].clip(0, h0)", "x clipped to the image height"),
+    Mutation("rgb-order", "src/edgeseg/preprocess.py", "rgb = padded_bgr[..., ::-1].transpose(2, 0, 1)",
+             "rgb = padded_bgr.transpose(2, 0, 1)", "the network gets BGR instead of RGB"),
+    Mutation("letterbox-rounding", "src/edgeseg/preprocess.py", "round((iw - new_w) / 2 - 0.1)", "round((iw - new_w) / 2 + 0.1)",
+             "horizontal padding rounded the other way"),
+    Mutation("exif-ignored", "src/edgeseg/preprocess.py", "cv2.imdecode(buffer, cv2.IMREAD_COLOR)",
+             "cv2.imdecode(buffer, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)", "EXIF orientation not applied"),
+    Mutation("proto-offset-swap", "src/edgeseg/masks.py", "(lb.pad_top * sy, lb.pad_left * sx)",
+             "(lb.pad_left * sx, lb.pad_top * sy)", "masks placed with the padding of the other axis"),
+    Mutation("crop-rule", "src/edgeseg/masks.py", "start = min(max(math.ceil(x1), 0), limit)",
+             "start = min(max(math.floor(x1), 0), limit)", "masks start one pixel left/above the box"),
+    Mutation("mask-threshold", "src/edgeseg/decode.py", "masks.append(logits > 0)", "masks.append(logits > 0.5)",
+             "masks thresholded at logit 0.5 instead of 0"),
+    Mutation("rle-delta", "src/edgeseg/masks.py", "        if i > 2:\n", "        if i > 3:\n", "COCO RLE delta coding off by one"),
+)
+
+
+@dataclass
+class Outcome:
+    mutation: Mutation
+    status: str  # "caught", "missed" or "error"
+    failing: list[str]
+    seconds: float
+    detail: str = ""
+
+
+def copy_tree(dest: Path) -> None:
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", ".pytest_cache")
+    for name in ("src", "tests"):
+        shutil.copytree(REPO / name, dest / name, ignore=ignore)
+    shutil.copy(REPO / "pyproject.toml", dest / "pyproject.toml")
+
+
+def apply(mutation: Mutation, root: Path) -> None:
+    path = root / mutation.path
+    text = path.read_text(encoding="utf-8")
+    count = text.count(mutation.old)
+    if count != 1:
+        raise ValueError(f"{mutation.path}: the text to mutate occurs {count} times, expected once (update the mutation)")
+    path.write_text(text.replace(mutation.old, mutation.new), encoding="utf-8")
+
+
+def run_tests(root: Path, tests: list[str], stop_first: bool, timeout: float) -> tuple[int, list[str], str]:
+    """(pytest's exit code, failing test ids, last output lines) of ``tests`` in the copy at ``root``."""
+    env = dict(os.environ, PYTHONPATH=str(root / "src"), PYTHONDONTWRITEBYTECODE="1")
+    env.setdefault("EDGESEG_SHARED", str(REPO.parent / "shared"))  # conftest's default, from the copy's place
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--tb=no", "-rfE", *tests]
+    if stop_first:
+        cmd.insert(4, "-x")
+    try:
+        proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return -1, [], f"timed out after {timeout:.0f}s"
+    # "FAILED tests/x.py::test[param id] - message": the id may hold spaces, the message follows " - ".
+    failing = [m.group(1) for m in re.finditer(r"^(?:FAILED|ERROR) (.+?)(?: - .*)?$", proc.stdout, re.MULTILINE)]
+    tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-5:])
+    return proc.returncode, failing, tail
+
+
+def run_in_copy(mutation: Mutation | None, tests: list[str], stop_first: bool, timeout: float) -> tuple[int, list[str], str]:
+    """``run_tests`` in a fresh temporary copy of the repository, with ``mutation`` applied (None: unmutated)."""
+    with tempfile.TemporaryDirectory(prefix="edgeseg-mutate-") as tmp:
+        root = Path(tmp)
+        copy_tree(root)
+        if mutation is not None:
+            apply(mutation, root)
+        return run_tests(root, tests, stop_first, timeout)
+
+
+def check(mutation: Mutation, tests: list[str], stop_first: bool, timeout: float) -> Outcome:
+    t0 = time.perf_counter()
+    try:
+        code, failing, tail = run_in_copy(mutation, tests, stop_first, timeout)
+    except ValueError as exc:
+        return Outcome(mutation, "error", [], 0.0, str(exc))
+    seconds = time.perf_counter() - t0
+    if code == 0:
+        return Outcome(mutation, "missed", [], seconds)
+    if failing:
+        return Outcome(mutation, "caught", failing, seconds)
+    return Outcome(mutation, "error", [], seconds, f"pytest exit code {code}: {tail}")
+
+
+def table(outcomes: list[Outcome]) -> str:
+    rows = ["| mutation | result | caught by | what it breaks | s |", "|---|---|---|---|---|"]
+    for o in outcomes:
+        by = "<br>".join(o.failing) if o.failing else (o.detail or "-")
+        rows.append(f"| {o.mutation.name} | {o.status} | {by} | {o.mutation.breaks} | {o.seconds:.0f} |")
+    caught = sum(o.status == "caught" for o in outcomes)
+    return "\n".join(rows) + f"\n\n{caught} of {len(outcomes)} mutations caught"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these mutations (see --list)")
+    parser.add_argument("--tests", nargs="+", default=list(DEFAULT_TESTS), help="test files or ids to run, in this order")
+    parser.add_argument("--all", action="store_true", help="run every chosen test and list all that fail (default: stop at the first)")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per pytest run (default 1800)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the unmutated run")
+    parser.add_argument("--list", action="store_true", help="list the mutations and exit")
+    args = parser.parse_args(argv)
+    if args.list:
+        for m in MUTATIONS:
+            print(f"{m.name:<24} {m.path:<32} {m.breaks}")
+        return 0
+    by_name = {m.name: m for m in MUTATIONS}
+    unknown = [n for n in args.only or () if n not in by_name]
+    if unknown:
+        parser.error(f"unknown mutation(s) {unknown}; see --list")
+    chosen = [by_name[n] for n in args.only] if args.only else list(MUTATIONS)
+    if not args.no_baseline:
+        print(f"baseline: {' '.join(args.tests)}", flush=True)
+        code, failing, tail = run_in_copy(None, args.tests, True, args.timeout)
+        if code != 0:
+            print(f"the unmutated tests fail (exit {code}): {', '.join(failing) or tail}", file=sys.stderr)
+            return 2
+    outcomes = []
+    for m in chosen:
+        outcome = check(m, args.tests, not args.all, args.timeout)
+        print(f"{m.name}: {outcome.status} {' '.join(outcome.failing) or outcome.detail} ({outcome.seconds:.0f}s)", flush=True)
+        outcomes.append(outcome)
+    print()
+    print(table(outcomes))
+    return 0 if all(o.status == "caught" for o in outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
