@@ -1,0 +1,55 @@
+"""``edgeseg`` command line: a thin shell over the Python API. Errors are one line unless ``--debug``.
+
+Each command module (``inference.py``, ``tools.py``) registers its parsers and handlers; options that
+several commands share are declared once in ``options.py``."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+
+from ..errors import EdgesegError
+from . import inference, tools
+
+
+def _build() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
+    parser = argparse.ArgumentParser(
+        prog="edgeseg", description="YOLO instance segmentation for edge accelerators: export, INT8, fast decode."
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = inference.register(sub)
+    commands.update(tools.register(sub))
+    return parser, commands
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return _build()[0]
+
+
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM ends a run like Ctrl-C: outputs are finalised on the way out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser, commands = _build()
+    args = parser.parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return commands[args.command](args)
+    except EdgesegError as exc:
+        if args.debug:
+            raise
+        print(f"edgeseg: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("edgeseg: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

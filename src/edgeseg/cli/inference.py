@@ -1,0 +1,155 @@
+"""The inference commands: export, predict (images, videos, cameras, streams; locally, on Ray, with a live
+view) and demo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from ..errors import EdgesegError
+from .options import (
+    add_decode_options,
+    add_ray_options,
+    add_threads_option,
+    decode_options,
+    positive_int,
+    positive_multiple_of_32,
+    print_failures,
+    ray_config_of,
+    unit_interval,
+)
+
+
+def register(sub) -> dict:
+    """Add the parsers of this module's commands; their handlers by name."""
+    p = sub.add_parser("export", help="checkpoint (.pt) -> split-head ONNX")
+    p.add_argument("weights", help="Ultralytics YOLOv8-seg / YOLO11-seg checkpoint")
+    p.add_argument("--imgsz", type=positive_multiple_of_32, nargs="+", default=[640], help="input size: S or H W")
+    p.add_argument("--opset", type=int, default=11, help="ONNX opset (default 11, what Horizon's toolchain takes)")
+    p.add_argument("-o", "--output", default=None, help="output .onnx (default: beside the checkpoint)")
+    p.add_argument("--no-simplify", action="store_true", help="skip onnxslim graph simplification")
+
+    p = sub.add_parser("predict", help="segment images, videos, cameras and streams: overlays, annotated video, JSON")
+    p.add_argument("model", help="edgeseg .onnx model (float or INT8)")
+    p.add_argument("sources", nargs="+",
+                   help="image files, directories, glob patterns, video files, cameras (0, /dev/video0), rtsp/rtmp/http(s) URLs")
+    add_decode_options(p)
+    add_threads_option(p)
+    p.add_argument("--out", default=None, help="directory for overlay images")
+    p.add_argument("--save-json", default=None, help="write the detections of images to this JSON file")
+    p.add_argument("--save-video", default=None, metavar="OUT.mp4", help="annotated video of each video/camera/stream")
+    p.add_argument("--save-jsonl", default=None, metavar="OUT.jsonl", help="one JSON line per video frame")
+    p.add_argument("--vid-stride", type=positive_int, default=1, help="use every N-th video frame (default 1)")
+    p.add_argument("--workers", type=positive_int, default=1,
+                   help="inference threads, each its own 1-thread session (default 1; try the core count)")
+    p.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
+                   help="drop stale frames to keep up (default: on for cameras and URLs, off for files)")
+    add_ray_options(p)
+    p.add_argument("--save-parquet", default=None, metavar="DIR",
+                   help="with --ray: Parquet files in DIR, a row per image (path, width, height, detections, error)")
+    p.add_argument("--serve", default=None, metavar="[HOST:]PORT",
+                   help="watch the run live in a browser at http://HOST:PORT/ (host default 127.0.0.1; needs the serve extra)")
+    p.add_argument("--serve-token", default=None, metavar="TOKEN",
+                   help="token viewers must give (?token= or Authorization: Bearer); required off loopback (default: $EDGESEG_SERVE_TOKEN)")
+
+    p = sub.add_parser("demo", help="run the embedded model on the embedded sample image")
+    p.add_argument("--source", default=None, help="image to use instead of the embedded sample")
+    p.add_argument("--out", default="edgeseg-demo", help="directory for the overlay (default ./edgeseg-demo)")
+    p.add_argument("--conf", type=unit_interval("conf"), default=0.25, help="score threshold (default 0.25)")
+    return {"export": _cmd_export, "predict": _cmd_predict, "demo": _cmd_demo}
+
+
+def _cmd_export(args) -> int:
+    from ..export import export_onnx
+
+    t0 = time.perf_counter()
+    imgsz = args.imgsz[0] if len(args.imgsz) == 1 else args.imgsz
+    path = export_onnx(args.weights, imgsz=imgsz, opset=args.opset, output=args.output, simplify=not args.no_simplify)
+    from ..backends import read_model_info
+
+    info = read_model_info(path)
+    print(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB, {info.num_classes} classes, imgsz "
+          f"{info.imgsz[0]}x{info.imgsz[1]}, outputs {', '.join(info.output_names)}) in {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
+def _cmd_predict(args) -> int:
+    from ..batch import PredictOutputs, StreamOptions, predict_sources
+    from ..predict import Segmenter
+
+    ray_config = ray_config_of(args, local_only={"--out": args.out, "--save-video": args.save_video, "--save-jsonl": args.save_jsonl,
+                                               "--serve": args.serve, "--workers": args.workers != 1, "--live": args.live is not None,
+                                               "--vid-stride": args.vid_stride != 1, "--threads": args.threads})  # fmt: skip
+    if ray_config is not None:
+        return _predict_on_ray(args, ray_config)
+    serve = None
+    if args.serve is not None:
+        from ..serve import ServeConfig, start_server
+
+        serve = ServeConfig.from_cli(args.serve, token=args.serve_token)  # a bad address or a missing token: before any work
+    seg = Segmenter(args.model, options=decode_options(args), threads=args.threads)
+    outputs = PredictOutputs(out_dir=args.out, save_json=args.save_json, save_video=args.save_video, save_jsonl=args.save_jsonl)
+    stream = StreamOptions(workers=args.workers, live=args.live, vid_stride=args.vid_stride)
+    server = start_server(serve) if serve is not None else None
+    if server is not None:
+        print(f"edgeseg: live view on {server.url} (it stops with the run; Ctrl-C ends both)", file=sys.stderr)
+    t0 = time.perf_counter()
+    try:
+        summary = predict_sources(seg, args.sources, outputs=outputs, stream=stream, show_progress=sys.stderr.isatty(),
+                                  observers=[server.hub] if server is not None else ())  # fmt: skip
+    finally:
+        if server is not None:
+            server.stop()
+    return _report_predict(args, summary, time.perf_counter() - t0)
+
+
+def _report_predict(args, summary, dt: float) -> int:
+    """What predict prints, locally or on Ray: skipped items, warnings, one summary line."""
+    if summary.processed == 0 and len(summary.failed) == 1:
+        raise EdgesegError(summary.failed[0][1], summary.failed[0][0])
+    print_failures(summary.failed)
+    for w in summary.warnings:
+        print(f"edgeseg: warning: {w}", file=sys.stderr)
+    if summary.processed == 0:
+        raise EdgesegError("no image could be processed")
+    for name, stats in summary.streams:
+        print(f"{name}: {stats.summary()}")
+    print(f"{summary.processed} image(s)/frame(s), {summary.detections} object(s) in {dt:.2f}s"
+          + (f"; overlays in {args.out}" if args.out and summary.overlays else "")
+          + (f"; JSON in {args.save_json}" if args.save_json else "")
+          + "".join(f"; {p}" for p in summary.outputs))  # fmt: skip
+    return 0
+
+
+def _predict_on_ray(args, config) -> int:
+    from ..distributed import predict_on_ray
+    from ..predict import Segmenter
+
+    if (args.save_json is None) == (args.save_parquet is None):
+        raise EdgesegError("--ray writes its results to --save-json FILE or to --save-parquet DIR: give one of them")
+    seg = Segmenter(args.model, options=decode_options(args))  # here it checks the model and options before Ray starts
+    t0 = time.perf_counter()
+    summary = predict_on_ray(seg, args.sources, config=config, save_json=args.save_json, save_parquet=args.save_parquet,
+                             show_progress=sys.stderr.isatty())  # fmt: skip
+    return _report_predict(args, summary, time.perf_counter() - t0)
+
+
+def _cmd_demo(args) -> int:
+    from ..batch import PredictOutputs, predict_sources
+    from ..predict import DEFAULT_MODEL, SAMPLE_IMAGE, Segmenter
+
+    source = args.source or SAMPLE_IMAGE
+    seg = Segmenter(DEFAULT_MODEL, conf=args.conf)
+    outputs = PredictOutputs(out_dir=args.out, save_json=Path(args.out) / "detections.json")
+    summary = predict_sources(seg, [source], outputs=outputs, show_progress=False)
+    if summary.processed == 0:
+        raise EdgesegError(summary.failed[0][1], summary.failed[0][0])
+    print(f"model  {DEFAULT_MODEL.name} ({seg.info.num_classes} classes, {seg.info.imgsz[0]}x{seg.info.imgsz[1]})")
+    print(f"image  {source}")
+    for r in summary.records:
+        x1, y1, x2, y2 = r["bbox_xyxy"]
+        print(f"  {r['class_name']:<14} {r['score']:.2f}  box [{x1:.0f}, {y1:.0f}, {x2:.0f}, {y2:.0f}]")
+    print(f"{len(summary.records)} object(s); overlay {summary.overlays[0]}, JSON {Path(args.out) / 'detections.json'}")
+    return 0

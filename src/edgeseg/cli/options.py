@@ -1,0 +1,125 @@
+"""What the commands share: argument types and the option groups declared once (decode options, threads,
+calibration images, Ray), and how skipped items are printed."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import EdgesegError
+
+
+def positive_multiple_of_32(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"imgsz must be an integer, got {text!r}") from None
+    if value <= 0 or value % 32:
+        raise argparse.ArgumentTypeError(f"imgsz must be a positive multiple of 32, got {value}")
+    return value
+
+
+def unit_interval(name: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+        if not 0 <= value <= 1:
+            raise argparse.ArgumentTypeError(f"{name} must be between 0 and 1, got {value}")
+        return value
+
+    return parse
+
+
+def int_at_least(minimum: int):
+    """argparse type: an integer >= ``minimum`` (argparse prefixes the option's name to the message)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+positive_int = int_at_least(1)
+non_negative_int = int_at_least(0)
+
+
+def add_decode_options(p: argparse.ArgumentParser, conf: float = 0.25, filters: bool = True) -> None:
+    """The decode options (``DecodeOptions``), declared here once for every command that decodes."""
+    p.add_argument("--conf", type=unit_interval("conf"), default=conf, help=f"score threshold (default {conf})")
+    p.add_argument("--iou", type=unit_interval("iou"), default=0.7, help="NMS IoU threshold (default 0.7)")
+    p.add_argument("--max-det", type=positive_int, default=300, help="detections kept per image (default 300)")
+    if filters:
+        p.add_argument("--classes", type=int, nargs="+", default=None, help="keep only these class ids")
+        p.add_argument("--agnostic", action="store_true", help="class-agnostic NMS")
+
+
+def add_threads_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=non_negative_int, default=0, help="ONNX Runtime intra-op threads (0 = ORT default)")
+
+
+def decode_options(args, multi_label: bool = False):
+    """The ``DecodeOptions`` of parsed decode options."""
+    from ..decode import DecodeOptions
+
+    return DecodeOptions(conf=args.conf, iou=args.iou, max_det=args.max_det, classes=getattr(args, "classes", None),
+                         agnostic=getattr(args, "agnostic", False), multi_label=multi_label)  # fmt: skip
+
+
+def add_calibration_options(p: argparse.ArgumentParser, verb: str) -> None:
+    p.add_argument("model", help="edgeseg float .onnx (from `edgeseg export`)")
+    p.add_argument("--calib", required=True, help="directory of calibration images (letterboxed like inference)")
+    p.add_argument("--num", type=positive_int, default=50, help=f"calibration images to {verb} (default 50)")
+
+
+def add_ray_options(p: argparse.ArgumentParser) -> None:
+    """--ray and its options (``edgeseg.distributed``), declared once for predict and val."""
+    p.add_argument("--ray", action="store_true",
+                   help="predict on Ray: a local Ray with this machine's cores, or the cluster at --ray-address "
+                        '(pip install "edgeseg[ray]")')
+    p.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                   help="with --ray: the cluster's head as HOST:PORT (what `ray start --head` prints), or auto on a node of it")
+    p.add_argument("--actors", type=positive_int, default=None,
+                   help="with --ray: models loaded at once, one per actor (default: one per CPU of the cluster)")
+
+
+def thread_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"threads must be comma-separated integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"threads must be positive integers, got {text!r}")
+    return values
+
+
+def print_failures(failed) -> None:
+    if failed:
+        print(f"skipped {len(failed)} item(s):", file=sys.stderr)
+        for src, problem in failed:
+            print(f"  {src}: {problem}", file=sys.stderr)
+
+
+def ray_config_of(args, local_only: dict[str, object]):
+    """The ``RayConfig`` of --ray, --ray-address and --actors (None without --ray), after refusing the
+    options given in ``local_only`` (option -> its value; set means given) that only work without Ray."""
+    if not args.ray:
+        given = {"--ray-address": args.ray_address, "--actors": args.actors, "--save-parquet": getattr(args, "save_parquet", None)}
+        for option, value in given.items():
+            if value is not None:
+                raise EdgesegError(f"{option} needs --ray")
+        return None
+    for option, value in local_only.items():
+        if value:
+            raise EdgesegError(f"{option} does not work with --ray (it runs here only); drop one of them")
+    from ..distributed import RayConfig, import_ray
+
+    import_ray()  # without Ray installed: the one-line install hint, before any work
+    return RayConfig(address=args.ray_address, actors=args.actors)
