@@ -450,8 +450,9 @@ def test_a_real_browser_shows_the_video_and_the_detections(tmp_path, default_mod
             thread.join(30)
     assert "error" not in out, out.get("error")
     video = page["video"]
-    assert video.shape[0] > 100 and video.shape[1] > 100 and float(video.std()) > 20  # a picture, not a blank area
-    assert page["rows"] and all(row.strip() for row in page["rows"]) and page["state"] == "live"
+    seen = {"video": video.shape, "video_std": float(video.std()), "state": page["state"], "fps": page["fps"], "rows": page["rows"]}
+    assert video.shape[0] > 100 and video.shape[1] > 100 and float(video.std()) > 20, seen  # a picture, not a blank area
+    assert page["rows"] and all(row.strip() for row in page["rows"]) and page["state"] == "live", seen
     names = set(Segmenter(default_model).info.names.values())
     assert any(row.split("\t")[0].strip() in names for row in page["rows"]), page["rows"]
     assert cv2.imread(str(tmp_path / "page.png")) is not None
