@@ -19,6 +19,7 @@ from pathlib import Path
 from .backends.base import PROTOS, ModelInfo, output_name
 from .errors import EdgesegError
 from .onnxgraph import save_model, set_metadata
+from .preprocess import normalise_imgsz
 
 DEFAULT_OPSET = 11  # what Horizon's toolchain (hb_mapper) accepts
 
@@ -97,15 +98,6 @@ def _quiet_ultralytics() -> Iterator[None]:
         yield
     finally:
         logger.setLevel(level)
-
-
-def normalise_imgsz(imgsz: int | Sequence[int], stride: int = 32) -> tuple[int, int]:
-    size = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(int(v) for v in imgsz)
-    if len(size) == 1:
-        size = (size[0], size[0])
-    if len(size) != 2 or any(s <= 0 or s % stride for s in size):
-        raise EdgesegError(f"imgsz {imgsz} must be one or two positive multiples of {stride}")
-    return size
 
 
 def export_onnx(

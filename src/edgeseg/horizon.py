@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -285,9 +284,7 @@ def horizon_artefacts(model: str | os.PathLike, calib: str | os.PathLike, out_di
 
     model_copy = out / src.name
     if model_copy.resolve() != src.resolve():
-        tmp = model_copy.with_name(f".{model_copy.name}.tmp")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, model_copy)
+        write_bytes_atomic(model_copy, src.read_bytes())
     working_dir = "bpu_model_output"
     yaml_path = write_bytes_atomic(
         out / f"{prefix}.yaml",

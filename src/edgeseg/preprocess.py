@@ -4,6 +4,7 @@ made from the letterboxed image: the float RGB NCHW tensor (/255) and NV12 for t
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -59,6 +60,16 @@ def decode_image(data: bytes | np.ndarray, path: str | os.PathLike) -> np.ndarra
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as 8-bit BGR (EXIF orientation applied), or raise a one-line EdgesegError."""
     return decode_image(read_image_file(path), path)
+
+
+def normalise_imgsz(imgsz: int | Sequence[int], stride: int = 32) -> tuple[int, int]:
+    """An input size as (h, w) from S, [S] or [H, W]; each a positive multiple of ``stride``."""
+    size = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(int(v) for v in imgsz)
+    if len(size) == 1:
+        size = (size[0], size[0])
+    if len(size) != 2 or any(s <= 0 or s % stride for s in size):
+        raise EdgesegError(f"imgsz {imgsz} must be one or two positive multiples of {stride}")
+    return size
 
 
 def letterbox_params(source_shape: tuple[int, int], input_shape: tuple[int, int]) -> Letterbox:

@@ -14,6 +14,7 @@ from ..backends import read_model_info
 from ..decode import DecodeOptions, decode
 from ..errors import EdgesegError
 from ..predict import Segmenter
+from ..preprocess import normalise_imgsz
 from ..sources import ImageFiles, SourceItem, progress, reason
 from .coco import canonical_class_name, score_predictions
 from .datasets import Dataset, load_dataset
@@ -52,9 +53,8 @@ def check_imgsz(model_imgsz: tuple[int, int], imgsz: int | Sequence[int] | None,
     """``imgsz`` is a check only: an edgeseg model has a fixed input size."""
     if imgsz is None:
         return
-    want = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)
-    want = want * 2 if len(want) == 1 else want
-    if tuple(want) != tuple(model_imgsz):
+    want = normalise_imgsz(imgsz, stride=1)
+    if want != tuple(model_imgsz):
         raise EdgesegError(
             f"model input is {model_imgsz[0]}x{model_imgsz[1]}, not {want[0]}x{want[1]} "
             "(edgeseg models have a fixed size: export one at the size you want)",
