@@ -85,3 +85,16 @@ def test_image_directory_errors_name_the_directory_and_the_problem(tmp_path, mak
     with pytest.raises(EdgesegError) as err:
         image_directory(target, "calibration")
     assert str(err.value) == f"{target}: {reason}"
+
+
+def test_images_with_the_same_name_get_distinct_overlays(tmp_path, default_model):
+    from edgeseg import PredictOutputs, Segmenter, predict_sources
+    from edgeseg.predict import SAMPLE_IMAGE
+
+    for d in ("a", "b", "c"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "frame.jpg").write_bytes(SAMPLE_IMAGE.read_bytes())
+    summary = predict_sources(Segmenter(default_model), [tmp_path / "a", tmp_path / "b", tmp_path / "c"],
+                              outputs=PredictOutputs(out_dir=tmp_path / "out"), show_progress=False)  # fmt: skip
+    assert [p.name for p in summary.overlays] == ["frame.jpg", "frame_1.jpg", "frame_2.jpg"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["frame.jpg", "frame_1.jpg", "frame_2.jpg"]

@@ -14,7 +14,7 @@ import cv2
 
 from .draw import draw_detections
 from .errors import EdgesegError
-from .fileio import write_bytes_atomic, write_json_atomic
+from .fileio import unique_name, write_bytes_atomic, write_json_atomic
 from .predict import Segmenter
 from .sinks import JsonlSink, VideoSink, check_writable
 from .sources import ImageFiles, Source, open_sources, progress
@@ -72,16 +72,6 @@ def _numbered(path: str | os.PathLike | None, k: int, count: int) -> Path | None
     return p if count == 1 else p.with_name(f"{p.stem}-{k}{p.suffix}")
 
 
-def _unique_overlay_name(out_dir: Path, image: Path, used: set[str]) -> Path:
-    name = image.stem + ".jpg"
-    k = 1
-    while name in used:
-        name = f"{image.stem}_{k}.jpg"
-        k += 1
-    used.add(name)
-    return out_dir / name
-
-
 class _ImageOutputs:
     """Overlays in a directory and the JSON records of every image."""
 
@@ -95,7 +85,7 @@ class _ImageOutputs:
         if self.out is not None:
             ok, buf = cv2.imencode(".jpg", draw_detections(frame.image, frame.detections))
             if ok:
-                path = _unique_overlay_name(self.out, Path(frame.source), self.used)
+                path = self.out / unique_name(Path(frame.source).stem, ".jpg", self.used)
                 self.summary.overlays.append(write_bytes_atomic(path, buf.tobytes()))
 
     def close(self) -> None:

@@ -37,6 +37,16 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
 
 
 
+def unique_name(stem: str, suffix: str, used: set[str]) -> str:
+    """``stem + suffix``, or ``stem_1 + suffix``, ``stem_2 + suffix``, ... when taken; the name is added to ``used``
+    (outputs of several inputs with the same file name in one folder)."""
+    name, k = stem + suffix, 1
+    while name in used:
+        name, k = f"{stem}_{k}{suffix}", k + 1
+    used.add(name)
+    return name
+
+
 def read_json(path: str | os.PathLike, what: str) -> Any:
     """Read a JSON file (``what``: e.g. "bench", "val") or raise a one-line EdgesegError naming it."""
     p = Path(path)

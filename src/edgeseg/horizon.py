@@ -21,11 +21,10 @@ import numpy as np
 
 from .backends import ModelInfo, Sidecar, read_model_info
 from .backends.horizon import NV12_RANGE, SIDECAR_SUFFIX, output_kind
-from .bench.stats import onnx_model_stats
 from .errors import EdgesegError
-from .fileio import write_bytes_atomic, write_json_atomic
-from .onnxgraph import layout_chain, load_model, metadata, producers, tensor_dims
-from .preprocess import preprocess
+from .fileio import unique_name, write_bytes_atomic, write_json_atomic
+from .onnxgraph import layout_chain, load_model, metadata, parameter_count, producers, tensor_dims
+from .preprocess import as_bgr, letterbox
 from .sources import image_directory, progress, readable_images
 
 MARCHES = ("bayes-e", "bernoulli2")  # RDK X5 (Bayes-e BPU), RDK X3 (Bernoulli2 BPU)
@@ -242,15 +241,11 @@ def _write_calibration_data(files: Sequence[Path], cal_dir: Path, imgsz: tuple[i
     used_names: set[str] = set()
     for item in progress(readable_images(files, num, skipped), desc="calibration data", total=num, enabled=show_progress):
         # Same letterbox as inference; Horizon wants the values before the model's 1/255 (norm_type
-        # data_scale), so undo the division exactly: the uint8 pixels come back as floats.
-        tensor, _ = preprocess(item.image, imgsz)
-        data = np.rint(tensor[0] * np.float32(255)).astype(np.float32)
-        stem = Path(item.name).stem
-        name, k = stem, 1
-        while name in used_names:
-            name, k = f"{stem}_{k}", k + 1
-        used_names.add(name)
-        written.append(write_bytes_atomic(cal_dir / f"{name}.rgbchw", np.ascontiguousarray(data).tobytes()))
+        # data_scale): the letterboxed uint8 pixels as float32 RGB CHW.
+        padded, _ = letterbox(as_bgr(item.image), imgsz)
+        data = padded[..., ::-1].transpose(2, 0, 1).astype(np.float32)
+        name = unique_name(Path(item.name).stem, ".rgbchw", used_names)
+        written.append(write_bytes_atomic(cal_dir / name, np.ascontiguousarray(data).tobytes()))
     return written, skipped
 
 
@@ -306,7 +301,7 @@ def horizon_artefacts(model: str | os.PathLike, calib: str | os.PathLike, out_di
     ])  # fmt: skip
     script_path = write_bytes_atomic(out / "convert.sh", script.encode())
     script_path.chmod(0o755)
-    sidecar = Sidecar(info, input_type_rt=input_type_rt, onnx_model=src.name, params=onnx_model_stats(src).params)
+    sidecar = Sidecar(info, input_type_rt=input_type_rt, onnx_model=src.name, params=parameter_count(load_model(src)))
     sidecar_path = write_json_atomic(out / f"{src.stem}{SIDECAR_SUFFIX}", sidecar.to_dict())
     r = HorizonArtefacts(out, model_copy, yaml_path, cal_dir, written, skipped, heads, bin_path, command,
                          script_path, sidecar_path, out / "run_on_board.md", warnings)  # fmt: skip

@@ -150,3 +150,16 @@ def quantization_parameters(model: onnx.ModelProto) -> set[str]:
             # QLinearConv: x, x_scale, x_zp, w, w_scale, w_zp, y_scale, y_zp[, bias]: keep w and bias
             names.update(n for i, n in enumerate(node.input) if i not in (0, 3, 8))
     return names
+
+
+def parameter_count(model: onnx.ModelProto) -> int:
+    """Learned parameters in the initializers: quantization scales/zero points and integer shape constants
+    are not counted."""
+    from onnx import TensorProto
+
+    skip = quantization_parameters(model)
+    return sum(
+        int(np.prod(init.dims, dtype=np.int64)) if len(init.dims) else 1
+        for init in model.graph.initializer
+        if init.name not in skip and init.data_type != TensorProto.INT64
+    )

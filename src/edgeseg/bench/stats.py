@@ -6,9 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from ..onnxgraph import is_quantized, load_model, quantization_parameters
+from ..onnxgraph import is_quantized, load_model, parameter_count
 
 
 @dataclass(frozen=True)
@@ -22,18 +20,10 @@ def onnx_model_stats(path: str | os.PathLike) -> ModelStats:
     """Parameter count from the ONNX initializers and whether the model is INT8 (``is_quantized``).
 
     Quantization scales/zero points and integer shape constants are not parameters."""
-    import onnx
-
     if Path(path).suffix.lower() == ".bin":  # a compiled Horizon model: integer by construction; no ONNX graph to count
         from ..backends.horizon import find_sidecar, read_sidecar
 
         params = read_sidecar(find_sidecar(path)).params  # its float ONNX's count, written by `edgeseg horizon`
         return ModelStats(params=params, int8=True, size_mb=round(Path(path).stat().st_size / 1e6, 2))
     model = load_model(path)
-    skip = quantization_parameters(model)
-    params = 0
-    for init in model.graph.initializer:
-        if init.name in skip or init.data_type == onnx.TensorProto.INT64:
-            continue
-        params += int(np.prod(init.dims, dtype=np.int64)) if len(init.dims) else 1
-    return ModelStats(params=params, int8=is_quantized(model), size_mb=round(Path(path).stat().st_size / 1e6, 2))
+    return ModelStats(params=parameter_count(model), int8=is_quantized(model), size_mb=round(Path(path).stat().st_size / 1e6, 2))
