@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .decode import DecodeOptions
-from .errors import EdgesegError
+from .errors import EdgesegError, first_line
 from .predict import Segmenter
 from .preprocess import decode_image, read_image_file
 from .sources import collect_images, progress, reason, source_kind
@@ -101,10 +101,10 @@ def connect(address: str | None = None) -> int:
             ray.init(address=address or "local", log_to_driver=False, logging_level=logging.WARNING, **local)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             if address is None:
-                raise EdgesegError(f"cannot start a local Ray ({_first_line(exc)})") from None
+                raise EdgesegError(f"cannot start a local Ray ({first_line(exc)})") from None
             # Recent Ray clusters want a token, which Ray sends to a named address only when told to.
             hint = "; if it uses token authentication, set RAY_AUTH_MODE=token" if "RAY_AUTH_MODE" not in os.environ else ""
-            raise EdgesegError(f"cannot join the Ray cluster ({_first_line(exc)}{hint})", f"--ray-address {address}") from None
+            raise EdgesegError(f"cannot join the Ray cluster ({first_line(exc)}{hint})", f"--ray-address {address}") from None
     cpus = int(ray.cluster_resources().get("CPU", 0))
     if cpus < 1:
         raise EdgesegError("the Ray cluster has no CPU to run actors on")
@@ -283,7 +283,7 @@ def _one_line(exc: BaseException) -> EdgesegError:
         exc = exc.__cause__ or getattr(exc, "cause", None) or exc.__context__
     # An actor whose constructor raised reaches us as text only: Ray's ActorDiedError.error_msg, a traceback.
     lines = [c.error_msg.strip().splitlines()[-1] for c in causes if getattr(c, "error_msg", None)]
-    lines += [f"{type(c).__module__}.{type(c).__name__}: {_first_line(c)}" for c in reversed(causes)]
+    lines += [f"{type(c).__module__}.{type(c).__name__}: {first_line(c)}" for c in reversed(causes)]
     mine = f"{EdgesegError.__module__}.{EdgesegError.__name__}: "
     for line in lines:
         if line.startswith(mine):
@@ -292,11 +292,6 @@ def _one_line(exc: BaseException) -> EdgesegError:
     kind = kind.rpartition(".")[2]
     hint = "; is the same edgeseg installed on every node?" if kind in ("ImportError", "ModuleNotFoundError") else ""
     return EdgesegError(f"the Ray job failed ({kind}: {message}{hint})")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _model_file(segmenter: Segmenter) -> str:

@@ -11,3 +11,10 @@ class EdgesegError(Exception):
     def __init__(self, message: str, path: str | os.PathLike | None = None) -> None:
         self.path = None if path is None else os.fspath(path)
         super().__init__(f"{self.path}: {message}" if self.path is not None else message)
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of a library's exception message (its type name when it has none): what a one-line
+    EdgesegError quotes of it."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from .backends.base import PROTOS, ModelInfo, output_name
-from .errors import EdgesegError
+from .errors import EdgesegError, first_line
 from .onnxgraph import save_model, set_metadata
 from .preprocess import normalise_imgsz
 
@@ -81,7 +81,7 @@ def load_checkpoint(weights: str | os.PathLike):
         with contextlib.redirect_stdout(io.StringIO()), _quiet_ultralytics():
             model, _ = ul_load(str(weights), device="cpu", fuse=True)
     except Exception as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        msg = first_line(exc)
         raise EdgesegError(f"cannot load as an Ultralytics checkpoint ({msg})", weights) from None
     return model.float().eval()
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EdgesegError
+from ..errors import EdgesegError, first_line
 from ..fileio import read_json
 from ..preprocess import Letterbox, to_input_tensor, to_nv12
 from .base import PROTOS, ModelInfo, QuantizedTensor, output_name
@@ -275,8 +275,7 @@ class HorizonBackend:
         try:
             self.model = dnn.load(str(self.path))[0]
         except Exception as exc:  # the runtime's own exception types are not documented
-            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise EdgesegError(f"the board runtime cannot load this model: {first_line}", self.path) from None
+            raise EdgesegError(f"the board runtime cannot load this model: {first_line(exc)}", self.path) from None
         if len(self.model.inputs) != 1:
             raise EdgesegError(f"expected one image input, found {len(self.model.inputs)}", self.path)
         self._make_input = _input_maker(self.model.inputs[0].properties, self.info, self.path)

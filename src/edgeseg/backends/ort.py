@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EdgesegError
+from ..errors import EdgesegError, first_line
 from .base import QuantizedTensor, quantization_metadata, read_model_info
 
 
@@ -37,8 +37,7 @@ class OnnxRuntimeBackend:
                 str(self.path), sess_options=opts, providers=providers or ["CPUExecutionProvider"]
             )
         except Exception as exc:
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise EdgesegError(f"ONNX Runtime cannot load this model: {first_line}", self.path) from None
+            raise EdgesegError(f"ONNX Runtime cannot load this model: {first_line(exc)}", self.path) from None
         names = [o.name for o in self.session.get_outputs()]
         missing = [n for n in self.info.output_names if n not in names]
         if missing:

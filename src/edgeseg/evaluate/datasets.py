@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EdgesegError
+from ..errors import EdgesegError, first_line
 from ..preprocess import load_image
 from ..sources import images_in, reason
 from .coco import canonical_class_name, category_ids, coco_mask_api
@@ -264,7 +264,7 @@ def yaml_dataset(path: str | os.PathLike, split: str = "val") -> Dataset:
     try:
         cfg = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise EdgesegError(f"cannot read dataset yaml ({first})", yaml_path) from None
     if not isinstance(cfg, dict):
         raise EdgesegError("not an Ultralytics dataset yaml (expected a mapping)", yaml_path)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EdgesegError
+from ..errors import EdgesegError, first_line
 
 QUANT_OPSET = 13  # per-channel QDQ needs DequantizeLinear's ``axis`` attribute (opset 13)
 
@@ -23,7 +23,7 @@ def prepare_float_model(model, path: Path):
         try:
             model = version_converter.convert_version(model, QUANT_OPSET)
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise EdgesegError(f"cannot convert the graph to opset {QUANT_OPSET} ({first})", path) from None
     model = shape_inference.infer_shapes(model)
     onnx.checker.check_model(model)

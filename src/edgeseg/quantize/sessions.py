@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EdgesegError
+from ..errors import EdgesegError, first_line
 
 log = logging.getLogger("edgeseg.quantize")
 
@@ -52,7 +52,7 @@ def check_loads(model_bytes: bytes, path: Path) -> None:
     try:
         cpu_session(model_bytes)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise EdgesegError(f"internal error: the quantized model does not load in ONNX Runtime ({first})", path) from None
 
 
