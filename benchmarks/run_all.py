@@ -19,6 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from edgeseg.report.family import family_block, splice_family
+
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "edgeseg.cli"]
 # Notes under the report's table: the targets this project measures itself against and what the numbers
@@ -33,6 +35,11 @@ ACCURACY_NOTE = (
     "The shared checkpoint was trained on the coco128-seg images it is evaluated on, so the absolute mAP "
     "values say nothing about generalisation; the float→INT8 difference is what matters."
 )
+
+
+def default_shared() -> Path:
+    """The shared data directory: $EDGESEG_SHARED, else ../shared beside the repository."""
+    return Path(os.environ.get("EDGESEG_SHARED", REPO.parent / "shared"))
 
 
 def rel(p: Path) -> str:
@@ -85,14 +92,17 @@ def write_page(report_md: Path, docs: Path, notes: list[str], note: str | None, 
     if notes:
         head += ["Steps not run:", ""] + [f"- {n}." for n in notes] + [""]
     page = docs / "performance.md"
-    page.write_text("\n".join(head) + "\n" + body.lstrip("\n"), encoding="utf-8")
+    text = "\n".join(head) + "\n" + body.lstrip("\n")
+    family = family_block(page.read_text(encoding="utf-8")) if page.is_file() else None
+    if family:  # benchmarks/family.py's section: kept, in its place under the summary table
+        text = splice_family(text, family)
+    page.write_text(text, encoding="utf-8")
     return page
 
 
 def main(argv: list[str] | None = None) -> int:
-    default_shared = Path(os.environ.get("EDGESEG_SHARED", REPO.parent / "shared"))
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--shared", type=Path, default=default_shared, help="shared data directory (default ../shared)")
+    p.add_argument("--shared", type=Path, default=default_shared(), help="shared data directory (default ../shared)")
     p.add_argument("--work", type=Path, default=REPO / "runs" / "benchmarks", help="intermediate files")
     p.add_argument("--docs", type=Path, default=REPO / "docs", help="where performance.md goes")
     p.add_argument("--threads", default="1,2", help="thread counts for throughput (default 1,2)")

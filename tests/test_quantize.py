@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 import pytest
 
+from corpus import run_cli
 from edgeseg.backends import OnnxRuntimeBackend, QuantizedTensor, read_model_info
 from edgeseg.errors import EdgesegError
 from edgeseg.predict import Segmenter
@@ -122,11 +123,42 @@ def test_keep_float_accepts_the_rewritten_upsample_names(model_640, calib_dir, t
     """Names from the quantized graph (e.g. a mixed-precision search's ``.../as_conv``) can be given back."""
     name = "/model.22/proto/upsample/ConvTranspose/as_conv"
     r = quantize(model_640, calib_dir, output=tmp_path / "k.onnx",
-                 config=QuantizeConfig(num=2, method="minmax", keep_float=[name], report_images=0))
+                 config=QuantizeConfig(num=2, method="minmax", keep_float=[name], report_images=0, float_stem=False))
     q = onnx.load(str(r.output))
     conv = next(n for n in q.graph.node if n.name == name)
     assert conv.input[1] in {i.name for i in q.graph.initializer}  # float weights: not quantized
-    assert r.keep_float == [name]
+    assert r.keep_float == [name] and r.float_stem == []
+    # --no-float-stem: the image itself is quantized and the first conv runs on integers
+    assert [n.op_type for n in q.graph.node if "images" in n.input] == ["QuantizeLinear"]
+
+
+def _stem_of(model) -> list[str]:
+    """Independently of the quantizer: the Conv fed by the graph input and the nodes that consume its output."""
+    first = [n for n in model.graph.node if n.op_type == "Conv" and n.input[0] == model.graph.input[0].name]
+    after = [n.name for n in model.graph.node if first and first[0].output[0] in n.input]
+    return [first[0].name] + after if first else []
+
+
+def test_input_stem_stays_float_by_default(int8, model_640):
+    q = onnx.load(str(int8.output))
+    stem = _stem_of(onnx.load(str(model_640)))
+    assert sorted(int8.float_stem) == sorted(stem) and stem[0] == "/model.0/conv/Conv" and len(stem) == 3  # Conv + SiLU
+    conv = next(n for n in q.graph.node if n.name == stem[0])
+    inits = {i.name for i in q.graph.initializer}
+    assert conv.input[0] == "images" and conv.input[1] in inits  # float image in, float weights
+    after_stem = [n for n in q.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "/model.0/act/Mul_output_0"]
+    assert len(after_stem) == 1  # the rest of the network is INT8 from the stem's output on
+    assert not [n for n in q.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "images"]
+    meta = json.loads({p.key: p.value for p in q.metadata_props}["edgeseg.quantization"])
+    assert sorted(meta["float_stem"]) == sorted(stem) and meta["keep_float"] == []
+    assert int8.keep_float == []  # the stem is reported apart from --keep-float
+
+
+def test_quantize_cli_says_what_it_kept_in_float(model_640, calib_dir, tmp_path):
+    proc = run_cli("quantize", model_640, "--calib", calib_dir, "--num", 2, "--method", "minmax", "--report-images", 0,
+                   "--bench", 0, "-o", tmp_path / "q.onnx")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "kept in float: the input stem (/model.0/conv/Conv, " in proc.stdout and "--no-float-stem" in proc.stdout
 
 
 def _dense(outputs):
@@ -182,14 +214,21 @@ def test_similarity_report(int8, calib_dir):
     assert set(cos) == set(read_model_info(int8.output).output_names)
     assert all(cos[n] >= 0.99 for n in cos if not n.startswith("protos"))
     data = json.loads(int8.report_json.read_text())
-    outs = [o["cosine"] for o in data["outputs"]]
+    names = [o["tensor"] for o in data["outputs"]]
+    kinds = [n.split("_")[0] for n in names]
+    assert kinds == ["protos"] + ["mc"] * 3 + ["box"] * 3 + ["cls"] * 3  # what the masks are made of first
+    for kind in ("mc", "box", "cls"):  # weakest first within each kind
+        cos = [o["cosine"] for o in data["outputs"] if o["tensor"].startswith(kind + "_")]
+        assert cos == sorted(cos)
     nodes = [n["cosine"] for n in data["nodes"]]
-    assert outs == sorted(outs) and nodes == sorted(nodes) and len(nodes) > 100  # weakest first
+    assert nodes == sorted(nodes) and len(nodes) > 100  # weakest first
     assert {"tensor", "node", "op_type", "cosine", "max_abs_error"} <= set(data["nodes"][0])
     assert any(n["op_type"] == "Conv" for n in data["nodes"])
     assert int8.report_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = format_report(r)
     assert "box_stride8" in table and "weakest" in table
+    rows = [line.split()[0] for line in table.splitlines()[2:12]]
+    assert rows[0] == "protos" and rows[1].startswith("mc_") and rows[-1].startswith("cls_")
 
 
 def _write_bad_files(d):
@@ -278,8 +317,9 @@ def test_keep_float_int16_and_float_head_stay_integer(model_640, calib_dir, tmp_
 def test_target_cosine_lifts_layers_until_reached(model_640, calib_dir, tmp_path):
     target = 0.999  # out of reach in 3 steps: the search must lift layers, improve, and say it stopped short
     with pytest.warns(UserWarning, match="not reached after 3 steps"):
+        # the stem quantized: the setting these steps were measured with (a float stem leaves less to lift)
         config = QuantizeConfig(num=4, method="minmax", target_cosine=target, search_images=2, max_search_steps=3, report_images=0,
-                                bench_runs=2)  # fmt: skip
+                                bench_runs=2, float_stem=False)  # fmt: skip
         r = quantize(model_640, calib_dir, output=tmp_path / "auto.onnx", config=config)
     steps = r.search
     assert len(steps) == 4 and steps[0]["keep_float"] == [] and steps[0]["min_output_cosine"] < target

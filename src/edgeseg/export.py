@@ -1,5 +1,11 @@
 """Split-head ONNX export of Ultralytics YOLOv8-seg / YOLO11-seg checkpoints (needs the ``export`` extra).
 
+A model yaml name instead of a checkpoint (``yolov8s-seg.yaml``, ``yolo11n-seg.yaml``, resolved by Ultralytics
+from its installed package; nothing is downloaded) builds that architecture with random weights
+(``torch.manual_seed(0)``: repeated exports are identical), BatchNorm statistics settled on Ultralytics' two
+sample images and COCO's 80 class names: for speed, size and the INT8 speed-up, which do not depend on trained
+weights (float-vs-INT8 agreement does). The metadata key ``edgeseg.weights`` says how the weights were made.
+
 The Segment head's forward is replaced, on the loaded model instance only and for the duration of the
 export, by one that stops at the last conv of each branch and returns NHWC tensors:
 ``cls_strideS`` [1,H,W,nc], ``box_strideS`` [1,H,W,4*reg_max], ``mc_strideS`` [1,H,W,nm] per stride S,
@@ -15,6 +21,7 @@ import types
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from .backends.base import PROTOS, ModelInfo, output_name
 from .errors import EdgesegError, first_line
@@ -22,6 +29,8 @@ from .onnxgraph import save_model, set_metadata
 from .preprocess import normalise_imgsz
 
 DEFAULT_OPSET = 11  # what Horizon's toolchain (hb_mapper) accepts
+WEIGHTS_META = "edgeseg.weights"  # "random init from <yaml> ..." for models built from a yaml; absent for checkpoints
+YAML_SUFFIXES = (".yaml", ".yml")
 
 
 def _split_head_forward(self, x):
@@ -86,6 +95,82 @@ def load_checkpoint(weights: str | os.PathLike):
     return model.float().eval()
 
 
+def is_model_yaml(weights: str | os.PathLike) -> bool:
+    """Whether ``weights`` names a model yaml (an architecture) rather than a checkpoint."""
+    return str(weights).lower().endswith(YAML_SUFFIXES)
+
+
+def _coco_names(nc: int) -> dict[int, str]:
+    """COCO's class names from Ultralytics' installed ``coco.yaml`` when the model has 80 classes."""
+    from ultralytics.utils import ROOT, YAML
+
+    names = YAML.load(ROOT / "cfg" / "datasets" / "coco.yaml")["names"]
+    return {int(k): str(v) for k, v in names.items()} if len(names) == nc else {i: f"class{i}" for i in range(nc)}
+
+
+def build_from_yaml(name: str | os.PathLike, imgsz: int | Sequence[int]) -> tuple[Any, str]:
+    """A fused float32 eval-mode model of the architecture in the Ultralytics model yaml ``name``: random
+    weights (``torch.manual_seed(0)``; the global RNG state is left as it was) and BatchNorm statistics
+    settled on Ultralytics' two sample images at ``imgsz`` (see ``_settle_batchnorm``); also the words for
+    ``edgeseg.weights``."""
+    text = str(name)
+    if "://" in text:
+        raise EdgesegError("a model yaml must be a local file or the name of one of Ultralytics' model yamls "
+                           "(e.g. yolov8s-seg.yaml); nothing is downloaded", text)  # fmt: skip
+    try:
+        import torch
+        import ultralytics
+        from ultralytics.nn.tasks import SegmentationModel
+    except ImportError as exc:
+        raise EdgesegError("export needs Ultralytics and PyTorch: pip install 'edgeseg[export]'", text) from exc
+    with torch.random.fork_rng(devices=[]), contextlib.redirect_stdout(io.StringIO()), _quiet_ultralytics():
+        torch.manual_seed(0)
+        try:
+            model = SegmentationModel(text, verbose=False)
+        except FileNotFoundError:
+            raise EdgesegError("unknown model yaml: neither a file nor one of Ultralytics' model yamls "
+                               "(e.g. yolov8s-seg.yaml, yolo11n-seg.yaml)", text) from None  # fmt: skip
+        except Exception as exc:
+            raise EdgesegError(f"cannot build a model from this yaml ({first_line(exc)})", text) from None
+        model.names = _coco_names(int(model.yaml.get("nc", 80)))
+        head = _find_segment_head(model, Path(text))
+        images = _settle_batchnorm(model, normalise_imgsz(imgsz, int(max(head.stride.tolist()))))
+        model = model.fuse(verbose=False)
+    how = (f"random init from {Path(text).name} (Ultralytics {ultralytics.__version__}, torch.manual_seed(0)), "
+           f"BatchNorm statistics from {' and '.join(images)}")  # fmt: skip
+    return model.float().eval(), how
+
+
+def _settle_batchnorm(model, size: tuple[int, int]) -> list[str]:
+    """Set every BatchNorm's running mean and variance to those of one training-mode pass over Ultralytics'
+    sample images (letterboxed like inference); returns their names.
+
+    Freshly built, a BatchNorm holds mean 0 / variance 1, so in eval mode it passes its input through and
+    every conv shrinks the signal (PyTorch's default init keeps about a third of the variance): the heads
+    then output their biases, near-constant maps whose float-vs-INT8 cosine is 1 whatever quantization
+    does. With settled statistics each layer's activations are normalised as in a trained network; only
+    BatchNorm buffers change, no weight."""
+    import numpy as np
+    import torch
+    from ultralytics.utils import ASSETS
+
+    from .preprocess import load_image, preprocess
+
+    files = sorted(Path(ASSETS).glob("*.jpg"))
+    if not files:
+        raise EdgesegError("Ultralytics' sample images (bus.jpg, zidane.jpg) are missing from its installation", ASSETS)
+    batch = torch.from_numpy(np.concatenate([preprocess(load_image(f), size)[0] for f in files]))
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average: after one pass, exactly that batch's statistics
+    model.train()
+    with torch.no_grad():
+        model(batch)
+    model.eval()
+    return [f.name for f in files]
+
+
 @contextlib.contextmanager
 def _quiet_ultralytics() -> Iterator[None]:
     """Silence Ultralytics' model summary while loading (the CLI prints its own one-line result)."""
@@ -108,15 +193,20 @@ def export_onnx(
     output: str | os.PathLike | None = None,
     simplify: bool = True,
 ) -> Path:
-    """Export a YOLOv8/11-seg checkpoint to an edgeseg split-head ONNX model; returns its path.
+    """Export a YOLOv8/11-seg checkpoint, or a model yaml's architecture with random weights (see the module
+    docstring), to an edgeseg split-head ONNX model; returns its path.
 
     The file is written atomically; its metadata carries class names, strides, reg_max, imgsz, the layout
-    version and the source checkpoint's name."""
+    version, the source checkpoint's (or yaml's) name and, for a yaml, ``edgeseg.weights``."""
     import onnx
     import torch
 
+    random_init = None
+    if is_model_yaml(weights):
+        model, random_init = build_from_yaml(weights, imgsz)
+    else:
+        model = load_checkpoint(weights)
     weights = Path(weights)
-    model = load_checkpoint(weights)
     head = _find_segment_head(model, weights)
     max_stride = int(max(head.stride.tolist()))
     size = normalise_imgsz(imgsz, max_stride)
@@ -153,7 +243,7 @@ def export_onnx(
     if simplify:
         proto = _simplify(proto)
     _check_outputs(proto, info, weights)
-    set_metadata(proto, info.to_metadata())
+    set_metadata(proto, {**info.to_metadata(), **({WEIGHTS_META: random_init} if random_init else {})})
     onnx.checker.check_model(proto)
     return save_model(proto, out)
 

@@ -120,15 +120,23 @@ def _q(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def mapper_yaml(
-    onnx_model: str,
-    march: str,
-    working_dir: str,
-    prefix: str,
-    cal_data_dir: str,
-    input_type_rt: str = "nv12",
-) -> str:
-    """The ``hb_mapper makertbin`` config in the layout of Horizon's / the RDK model zoo's yamls."""
+def _node_info(int16_nodes: Sequence[str]) -> str:
+    """The yaml's ``node_info`` line: these nodes on the BPU with int16 inputs and outputs ('' for none)."""
+    if not int16_nodes:
+        return ""
+    entries = ", ".join(f"{_q(n)}: {{'ON': 'BPU', 'InputType': 'int16', 'OutputType': 'int16'}}" for n in int16_nodes)
+    return (
+        "  # the input stem (the conv that reads the image, and its SiLU) in int16: what `edgeseg quantize` keeps\n"
+        "  # in float, because 8 bits there cost the mask outputs the most (docs/quantize.md); --no-int16-stem drops it\n"
+        f"  node_info: {{{entries}}}\n"
+    )
+
+
+def mapper_yaml(onnx_model: str, *, working_dir: str, prefix: str, cal_data_dir: str, config: HorizonConfig,
+                int16_nodes: Sequence[str] = ()) -> str:  # fmt: skip
+    """The ``hb_mapper makertbin`` config in the layout of Horizon's / the RDK model zoo's yamls;
+    ``int16_nodes`` run on the BPU with int16 inputs and outputs (``node_info``)."""
+    march, input_type_rt = config.march, config.input_type_rt
     rt_layout = (
         f"  # NV12 as OpenCV (and edgeseg on the board) makes it: BT.601 video range, Y 16..235\n"
         f"  input_space_and_range: {_q(NV12_RANGE)}\n"
@@ -150,7 +158,7 @@ model_parameters:
   working_dir: {_q(working_dir)}
   # name prefix of the .bin for the board
   output_model_file_prefix: {_q(prefix)}
-
+{_node_info(int16_nodes)}
 # model input parameters
 input_parameters:
   # empty: take the input name from the model
@@ -220,6 +228,7 @@ class HorizonConfig:
     march: str = "bayes-e"
     num: int = 50
     input_type_rt: str = "nv12"
+    int16_stem: bool = True  # the input stem's Conv and SiLU in int16 (``node_info``), as quantize keeps them float
 
     def __post_init__(self) -> None:
         if self.march not in MARCHES:
@@ -247,6 +256,16 @@ def _write_calibration_data(files: Sequence[Path], cal_dir: Path, imgsz: tuple[i
         name = unique_name(Path(item.name).stem, ".rgbchw", used_names)
         written.append(write_bytes_atomic(cal_dir / name, np.ascontiguousarray(data).tobytes()))
     return written, skipped
+
+
+def _int16_stem(model_path: Path) -> list[str]:
+    """The stem nodes as Horizon names them: the Conv that reads the image and the Mul of its SiLU (the
+    toolchain fuses Sigmoid + Mul into one HzSwish that keeps the Mul's name)."""
+    from .quantize.rewrite import stem_nodes
+
+    model = load_model(model_path)
+    kinds = {n.name: n.op_type for n in model.graph.node}
+    return [n for n in stem_nodes(model) if kinds[n] in ("Conv", "Mul")]
 
 
 def horizon_artefacts(model: str | os.PathLike, calib: str | os.PathLike, out_dir: str | os.PathLike, *,
@@ -283,7 +302,8 @@ def horizon_artefacts(model: str | os.PathLike, calib: str | os.PathLike, out_di
     working_dir = "bpu_model_output"
     yaml_path = write_bytes_atomic(
         out / f"{prefix}.yaml",
-        mapper_yaml(f"./{model_copy.name}", march, working_dir, prefix, f"./{cal_name}", input_type_rt).encode(),
+        mapper_yaml(f"./{model_copy.name}", working_dir=working_dir, prefix=prefix, cal_data_dir=f"./{cal_name}",
+                    config=config, int16_nodes=_int16_stem(src) if config.int16_stem else ()).encode(),  # fmt: skip
     )
     bin_path = f"{working_dir}/{prefix}.bin"
     command = modifier_command(bin_path, heads)

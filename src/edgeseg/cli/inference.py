@@ -24,8 +24,9 @@ from .options import (
 
 def register(sub) -> dict:
     """Add the parsers of this module's commands; their handlers by name."""
-    p = sub.add_parser("export", help="checkpoint (.pt) -> split-head ONNX")
-    p.add_argument("weights", help="Ultralytics YOLOv8-seg / YOLO11-seg checkpoint")
+    p = sub.add_parser("export", help="checkpoint (.pt) or model yaml -> split-head ONNX")
+    p.add_argument("weights", help="Ultralytics YOLOv8-seg / YOLO11-seg checkpoint, or a model yaml name (yolov8s-seg.yaml, "
+                                   "yolo11n-seg.yaml): that architecture with random weights, for speed and size (nothing downloaded)")
     p.add_argument("--imgsz", type=positive_multiple_of_32, nargs="+", default=[640], help="input size: S or H W")
     p.add_argument("--opset", type=int, default=11, help="ONNX opset (default 11, what Horizon's toolchain takes)")
     p.add_argument("-o", "--output", default=None, help="output .onnx (default: beside the checkpoint)")

@@ -71,6 +71,8 @@ def register(sub) -> dict:
     p.add_argument("--reduce-range", action=argparse.BooleanOptionalAction, default=True,
                    help="7-bit weights: avoids uint8 x int8 saturation on x86 CPUs without VNNI (default on)")
     p.add_argument("--keep-float", nargs="+", action="extend", default=[], metavar="NODE", help="nodes left in float")
+    p.add_argument("--float-stem", action=argparse.BooleanOptionalAction, default=True,
+                   help="keep the conv that reads the image (and its SiLU) in float: closer masks, no slower (default on)")
     p.add_argument("--int16", nargs="+", action="extend", default=[], metavar="NODE",
                    help="nodes whose outputs are quantized to 16 bits")
     p.add_argument("--int-cls", action="store_true", help="make the cls outputs integer too")
@@ -89,6 +91,8 @@ def register(sub) -> dict:
     p.add_argument("--march", choices=["bayes-e", "bernoulli2"], default="bayes-e",
                    help="BPU architecture: bayes-e (RDK X5, default) or bernoulli2 (RDK X3)")
     p.add_argument("--input-type", choices=["nv12", "rgb"], default="nv12", help="board-side input format (default nv12)")
+    p.add_argument("--int16-stem", action=argparse.BooleanOptionalAction, default=True,
+                   help="the conv that reads the image and its SiLU in int16 on the BPU (node_info; default on)")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output directory")
     return {"val": _cmd_val, "bench": _cmd_bench, "report": _cmd_report, "quantize": _cmd_quantize, "horizon": _cmd_horizon}
 
@@ -153,7 +157,7 @@ def _cmd_quantize(args) -> int:
     config = QuantizeConfig(num=args.num, method=args.method, per_channel=args.per_channel, reduce_range=args.reduce_range,
                             keep_float=args.keep_float, int16=args.int16, int_cls=args.int_cls,
                             target_cosine=args.target_cosine, holdout=args.holdout, report_images=args.report_images,
-                            bench_runs=max(args.bench, 0))  # fmt: skip
+                            bench_runs=max(args.bench, 0), float_stem=args.float_stem)  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # printed below, once, as edgeseg warnings
         r = quantize(args.model, args.calib, config=config, output=args.output, show_progress=sys.stderr.isatty())
@@ -161,6 +165,14 @@ def _cmd_quantize(args) -> int:
     for w in r.warnings:
         print(f"edgeseg: warning: {w}", file=sys.stderr)
     print(f"calibrated on {len(r.calibration_images)} image(s) ({r.method}); integer outputs: {', '.join(r.integer_outputs)}")
+    if r.float_stem:
+        print(f"kept in float: the input stem ({', '.join(r.float_stem)}): INT8 there costs the mask outputs (protos, "
+              "mc) more cosine than any other single layer, and in float it is no slower (docs/quantize.md); "
+              "--no-float-stem quantizes it")
+    elif args.float_stem:
+        print("input stem: no Conv reads the image directly, nothing kept in float")
+    else:
+        print("input stem quantized (--no-float-stem)")
     if r.keep_float or r.int16:
         print(f"mixed precision: {len(r.keep_float)} node(s) float, {len(r.int16)} node(s) int16")
     if r.report is not None:
@@ -182,7 +194,7 @@ def _cmd_quantize(args) -> int:
 def _cmd_horizon(args) -> int:
     from ..horizon import HorizonConfig, horizon_artefacts
 
-    config = HorizonConfig(march=args.march, num=args.num, input_type_rt=args.input_type)
+    config = HorizonConfig(march=args.march, num=args.num, input_type_rt=args.input_type, int16_stem=args.int16_stem)
     r = horizon_artefacts(args.model, args.calib, args.output, config=config, show_progress=sys.stderr.isatty())
     print_failures(r.skipped)
     for w in r.warnings:

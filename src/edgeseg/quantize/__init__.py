@@ -45,6 +45,7 @@ from .rewrite import (
     head_outputs,
     integer_heads,
     quantize_qdq,
+    stem_nodes,
 )
 from .search import SearchTarget, search_mixed_precision
 from .sessions import session_latency_ms
@@ -87,6 +88,7 @@ __all__ = [
     "read_similarity_report",
     "search_mixed_precision",
     "session_latency_ms",
+    "stem_nodes",
     "silu_input_floors",
     "upsample_as_conv",
 ]

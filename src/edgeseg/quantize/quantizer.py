@@ -31,7 +31,7 @@ from .calibrate import (
 )
 from .prepare import prepare_float_model, upsample_as_conv
 from .report import plot_report
-from .rewrite import HEAD_KINDS, CalibratedGraph, QuantSettings, check_node_names, finish_model, quantize_qdq
+from .rewrite import HEAD_KINDS, CalibratedGraph, QuantSettings, check_node_names, finish_model, quantize_qdq, stem_nodes
 from .search import SearchTarget, search_mixed_precision
 from .sessions import check_loads, quiet_ort, session_latency_ms
 from .similarity import SimilarityReport, compare_outputs, compare_tensors
@@ -50,7 +50,9 @@ class QuantizeConfig:
     near 0.995). The similarity report uses ``report_images`` held-out images (0: no report): those of
     ``holdout``, else the images of the calibration directory after the calibration ones.
     ``bench_runs`` > 0 measures 1-thread latency of float, all-INT8 and (if mixed) the written model,
-    interleaved, medians."""
+    interleaved, medians. ``float_stem``: the Conv that reads the image (and its SiLU) stays float: of all
+    single layers, INT8 there costs the most cosine on the mask outputs, and in float it is no slower
+    (the cross-validation and attribution tables in docs/quantize.md)."""
 
     num: int = DEFAULT_NUM
     method: str = DEFAULT_METHOD
@@ -65,6 +67,7 @@ class QuantizeConfig:
     search_images: int = 4
     max_search_steps: int = 12
     bench_runs: int = 0
+    float_stem: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keep_float", tuple(self.keep_float))
@@ -76,8 +79,10 @@ class QuantizeConfig:
         if self.target_cosine is not None and not 0 < self.target_cosine < 1:
             raise EdgesegError(f"target cosine must be between 0 and 1, got {self.target_cosine}")
 
-    def settings(self) -> QuantSettings:
-        return QuantSettings(self.per_channel, self.reduce_range, self.keep_float, self.int16, self.int_cls)
+    def settings(self, stem: tuple[str, ...] = ()) -> QuantSettings:
+        """The settings of ``quantize_qdq``; ``stem``: the stem nodes kept float (see ``float_stem``)."""
+        keep = self.keep_float + tuple(n for n in stem if n not in self.keep_float)
+        return QuantSettings(self.per_channel, self.reduce_range, keep, self.int16, self.int_cls)
 
 
 @dataclass
@@ -97,6 +102,7 @@ class QuantizeResult:
     search: list[dict] = field(default_factory=list)
     latency_ms: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    float_stem: list[str] = field(default_factory=list)  # stem nodes kept float (not in ``keep_float``)
 
 
 def default_output(model: str | os.PathLike) -> Path:
@@ -135,6 +141,8 @@ def quantize(model: str | os.PathLike, calib: str | os.PathLike, *, config: Quan
     if is_quantized(float_model):
         raise EdgesegError("model is already quantized; quantize the float export", src)
     model13, rewritten = _quantizable_graph(float_model, src, config)
+    # nodes named in --int16 stay int16
+    stem = tuple(n for n in stem_nodes(model13) if n not in config.int16) if config.float_stem else ()
     out = Path(output) if output is not None else default_output(src)
     if out.resolve() == src.resolve():
         raise EdgesegError("output would overwrite the float model; give another -o", out)
@@ -152,7 +160,7 @@ def quantize(model: str | os.PathLike, calib: str | os.PathLike, *, config: Quan
         if len(cal.used) < config.num:
             warn.append(f"{calib}: only {len(cal.used)} usable calibration image(s), {config.num} asked")
         graph = CalibratedGraph(model13, model13_path, cal.cache, config.method)
-        settings = config.settings()
+        settings = config.settings(stem=stem)
         all_int8_path = work / "qdq.onnx"
         quantize_qdq(graph, settings, all_int8_path)
         qdq_path, search = all_int8_path, []
@@ -162,6 +170,8 @@ def quantize(model: str | os.PathLike, calib: str | os.PathLike, *, config: Quan
                                            target=SearchTarget(config.target_cosine, heads, config.max_search_steps),
                                            show_progress=show_progress)  # fmt: skip
             settings, qdq_path, search = found.settings, found.qdq_path, found.steps
+            for st in search:  # the steps name what the search lifted; the stem is reported apart
+                st["keep_float"] = [n for n in st["keep_float"] if n not in stem]
             warn.extend([found.warning] if found.warning else [])
 
         quantization = {
@@ -171,7 +181,8 @@ def quantize(model: str | os.PathLike, calib: str | os.PathLike, *, config: Quan
             "activations": "uint8",
             "weights": "int8 per-channel" if config.per_channel else "int8 per-tensor",
             "reduce_range": config.reduce_range,
-            "keep_float": list(settings.keep_float),
+            "keep_float": [n for n in settings.keep_float if n not in stem],
+            "float_stem": list(stem),
             "int16": list(settings.int16),
             "target_cosine": config.target_cosine,
             "upsample_as_conv": rewritten,
@@ -183,8 +194,8 @@ def quantize(model: str | os.PathLike, calib: str | os.PathLike, *, config: Quan
         check_loads(final_bytes, out)
         write_bytes_atomic(out, final_bytes)
         integer = [o.name for o in final.graph.output if o.type.tensor_type.elem_type != TensorProto.FLOAT]
-        result = QuantizeResult(out, cal.used, cal.skipped, config.method, list(settings.keep_float), list(settings.int16),
-                                integer, search=search, warnings=warn)  # fmt: skip
+        result = QuantizeResult(out, cal.used, cal.skipped, config.method, quantization["keep_float"], list(settings.int16), integer,
+                                search=search, warnings=warn, float_stem=list(stem))  # fmt: skip
         if config.report_images > 0:
             _similarity_report(job, result, qdq_path=qdq_path, final_bytes=final_bytes)
         if config.bench_runs > 0:

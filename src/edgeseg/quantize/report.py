@@ -10,14 +10,15 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import write_bytes_atomic
-from .similarity import SimilarityReport
+from .similarity import SimilarityReport, mask_first
 
 
 def format_report(report: SimilarityReport, weakest: int = 15) -> str:
-    """The printed table: outputs (weakest first), then the weakest quantized activations."""
+    """The printed table: outputs (mask outputs first: protos, mc; then box, cls; weakest first in each), then
+    the weakest quantized activations."""
     lines = [f"INT8 vs float on {len(report.images)} held-out image(s) (cosine similarity, max abs error)"]
     lines.append(f"  {'output':<16} {'cosine':>9} {'max abs err':>12} {'float max':>10}  {'max abs err above floor':>23}")
-    for s in sorted(report.outputs, key=lambda s: s.cosine):
+    for s in sorted(report.outputs, key=mask_first):
         above = f"{s.max_abs_in_range:>12.4f} (>= {s.floor:g})" if s.floor is not None else ""
         lines.append(f"  {s.name:<16} {s.cosine:>9.5f} {s.max_abs:>12.4f} {s.ref_max_abs:>10.3f}  {above:>23}")
     if report.nodes:
@@ -39,7 +40,7 @@ def plot_report(report: SimilarityReport, path: str | os.PathLike, title: str = 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    outs = sorted(report.outputs, key=lambda s: s.cosine)
+    outs = sorted(report.outputs, key=mask_first)
     nodes = sorted(report.nodes, key=lambda s: s.cosine)[:weakest]
     fig = plt.figure(figsize=(13, 4 + 0.22 * (len(outs) + len(nodes))))
     gs = fig.add_gridspec(2, 2, height_ratios=[max(len(outs), 1), max(len(nodes), 1)], width_ratios=[3, 2])
@@ -57,7 +58,8 @@ def plot_report(report: SimilarityReport, path: str | os.PathLike, title: str = 
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("1 - cosine" + (" (log)" if log else "") + "; shorter is better", fontsize=8)
-        ax.set_title(f"{label}s, weakest first (red < 0.99 < orange < 0.999 < green)", fontsize=9)
+        order = "mask outputs first (protos, mc), then box, cls; weakest first in each" if label == "output" else "weakest first"
+        ax.set_title(f"{label}s, {order} (red < 0.99 < orange < 0.999 < green)", fontsize=9)
         for yi, c in zip(y, cos):
             ax.text(ax.get_xlim()[0], yi, f" {c:.5f}", va="center", fontsize=6)
 

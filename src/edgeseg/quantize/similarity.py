@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import quantization_metadata
+from ..backends import PROTOS, quantization_metadata
 from ..errors import EdgesegError
 from ..fileio import read_json
 from ..onnxgraph import consumers
@@ -165,6 +165,14 @@ def compare_outputs(float_model: Path | bytes, int8_model: Path | bytes, names: 
     return stats
 
 
+def mask_first(stat: TensorStat) -> tuple[int, float]:
+    """Sort key of the outputs: what the masks are made of first (protos, then the mc heads), then box and
+    cls; weakest first within each."""
+    name = stat.name
+    rank = 0 if name == PROTOS else 1 if name.startswith("mc_") else 2 if name.startswith("box_") else 3
+    return rank, stat.cosine
+
+
 @dataclass
 class SimilarityReport:
     """INT8 vs float on held-out images: every model output and every quantized activation, plus what
@@ -185,7 +193,7 @@ class SimilarityReport:
             "float_model": self.float_model,
             "quantization": self.quantization,
             "images": self.images,
-            "outputs": [s.to_dict() for s in sorted(self.outputs, key=lambda s: s.cosine)],
+            "outputs": [s.to_dict() for s in sorted(self.outputs, key=mask_first)],
             "nodes": [s.to_dict() for s in sorted(self.nodes, key=lambda s: s.cosine)],
             "search": self.search,
         }
