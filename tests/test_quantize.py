@@ -21,6 +21,7 @@ from edgeseg.quantize import (
     head_outputs,
     prepare_float_model,
     quantize,
+    quantize_variants,
     read_similarity_report,
     upsample_as_conv,
 )
@@ -364,3 +365,18 @@ def test_quantize_config_rejects_bad_settings():
         with pytest.raises(EdgesegError, match=problem):
             QuantizeConfig(**kwargs)
     assert QuantizeConfig(keep_float=["a"], int16=["b"]).keep_float == ("a",)
+
+
+def test_variants_from_one_calibration_equal_quantize(model_640, calib_dir, tmp_path):
+    """``quantize_variants`` calibrates once for several settings; each model is the one ``quantize`` makes."""
+    configs = {"stem": QuantizeConfig(num=2, method="minmax", report_images=0),
+               "nostem": QuantizeConfig(num=2, method="minmax", report_images=0, float_stem=False)}  # fmt: skip
+    paths = quantize_variants(model_640, calib_dir, configs=configs, out_dir=tmp_path / "v")
+    assert sorted(paths) == ["nostem", "stem"]
+    for name, config in configs.items():
+        single = quantize(model_640, calib_dir, config=config, output=tmp_path / f"{name}.onnx").output
+        a, b = onnx.load(str(paths[name])), onnx.load(str(single))
+        assert a.graph.SerializeToString() == b.graph.SerializeToString(), name
+        assert {p.key: p.value for p in a.metadata_props} == {p.key: p.value for p in b.metadata_props}
+    with pytest.raises(EdgesegError, match="num/method differ"):
+        quantize_variants(model_640, calib_dir, configs={"a": QuantizeConfig(num=2), "b": QuantizeConfig(num=3)}, out_dir=tmp_path)

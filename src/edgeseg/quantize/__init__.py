@@ -50,6 +50,7 @@ from .rewrite import (
 from .search import SearchTarget, search_mixed_precision
 from .sessions import session_latency_ms
 from .similarity import SimilarityReport, TensorStat, compare_outputs, compare_tensors, read_similarity_report
+from .variants import quantize_variants
 
 __all__ = [
     "BOX_LOGIT_FLOOR",
@@ -84,6 +85,7 @@ __all__ = [
     "plot_report",
     "prepare_float_model",
     "quantize",
+    "quantize_variants",
     "quantize_qdq",
     "read_similarity_report",
     "search_mixed_precision",

@@ -140,9 +140,8 @@ def quantize(model: str | os.PathLike, calib: str | os.PathLike, *, config: Quan
     float_model = load_model(src, external_data=True)
     if is_quantized(float_model):
         raise EdgesegError("model is already quantized; quantize the float export", src)
-    model13, rewritten = _quantizable_graph(float_model, src, config)
-    # nodes named in --int16 stay int16
-    stem = tuple(n for n in stem_nodes(model13) if n not in config.int16) if config.float_stem else ()
+    model13, rewritten = quantizable_graph(float_model, src, config)
+    stem = float_stem_nodes(model13, config)
     out = Path(output) if output is not None else default_output(src)
     if out.resolve() == src.resolve():
         raise EdgesegError("output would overwrite the float model; give another -o", out)
@@ -174,19 +173,7 @@ def quantize(model: str | os.PathLike, calib: str | os.PathLike, *, config: Quan
                 st["keep_float"] = [n for n in st["keep_float"] if n not in stem]
             warn.extend([found.warning] if found.warning else [])
 
-        quantization = {
-            "tool": "onnxruntime.quantization.quantize_static (QDQ)",
-            "calibration": config.method,
-            "calibration_images": len(cal.used),
-            "activations": "uint8",
-            "weights": "int8 per-channel" if config.per_channel else "int8 per-tensor",
-            "reduce_range": config.reduce_range,
-            "keep_float": [n for n in settings.keep_float if n not in stem],
-            "float_stem": list(stem),
-            "int16": list(settings.int16),
-            "target_cosine": config.target_cosine,
-            "upsample_as_conv": rewritten,
-        }
+        quantization = quantization_record(config, settings=settings, stem=stem, images=len(cal.used), rewritten=rewritten)
         job = _Job(src, calib, out, info, config, metadata(float_model), graph, cal, quantization, warn)
         final = finish_model(qdq_path, float_meta=job.float_meta, info=info, settings=settings, ranges=cal.ranges,
                              config=quantization)  # fmt: skip
@@ -206,7 +193,30 @@ def quantize(model: str | os.PathLike, calib: str | os.PathLike, *, config: Quan
     return result
 
 
-def _quantizable_graph(float_model, src: Path, config: QuantizeConfig) -> tuple[Any, list[str]]:
+def quantization_record(config: QuantizeConfig, *, settings: QuantSettings, stem: tuple[str, ...], images: int,
+                        rewritten: list[str]) -> dict[str, Any]:  # fmt: skip
+    """The ``edgeseg.quantization`` metadata: the settings a model was made with."""
+    return {
+        "tool": "onnxruntime.quantization.quantize_static (QDQ)",
+        "calibration": config.method,
+        "calibration_images": images,
+        "activations": "uint8",
+        "weights": "int8 per-channel" if config.per_channel else "int8 per-tensor",
+        "reduce_range": config.reduce_range,
+        "keep_float": [n for n in settings.keep_float if n not in stem],
+        "float_stem": list(stem),
+        "int16": list(settings.int16),
+        "target_cosine": config.target_cosine,
+        "upsample_as_conv": rewritten,
+    }
+
+
+def float_stem_nodes(model13, config: QuantizeConfig) -> tuple[str, ...]:
+    """The stem nodes ``config`` keeps float (none without ``float_stem``; nodes named in ``int16`` stay int16)."""
+    return tuple(n for n in stem_nodes(model13) if n not in config.int16) if config.float_stem else ()
+
+
+def quantizable_graph(float_model, src: Path, config: QuantizeConfig) -> tuple[Any, list[str]]:
     """The graph that is calibrated and quantized: opset 13, the proto upsample as an integer-friendly
     Conv (unless named in keep_float / int16), with the node names of the config checked against it;
     its own node names (e.g. a search's ".../as_conv") are valid too. Also the rewritten nodes."""

@@ -1,0 +1,71 @@
+"""Several quantization settings of one model from one calibration: the side-by-side comparisons of
+``benchmarks/cross_validation.py`` (which layers to keep in float, the stem, 7- or 8-bit weights) without
+calibrating again for each (calibration is most of the time ``quantize`` takes)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from ..backends import read_model_info
+from ..errors import EdgesegError
+from ..fileio import write_bytes_atomic
+from ..onnxgraph import is_quantized, load_model, metadata, save_model
+from ..sources import image_directory
+from .calibrate import CalibrationPlan, calibrate, head_floors, silu_input_floors
+from .quantizer import QuantizeConfig, float_stem_nodes, quantizable_graph, quantization_record
+from .rewrite import CalibratedGraph, finish_model, quantize_qdq
+from .sessions import check_loads
+
+
+def quantize_variants(model: str | os.PathLike, calib: str | os.PathLike, *, configs: Mapping[str, QuantizeConfig],
+                      out_dir: str | os.PathLike, show_progress: bool = False) -> dict[str, Path]:  # fmt: skip
+    """Quantize ``model`` once per named config, all from one calibration on the images of ``calib``;
+    writes ``out_dir/<name>.onnx`` for each and returns the paths. Each model is what ``quantize`` makes
+    with that config (same graph, same metadata), without the similarity report, latency or search.
+
+    The configs must agree on what the calibration depends on (``num``, ``method``) and may not ask for
+    a mixed-precision search (``target_cosine``)."""
+    if not configs:
+        raise EdgesegError("no quantization settings given")
+    first = next(iter(configs.values()))
+    for name, c in configs.items():
+        if (c.num, c.method) != (first.num, first.method):
+            raise EdgesegError(f"settings {name!r}: num/method differ from the others ({c.num}/{c.method} vs "
+                               f"{first.num}/{first.method}); one calibration serves all")  # fmt: skip
+        if c.target_cosine is not None:
+            raise EdgesegError(f"settings {name!r}: a mixed-precision search (target_cosine) needs quantize()")
+    src = Path(model)
+    info = read_model_info(src)
+    float_model = load_model(src, external_data=True)
+    if is_quantized(float_model):
+        raise EdgesegError("model is already quantized; quantize the float export", src)
+    # one graph for all: the upsample rewritten (a config naming the original ConvTranspose fails here)
+    model13, rewritten = quantizable_graph(float_model, src, QuantizeConfig())
+    for c in configs.values():
+        quantizable_graph(float_model, src, QuantizeConfig(keep_float=c.keep_float, int16=c.int16))  # node names checked
+    files = image_directory(calib, "calibration")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    float_meta = metadata(float_model)
+    written: dict[str, Path] = {}
+    with tempfile.TemporaryDirectory(prefix="edgeseg-quant-") as tmp:
+        work = Path(tmp)
+        model13_path = save_model(model13, work / "float13.onnx")
+        plan = CalibrationPlan(info.imgsz, first.method, first.num, head_floors(model13, info), silu_input_floors(model13))
+        cal = calibrate(model13_path, files, plan, workdir=work, show_progress=show_progress)
+        graph = CalibratedGraph(model13, model13_path, cal.cache, first.method)
+        for name, config in configs.items():
+            stem = float_stem_nodes(model13, config)
+            settings = config.settings(stem=stem)
+            qdq_path = work / f"{name}.qdq.onnx"
+            quantize_qdq(graph, settings, qdq_path)
+            record = quantization_record(config, settings=settings, stem=stem, images=len(cal.used), rewritten=rewritten)
+            final = finish_model(qdq_path, float_meta=float_meta, info=info, settings=settings, ranges=cal.ranges, config=record)
+            data = final.SerializeToString()
+            path = out / f"{name}.onnx"
+            check_loads(data, path)
+            written[name] = write_bytes_atomic(path, data)
+    return written
