@@ -46,23 +46,23 @@ CLOSE_IMAGES = 32  # per fold
 COSINE_IMAGES = 8  # per fold
 
 # Layer groups of YOLOv8-seg (Ultralytics' layer indices; model.22 is the Segment head), put back in float
-# one at a time. ``None``: the setting itself, not a group.
-GROUPS: dict[str, tuple[str, ...] | None] = {
-    "all INT8 (before)": None,
-    "stem (first conv + SiLU)": ("/model.0/",),
-    "stem (first two convs)": ("/model.0/", "/model.1/"),
-    "backbone after the stem (model.2-9)": tuple(f"/model.{i}/" for i in range(2, 10)),
-    "neck to P3 (model.10-15)": tuple(f"/model.{i}/" for i in range(10, 16)),
-    "neck P4/P5 (model.16-21)": tuple(f"/model.{i}/" for i in range(16, 22)),
-    "protos branch": ("/model.22/proto/",),
-    "mc head, stride 8": ("/model.22/cv4.0/",),
-    "mc head, stride 16": ("/model.22/cv4.1/",),
-    "mc head, stride 32": ("/model.22/cv4.2/",),
-    "box heads": ("/model.22/cv2.",),
-    "cls heads": ("/model.22/cv3.",),
-    "everything (only the head outputs integer)": ("/",),
+# one at a time on top of the all-INT8 model: key (a file name) -> (label, node-name prefixes).
+GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "stem": ("stem: first conv + SiLU (= default)", ("/model.0/",)),
+    "stem2": ("first two convs", ("/model.0/", "/model.1/")),
+    "backbone": ("backbone after the stem (model.2-9)", tuple(f"/model.{i}/" for i in range(2, 10))),
+    "neck_p3": ("neck to P3 (model.10-15)", tuple(f"/model.{i}/" for i in range(10, 16))),
+    "neck_p4p5": ("neck P4, P5 (model.16-21)", tuple(f"/model.{i}/" for i in range(16, 22))),
+    "protos": ("protos branch", ("/model.22/proto/",)),
+    "mc8": ("mc head, stride 8", ("/model.22/cv4.0/",)),
+    "mc16": ("mc head, stride 16", ("/model.22/cv4.1/",)),
+    "mc32": ("mc head, stride 32", ("/model.22/cv4.2/",)),
+    "box": ("box heads", ("/model.22/cv2.",)),
+    "cls": ("cls heads", ("/model.22/cv3.",)),
+    "all": ("everything (only the head outputs integer)", ("/",)),
 }
-EIGHT_BIT = "8-bit weights (--no-reduce-range)"
+LABELS = {"before": "before: all INT8 (stem too)", "default": "default: float stem", "weights8": "8-bit weights (--no-reduce-range)"}
+LABELS.update({k: v[0] for k, v in GROUPS.items()})
 
 
 def node_names(model: Path) -> list[str]:
@@ -76,15 +76,14 @@ def node_names(model: Path) -> list[str]:
 
 def settings(model: Path, num: int, attribution: bool) -> dict[str, QuantizeConfig]:
     """The settings compared: today's default and the one before it; with ``attribution`` one per group."""
-    configs = {"before (stem INT8)": QuantizeConfig(num=num, float_stem=False), "default": QuantizeConfig(num=num)}
+    configs = {"before": QuantizeConfig(num=num, float_stem=False), "default": QuantizeConfig(num=num)}
     if not attribution:
         return configs
     names = node_names(model)
-    for label, prefixes in GROUPS.items():
-        if prefixes is not None:
-            keep = [n for n in names if n.startswith(prefixes)]
-            configs[label] = QuantizeConfig(num=num, float_stem=False, keep_float=keep)
-    configs[EIGHT_BIT] = QuantizeConfig(num=num, float_stem=False, reduce_range=False)
+    for key, (_, prefixes) in GROUPS.items():
+        if key != "stem":  # the default is the stem group
+            configs[key] = QuantizeConfig(num=num, float_stem=False, keep_float=[n for n in names if n.startswith(prefixes)])
+    configs["weights8"] = QuantizeConfig(num=num, float_stem=False, reduce_range=False)
     return configs
 
 
@@ -153,7 +152,7 @@ def run_fold(k: int, fold: int, args, dataset, configs: dict[str, QuantizeConfig
                       "mask_retention": r.mask_map50_95 / ref.mask_map50_95, **closeness(reference, path, pics),
                       "protos_cosine": cos["protos"].cosine, "mc_cosine": min(cos[n].cosine for n in cos if n != "protos"),
                       "predictions": r.predictions}  # fmt: skip
-        print(f"  {name:45s} box {rows[name]['box_retention']:7.2%}  mask {rows[name]['mask_retention']:7.2%}  "
+        print(f"  {LABELS[name]:45s} box {rows[name]['box_retention']:7.2%}  mask {rows[name]['mask_retention']:7.2%}  "
               f"matched {rows[name]['matched']:.3f}  mask IoU {rows[name]['mask_iou']:.4f}", flush=True)  # fmt: skip
     latency = {}
     if fold == 0 and args.latency_runs > 0:
@@ -199,7 +198,7 @@ def markdown(summaries: list[dict]) -> str:
         for name, e in s["settings"].items():
             m, b = e["mask_retention"], e["box_retention"]
             ms = f"{e['latency_ms']:.1f}" if e.get("latency_ms") else "-"
-            lines.append(f"| {name} | {' / '.join(pct(v) for v in m['folds'])} | {pct(m['mean'])} ({100 * m['sd']:.1f}) | "
+            lines.append(f"| {LABELS[name]} | {' / '.join(pct(v) for v in m['folds'])} | {pct(m['mean'])} ({100 * m['sd']:.1f}) | "
                          f"{pct(e['pooled_mask_retention'])} | {pct(b['mean'])} / {pct(e['pooled_box_retention'])} | "
                          f"{100 * e['matched']:.1f} % | {e['mask_iou']:.3f} ({e['mask_iou_p10']:.3f}) | "
                          f"{e['protos_cosine']:.4f} / {e['mc_cosine']:.4f} | {ms} |")  # fmt: skip

@@ -380,3 +380,5 @@ def test_variants_from_one_calibration_equal_quantize(model_640, calib_dir, tmp_
         assert {p.key: p.value for p in a.metadata_props} == {p.key: p.value for p in b.metadata_props}
     with pytest.raises(EdgesegError, match="num/method differ"):
         quantize_variants(model_640, calib_dir, configs={"a": QuantizeConfig(num=2), "b": QuantizeConfig(num=3)}, out_dir=tmp_path)
+    with pytest.raises(EdgesegError, match="cannot be a file name"):
+        quantize_variants(model_640, calib_dir, configs={"neck P4/P5": QuantizeConfig(num=2)}, out_dir=tmp_path)

@@ -31,6 +31,9 @@ def quantize_variants(model: str | os.PathLike, calib: str | os.PathLike, *, con
     if not configs:
         raise EdgesegError("no quantization settings given")
     first = next(iter(configs.values()))
+    bad = [n for n in configs if not n or Path(n).name != n or n in (".", "..")]
+    if bad:
+        raise EdgesegError(f"settings name {bad[0]!r} cannot be a file name (it names <name>.onnx in out_dir)")
     for name, c in configs.items():
         if (c.num, c.method) != (first.num, first.method):
             raise EdgesegError(f"settings {name!r}: num/method differ from the others ({c.num}/{c.method} vs "
