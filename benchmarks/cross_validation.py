@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Held-out INT8 accuracy by k-fold cross-validation on coco128-seg, and which quantized part costs it.
 
-    python benchmarks/cross_validation.py            # k = 2 and 4: before vs default, attribution on k = 2
+    python benchmarks/cross_validation.py            # k = 2 and 4: default vs --float-stem, attribution on k = 2
     python benchmarks/cross_validation.py --quick    # k = 2 on 16 images, no attribution: a smoke run
 
 Folds interleave the sorted images (image j is in fold j mod k). For each fold the model is calibrated
@@ -48,7 +48,7 @@ COSINE_IMAGES = 8  # per fold
 # Layer groups of YOLOv8-seg (Ultralytics' layer indices; model.22 is the Segment head), put back in float
 # one at a time on top of the all-INT8 model: key (a file name) -> (label, node-name prefixes).
 GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "stem": ("stem: first conv + SiLU (= default)", ("/model.0/",)),
+    "stem": ("stem: first conv + SiLU (= --float-stem)", ("/model.0/",)),
     "stem2": ("first two convs", ("/model.0/", "/model.1/")),
     "backbone": ("backbone after the stem (model.2-9)", tuple(f"/model.{i}/" for i in range(2, 10))),
     "neck_p3": ("neck to P3 (model.10-15)", tuple(f"/model.{i}/" for i in range(10, 16))),
@@ -61,8 +61,9 @@ GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
     "cls": ("cls heads", ("/model.22/cv3.",)),
     "all": ("everything (only the head outputs integer)", ("/",)),
 }
-LABELS = {"before": "before: all INT8 (stem too)", "default": "default: float stem", "weights8": "8-bit weights (--no-reduce-range)"}
-LABELS.update({k: v[0] for k, v in GROUPS.items()})
+LABELS = {k: v[0] for k, v in GROUPS.items()}
+LABELS.update({"default": "default: every layer INT8", "float_stem": "--float-stem: first conv + SiLU float",
+               "weights8": "8-bit weights (--no-reduce-range)"})  # fmt: skip
 
 
 def node_names(model: Path) -> list[str]:
@@ -75,15 +76,16 @@ def node_names(model: Path) -> list[str]:
 
 
 def settings(model: Path, num: int, attribution: bool) -> dict[str, QuantizeConfig]:
-    """The settings compared: today's default and the one before it; with ``attribution`` one per group."""
-    configs = {"before": QuantizeConfig(num=num, float_stem=False), "default": QuantizeConfig(num=num)}
+    """The settings compared: the default and ``--float-stem``; with ``attribution`` also one per layer group
+    put back in float, and 8-bit weights."""
+    configs = {"default": QuantizeConfig(num=num), "float_stem": QuantizeConfig(num=num, float_stem=True)}
     if not attribution:
         return configs
     names = node_names(model)
     for key, (_, prefixes) in GROUPS.items():
-        if key != "stem":  # the default is the stem group
-            configs[key] = QuantizeConfig(num=num, float_stem=False, keep_float=[n for n in names if n.startswith(prefixes)])
-    configs["weights8"] = QuantizeConfig(num=num, float_stem=False, reduce_range=False)
+        if key != "stem":  # that group is --float-stem
+            configs[key] = QuantizeConfig(num=num, keep_float=[n for n in names if n.startswith(prefixes)])
+    configs["weights8"] = QuantizeConfig(num=num, reduce_range=False)
     return configs
 
 

@@ -97,13 +97,7 @@ def test_horizon_artefacts(which, request, calib_dir, tmp_path):
     assert len(removed) == 6 and set(removed) == _expected_remove_nodes(model) == set(r.remove_nodes)
     script = r.script.read_text()
     assert r.modifier_command in script and f"--config {r.yaml.name}" in script
-
-    # the input stem in int16, as quantize keeps it float: the Conv fed by the image and the Mul of its SiLU
-    graph = onnx.load(str(model)).graph
-    conv = next(n for n in graph.node if n.op_type == "Conv" and n.input[0] == graph.input[0].name)
-    mul = next(n for n in graph.node if n.op_type == "Mul" and conv.output[0] in n.input)
-    int16 = {"ON": "BPU", "InputType": "int16", "OutputType": "int16"}
-    assert mp["node_info"] == {conv.name: int16, mul.name: int16}
+    assert "node_info" not in mp  # every layer int8 by default, as edgeseg quantize does
 
 
 def test_two_exports_have_different_node_names(model_640, yolo11_320):
@@ -134,8 +128,14 @@ def test_rgb_input_and_bernoulli2(model_640, calib_dir, tmp_path):
     assert cfg["model_parameters"]["march"] == "bernoulli2"
     assert cfg["input_parameters"]["input_type_rt"] == "rgb" and cfg["input_parameters"]["input_layout_rt"] == "NHWC"
     assert "input_space_and_range" not in cfg["input_parameters"]
-    r16 = horizon_artefacts(model_640, calib_dir, tmp_path / "no16", config=HorizonConfig(num=1, int16_stem=False))
-    assert "node_info" in cfg["model_parameters"] and "node_info" not in yaml.safe_load(r16.yaml.read_text())["model_parameters"]
+
+    # --int16-stem (quantize's --float-stem on the board): the Conv fed by the image and the Mul of its SiLU in int16
+    r16 = horizon_artefacts(model_640, calib_dir, tmp_path / "int16", config=HorizonConfig(num=1, int16_stem=True))
+    graph = onnx.load(str(model_640)).graph
+    conv = next(n for n in graph.node if n.op_type == "Conv" and n.input[0] == graph.input[0].name)
+    mul = next(n for n in graph.node if n.op_type == "Mul" and conv.output[0] in n.input)
+    int16 = {"ON": "BPU", "InputType": "int16", "OutputType": "int16"}
+    assert yaml.safe_load(r16.yaml.read_text())["model_parameters"]["node_info"] == {conv.name: int16, mul.name: int16}
     assert len(r.calibration_files) == 1
     assert read_sidecar(r.sidecar).input_type_rt == "rgb" and "RDK X3" in r.board_guide.read_text()
 

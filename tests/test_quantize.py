@@ -124,12 +124,12 @@ def test_keep_float_accepts_the_rewritten_upsample_names(model_640, calib_dir, t
     """Names from the quantized graph (e.g. a mixed-precision search's ``.../as_conv``) can be given back."""
     name = "/model.22/proto/upsample/ConvTranspose/as_conv"
     r = quantize(model_640, calib_dir, output=tmp_path / "k.onnx",
-                 config=QuantizeConfig(num=2, method="minmax", keep_float=[name], report_images=0, float_stem=False))
+                 config=QuantizeConfig(num=2, method="minmax", keep_float=[name], report_images=0))
     q = onnx.load(str(r.output))
     conv = next(n for n in q.graph.node if n.name == name)
     assert conv.input[1] in {i.name for i in q.graph.initializer}  # float weights: not quantized
     assert r.keep_float == [name] and r.float_stem == []
-    # --no-float-stem: the image itself is quantized and the first conv runs on integers
+    # by default the image itself is quantized and the first conv runs on integers
     assert [n.op_type for n in q.graph.node if "images" in n.input] == ["QuantizeLinear"]
 
 
@@ -140,26 +140,30 @@ def _stem_of(model) -> list[str]:
     return [first[0].name] + after if first else []
 
 
-def test_input_stem_stays_float_by_default(int8, model_640):
-    q = onnx.load(str(int8.output))
+def test_float_stem_keeps_the_input_stem_float_and_says_so(model_640, calib_dir, tmp_path):
+    out = tmp_path / "q.onnx"
+    proc = run_cli("quantize", model_640, "--calib", calib_dir, "--num", 2, "--method", "minmax", "--report-images", 0,
+                   "--bench", 0, "--float-stem", "-o", out)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "kept in float (--float-stem): the input stem (/model.0/conv/Conv, " in proc.stdout
+    q = onnx.load(str(out))
     stem = _stem_of(onnx.load(str(model_640)))
-    assert sorted(int8.float_stem) == sorted(stem) and stem[0] == "/model.0/conv/Conv" and len(stem) == 3  # Conv + SiLU
+    assert stem[0] == "/model.0/conv/Conv" and len(stem) == 3  # Conv + its SiLU (Sigmoid, Mul)
     conv = next(n for n in q.graph.node if n.name == stem[0])
-    inits = {i.name for i in q.graph.initializer}
-    assert conv.input[0] == "images" and conv.input[1] in inits  # float image in, float weights
+    assert conv.input[0] == "images" and conv.input[1] in {i.name for i in q.graph.initializer}  # float in, float weights
     after_stem = [n for n in q.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "/model.0/act/Mul_output_0"]
     assert len(after_stem) == 1  # the rest of the network is INT8 from the stem's output on
     assert not [n for n in q.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "images"]
     meta = json.loads({p.key: p.value for p in q.metadata_props}["edgeseg.quantization"])
-    assert sorted(meta["float_stem"]) == sorted(stem) and meta["keep_float"] == []
-    assert int8.keep_float == []  # the stem is reported apart from --keep-float
+    assert sorted(meta["float_stem"]) == sorted(stem) and meta["keep_float"] == []  # reported apart from --keep-float
 
 
-def test_quantize_cli_says_what_it_kept_in_float(model_640, calib_dir, tmp_path):
-    proc = run_cli("quantize", model_640, "--calib", calib_dir, "--num", 2, "--method", "minmax", "--report-images", 0,
+def test_quantize_cli_says_the_stem_is_int8_by_default(int8, model_640, calib_dir, tmp_path):
+    assert int8.float_stem == []
+    proc = run_cli("quantize", model_640, "--calib", calib_dir, "--num", 1, "--method", "minmax", "--report-images", 0,
                    "--bench", 0, "-o", tmp_path / "q.onnx")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert "kept in float: the input stem (/model.0/conv/Conv, " in proc.stdout and "--no-float-stem" in proc.stdout
+    assert "every layer INT8, the input stem too" in proc.stdout and "--float-stem keeps the stem float" in proc.stdout
 
 
 def _dense(outputs):
@@ -318,9 +322,8 @@ def test_keep_float_int16_and_float_head_stay_integer(model_640, calib_dir, tmp_
 def test_target_cosine_lifts_layers_until_reached(model_640, calib_dir, tmp_path):
     target = 0.999  # out of reach in 3 steps: the search must lift layers, improve, and say it stopped short
     with pytest.warns(UserWarning, match="not reached after 3 steps"):
-        # the stem quantized: the setting these steps were measured with (a float stem leaves less to lift)
         config = QuantizeConfig(num=4, method="minmax", target_cosine=target, search_images=2, max_search_steps=3, report_images=0,
-                                bench_runs=2, float_stem=False)  # fmt: skip
+                                bench_runs=2)  # fmt: skip
         r = quantize(model_640, calib_dir, output=tmp_path / "auto.onnx", config=config)
     steps = r.search
     assert len(steps) == 4 and steps[0]["keep_float"] == [] and steps[0]["min_output_cosine"] < target
@@ -369,8 +372,8 @@ def test_quantize_config_rejects_bad_settings():
 
 def test_variants_from_one_calibration_equal_quantize(model_640, calib_dir, tmp_path):
     """``quantize_variants`` calibrates once for several settings; each model is the one ``quantize`` makes."""
-    configs = {"stem": QuantizeConfig(num=2, method="minmax", report_images=0),
-               "nostem": QuantizeConfig(num=2, method="minmax", report_images=0, float_stem=False)}  # fmt: skip
+    configs = {"stem": QuantizeConfig(num=2, method="minmax", report_images=0, float_stem=True),
+               "nostem": QuantizeConfig(num=2, method="minmax", report_images=0)}  # fmt: skip
     paths = quantize_variants(model_640, calib_dir, configs=configs, out_dir=tmp_path / "v")
     assert sorted(paths) == ["nostem", "stem"]
     for name, config in configs.items():

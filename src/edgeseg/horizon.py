@@ -126,8 +126,8 @@ def _node_info(int16_nodes: Sequence[str]) -> str:
         return ""
     entries = ", ".join(f"{_q(n)}: {{'ON': 'BPU', 'InputType': 'int16', 'OutputType': 'int16'}}" for n in int16_nodes)
     return (
-        "  # the input stem (the conv that reads the image, and its SiLU) in int16: what `edgeseg quantize` keeps\n"
-        "  # in float, because 8 bits there cost the mask outputs the most (docs/quantize.md); --no-int16-stem drops it\n"
+        "  # the input stem (the conv that reads the image, and its SiLU) in int16 (edgeseg horizon --int16-stem),\n"
+        "  # as `edgeseg quantize --float-stem` keeps it float: 8 bits there cost the mask outputs the most cosine\n"
         f"  node_info: {{{entries}}}\n"
     )
 
@@ -228,7 +228,7 @@ class HorizonConfig:
     march: str = "bayes-e"
     num: int = 50
     input_type_rt: str = "nv12"
-    int16_stem: bool = True  # the input stem's Conv and SiLU in int16 (``node_info``), as quantize keeps them float
+    int16_stem: bool = False  # the input stem's Conv and SiLU in int16 (``node_info``): quantize's ``float_stem``
 
     def __post_init__(self) -> None:
         if self.march not in MARCHES:

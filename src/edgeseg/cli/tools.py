@@ -71,8 +71,9 @@ def register(sub) -> dict:
     p.add_argument("--reduce-range", action=argparse.BooleanOptionalAction, default=True,
                    help="7-bit weights: avoids uint8 x int8 saturation on x86 CPUs without VNNI (default on)")
     p.add_argument("--keep-float", nargs="+", action="extend", default=[], metavar="NODE", help="nodes left in float")
-    p.add_argument("--float-stem", action=argparse.BooleanOptionalAction, default=True,
-                   help="keep the conv that reads the image (and its SiLU) in float: closer masks, no slower (default on)")
+    p.add_argument("--float-stem", action=argparse.BooleanOptionalAction, default=False,
+                   help="keep the conv that reads the image (and its SiLU) in float: closer to float, no slower, "
+                        "no better held-out mAP (default off)")
     p.add_argument("--int16", nargs="+", action="extend", default=[], metavar="NODE",
                    help="nodes whose outputs are quantized to 16 bits")
     p.add_argument("--int-cls", action="store_true", help="make the cls outputs integer too")
@@ -91,8 +92,9 @@ def register(sub) -> dict:
     p.add_argument("--march", choices=["bayes-e", "bernoulli2"], default="bayes-e",
                    help="BPU architecture: bayes-e (RDK X5, default) or bernoulli2 (RDK X3)")
     p.add_argument("--input-type", choices=["nv12", "rgb"], default="nv12", help="board-side input format (default nv12)")
-    p.add_argument("--int16-stem", action=argparse.BooleanOptionalAction, default=True,
-                   help="the conv that reads the image and its SiLU in int16 on the BPU (node_info; default on)")
+    p.add_argument("--int16-stem", action=argparse.BooleanOptionalAction, default=False,
+                   help="the conv that reads the image and its SiLU in int16 on the BPU (node_info), what "
+                        "`edgeseg quantize --float-stem` does on CPU (default off)")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output directory")
     return {"val": _cmd_val, "bench": _cmd_bench, "report": _cmd_report, "quantize": _cmd_quantize, "horizon": _cmd_horizon}
 
@@ -166,13 +168,13 @@ def _cmd_quantize(args) -> int:
         print(f"edgeseg: warning: {w}", file=sys.stderr)
     print(f"calibrated on {len(r.calibration_images)} image(s) ({r.method}); integer outputs: {', '.join(r.integer_outputs)}")
     if r.float_stem:
-        print(f"kept in float: the input stem ({', '.join(r.float_stem)}): INT8 there costs the mask outputs (protos, "
-              "mc) more cosine than any other single layer, and in float it is no slower (docs/quantize.md); "
-              "--no-float-stem quantizes it")
+        print(f"kept in float (--float-stem): the input stem ({', '.join(r.float_stem)}): closer to float (mask outputs' "
+              "cosine, mask IoU) at no latency cost, though no better held-out mAP in cross-validation (docs/quantize.md)")
     elif args.float_stem:
-        print("input stem: no Conv reads the image directly, nothing kept in float")
+        print("--float-stem: no Conv reads the image directly, nothing kept in float")
     else:
-        print("input stem quantized (--no-float-stem)")
+        print("every layer INT8, the input stem too: the setting with the best held-out mAP in cross-validation "
+              "(docs/quantize.md); --float-stem keeps the stem float (closer to float, no slower, no better mAP)")
     if r.keep_float or r.int16:
         print(f"mixed precision: {len(r.keep_float)} node(s) float, {len(r.int16)} node(s) int16")
     if r.report is not None:

@@ -50,9 +50,9 @@ class QuantizeConfig:
     near 0.995). The similarity report uses ``report_images`` held-out images (0: no report): those of
     ``holdout``, else the images of the calibration directory after the calibration ones.
     ``bench_runs`` > 0 measures 1-thread latency of float, all-INT8 and (if mixed) the written model,
-    interleaved, medians. ``float_stem``: the Conv that reads the image (and its SiLU) stays float: of all
-    single layers, INT8 there costs the most cosine on the mask outputs, and in float it is no slower
-    (the cross-validation and attribution tables in docs/quantize.md)."""
+    interleaved, medians. ``float_stem``: the Conv that reads the image (and its SiLU) stays float: INT8
+    there costs the mask outputs (protos, mc) more cosine than any other single layer and in float it
+    is no slower, but held-out mAP does not show it (cross-validation in docs/quantize.md): off by default."""
 
     num: int = DEFAULT_NUM
     method: str = DEFAULT_METHOD
@@ -67,7 +67,7 @@ class QuantizeConfig:
     search_images: int = 4
     max_search_steps: int = 12
     bench_runs: int = 0
-    float_stem: bool = True
+    float_stem: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keep_float", tuple(self.keep_float))
