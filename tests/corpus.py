@@ -4,6 +4,7 @@ tests' own arithmetic, and the command line run as a user runs it (with the reas
 
 from __future__ import annotations
 
+import signal
 import struct
 import subprocess
 import sys
@@ -137,3 +138,11 @@ def usage_error(proc) -> str:
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("edgeseg ") and ": error: " in last, proc.stderr
     return last.split(": error: ", 1)[1]
+
+
+def start_cli(args: Sequence, **popen) -> subprocess.Popen:
+    """``edgeseg ARGS`` as a child process that Ctrl-C (SIGINT) interrupts, as in a terminal: a shell that
+    starts the tests in the background (``cmd &``) hands its children SIGINT ignored, which Python then
+    keeps ignoring, so the child's SIGINT is set back to the default before it starts."""
+    return subprocess.Popen([sys.executable, "-m", "edgeseg.cli", *map(str, args)], text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **popen)  # fmt: skip

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 import pytest
 
+from corpus import start_cli
 from edgeseg import Detections, EdgesegError, PredictOutputs, Segmenter, predict_sources
 from edgeseg.predict import SAMPLE_IMAGE
 from edgeseg.serve import ServeConfig, parse_address, start_server
@@ -382,8 +383,7 @@ def test_the_server_stops_with_the_stream_and_ctrl_c_ends_both(tmp_path, default
     for image in sample_slides() * 50:
         writer.write(cv2.resize(image, (160, 120)))
     writer.release()
-    proc = subprocess.Popen([sys.executable, "-m", "edgeseg.cli", "predict", str(default_model), str(clip), "--serve", "0"],
-                            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    proc = start_cli(["predict", default_model, clip, "--serve", "0"], stderr=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
         line = proc.stderr.readline()
         assert line.startswith("edgeseg: live view on http://127.0.0.1:"), line

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
+from corpus import start_cli
 from edgeseg import Detections, PredictOutputs, Segmenter, predict_sources
 from edgeseg.sources import RetryPolicy, SourceItem, VideoSource, open_sources
 from edgeseg.stream import StreamRunner
@@ -140,9 +141,8 @@ def test_a_size_change_mid_stream_is_resized_into_the_video_with_a_warning(tmp_p
 def test_sigint_mid_run_leaves_a_playable_video_and_complete_lines(tmp_path, coco128_images, default_model):
     long_clip = make_clip(tmp_path / "long.mp4", coco128_images[:60])
     video, jsonl = tmp_path / "v.mp4", tmp_path / "v.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "edgeseg.cli", "predict", str(default_model), str(long_clip),
-                             "--save-video", str(video), "--save-jsonl", str(jsonl)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = start_cli(["predict", default_model, long_clip, "--save-video", video, "--save-jsonl", jsonl],
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and (not jsonl.exists() or len(jsonl.read_text().splitlines()) < 3):
         time.sleep(0.1)
