@@ -344,7 +344,9 @@ def family_notes(result: FamilyResult) -> list[str]:
         "7. Images per row, calibration / similarity report / bench: " + _counts(result) + ". Warm-up: "
         + ", ".join(sorted({f"{m.images.get('warmup')}" for m in result.models})) + " image(s) per session.",
         "8. Machine: " + _machine_clause(result.machine) + "."
-        + (f" The run's steps took {result.seconds / 60:.0f} min." if is_number(result.seconds) else ""),
+        + (f" The run's steps took {result.seconds / 60:.0f} min." if is_number(result.seconds) else "")
+        + " Rows are benchmarked one after another: FP32 and INT8 of a row side by side, but the machine's load may"
+        " differ between rows (compare ratios within a row).",
     ]  # fmt: skip
     return notes
 
