@@ -116,12 +116,8 @@ def closeness(reference: list, model: Path, images: list[np.ndarray]) -> dict[st
                 a, b = ref.full_mask(int(i)), q.full_mask(j)
                 union = np.logical_or(a, b).sum()
                 ious.append(np.logical_and(a, b).sum() / union if union else 1.0)
-    return {"matched": matched_share(len(ious), total), "mask_iou": float(np.mean(ious)) if ious else 0.0,
+    return {"matched": len(ious) / total if total else 1.0, "mask_iou": float(np.mean(ious)) if ious else 0.0,
             "mask_iou_p10": float(np.percentile(ious, 10)) if ious else 0.0}  # fmt: skip
-
-
-def matched_share(matched: int, total: int) -> float:
-    return matched / total if total else 1.0
 
 
 def run_fold(k: int, fold: int, args, dataset, configs: dict[str, QuantizeConfig]) -> dict:
@@ -182,9 +178,8 @@ def summarise(k: int, folds: list[dict], dataset) -> dict:
             entry[key] = statistics.mean(r[key] for r in rows)
         entry["latency_ms"] = folds[0]["latency_ms"].get(name)
         out[name] = entry
-    latency_float = folds[0]["latency_ms"].get("float")
     return {"k": k, "folds": len(folds), "float_pooled": {"box": float_pool.box_map50_95, "mask": float_pool.mask_map50_95},
-            "float_latency_ms": latency_float, "settings": out}  # fmt: skip
+            "float_latency_ms": folds[0]["latency_ms"].get("float"), "settings": out}  # fmt: skip
 
 
 def markdown(summaries: list[dict]) -> str:

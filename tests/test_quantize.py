@@ -383,5 +383,9 @@ def test_variants_from_one_calibration_equal_quantize(model_640, calib_dir, tmp_
         assert {p.key: p.value for p in a.metadata_props} == {p.key: p.value for p in b.metadata_props}
     with pytest.raises(EdgesegError, match="num/method differ"):
         quantize_variants(model_640, calib_dir, configs={"a": QuantizeConfig(num=2), "b": QuantizeConfig(num=3)}, out_dir=tmp_path)
+    # one graph serves all: the original upsample's name (rewritten as a Conv there) is refused, not ignored
+    with pytest.raises(EdgesegError, match="no node named '/model.22/proto/upsample/ConvTranspose'"):
+        quantize_variants(model_640, calib_dir, configs={"a": QuantizeConfig(num=2, keep_float=["/model.22/proto/upsample/ConvTranspose"])},
+                          out_dir=tmp_path)  # fmt: skip
     with pytest.raises(EdgesegError, match="cannot be a file name"):
         quantize_variants(model_640, calib_dir, configs={"neck P4/P5": QuantizeConfig(num=2)}, out_dir=tmp_path)

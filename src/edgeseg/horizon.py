@@ -258,12 +258,11 @@ def _write_calibration_data(files: Sequence[Path], cal_dir: Path, imgsz: tuple[i
     return written, skipped
 
 
-def _int16_stem(model_path: Path) -> list[str]:
+def _int16_stem(model) -> list[str]:
     """The stem nodes as Horizon names them: the Conv that reads the image and the Mul of its SiLU (the
     toolchain fuses Sigmoid + Mul into one HzSwish that keeps the Mul's name)."""
     from .quantize.rewrite import stem_nodes
 
-    model = load_model(model_path)
     kinds = {n.name: n.op_type for n in model.graph.node}
     return [n for n in stem_nodes(model) if kinds[n] in ("Conv", "Mul")]
 
@@ -296,6 +295,7 @@ def horizon_artefacts(model: str | os.PathLike, calib: str | os.PathLike, out_di
     if len(written) < num:
         warnings.append(f"{calib}: only {len(written)} usable calibration image(s), {num} asked")
 
+    float_model = load_model(src)
     model_copy = out / src.name
     if model_copy.resolve() != src.resolve():
         write_bytes_atomic(model_copy, src.read_bytes())
@@ -303,7 +303,7 @@ def horizon_artefacts(model: str | os.PathLike, calib: str | os.PathLike, out_di
     yaml_path = write_bytes_atomic(
         out / f"{prefix}.yaml",
         mapper_yaml(f"./{model_copy.name}", working_dir=working_dir, prefix=prefix, cal_data_dir=f"./{cal_name}",
-                    config=config, int16_nodes=_int16_stem(src) if config.int16_stem else ()).encode(),  # fmt: skip
+                    config=config, int16_nodes=_int16_stem(float_model) if config.int16_stem else ()).encode(),  # fmt: skip
     )
     bin_path = f"{working_dir}/{prefix}.bin"
     command = modifier_command(bin_path, heads)
@@ -321,7 +321,7 @@ def horizon_artefacts(model: str | os.PathLike, calib: str | os.PathLike, out_di
     ])  # fmt: skip
     script_path = write_bytes_atomic(out / "convert.sh", script.encode())
     script_path.chmod(0o755)
-    sidecar = Sidecar(info, input_type_rt=input_type_rt, onnx_model=src.name, params=parameter_count(load_model(src)))
+    sidecar = Sidecar(info, input_type_rt=input_type_rt, onnx_model=src.name, params=parameter_count(float_model))
     sidecar_path = write_json_atomic(out / f"{src.stem}{SIDECAR_SUFFIX}", sidecar.to_dict())
     r = HorizonArtefacts(out, model_copy, yaml_path, cal_dir, written, skipped, heads, bin_path, command,
                          script_path, sidecar_path, out / "run_on_board.md", warnings)  # fmt: skip

@@ -136,10 +136,7 @@ def quantize(model: str | os.PathLike, calib: str | os.PathLike, *, config: Quan
 
     config = config or QuantizeConfig()
     src = Path(model)
-    info = read_model_info(src)
-    float_model = load_model(src, external_data=True)
-    if is_quantized(float_model):
-        raise EdgesegError("model is already quantized; quantize the float export", src)
+    info, float_model = load_float_model(src)
     model13, rewritten = quantizable_graph(float_model, src, config)
     stem = float_stem_nodes(model13, config)
     out = Path(output) if output is not None else default_output(src)
@@ -153,9 +150,7 @@ def quantize(model: str | os.PathLike, calib: str | os.PathLike, *, config: Quan
     with tempfile.TemporaryDirectory(prefix="edgeseg-quant-") as tmp:
         work = Path(tmp)
         model13_path = save_model(model13, work / "float13.onnx")
-        plan = CalibrationPlan(info.imgsz, config.method, config.num, head_floors(model13, info), silu_input_floors(model13),
-                               keep_tensors=config.search_images if config.target_cosine is not None else 0)  # fmt: skip
-        cal = calibrate(model13_path, files, plan, workdir=work, show_progress=show_progress)
+        cal = calibrate(model13_path, files, calibration_plan(model13, info, config), workdir=work, show_progress=show_progress)
         if len(cal.used) < config.num:
             warn.append(f"{calib}: only {len(cal.used)} usable calibration image(s), {config.num} asked")
         graph = CalibratedGraph(model13, model13_path, cal.cache, config.method)
@@ -193,6 +188,21 @@ def quantize(model: str | os.PathLike, calib: str | os.PathLike, *, config: Quan
     return result
 
 
+def load_float_model(src: Path) -> tuple[ModelInfo, Any]:
+    """The float edgeseg model to quantize (``onnx.ModelProto``) and its info; a quantized one is refused."""
+    info = read_model_info(src)
+    float_model = load_model(src, external_data=True)
+    if is_quantized(float_model):
+        raise EdgesegError("model is already quantized; quantize the float export", src)
+    return info, float_model
+
+
+def calibration_plan(model13, info: ModelInfo, config: QuantizeConfig) -> CalibrationPlan:
+    """What ``calibrate`` computes for ``config`` on the prepared graph (the search keeps a few inputs)."""
+    return CalibrationPlan(info.imgsz, config.method, config.num, head_floors(model13, info), silu_input_floors(model13),
+                           keep_tensors=config.search_images if config.target_cosine is not None else 0)  # fmt: skip
+
+
 def quantization_record(config: QuantizeConfig, *, settings: QuantSettings, stem: tuple[str, ...], images: int,
                         rewritten: list[str]) -> dict[str, Any]:  # fmt: skip
     """The ``edgeseg.quantization`` metadata: the settings a model was made with."""
@@ -226,12 +236,18 @@ def quantizable_graph(float_model, src: Path, config: QuantizeConfig) -> tuple[A
     rewritten = upsample_as_conv(model13, keep=(*config.keep_float, *config.int16))
     if rewritten:
         model13 = shape_inference.infer_shapes(model13)
-    check_node_names(float_model, config.keep_float, "--keep-float", src, also=model13)
-    check_node_names(float_model, config.int16, "--int16", src, also=model13)
+    check_config_nodes(float_model, config, src, also=model13)
+    return model13, rewritten
+
+
+def check_config_nodes(model, config: QuantizeConfig, src: Path, also=None) -> None:
+    """The ``keep_float`` / ``int16`` node names of ``config`` exist in ``model`` (or ``also``) and none is
+    given both; one-line errors otherwise."""
+    check_node_names(model, config.keep_float, "--keep-float", src, also=also)
+    check_node_names(model, config.int16, "--int16", src, also=also)
     both = sorted(set(config.keep_float) & set(config.int16))
     if both:
         raise EdgesegError(f"node {both[0]!r} is given both --keep-float and --int16", src)
-    return model13, rewritten
 
 
 def _held_out(job: _Job) -> ImageTensors:

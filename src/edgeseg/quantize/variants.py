@@ -9,13 +9,20 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..backends import read_model_info
 from ..errors import EdgesegError
 from ..fileio import write_bytes_atomic
-from ..onnxgraph import is_quantized, load_model, metadata, save_model
+from ..onnxgraph import metadata, save_model
 from ..sources import image_directory
-from .calibrate import CalibrationPlan, calibrate, head_floors, silu_input_floors
-from .quantizer import QuantizeConfig, float_stem_nodes, quantizable_graph, quantization_record
+from .calibrate import calibrate
+from .quantizer import (
+    QuantizeConfig,
+    calibration_plan,
+    check_config_nodes,
+    float_stem_nodes,
+    load_float_model,
+    quantizable_graph,
+    quantization_record,
+)
 from .rewrite import CalibratedGraph, finish_model, quantize_qdq
 from .sessions import check_loads
 
@@ -41,14 +48,12 @@ def quantize_variants(model: str | os.PathLike, calib: str | os.PathLike, *, con
         if c.target_cosine is not None:
             raise EdgesegError(f"settings {name!r}: a mixed-precision search (target_cosine) needs quantize()")
     src = Path(model)
-    info = read_model_info(src)
-    float_model = load_model(src, external_data=True)
-    if is_quantized(float_model):
-        raise EdgesegError("model is already quantized; quantize the float export", src)
-    # one graph for all: the upsample rewritten (a config naming the original ConvTranspose fails here)
+    info, float_model = load_float_model(src)
+    # one graph for all, the upsample rewritten: node names are checked against it, so a config naming the
+    # original ConvTranspose fails here instead of quantizing differently from ``quantize``
     model13, rewritten = quantizable_graph(float_model, src, QuantizeConfig())
     for c in configs.values():
-        quantizable_graph(float_model, src, QuantizeConfig(keep_float=c.keep_float, int16=c.int16))  # node names checked
+        check_config_nodes(model13, c, src)
     files = image_directory(calib, "calibration")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -57,8 +62,7 @@ def quantize_variants(model: str | os.PathLike, calib: str | os.PathLike, *, con
     with tempfile.TemporaryDirectory(prefix="edgeseg-quant-") as tmp:
         work = Path(tmp)
         model13_path = save_model(model13, work / "float13.onnx")
-        plan = CalibrationPlan(info.imgsz, first.method, first.num, head_floors(model13, info), silu_input_floors(model13))
-        cal = calibrate(model13_path, files, plan, workdir=work, show_progress=show_progress)
+        cal = calibrate(model13_path, files, calibration_plan(model13, info, first), workdir=work, show_progress=show_progress)
         graph = CalibratedGraph(model13, model13_path, cal.cache, first.method)
         for name, config in configs.items():
             stem = float_stem_nodes(model13, config)
