@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .preprocess import Nv12Frame
 from .results import Detections
 
 # Ultralytics-like palette (BGR), distinct and readable on photos.
@@ -20,9 +21,10 @@ def color_for(class_id: int) -> tuple[int, int, int]:
     return PALETTE[int(class_id) % len(PALETTE)]
 
 
-def draw_detections(image_bgr: np.ndarray, det: Detections, alpha: float = 0.45) -> np.ndarray:
-    """A copy of ``image_bgr`` with masks (box-local, blended), boxes and ``name score`` labels."""
-    out = image_bgr.copy()
+def draw_detections(image_bgr: np.ndarray | Nv12Frame, det: Detections, alpha: float = 0.45) -> np.ndarray:
+    """A copy of ``image_bgr`` with masks (box-local, blended), boxes and ``name score`` labels (an NV12 frame is
+    converted to BGR here: drawing is where a colour conversion is paid, never before)."""
+    out = image_bgr.to_bgr() if isinstance(image_bgr, Nv12Frame) else image_bgr.copy()
     if out.ndim == 2:
         out = cv2.cvtColor(out, cv2.COLOR_GRAY2BGR)
     h, w = out.shape[:2]

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .backends import ModelInfo, Sidecar, read_model_info
-from .backends.horizon import NV12_RANGE, SIDECAR_SUFFIX, output_kind
+from .backends.board import NV12_RANGE, SIDECAR_SUFFIX, output_kind
 from .errors import EdgesegError
 from .fileio import unique_name, write_bytes_atomic, write_json_atomic
 from .onnxgraph import layout_chain, load_model, metadata, parameter_count, producers, tensor_dims

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .backends import Backend, ModelInfo, open_backend
+from .backends import Backend, BoardOptions, ModelInfo, open_backend
 from .decode import DecodeOptions, StageClock, decode
 from .errors import EdgesegError
-from .preprocess import as_bgr, letterbox, load_image, to_input_tensor
+from .preprocess import Nv12Frame, as_bgr, letterbox, letterbox_nv12, load_image, nv12_input_tensor, to_input_tensor
 from .results import Detections
 from .sources import Source, open_sources
 
@@ -32,8 +32,9 @@ class Segmenter:
 
     ``model`` is a model file (default: the embedded model; the backend is chosen from the file by
     ``open_backend``) or any ``Backend``. Options are those of ``DecodeOptions`` (``conf``, ``iou``,
-    ``max_det``, ``classes``, ``agnostic``, ``multi_label``) or ``options=`` one. One Segmenter may be
-    shared by threads: ONNX Runtime's ``run`` is thread-safe and the decoder keeps no state."""
+    ``max_det``, ``classes``, ``agnostic``, ``multi_label``) or ``options=`` one. ``board``: how a ``.bin``
+    runs on the RDK board (runtime, BPU core, priority). One Segmenter may be shared by threads: ONNX Runtime's
+    ``run`` is thread-safe and the decoder keeps no state (the board runtimes are not: use ``workers``)."""
 
     def __init__(
         self,
@@ -42,14 +43,16 @@ class Segmenter:
         options: DecodeOptions | None = None,
         threads: int = 0,
         providers: list[str] | None = None,
+        board: BoardOptions | None = None,
         **option_values,
     ) -> None:
         self.options = replace(options or DecodeOptions(), **option_values)
         self.model_path: Path | None = None
         self.providers = providers
+        self.board = board
         if model is None or isinstance(model, (str, os.PathLike)):
             self.model_path = Path(model or DEFAULT_MODEL)
-            self.backend: Backend = open_backend(self.model_path, threads=threads, providers=providers)
+            self.backend: Backend = open_backend(self.model_path, threads=threads, providers=providers, board=board)
         else:
             self.backend = model
         self.info: ModelInfo = self.backend.info
@@ -62,13 +65,19 @@ class Segmenter:
     def names(self) -> dict[int, str]:
         return self.info.names
 
-    def raw(self, image: np.ndarray, clock: StageClock | None = None):
+    def raw(self, image: np.ndarray | Nv12Frame, clock: StageClock | None = None):
         """Letterbox, make the backend's input and run the network: (outputs by name, Letterbox). The input
         is the backend's own ``prepare(padded, lb)`` when it has one (NV12 for the RDK board), else the
-        float NCHW tensor."""
-        padded, lb = letterbox(as_bgr(image), self.info.imgsz)
-        prepare = getattr(self.backend, "prepare", None)
-        inputs = to_input_tensor(padded) if prepare is None else prepare(padded, lb)
+        float NCHW tensor. An ``Nv12Frame`` is letterboxed in NV12 and handed to ``prepare_nv12`` (an NV12
+        model takes it as it is: no colour conversion), or converted once at the input size."""
+        if isinstance(image, Nv12Frame):
+            padded, lb = letterbox_nv12(image, self.info.imgsz)
+            prepare = getattr(self.backend, "prepare_nv12", None)
+            inputs = nv12_input_tensor(padded, self.info.imgsz) if prepare is None else prepare(padded, lb)
+        else:
+            padded, lb = letterbox(as_bgr(image), self.info.imgsz)
+            prepare = getattr(self.backend, "prepare", None)
+            inputs = to_input_tensor(padded) if prepare is None else prepare(padded, lb)
         if clock is not None:
             clock.mark("preprocess")
         outputs = self.backend.run(inputs)
@@ -77,11 +86,11 @@ class Segmenter:
         return outputs, lb
 
     def __call__(
-        self, image: str | os.PathLike | np.ndarray, with_masks: bool = True, clock: StageClock | None = None
+        self, image: str | os.PathLike | np.ndarray | Nv12Frame, with_masks: bool = True, clock: StageClock | None = None
     ) -> Detections:
-        """Detections for one image (a path or an 8-bit BGR array). ``clock`` is told when each stage
+        """Detections for one image (a path, an 8-bit BGR array or an ``Nv12Frame``). ``clock`` is told when each stage
         ends: preprocess, inference, decode, masks (the benchmark's hook)."""
-        if not isinstance(image, np.ndarray):
+        if not isinstance(image, (np.ndarray, Nv12Frame)):
             image = load_image(image)
         outputs, lb = self.raw(image, clock)
         return decode(outputs, self.info, lb, self.options, with_masks=with_masks, clock=clock)
@@ -96,7 +105,8 @@ class Segmenter:
             raise EdgesegError(f"workers must be >= 1, got {count}")
         if self.model_path is None:
             return [self] * count
-        return [Segmenter(self.model_path, options=self.options, threads=1, providers=self.providers) for _ in range(count)]
+        return [Segmenter(self.model_path, options=self.options, threads=1, providers=self.providers, board=self.board)
+                for _ in range(count)]  # fmt: skip
 
     def stream(self, source: str | os.PathLike | Source, *, workers: int = 2, live: bool | None = None,
                vid_stride: int = 1) -> Iterator[StreamFrame]:  # fmt: skip

@@ -177,3 +177,101 @@ def nv12_to_bgr(nv12: np.ndarray, input_shape: tuple[int, int]) -> np.ndarray:
     """The inverse of ``to_nv12`` (up to the colour round trip): flat NV12 -> uint8 BGR HWC."""
     h, w = input_shape
     return cv2.cvtColor(np.asarray(nv12, np.uint8).reshape(h * 3 // 2, w), cv2.COLOR_YUV2BGR_NV12)
+
+
+def nv12_input_tensor(padded_nv12: np.ndarray, input_shape: tuple[int, int]) -> np.ndarray:
+    """A letterboxed NV12 input as the float RGB NCHW tensor (/255): how a backend without an NV12 input (ONNX
+    Runtime) takes an NV12 frame. One colour conversion, at the network's input size."""
+    return to_input_tensor(nv12_to_bgr(padded_nv12, input_shape))
+
+
+@dataclass(frozen=True)
+class Nv12Frame:
+    """A frame as the board's camera and video decoder deliver it: flat NV12 bytes (``height`` x ``width`` luma,
+    then interleaved UV at half resolution), never converted to BGR unless something draws it.
+
+    ``source_shape`` is the scene's size (h, w) when the hardware scaler already shrank the frame (the MIPI
+    camera asked for the letterbox's inner size): detections are mapped to it, and ``to_bgr`` scales back up."""
+
+    data: np.ndarray
+    height: int
+    width: int
+    source_shape: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.height <= 0 or self.width <= 0 or self.height % 2 or self.width % 2:
+            raise EdgesegError(f"an NV12 frame needs an even, positive height and width, got {self.height}x{self.width}")
+        expected = self.height * self.width * 3 // 2
+        if self.data.dtype != np.uint8 or self.data.ndim != 1 or self.data.size != expected:
+            raise EdgesegError(f"an NV12 frame of {self.height}x{self.width} is {expected} uint8 bytes in one flat "
+                               f"array, got {self.data.dtype} {list(self.data.shape)}")  # fmt: skip
+
+    @classmethod
+    def from_bytes(cls, data: bytes | np.ndarray, height: int, width: int, source_shape: tuple[int, int] | None = None) -> Nv12Frame:
+        """A frame from the bytes a camera or decoder returned (no copy: a read-only view of ``data``)."""
+        buffer = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else np.asarray(data, np.uint8)
+        return cls(buffer.reshape(-1), int(height), int(width), source_shape)
+
+    @classmethod
+    def from_bgr(cls, image_bgr: np.ndarray) -> Nv12Frame:
+        """An NV12 frame of a BGR image (even height and width), as a camera would have delivered it."""
+        h, w = image_bgr.shape[:2]
+        return cls(to_nv12(as_bgr(image_bgr)), h, w)
+
+    @property
+    def scene_shape(self) -> tuple[int, int]:
+        """(h, w) of the scene the detections are mapped to."""
+        return self.source_shape or (self.height, self.width)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """The shape the BGR image of this frame has (``image.shape[:2]`` works on either)."""
+        return (*self.scene_shape, 3)
+
+    def planes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Views of the Y plane (h, w) and the interleaved UV plane (h/2, w/2, 2)."""
+        h, w = self.height, self.width
+        return self.data[: h * w].reshape(h, w), self.data[h * w :].reshape(h // 2, w // 2, 2)
+
+    def to_bgr(self) -> np.ndarray:
+        """The BGR image (for drawing): one colour conversion, scaled to ``scene_shape`` if the hardware shrank it."""
+        bgr = nv12_to_bgr(self.data, (self.height, self.width))
+        sh, sw = self.scene_shape
+        return bgr if (sh, sw) == (self.height, self.width) else cv2.resize(bgr, (sw, sh), interpolation=cv2.INTER_LINEAR)
+
+
+def bgr_image(image: np.ndarray | Nv12Frame) -> np.ndarray:
+    """The 3-channel BGR image of a source item (an array, or an NV12 frame converted now: for drawing only)."""
+    return image.to_bgr() if isinstance(image, Nv12Frame) else as_bgr(image)
+
+
+def letterbox_nv12(frame: Nv12Frame, input_shape: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
+    """Ultralytics' letterbox done in NV12: the Y plane and the UV plane resized apart (bilinear, as the BGR
+    letterbox resizes) into the content area, the pad filled with the Y/U/V bytes of the pad colour that
+    ``to_nv12`` gives. No BGR in between. A frame that the hardware scaler already shrank to the content size
+    is only padded. Chroma rows and columns are whole 2x2 blocks: an odd pad offset puts the content's first
+    chroma sample half a pixel early (the BPU's NV12 input is the same)."""
+    ih, iw = input_shape
+    if ih % 2 or iw % 2:
+        raise EdgesegError(f"NV12 needs an even input height and width, got {ih}x{iw}")
+    lb = letterbox_params(frame.scene_shape, input_shape)
+    nh, nw = lb.content_shape
+    y_src, uv_src = frame.planes()
+    out = np.empty(ih * iw * 3 // 2, np.uint8)
+    y_out = out[: ih * iw].reshape(ih, iw)
+    uv_words = out[ih * iw :].view(np.uint16).reshape(ih // 2, iw // 2)
+    pad_y, pad_uv = _pad_yuv()
+    y0, x0 = lb.pad_top, lb.pad_left
+    _fill_outside(y_out, (y0, y0 + nh), (x0, x0 + nw), pad_y)
+    y_out[y0 : y0 + nh, x0 : x0 + nw] = _resized(y_src, nh, nw)
+    cy0, cx0 = y0 // 2, x0 // 2
+    ch, cw = (y0 + nh + 1) // 2 - cy0, (x0 + nw + 1) // 2 - cx0
+    _fill_outside(uv_words, (cy0, cy0 + ch), (cx0, cx0 + cw), pad_uv)
+    uv_out = out[ih * iw :].reshape(ih // 2, iw // 2, 2)
+    uv_out[cy0 : cy0 + ch, cx0 : cx0 + cw] = _resized(uv_src, ch, cw)
+    return out, lb
+
+
+def _resized(plane: np.ndarray, h: int, w: int) -> np.ndarray:
+    """``plane`` at (h, w): as it is when it already has that size (the hardware scaled it), else bilinear."""
+    return plane if plane.shape[:2] == (h, w) else cv2.resize(plane, (w, h), interpolation=cv2.INTER_LINEAR)

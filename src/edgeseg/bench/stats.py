@@ -21,7 +21,7 @@ def onnx_model_stats(path: str | os.PathLike) -> ModelStats:
 
     Quantization scales/zero points and integer shape constants are not parameters."""
     if Path(path).suffix.lower() == ".bin":  # a compiled Horizon model: integer by construction; no ONNX graph to count
-        from ..backends.horizon import find_sidecar, read_sidecar
+        from ..backends.board import find_sidecar, read_sidecar
 
         params = read_sidecar(find_sidecar(path)).params  # its float ONNX's count, written by `edgeseg horizon`
         return ModelStats(params=params, int8=True, size_mb=round(Path(path).stat().st_size / 1e6, 2))

@@ -1,8 +1,3 @@
-"""A stand-in for the RDK board's ``hobot_dnn`` package, for tests without a board.
-
-``pyeasy_dnn`` implements exactly the documented surface of the real module (``load``, the models' ``inputs`` /
-``outputs`` with ``name`` and ``properties``, ``forward`` returning tensors with ``buffer`` and
-``properties``) on top of ONNX Runtime, so a backend that passes against it uses nothing else. What it
-runs is a fake ``.bin`` that ``fakebin.write_fake_bin`` makes from an edgeseg INT8 ONNX: not an ONNX file, so
-nothing but this runtime can read it, as with a real .bin.
-"""
+"""A stand-in for the RDK board's ``hobot_dnn`` package (``pyeasy_dnn``), for tests without a board; it runs the
+fake ``.bin`` files of ``fake_bpu.write_fake_bin`` and behaves as D-Robotics/x5-hobot-spdev
+``src/python/dnn_python.cpp`` does (see ``pyeasy_dnn.py``)."""

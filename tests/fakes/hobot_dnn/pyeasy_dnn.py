@@ -1,146 +1,175 @@
-"""Stand-in for the board's ``hobot_dnn.pyeasy_dnn`` on ONNX Runtime: only the documented surface.
+"""Stand-in for ``hobot_dnn.pyeasy_dnn`` that behaves as its C source does (D-Robotics/x5-hobot-spdev
+``src/python/dnn_python.cpp``), not as its documentation describes it:
 
-- ``load(path)`` -> a list with one model; ``model.inputs[i]`` / ``model.outputs[i]`` have ``name`` and
-  ``properties`` (``tensor_type``, ``dtype``, ``layout``, ``shape``, ``validShape``, ``alignedShape``,
-  ``scale_data``); ``model.forward(array_or_list, core_id=0, priority=0)`` -> tensors with ``buffer`` and
-  ``properties``. Slots keep anything else from being read.
-- Like the BPU: an NV12 input (``shape`` (1, 3, H, W)) is converted to RGB inside (BT.601 video range, what
-  ``input_space_and_range: bt601_video`` compiles in) and scaled by 1/255; an RGB/BGR uint8 input is scaled
-  by 1/255; int32 outputs are conv accumulators with per-channel ``scale_data`` and zero point 0; outputs
-  come in the .bin's order under the .bin's names, padded to ``alignedShape`` when asked.
-
-The int32 heads of an edgeseg INT8 ONNX are its uint8 heads re-expressed exactly: ``(q - zp) << j`` with
-scale ``scale / 2**j`` (``j`` differs per channel), so they dequantize to the same float32 values.
+- ``TensorProperties`` getters: ``tensor_type`` is ``TensorType[tensorType]`` (one table of 19 strings);
+  ``dtype`` the same table, but "uint8" for the six image types (``tensorproperties_get_dtype``); ``layout``
+  "NHWC"/"NCHW"/"NONE", else "UNKNOWN" (``tensorproperties_get_layout``); ``shape`` a tuple of the valid shape
+  (``tensorproperties_get_shape``); ``validShape`` and ``alignedShape`` a Python int: a malloc'd struct pointer
+  returned through ``PyLong_FromVoidPtr`` (``tensorproperties_get_validshape`` / ``_alignedshape``), a new one
+  at every read; ``scale_data`` a float32 array of ``scaleLen`` (empty when there is no scale); no zero point
+  and no quantize axis.
+- ``.buffer`` (``PyDNNTensor_get_buffer`` -> ``buffer_2_numpy``): a new 4-D array of the valid shape, copied
+  from the START of the output's aligned memory (``memcpy(size * type_size)``: when aligned != valid the rows
+  come out shifted), as int8/int16/int32/float32; any other type comes back as int8 of the valid element count.
+  It reads the model's output memory when accessed, so a later ``forward`` changes what an old tensor returns.
+- ``forward(arg, core_id=0, priority=0)`` (``Model_forward``): a numpy array is copied as ``numpy_size`` BYTES
+  where ``numpy_size`` is its element count (a float32 array loses 3/4 of its bytes) from its data pointer
+  (a non-contiguous view is read in memory order); a list or tuple has each item force-cast to uint8 first;
+  anything else is no input at all. For an RGB input the caller's own array is changed in place: every byte
+  becomes ``clamp(byte - 128, 0, 255)`` (the X5 comment in ``forward``). A failing forward sets a RuntimeError
+  and returns None, which CPython turns into a SystemError; ``load`` of a bad file does the same.
+- ``load(path or [paths])`` -> list of models (``Dnnpy_load``); a model has ``name``, ``inputs``, ``outputs``,
+  ``estimate_latency`` and ``forward``.
 """
 
 from __future__ import annotations
 
-import json
+import ctypes
 
-import cv2
 import numpy as np
-import onnxruntime as ort
+from fake_bpu import LAYOUTS, TYPES, CompiledModel, TensorSpec
 
-from .fakebin import read_fake_bin
+_LAYOUT_NAMES = {v: k for k, v in LAYOUTS.items()}
+_KEEP_ALIVE: list = []  # the real getters leak their mallocs; keep ours alive so the ints stay valid pointers
+_BUFFER_TYPES = {8: np.int8, 11: np.int16, 14: np.int32, 13: np.float32}  # buffer_2_pyarray's switch
+
+
+class _ShapeStruct(ctypes.Structure):
+    _fields_ = [("dimensionSize", ctypes.c_int32 * 8), ("numDimensions", ctypes.c_int32)]
+
+
+def _pointer(shape: tuple[int, ...]) -> int:
+    struct = _ShapeStruct()
+    struct.numDimensions = len(shape)
+    for i, d in enumerate(shape):
+        struct.dimensionSize[i] = d
+    _KEEP_ALIVE.append(struct)
+    return ctypes.addressof(struct)
+
+
+def _failed(what: str):
+    """What C code that sets an error and returns None looks like from Python."""
+    err = SystemError(f"<built-in method {what}> returned a result with an exception set")
+    err.__cause__ = RuntimeError(f"{what} execution failed.")
+    return err
 
 
 class TensorProperties:
-    __slots__ = ("tensor_type", "dtype", "layout", "shape", "validShape", "alignedShape", "scale_data")
+    __slots__ = ("_spec",)
 
-    def __init__(self, tensor_type, dtype, layout, shape, aligned, scale_data) -> None:
-        self.tensor_type, self.dtype, self.layout = tensor_type, dtype, layout
-        self.shape = self.validShape = tuple(shape)
-        self.alignedShape = tuple(aligned)
-        self.scale_data = np.asarray(scale_data, np.float32)
+    def __init__(self, spec: TensorSpec) -> None:
+        self._spec = spec
+
+    @property
+    def tensor_type(self) -> str:
+        return TYPES[self._spec.tensor_type]
+
+    @property
+    def dtype(self) -> str:
+        return "uint8" if self._spec.tensor_type < 6 else TYPES[self._spec.tensor_type]
+
+    @property
+    def layout(self) -> str:
+        return _LAYOUT_NAMES.get(self._spec.layout, "UNKNOWN")
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self._spec.valid)
+
+    @property
+    def validShape(self) -> int:  # noqa: N802 - the runtime's name
+        return _pointer(self._spec.valid)
+
+    @property
+    def alignedShape(self) -> int:  # noqa: N802
+        return _pointer(self._spec.aligned)
+
+    @property
+    def scale_data(self) -> np.ndarray:
+        return np.array(self._spec.scale, np.float32)
 
 
-class TensorInfo:
-    __slots__ = ("name", "properties")
+class pyDNNTensor:  # noqa: N801 - the runtime's name
+    __slots__ = ("name", "_spec", "_memory")
 
-    def __init__(self, name, properties) -> None:
-        self.name, self.properties = name, properties
+    def __init__(self, name: str, spec: TensorSpec, memory: np.ndarray) -> None:
+        self.name, self._spec, self._memory = name, spec, memory
 
+    @property
+    def properties(self) -> TensorProperties:
+        return TensorProperties(self._spec)
 
-class Tensor:
-    __slots__ = ("buffer", "properties")
-
-    def __init__(self, buffer, properties) -> None:
-        self.buffer, self.properties = buffer, properties
-
-
-def _quant_params(meta, name):
-    """(scale, zero point) of an integer ONNX output from edgeseg's metadata, as float32 / int32 arrays."""
-    d = json.loads(meta["edgeseg.quant." + name])
-    return np.asarray(d["scale"], np.float32), np.asarray(d["zero_point"], np.int32)
+    @property
+    def buffer(self) -> np.ndarray:
+        dtype = np.dtype(_BUFFER_TYPES.get(self._spec.tensor_type, np.int8))
+        valid = self._spec.valid
+        count = int(np.prod(valid))
+        return self._memory[: count * dtype.itemsize].view(dtype).reshape(valid).copy()
 
 
-class _Head:
-    """How one ONNX output becomes one .bin output."""
-
-    def __init__(self, source, name, dtype, onnx_dtype, shape, meta, align) -> None:
-        self.source, self.dtype, self.shape = source, dtype, tuple(shape)
-        channels = self.shape[-1]
-        self.aligned = self.shape[:-1] + ((-(-channels // align) * align) if align else channels,)
-        self.quant = _quant_params(meta, source) if np.issubdtype(onnx_dtype, np.integer) else None
-        self.shift = np.arange(channels, dtype=np.int32) % 4  # per-channel scales that differ, exactly
-        scale = np.float32(0)
-        if dtype == "int32":
-            base = self.quant[0] if self.quant is not None else np.float32(2.0**-10)
-            scale = (base * np.exp2(-self.shift.astype(np.float32))).astype(np.float32)  # exact: powers of two
-        elif dtype == "int16":
-            scale = np.exp2(-(9 + self.shift % 2)).astype(np.float32)
-        self.scale = np.asarray(scale, np.float32) if dtype != "float32" else np.zeros(0, np.float32)
-        self.properties = TensorProperties("F32" if dtype == "float32" else dtype.upper(), dtype, "NHWC", self.shape,
-                                           self.aligned, self.scale)  # fmt: skip
-
-    def convert(self, value):
-        if self.dtype == "int32" and self.quant is not None:
-            out = (value.astype(np.int32) - self.quant[1]) << self.shift
-        else:
-            real = value if self.quant is None else (value.astype(np.float32) - self.quant[1]) * self.quant[0]
-            if self.dtype == "float32":
-                out = real.astype(np.float32)
-            else:
-                info = np.iinfo(self.dtype)
-                out = np.clip(np.rint(real / self.scale), info.min, info.max).astype(self.dtype)
-        if self.aligned != self.shape:
-            padded = np.zeros(self.aligned, out.dtype)
-            padded[..., : self.shape[-1]] = out
-            out = padded
+def _as_input_bytes(arg) -> list[np.ndarray]:
+    """What ``Model_forward`` hands to ``forward``: (pointer, size) pairs, as byte arrays."""
+    if isinstance(arg, np.ndarray):
+        raw = arg.ravel(order="K").view(np.uint8) if arg.size else np.zeros(0, np.uint8)
+        return [raw[: arg.size]]  # numpy_size counts elements; memcpy copies that many bytes
+    if isinstance(arg, (list, tuple)):
+        out = []
+        for item in arg:
+            if not isinstance(item, np.ndarray):
+                raise TypeError("Each element in arg_obj must be a NumPy array.")
+            out.append(np.asarray(item).astype(np.uint8).reshape(-1))  # PyArray_FROM_OTF(NPY_UBYTE, FORCECAST)
         return out
+    print("arg_obj is NOT a container.")
+    return []
 
 
 class Model:
     """One loaded .bin."""
 
-    def __init__(self, path) -> None:
-        header, onnx_bytes = read_fake_bin(path)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.log_severity_level = 3
-        self._session = ort.InferenceSession(onnx_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
-        meta = self._session.get_modelmeta().custom_metadata_map
-        onnx_outputs = {o.name: o for o in self._session.get_outputs()}
-        _, _, h, w = self._session.get_inputs()[0].shape
-        self._hw = (h, w)
-        self._type, self._layout = header["input_type"], header["input_layout"]
-        if "NV12" in self._type:
-            shape, dtype, layout = (1, 3, h, w), "uint8", "NCHW"
-        else:
-            shape = (1, h, w, 3) if self._layout == "NHWC" else (1, 3, h, w)
-            dtype, layout = ("float32" if self._type == "F32" else "uint8"), self._layout
-        self.inputs = [TensorInfo("images", TensorProperties(self._type, dtype, layout, shape, shape, []))]
-        self._heads = []
-        for source, name, out_dtype in header["outputs"]:
-            o = onnx_outputs[source]
-            onnx_dtype = np.uint8 if "uint8" in o.type else np.int8 if "int8" in o.type else np.float32
-            self._heads.append(_Head(source, name, out_dtype, onnx_dtype, o.shape, meta, header["align"]))
-        self.outputs = [TensorInfo(name, head.properties) for head, (_, name, _) in zip(self._heads, header["outputs"])]
+    def __init__(self, path: str) -> None:
+        self._compiled = CompiledModel(path)
+        self.name = self._compiled.name
+        self.estimate_latency = 100
 
-    def _network_input(self, data):
-        """What the BPU's preprocessing makes of the input: float32 RGB NCHW in [0, 1]."""
-        h, w = self._hw
-        props = self.inputs[0].properties
-        if "NV12" in self._type:
-            if data.dtype != np.uint8 or data.size != h * w * 3 // 2:
-                raise RuntimeError(f"input must be {h * w * 3 // 2} bytes of NV12, got {data.dtype} {data.shape}")
-            rgb = cv2.cvtColor(data.reshape(h * 3 // 2, w), cv2.COLOR_YUV2RGB_NV12)
-            return np.ascontiguousarray(rgb.transpose(2, 0, 1))[None].astype(np.float32) / np.float32(255)
-        if data.shape != props.shape or data.dtype != np.dtype(props.dtype):
-            raise RuntimeError(f"input must be {props.dtype} {props.shape}, got {data.dtype} {data.shape}")
-        nchw = data.transpose(0, 3, 1, 2) if self._layout == "NHWC" else data
-        if self._type == "F32":
-            return np.ascontiguousarray(nchw)
-        if self._type == "BGR":
-            nchw = nchw[:, ::-1]
-        return np.ascontiguousarray(nchw).astype(np.float32) / np.float32(255)
+    @property
+    def inputs(self) -> list[pyDNNTensor]:
+        c = self._compiled
+        return [pyDNNTensor(c.input.name, c.input, c.input_memory)]
 
-    def forward(self, input_tensor, core_id=0, priority=0):
-        data = input_tensor[0] if isinstance(input_tensor, (list, tuple)) else input_tensor
-        x = self._network_input(np.asarray(data))
-        values = self._session.run([h.source for h in self._heads], {self._session.get_inputs()[0].name: x})
-        return [Tensor(h.convert(v), h.properties) for h, v in zip(self._heads, values)]
+    @property
+    def outputs(self) -> list[pyDNNTensor]:
+        return [pyDNNTensor(h.spec.name, h.spec, h.memory) for h in self._compiled.heads]
+
+    def forward(self, arg, core_id: int = 0, priority: int = 0) -> list[pyDNNTensor]:
+        if not isinstance(core_id, int) or not isinstance(priority, int):
+            raise TypeError("Failed to parse arguments.")
+        c = self._compiled
+        inputs = _as_input_bytes(arg)
+        if len(inputs) > 1 or any(d.size == 0 for d in inputs):
+            raise _failed("forward")
+        if inputs:
+            data = inputs[0]
+            if c.input.tensor_type == TYPES.index("RGB"):
+                shifted = np.clip(data.astype(np.int32) - 128, 0, 255).astype(np.uint8)
+                if isinstance(arg, np.ndarray) and arg.flags.c_contiguous and arg.dtype == np.uint8:
+                    arg.reshape(-1)[: data.size] = shifted  # in place, in the caller's array
+                data = shifted
+            n = min(data.size, c.input_memory.size)
+            c.input_memory[:n] = data[:n]
+        c.infer()
+        return self.outputs
 
 
-def load(path):
-    return [Model(str(path))]
+def load(model_file):
+    files = [model_file] if isinstance(model_file, str) else model_file
+    if not isinstance(files, list):
+        raise TypeError("model_file must be a string or a list")
+    models = []
+    for f in files:
+        if not isinstance(f, str):
+            raise TypeError("model_file must be a string or a list of strings")
+        try:
+            models.append(Model(f))
+        except (OSError, ValueError):
+            raise _failed("load") from None
+    return models
