@@ -63,3 +63,65 @@ def model_640(tmp_path_factory, checkpoint) -> Path:
 def ultralytics_assets() -> Path:
     ultralytics = pytest.importorskip("ultralytics")
     return Path(ultralytics.__file__).parent / "assets"
+
+
+# --------------------------------------------------------------------------------------------------
+# the RDK board without a board: stand-ins of its runtimes (tests/fakes), a .bin directory as run_on_board.md
+# leaves it
+
+FAKES = REPO / "tests" / "fakes"
+BOARD_PACKAGES = ("hobot_dnn", "hobot_dnn_rdkx5", "hbm_runtime", "hobot_vio", "hobot_vio_rdkx5", "fake_bpu")
+
+
+def forget_board_modules() -> None:
+    import sys
+
+    for name in [m for m in sys.modules if m.split(".")[0] in BOARD_PACKAGES]:
+        del sys.modules[name]
+
+
+@pytest.fixture(scope="module")
+def fakes():
+    """The stand-ins importable (``hobot_dnn``, ``hbm_runtime``, ``hobot_vio``, ``fake_bpu``) for one test module,
+    forgotten afterwards so that other tests see a machine without a board runtime."""
+    import importlib
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(FAKES))
+        forget_board_modules()
+        yield importlib.import_module("fake_bpu")
+    forget_board_modules()
+
+
+@pytest.fixture(scope="session")
+def int8_onnx(tmp_path_factory, coco128_dir) -> Path:
+    """The embedded model quantized by edgeseg (INT8, integer box/mc heads), as the .bin's source."""
+    from edgeseg.predict import DEFAULT_MODEL
+    from edgeseg.quantize import QuantizeConfig, quantize
+
+    out = tmp_path_factory.mktemp("int8") / "yolov8n-seg-coco128-640-int8.onnx"
+    config = QuantizeConfig(num=8, report_images=0, bench_runs=0)
+    return quantize(DEFAULT_MODEL, coco128_dir / "images" / "train2017", config=config, output=out).output
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory, coco128_images, int8_onnx, fakes) -> dict[str, Path]:
+    """A board directory: the sidecar `edgeseg horizon` wrote and fake .bins of the INT8 model beside it (NV12,
+    RGB and BGR inputs)."""
+    import shutil
+
+    from edgeseg.horizon import HorizonConfig, horizon_artefacts
+    from edgeseg.predict import DEFAULT_MODEL
+
+    calib = tmp_path_factory.mktemp("calib")
+    shutil.copy(coco128_images[0], calib)
+    r = horizon_artefacts(DEFAULT_MODEL, calib, tmp_path_factory.mktemp("horizon"), config=HorizonConfig(num=1))
+    d = tmp_path_factory.mktemp("board")
+    shutil.copy(r.sidecar, d)
+    prefix = Path(r.bin_path).stem
+    return {
+        "dir": d,
+        "nv12": fakes.write_fake_bin(int8_onnx, d / f"{prefix}_modified.bin"),
+        "rgb": fakes.write_fake_bin(int8_onnx, d / f"{prefix}_rgb.bin", input_type="RGB", input_layout="NHWC"),
+        "bgr": fakes.write_fake_bin(int8_onnx, d / f"{prefix}_bgr.bin", input_type="BGR", input_layout="NHWC"),
+    }

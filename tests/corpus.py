@@ -146,3 +146,20 @@ def start_cli(args: Sequence, **popen) -> subprocess.Popen:
     keeps ignoring, so the child's SIGINT is set back to the default before it starts."""
     return subprocess.Popen([sys.executable, "-m", "edgeseg.cli", *map(str, args)], text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **popen)  # fmt: skip
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box of ``a`` with every box of ``b`` (xyxy), written here for the tests."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)  # noqa: E731
+    return inter / (area(a)[:, None] + area(b)[None, :] - inter)
+
+
+def matched(ref, other, iou: float = 0.95) -> int:
+    """Detections of ``ref`` with a same-class detection in ``other`` at box IoU >= ``iou``."""
+    if not len(ref) or not len(other):
+        return 0
+    same = (ref.class_ids[:, None] == other.class_ids[None, :]) & (box_iou(ref.xyxy, other.xyxy) >= iou)
+    return int(same.any(axis=1).sum())

@@ -17,7 +17,7 @@ from .errors import EdgesegError
 from .fileio import unique_name, write_bytes_atomic, write_json_atomic
 from .predict import Segmenter
 from .sinks import JsonlSink, VideoSink, check_writable
-from .sources import ImageFiles, Source, open_sources, progress
+from .sources import BoardInputs, ImageFiles, Source, open_sources, progress
 from .stream import StreamFrame, StreamRunner, StreamStats
 
 
@@ -36,11 +36,13 @@ class PredictOutputs:
 @dataclass(frozen=True)
 class StreamOptions:
     """``workers`` inference threads (each its own session); ``live`` forces (True) or forbids (False)
-    dropping stale frames (default: cameras and URLs drop, files don't); every ``vid_stride``-th frame."""
+    dropping stale frames (default: cameras and URLs drop, files don't); every ``vid_stride``-th frame;
+    ``hw_decode``: the RDK board's hardware decoder for videos and streams (None: where it is available)."""
 
     workers: int = 1
     live: bool | None = None
     vid_stride: int = 1
+    hw_decode: bool | None = None
 
 
 class FrameObserver(Protocol):
@@ -128,7 +130,8 @@ def predict_sources(
     """Predict every image, video, camera or stream in ``sources``; bad items are skipped and listed in
     ``summary.failed``. Output files are checked before any work; videos and JSON Lines are complete up to
     the last frame written even when interrupted (Ctrl-C). Every frame also goes to each of ``observers``."""
-    opened = open_sources(sources, live=stream.live, vid_stride=stream.vid_stride)
+    board = BoardInputs(imgsz=segmenter.info.imgsz, hw_decode=stream.hw_decode)
+    opened = open_sources(sources, live=stream.live, vid_stride=stream.vid_stride, board=board)
     summary = PredictSummary(failed=list(opened.problems))
     streams = [s for s in opened.sources if not isinstance(s, ImageFiles)]
     targets = {id(s): (_numbered(outputs.save_video, k, len(streams)), _numbered(outputs.save_jsonl, k, len(streams)))
@@ -183,3 +186,5 @@ def _run_source(source: Source, workers: list[Segmenter], outputs: PredictOutput
         sink.close()
         if not is_images:
             summary.streams.append((source.name, runner.stats))
+        if getattr(source, "failed", None):  # a board camera or decoder that stopped: a failure, not an end
+            summary.failed.append((source.name, source.failed))

@@ -37,17 +37,22 @@ def _type_name(dtype) -> str:
     return _TYPE_NAMES.get(name, name)
 
 
-def _layout(shape: tuple[int, ...], axis: int | None, info) -> str:
-    """NHWC or NCHW for an output: hbm_runtime reports no layout, so it is read from the quantization axis of a
-    per-channel output, else from which dims match one of the model's grids (NHWC, hb_mapper's default
-    output layout, when both do)."""
-    if axis in (1, 3):
-        return "NCHW" if axis == 1 else "NHWC"
+def _layouts(shapes: dict[str, tuple[int, ...]], axes: dict[str, int | None], info) -> str:
+    """NHWC or NCHW for the model's outputs: hbm_runtime reports no layout, and hb_mapper compiles every output in
+    one (``--output-layout``). Read from the quantization axis of per-channel outputs, else from outputs whose
+    dims match one of the model's grids one way only (a [1,80,80,80] class output at 640 matches both);
+    NHWC, hb_mapper's default, when nothing tells."""
     ih, iw = info.imgsz
     grids = {(ih // s, iw // s) for s in (*info.strides, 4)}
-    if len(shape) == 4 and tuple(shape[1:3]) not in grids and tuple(shape[2:4]) in grids:
-        return "NCHW"
-    return "NHWC"
+    votes = set()
+    for name, shape in shapes.items():
+        if axes.get(name) in (1, 3):
+            votes.add("NCHW" if axes[name] == 1 else "NHWC")
+        elif len(shape) == 4:
+            nhwc, nchw = tuple(shape[1:3]) in grids, tuple(shape[2:4]) in grids
+            if nhwc != nchw:
+                votes.add("NHWC" if nhwc else "NCHW")
+    return votes.pop() if len(votes) == 1 else "NHWC"
 
 
 class HbmRuntimeBackend:
@@ -80,13 +85,15 @@ class HbmRuntimeBackend:
         if self.input.kind not in _RUNS_ON_HBM:
             raise EdgesegError(f"the model's input is {self.input.kind}, which hbm_runtime cannot take (it has no numpy type "
                                "for it): run it with --runtime pyeasy, or compile for NV12 (edgeseg horizon's default)", self.path)  # fmt: skip
+        quants, dtypes = self.runtime.output_quants[name], self.runtime.output_dtypes[name]
+        names = list(self.runtime.output_names[name])
+        shapes = {n: tuple(int(v) for v in self.runtime.output_shapes[name][n]) for n in names}
+        axes = {n: int(quants[n].axis) if np.asarray(quants[n].scale).size > 1 else None for n in names}
+        layout = _layouts(shapes, axes, self.info)
         outs = []
-        quants, dtypes, shapes = self.runtime.output_quants[name], self.runtime.output_dtypes[name], self.runtime.output_shapes[name]
-        for out_name in self.runtime.output_names[name]:
-            q, out_shape = quants[out_name], tuple(int(v) for v in shapes[out_name])
-            layout = _layout(out_shape, int(q.axis) if np.asarray(q.scale).size > 1 else None, self.info)
-            d = OutputDescription(out_name, out_name, _type_name(dtypes[out_name]), layout, out_shape, np.asarray(q.scale),
-                                  np.asarray(q.zero_point), int(q.axis) if np.asarray(q.scale).size > 1 else None)  # fmt: skip
+        for n in names:
+            q = quants[n]
+            d = OutputDescription(n, n, _type_name(dtypes[n]), layout, shapes[n], np.asarray(q.scale), np.asarray(q.zero_point), axes[n])
             outs.append(describe_output(d, self.path))
         self.outputs = map_outputs(outs, self.info, self.path)
         sched = {}

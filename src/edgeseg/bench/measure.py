@@ -13,14 +13,13 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..decode import DecodeOptions
 from ..errors import EdgesegError
 from ..predict import Segmenter
 from ..sources import ImageFiles, collect_images
@@ -128,20 +127,22 @@ def throughput_frames(images: int, iters: int, threads: int) -> int:
 
 def throughput_in_turns(
     models: Sequence[str | os.PathLike], images: BenchImages, *, threads: Sequence[int], warmup: int, iters: int,
-    options: DecodeOptions, bar: Any,
+    segmenter_of: Callable[[str | os.PathLike, int], Segmenter], bar: Any,
 ) -> list[tuple[ThreadSeries, ThreadSeries]]:
-    """Per model: images/s with N workers (each its own 1-thread session) and with one N-intra-op-thread
-    session, and the p50 per-image latency under that load.
+    """Per model: images/s with N workers (each its own 1-thread session, made by ``segmenter_of(model,
+    threads)``) and with one N-intra-op-thread session, and the p50 per-image latency under that load. A board
+    model (.bin) has no intra-op threads: only workers, each its own BPU task stream, as the seed's notes
+    measure the board (1 thread: one frame at a time; N threads: N frames in flight).
 
     The models take turns in chunks of ``TURN_FRAMES`` frames until each has pushed its frames, so that
     drift of a shared machine hits them alike; images/s is a model's frames over the time of its own chunks."""
     results = [(ThreadSeries(), ThreadSeries()) for _ in models]
     for n in threads:
         frames = throughput_frames(len(images), iters, n)
-        for mode in THREAD_MODES:
+        on_board = any(Path(m).suffix.lower() == ".bin" for m in models)
+        for mode in THREAD_MODES[:1] if on_board else THREAD_MODES:
             sessions = [
-                [Segmenter(model, options=options, threads=1) for _ in range(n)] if mode == "workers"
-                else [Segmenter(model, options=options, threads=n)]
+                [segmenter_of(model, 1) for _ in range(n)] if mode == "workers" else [segmenter_of(model, n)]
                 for model in models
             ]  # fmt: skip
             for segmenters in sessions:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backends import read_model_info
+from ..backends import BoardOptions, read_model_info
 from ..decode import DecodeOptions
 from ..errors import EdgesegError
 from ..fileio import write_json_atomic
@@ -27,7 +27,8 @@ class BenchConfig:
     """What to benchmark and how. ``threads``: thread counts for throughput; ``warmup``: untimed images
     before each measurement; ``iters``: timed passes over the images; ``max_images``: 0 = all;
     ``compare_repeats``: decoder-compare runs per image; ``ultralytics``: include Ultralytics' post-processing;
-    ``stream``: also run the stream benchmark on a clip (``iters`` passes over it, ``warmup`` frames per session)."""
+    ``stream``: also run the stream benchmark on a clip (``iters`` passes over it, ``warmup`` frames per session);
+    ``board``: how .bin models run on the RDK board (runtime, BPU core, priority)."""
 
     models: tuple[str | os.PathLike, ...]
     sources: tuple[str | os.PathLike, ...]
@@ -39,6 +40,7 @@ class BenchConfig:
     options: DecodeOptions = field(default_factory=DecodeOptions)
     ultralytics: bool = True
     stream: StreamBenchConfig | None = None
+    board: BoardOptions | None = None
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -67,14 +69,17 @@ def run_bench(config: BenchConfig, *, json_path: str | os.PathLike | None = None
         settings.helper_threads = pinned
         bar = progress(desc="bench latency (models interleaved)", total=config.iters * len(images) * len(models),
                        enabled=show_progress, leave=False)  # fmt: skip
-        segmenters = [Segmenter(model, options=options, threads=1) for model in models]
+        def segmenter_of(model: str | os.PathLike, threads: int) -> Segmenter:
+            return Segmenter(model, options=options, threads=threads, board=config.board)
+
+        segmenters = [segmenter_of(model, 1) for model in models]
         latencies = stage_latency(segmenters, images, warmup=config.warmup, iters=config.iters, bar=bar)
         bar.close()
         del segmenters
         frames = sum(throughput_frames(len(images), config.iters, n) for n in config.threads) * len(THREAD_MODES) * len(models)
         bar = progress(desc="bench throughput (models taking turns)", total=frames, enabled=show_progress, leave=False)
         throughputs = throughput_in_turns(models, images, threads=config.threads, warmup=config.warmup, iters=config.iters,
-                                          options=options, bar=bar)  # fmt: skip
+                                          segmenter_of=segmenter_of, bar=bar)  # fmt: skip
         bar.close()
         entries = []
         for model, info, (latency, objects), (ips, tp_latency) in zip(models, infos, latencies, throughputs):

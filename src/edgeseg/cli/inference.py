@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..errors import EdgesegError
 from .options import (
+    add_board_options,
     add_decode_options,
     add_ray_options,
     add_threads_option,
@@ -17,6 +18,7 @@ from .options import (
     positive_int,
     positive_multiple_of_32,
     print_failures,
+    board_options,
     ray_config_of,
     unit_interval,
 )
@@ -33,11 +35,13 @@ def register(sub) -> dict:
     p.add_argument("--no-simplify", action="store_true", help="skip onnxslim graph simplification")
 
     p = sub.add_parser("predict", help="segment images, videos, cameras and streams: overlays, annotated video, JSON")
-    p.add_argument("model", help="edgeseg .onnx model (float or INT8)")
+    p.add_argument("model", help="edgeseg .onnx model (float or INT8), or a Horizon .bin on the RDK board")
     p.add_argument("sources", nargs="+",
-                   help="image files, directories, glob patterns, video files, cameras (0, /dev/video0), rtsp/rtmp/http(s) URLs")
+                   help="image files, directories, glob patterns, video files, cameras (0, /dev/video0), rtsp/rtmp/http(s) URLs, "
+                        "the RDK board's MIPI camera (mipi:0, mipi:0@1920x1080)")
     add_decode_options(p)
     add_threads_option(p)
+    add_board_options(p)
     p.add_argument("--out", default=None, help="directory for overlay images")
     p.add_argument("--save-json", default=None, help="write the detections of images to this JSON file")
     p.add_argument("--save-video", default=None, metavar="OUT.mp4", help="annotated video of each video/camera/stream")
@@ -90,9 +94,9 @@ def _cmd_predict(args) -> int:
         from ..serve import ServeConfig, start_server
 
         serve = ServeConfig.from_cli(args.serve, token=args.serve_token)  # a bad address or a missing token: before any work
-    seg = Segmenter(args.model, options=decode_options(args), threads=args.threads)
+    seg = Segmenter(args.model, options=decode_options(args), threads=args.threads, board=board_options(args))
     outputs = PredictOutputs(out_dir=args.out, save_json=args.save_json, save_video=args.save_video, save_jsonl=args.save_jsonl)
-    stream = StreamOptions(workers=args.workers, live=args.live, vid_stride=args.vid_stride)
+    stream = StreamOptions(workers=args.workers, live=args.live, vid_stride=args.vid_stride, hw_decode=args.hw_decode)
     server = start_server(serve) if serve is not None else None
     if server is not None:
         print(f"edgeseg: live view on {server.url} (it stops with the run; Ctrl-C ends both)", file=sys.stderr)

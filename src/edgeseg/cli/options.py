@@ -73,6 +73,39 @@ def decode_options(args, multi_label: bool = False):
                          agnostic=getattr(args, "agnostic", False), multi_label=multi_label)  # fmt: skip
 
 
+def add_board_options(p: argparse.ArgumentParser, inputs: bool = True) -> None:
+    """How a Horizon .bin runs on the RDK board (``BoardOptions``), and its own inputs, declared once."""
+    p.add_argument("--runtime", choices=["auto", "hbm", "pyeasy"], default="auto",
+                   help=".bin models: the board runtime (auto: hbm_runtime where it imports, RDK OS >= 3.5; else pyeasy_dnn)")
+    p.add_argument("--bpu-core", type=int_in_range("--bpu-core", 0, 3), default=None, metavar="N",
+                   help=".bin models: run on this BPU core (default: any)")
+    p.add_argument("--priority", type=int_in_range("--priority", 0, 255), default=None, metavar="P",
+                   help=".bin models: BPU task priority 0..255 (default: the runtime's)")
+    if inputs:
+        p.add_argument("--hw-decode", action=argparse.BooleanOptionalAction, default=None,
+                       help="decode H.264/H.265/MJPEG videos and streams with the RDK board's hardware decoder to NV12 "
+                            "(default: on where the board's library imports)")
+
+
+def int_in_range(name: str, low: int, high: int):
+    def parse(text: str) -> int:
+        if not text.strip().lstrip("-").isascii() or not text.strip().lstrip("-").isdigit():
+            raise argparse.ArgumentTypeError(f"{name} takes an integer {low}..{high}, got {text!r}")
+        value = int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{name} takes an integer {low}..{high}, got {value}")
+        return value
+
+    return parse
+
+
+def board_options(args):
+    """The ``BoardOptions`` of parsed board options."""
+    from ..backends import BoardOptions
+
+    return BoardOptions(runtime=args.runtime, bpu_core=args.bpu_core, priority=args.priority)
+
+
 def add_calibration_options(p: argparse.ArgumentParser, verb: str) -> None:
     p.add_argument("model", help="edgeseg float .onnx (from `edgeseg export`)")
     p.add_argument("--calib", required=True, help="directory of calibration images (letterboxed like inference)")

@@ -8,6 +8,7 @@ import time
 
 from ..errors import EdgesegError
 from .options import (
+    add_board_options,
     add_calibration_options,
     add_decode_options,
     add_ray_options,
@@ -16,6 +17,7 @@ from .options import (
     positive_int,
     positive_multiple_of_32,
     print_failures,
+    board_options,
     ray_config_of,
     thread_list,
     unit_interval,
@@ -38,7 +40,7 @@ def register(sub) -> dict:
 
     p = sub.add_parser("bench", help="per-stage latency, throughput vs threads, fast vs reference vs Ultralytics decode, "
                                      "video frames/s (--video)")
-    p.add_argument("models", nargs="+", help="edgeseg .onnx models (float or INT8)")
+    p.add_argument("models", nargs="+", help="edgeseg .onnx models (float or INT8), or Horizon .bin models on the RDK board")
     p.add_argument("--images", nargs="+", default=None, help="image files, directories or globs (default: the embedded sample)")
     p.add_argument("--max-images", type=int, default=0, help="use at most this many images (0 = all)")
     p.add_argument("--threads", type=thread_list, default=[1, 2], help="thread counts for throughput, e.g. 1,2,4")
@@ -51,6 +53,7 @@ def register(sub) -> dict:
     p.add_argument("--stream-workers", type=thread_list, default=[1, 2, 4], metavar="N,N",
                    help="runner workers (and bare inference threads) for --video (default 1,2,4)")
     add_decode_options(p, filters=False)
+    add_board_options(p, inputs=False)
     p.add_argument("--json", default=None, help="write the results JSON here")
 
     p = sub.add_parser("report", help="Markdown performance table with footnotes and PNG plots")
@@ -134,7 +137,8 @@ def _cmd_bench(args) -> int:
     stream = StreamBenchConfig(clip=args.video, workers=args.stream_workers) if args.video else None
     config = BenchConfig(models=args.models, sources=args.images or [SAMPLE_IMAGE], threads=args.threads, warmup=args.warmup,
                          iters=args.iters, max_images=args.max_images, compare_repeats=args.compare_repeats,
-                         options=decode_options(args), ultralytics=not args.no_ultralytics, stream=stream)  # fmt: skip
+                         options=decode_options(args), ultralytics=not args.no_ultralytics, stream=stream,
+                         board=board_options(args))  # fmt: skip
     result = run_bench(config, json_path=args.json, show_progress=sys.stderr.isatty())
     print(bench_summary(result))
     if args.json:

@@ -1,7 +1,8 @@
 """Sources: what turns user arguments into images, one policy for all commands.
 
 Image files, directories and globs follow one listing rule (``files.py``); video files, cameras and
-network streams are read by ``video.py``. Every kind yields ``SourceItem``s (``base.py``), so a runner
+network streams are read by ``video.py``; the RDK board's MIPI camera (``mipi:N``) and hardware decoder
+(NV12 frames) by ``board.py``. Every kind yields ``SourceItem``s (``base.py``), so a runner
 or command consumes them the same way. ``open_sources`` splits a command line's arguments into sources,
 in argument order: consecutive image arguments form one ``ImageFiles``, each video, camera or URL is a
 ``VideoSource``.
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 
 from ..errors import EdgesegError
 from .base import Source, SourceItem
+from .board import HardwareDecoded, MipiCamera, import_libsrcampy, is_mipi
 from .files import (
     IMAGE_SUFFIXES,
     ImageFiles,
@@ -33,8 +35,11 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "STREAM_SCHEMES",
     "VIDEO_SUFFIXES",
+    "BoardInputs",
+    "HardwareDecoded",
     "ImageFiles",
     "ImageList",
+    "MipiCamera",
     "OpenedSources",
     "RetryPolicy",
     "Source",
@@ -60,10 +65,41 @@ class OpenedSources:
     problems: list[tuple[str, str]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class BoardInputs:
+    """The board's own inputs: ``imgsz`` of the model (a MIPI camera is asked for the letterbox's inner size)
+    and ``hw_decode``: True decodes videos and streams with the hardware decoder (an error where it cannot),
+    None does so where the board's library imports and the codec is one it takes, False never."""
+
+    imgsz: tuple[int, int] | None = None
+    hw_decode: bool | None = None
+
+
+def _board_source(spec: str, kind: str, board: BoardInputs, live: bool | None, vid_stride: int) -> Source | None:
+    """The board source for ``spec``, or None when OpenCV's reader is the one to use."""
+    if kind == "mipi":
+        if board.imgsz is None:
+            raise EdgesegError("a MIPI camera needs the model's input size (give the model first)", spec)
+        return MipiCamera(spec, imgsz=board.imgsz)
+    if kind not in ("video", "url") or board.hw_decode is False:
+        return None
+    if board.hw_decode is None:
+        try:
+            vio = import_libsrcampy(spec)
+        except EdgesegError:
+            return None  # not a board: OpenCV decodes
+        try:
+            return HardwareDecoded(spec, live=kind == "url" if live is None else live, vid_stride=vid_stride, vio=vio)
+        except EdgesegError:
+            return None  # a codec the decoder does not take: OpenCV decodes
+    return HardwareDecoded(spec, live=kind == "url" if live is None else live, vid_stride=vid_stride)
+
+
 def open_sources(args: Iterable[str | os.PathLike | Source], *, live: bool | None = None, vid_stride: int = 1,
-                 retry: RetryPolicy = RetryPolicy()) -> OpenedSources:  # fmt: skip
+                 retry: RetryPolicy = RetryPolicy(), board: BoardInputs = BoardInputs()) -> OpenedSources:  # fmt: skip
     """Arguments -> sources. A video, camera or URL that cannot be opened is a problem of its own (the
-    other arguments still run); a ``Source`` object (e.g. a camera of your own) is taken as it is."""
+    other arguments still run); a ``Source`` object (e.g. a camera of your own) is taken as it is. ``board``:
+    the RDK board's MIPI camera (``mipi:N``) and hardware decoder."""
     opened = OpenedSources()
     pending: list[str] = []
 
@@ -81,12 +117,14 @@ def open_sources(args: Iterable[str | os.PathLike | Source], *, live: bool | Non
             opened.sources.append(arg)
             continue
         spec = os.fspath(arg)
-        if source_kind(spec) == "files":
+        kind = "mipi" if is_mipi(spec) else source_kind(spec)
+        if kind == "files":
             pending.append(spec)
             continue
         flush()
         try:
-            opened.sources.append(VideoSource(spec, live=live, vid_stride=vid_stride, retry=retry))
+            on_board = _board_source(spec, kind, board, live, vid_stride)
+            opened.sources.append(on_board or VideoSource(spec, live=live, vid_stride=vid_stride, retry=retry))
         except EdgesegError as exc:
             opened.problems.append((spec, reason(exc)))
     flush()

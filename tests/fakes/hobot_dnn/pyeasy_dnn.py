@@ -47,11 +47,13 @@ def _pointer(shape: tuple[int, ...]) -> int:
     return ctypes.addressof(struct)
 
 
-def _failed(what: str):
-    """What C code that sets an error and returns None looks like from Python."""
-    err = SystemError(f"<built-in method {what}> returned a result with an exception set")
-    err.__cause__ = RuntimeError(f"{what} execution failed.")
-    return err
+def _failed(what: str) -> SystemError:
+    """What C code that sets an error and returns None looks like from Python: a SystemError caused by the error
+    it set."""
+    try:
+        raise SystemError(f"<built-in method {what}> returned a result with an exception set") from RuntimeError(f"{what} execution failed.")
+    except SystemError as err:
+        return err
 
 
 class TensorProperties:
@@ -146,7 +148,8 @@ class Model:
         c = self._compiled
         inputs = _as_input_bytes(arg)
         if len(inputs) > 1 or any(d.size == 0 for d in inputs):
-            raise _failed("forward")
+            err = _failed("forward")
+            raise err from err.__cause__
         if inputs:
             data = inputs[0]
             if c.input.tensor_type == TYPES.index("RGB"):
@@ -171,5 +174,6 @@ def load(model_file):
         try:
             models.append(Model(f))
         except (OSError, ValueError):
-            raise _failed("load") from None
+            err = _failed("load")
+            raise err from err.__cause__
     return models
