@@ -80,7 +80,7 @@ def _board_source(spec: str, kind: str, board: BoardInputs, live: bool | None, v
     if kind == "mipi":
         if board.imgsz is None:
             raise EdgesegError("a MIPI camera needs the model's input size (give the model first)", spec)
-        return MipiCamera(spec, imgsz=board.imgsz)
+        return MipiCamera(spec, imgsz=board.imgsz, live=live)
     if kind not in ("video", "url") or board.hw_decode is False:
         return None
     if board.hw_decode is None:

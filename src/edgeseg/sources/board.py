@@ -37,6 +37,7 @@ VIO_PACKAGES = ("hobot_vio", "hobot_vio_rdkx5")
 _MIPI = re.compile(r"^mipi(?::(-?\d+))?(?:@(\d+)x(\d+))?$")
 _CODECS = {"h264": 1, "avc1": 1, "hevc": 2, "h265": 2, "hev1": 2, "hvc1": 2, "mjpg": 3, "mjpeg": 3}
 _VPS = 2  # get_img's module: the scaler's outputs
+CAMERA_FPS = 30
 _DECODER_CHANNELS = itertools.count()  # one hardware decoder channel per source in this process
 
 
@@ -81,12 +82,13 @@ class MipiCamera:
     ``imgsz`` (scaled by the hardware; ``source_shape`` is the scene size, so detections land in scene pixels).
 
     ``missing_after``: consecutive empty reads (each a 2 s wait in the library) after which the camera counts as
-    gone: the source ends and says so in ``warnings`` and ``failed``."""
+    gone: the source ends and says so in ``warnings`` and ``failed``. ``live`` (default True): runners drop stale
+    frames rather than fall behind."""
 
-    live = True
-
-    def __init__(self, spec: str, *, imgsz: tuple[int, int], fps: int = 30, missing_after: int = 3, vio: ModuleType | None = None) -> None:
+    def __init__(self, spec: str, *, imgsz: tuple[int, int], live: bool | None = None, missing_after: int = 3,
+                 vio: ModuleType | None = None) -> None:  # fmt: skip
         self.name = spec
+        self.live = True if live is None else live
         self.spec = MipiSpec.parse(spec)
         self.warnings: list[str] = []
         self.failed: str | None = None
@@ -94,20 +96,20 @@ class MipiCamera:
         lb = letterbox_params((self.spec.height, self.spec.width), imgsz)
         h, w = lb.content_shape
         self.frame_shape = (h + h % 2, w + w % 2)  # the scaler's outputs have even sizes
-        self.fps: float | None = float(fps)
+        self.fps: float | None = float(CAMERA_FPS)
         vio = vio or import_libsrcampy(spec)
         self._cam = vio.Camera()
         fh, fw = self.frame_shape
-        ret = self._cam.open_cam(0, self.spec.video_index, fps, [fw, self.spec.width], [fh, self.spec.height])
+        ret = self._cam.open_cam(0, self.spec.video_index, CAMERA_FPS, [fw, self.spec.width], [fh, self.spec.height])
         if ret != 0:
             raise EdgesegError(f"cannot open the MIPI camera (open_cam returned {ret}): is one connected, and free?", spec)
 
     def __iter__(self) -> Iterator[SourceItem]:
         fh, fw = self.frame_shape
         scene = (self.spec.height, self.spec.width)
-        misses = 0
+        misses = index = 0
         try:
-            for index in itertools.count():
+            while True:
                 data = self._cam.get_img(_VPS, fw, fh)
                 if data is None:
                     misses += 1
@@ -119,6 +121,7 @@ class MipiCamera:
                 misses = 0
                 frame = Nv12Frame.from_bytes(data, fh, fw, source_shape=scene)
                 yield SourceItem(index, self.name, image=frame, time_s=index / self.fps if self.fps else None)
+                index += 1
         finally:
             self._cam.close_cam()
 
