@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from corpus import assert_same_detections, dequantize_array, matched
 
+from corpus import assert_same_detections, dequantize_array, matched
 from edgeseg.backends import BoardOptions, HbmRuntimeBackend, ModelInfo, PyeasyDnnBackend, QuantizedTensor, Sidecar, open_backend
 from edgeseg.backends.board import BoardOutput, OutputDescription, describe_output, find_sidecar, map_outputs
 from edgeseg.decode import decode
@@ -180,8 +180,9 @@ def test_rgb_input_is_handed_over_as_a_fresh_copy_and_the_clamp_is_announced(boa
     first = seg.backend.run(prepared)
     np.testing.assert_array_equal(prepared, before)
     second = seg.backend.run(prepared)  # the same input twice: the same outputs (no double subtraction)
+    raw = lambda v: v.data if isinstance(v, QuantizedTensor) else v  # noqa: E731
     for name in first:
-        np.testing.assert_array_equal(np.asarray(getattr(first[name], "data", first[name])), np.asarray(getattr(second[name], "data", second[name])))
+        np.testing.assert_array_equal(raw(first[name]), raw(second[name]))
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -315,7 +316,8 @@ def test_board_errors_are_one_line(board, int8_onnx, fakes, tmp_path, monkeypatc
         monkeypatch.setitem(sys.modules, name, None)
     assert _error(board["nv12"]) == (
         f"{board['nv12']}: is a Horizon .bin model: it runs on an RDK board, and the board runtime cannot be imported here "
-        '(hbm_runtime comes with RDK OS >= 3.5, hobot_dnn with the board image; or pip install "edgeseg[rdk]" on the board for hobot-dnn-rdkx5)')
+        "(hbm_runtime comes with RDK OS >= 3.5, hobot_dnn with the board image; "
+        'or pip install "edgeseg[rdk]" on the board for hobot-dnn-rdkx5)')
 
 
 def test_sidecar_is_found_by_the_bin_name_among_several(board, tmp_path):

@@ -14,9 +14,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from conftest import FAKES
 from corpus import matched
-
 from edgeseg.backends import BoardOptions
 from edgeseg.batch import PredictOutputs, StreamOptions, predict_sources
 from edgeseg.errors import EdgesegError

@@ -117,7 +117,8 @@ def test_load_model_errors_are_one_line(tmp_path, name, content, reason):
     [
         ("weights.pt", "is a PyTorch checkpoint, not an edgeseg model; export it first: edgeseg export {path}"),
         ("model.bin", "is a Horizon .bin model: it runs on an RDK board, and the board runtime cannot be imported here "
-                      '(hobot_dnn comes with the board image; or pip install "edgeseg[rdk]" on the board for hobot-dnn-rdkx5)'),
+                      "(hbm_runtime comes with RDK OS >= 3.5, hobot_dnn with the board image; "
+                      'or pip install "edgeseg[rdk]" on the board for hobot-dnn-rdkx5)'),
         ("missing.onnx", "no such file"),
         ("a directory", "is a directory, expected an .onnx model"),
     ],

@@ -84,7 +84,8 @@ class HbmRuntimeBackend:
         self.input = input_form(kind, "uint8" if kind in ("NV12", "RGB", "BGR") else kind, layout, shape, self.info, self.path)
         if self.input.kind not in _RUNS_ON_HBM:
             raise EdgesegError(f"the model's input is {self.input.kind}, which hbm_runtime cannot take (it has no numpy type "
-                               "for it): run it with --runtime pyeasy, or compile for NV12 (edgeseg horizon's default)", self.path)  # fmt: skip
+                               "for it): run it with --runtime pyeasy, or compile for NV12 (edgeseg horizon's default)",
+                               self.path)  # fmt: skip
         quants, dtypes = self.runtime.output_quants[name], self.runtime.output_dtypes[name]
         names = list(self.runtime.output_names[name])
         shapes = {n: tuple(int(v) for v in self.runtime.output_shapes[name][n]) for n in names}

@@ -67,7 +67,8 @@ class PyeasyDnnBackend:
         outs = []
         for i, tensor in enumerate(self.model.outputs):
             p = tensor.properties
-            d = OutputDescription(i, str(tensor.name), str(p.dtype), str(p.layout), tuple(int(v) for v in p.shape), np.asarray(p.scale_data))
+            shape = tuple(int(v) for v in p.shape)
+            d = OutputDescription(i, str(tensor.name), str(p.dtype), str(p.layout), shape, np.asarray(p.scale_data))
             outs.append(describe_output(d, self.path))
         self.outputs = map_outputs(outs, self.info, self.path)
         core = self.options.bpu_core

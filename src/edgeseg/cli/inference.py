@@ -14,11 +14,11 @@ from .options import (
     add_decode_options,
     add_ray_options,
     add_threads_option,
+    board_options,
     decode_options,
     positive_int,
     positive_multiple_of_32,
     print_failures,
-    board_options,
     ray_config_of,
     unit_interval,
 )

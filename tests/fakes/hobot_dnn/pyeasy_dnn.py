@@ -51,7 +51,8 @@ def _failed(what: str) -> SystemError:
     """What C code that sets an error and returns None looks like from Python: a SystemError caused by the error
     it set."""
     try:
-        raise SystemError(f"<built-in method {what}> returned a result with an exception set") from RuntimeError(f"{what} execution failed.")
+        cause = RuntimeError(f"{what} execution failed.")
+        raise SystemError(f"<built-in method {what}> returned a result with an exception set") from cause
     except SystemError as err:
         return err
 
