@@ -106,7 +106,9 @@ class Backend(Protocol):
 
     The input is the NCHW float32 RGB tensor (``preprocess.to_input_tensor``) unless the backend also has
     ``prepare(padded_bgr, lb) -> input``, which makes its own form from the letterboxed uint8 BGR image and
-    its ``Letterbox`` (the RDK board's takes NV12). ``prepare`` is optional: ``.info`` and ``.run`` suffice."""
+    its ``Letterbox`` (the RDK board's takes NV12), and ``prepare_nv12(padded_nv12, lb) -> input`` for a frame
+    that arrived as NV12 (an NV12 model takes it as it is). Both are optional: ``.info`` and ``.run`` suffice
+    (an NV12 frame is then converted once to the float tensor)."""
 
     info: ModelInfo
 

@@ -9,16 +9,19 @@ from typing import Protocol
 
 import numpy as np
 
+from ..preprocess import Nv12Frame
+
 
 @dataclass
 class SourceItem:
-    """One image of a source: the BGR array, or ``error`` (one line) when it could not be read.
+    """One image of a source: the BGR array (or an ``Nv12Frame`` from the board's camera or decoder), or ``error``
+    (one line) when it could not be read.
     ``index`` counts items of the source from 0 (frames of a video: the frame number in the file, so a
     ``vid_stride`` shows as gaps); ``time_s`` is the timestamp of a video frame."""
 
     index: int
     name: str
-    image: np.ndarray | None = None
+    image: np.ndarray | Nv12Frame | None = None
     error: str | None = None
     time_s: float | None = None
 
