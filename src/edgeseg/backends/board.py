@@ -291,6 +291,30 @@ def input_form(kind: str, dtype: str, layout: str, shape: Sequence[int], info: M
 
 
 # --------------------------------------------------------------------------------------------------
+# the backends' common part
+
+
+class BoardBackend:
+    """What both board backends share: the .bin's path, its options, its sidecar (``meta``; default:
+    ``find_sidecar``), and the input made in the form the model declares (``self.input``, set by the runtime's
+    backend) from the letterboxed BGR image (``prepare``) or NV12 frame (``prepare_nv12``). One per thread."""
+
+    input: InputForm
+
+    def __init__(self, path: str | os.PathLike, *, options: BoardOptions | None = None, meta: str | os.PathLike | None = None) -> None:
+        self.path = Path(path)
+        self.options = options or BoardOptions()
+        self.sidecar = read_sidecar(meta if meta is not None else find_sidecar(self.path))
+        self.info = self.sidecar.info
+
+    def prepare(self, padded_bgr: np.ndarray, lb: Letterbox) -> np.ndarray:
+        return self.input.from_bgr(padded_bgr, lb)
+
+    def prepare_nv12(self, padded_nv12: np.ndarray, lb: Letterbox) -> np.ndarray:
+        return self.input.from_nv12(padded_nv12, lb)
+
+
+# --------------------------------------------------------------------------------------------------
 # choosing the runtime
 
 RUNTIMES = ("auto", "hbm", "pyeasy")

@@ -16,15 +16,13 @@ against its source (D-Robotics/x5-hobot-spdev ``hbm_runtime/src/HBMRuntimeBindin
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 
 from ..errors import EdgesegError, first_line
-from ..preprocess import Letterbox
 from .base import QuantizedTensor
-from .board import BoardOptions, OutputDescription, describe_output, find_sidecar, input_form, map_outputs, read_sidecar
+from .board import BoardBackend, BoardOptions, OutputDescription, describe_output, input_form, map_outputs
 
 # hbDNNDataType names -> numpy names (the image types keep their own names).
 _TYPE_NAMES = {"S8": "int8", "U8": "uint8", "F16": "float16", "S16": "int16", "U16": "uint16", "F32": "float32",
@@ -55,17 +53,14 @@ def _layouts(shapes: dict[str, tuple[int, ...]], axes: dict[str, int | None], in
     return votes.pop() if len(votes) == 1 else "NHWC"
 
 
-class HbmRuntimeBackend:
+class HbmRuntimeBackend(BoardBackend):
     """A compiled ``.bin`` on the BPU through ``hbm_runtime``. Same contract as ``PyeasyDnnBackend``."""
 
     runtime_name = "hbm_runtime"
 
     def __init__(self, path: str | os.PathLike, *, runtime: ModuleType, options: BoardOptions | None = None,
                  meta: str | os.PathLike | None = None) -> None:  # fmt: skip
-        self.path = Path(path)
-        self.options = options or BoardOptions()
-        self.sidecar = read_sidecar(meta if meta is not None else find_sidecar(self.path))
-        self.info = self.sidecar.info
+        super().__init__(path, options=options, meta=meta)
         try:
             self.runtime = runtime.HB_HBMRuntime(str(self.path))
         except Exception as exc:
@@ -107,12 +102,6 @@ class HbmRuntimeBackend:
                 self.runtime.set_scheduling_params(**sched)
             except Exception as exc:
                 raise EdgesegError(f"hbm_runtime refused the scheduling options: {first_line(exc)}", self.path) from None
-
-    def prepare(self, padded_bgr: np.ndarray, lb: Letterbox) -> np.ndarray:
-        return self.input.from_bgr(padded_bgr, lb)
-
-    def prepare_nv12(self, padded_nv12: np.ndarray, lb: Letterbox) -> np.ndarray:
-        return self.input.from_nv12(padded_nv12, lb)
 
     def run(self, inputs: np.ndarray) -> dict[str, np.ndarray | QuantizedTensor]:
         try:

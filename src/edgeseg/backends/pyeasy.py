@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 
 from ..errors import EdgesegError, first_line
-from ..preprocess import Letterbox
 from .base import QuantizedTensor
-from .board import BoardOptions, OutputDescription, describe_output, find_sidecar, input_form, map_outputs, read_sidecar
+from .board import BoardBackend, BoardOptions, OutputDescription, describe_output, input_form, map_outputs
 
 # hbBPUCore as forward's core_id takes it: 0 = any core, else one bit per core.
 _ANY_CORE = 0
@@ -35,7 +33,7 @@ RGB_WARNING = ("pyeasy_dnn subtracts 128 from RGB inputs and clamps at 0 (dnn_py
                "below 128 reach the BPU as 128; compile for NV12 (edgeseg horizon's default) to avoid it")  # fmt: skip
 
 
-class PyeasyDnnBackend:
+class PyeasyDnnBackend(BoardBackend):
     """A compiled ``.bin`` on the BPU through ``pyeasy_dnn``. ``meta``: the sidecar (default: ``find_sidecar``).
 
     ``prepare(padded_bgr, lb)`` / ``prepare_nv12(padded_nv12, lb)`` make the model's input; ``run(input)``
@@ -46,10 +44,7 @@ class PyeasyDnnBackend:
 
     def __init__(self, path: str | os.PathLike, *, runtime: ModuleType, options: BoardOptions | None = None,
                  meta: str | os.PathLike | None = None) -> None:  # fmt: skip
-        self.path = Path(path)
-        self.options = options or BoardOptions()
-        self.sidecar = read_sidecar(meta if meta is not None else find_sidecar(self.path))
-        self.info = self.sidecar.info
+        super().__init__(path, options=options, meta=meta)
         try:
             models = runtime.load(str(self.path))
         except Exception as exc:  # SystemError wrapping the runtime's RuntimeError
@@ -73,12 +68,6 @@ class PyeasyDnnBackend:
         self.outputs = map_outputs(outs, self.info, self.path)
         core = self.options.bpu_core
         self._forward_args = {"core_id": _ANY_CORE if core is None else 1 << core, "priority": self.options.priority or 0}
-
-    def prepare(self, padded_bgr: np.ndarray, lb: Letterbox) -> np.ndarray:
-        return self.input.from_bgr(padded_bgr, lb)
-
-    def prepare_nv12(self, padded_nv12: np.ndarray, lb: Letterbox) -> np.ndarray:
-        return self.input.from_nv12(padded_nv12, lb)
 
     def run(self, inputs: np.ndarray) -> dict[str, np.ndarray | QuantizedTensor]:
         if self.input.kind == "float32":
