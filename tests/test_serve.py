@@ -25,8 +25,9 @@ import pytest
 
 from corpus import start_cli
 from edgeseg import Detections, EdgesegError, PredictOutputs, Segmenter, predict_sources
+from edgeseg.cli.options import serve_address
 from edgeseg.predict import SAMPLE_IMAGE
-from edgeseg.serve import ServeConfig, parse_address, start_server
+from edgeseg.serve import ServeConfig, start_server
 from edgeseg.sources import SourceItem
 
 pytest.importorskip("aiohttp", reason='the live view needs the serve extra: pip install "edgeseg[serve]"')
@@ -150,20 +151,22 @@ def assert_jpeg(data: bytes) -> np.ndarray:
 
 
 def test_addresses_and_tokens_are_checked_before_anything_binds(monkeypatch):
-    assert parse_address("8080") == ("127.0.0.1", 8080)
-    assert parse_address("0.0.0.0:80") == ("0.0.0.0", 80)
-    assert parse_address("[::1]:9000") == ("::1", 9000)
-    for bad in ("abc", ":80", "host:", "70000", "a[::1]:80"):
-        with pytest.raises(EdgesegError, match="expected \\[HOST:\\]PORT"):
-            parse_address(bad)
+    import argparse
+
+    assert serve_address("8080") == ("127.0.0.1", 8080)
+    assert serve_address("0.0.0.0:80") == ("0.0.0.0", 80)
+    assert serve_address("[::1]:9000") == ("::1", 9000)
+    for bad in ("abc", ":80", "host:", "70000", "a[::1]:80", "²"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected \\[HOST:\\]PORT"):
+            serve_address(bad)
     monkeypatch.delenv("EDGESEG_SERVE_TOKEN", raising=False)
     for host in ("0.0.0.0", "192.0.2.1", "board.local", "::"):
         with pytest.raises(EdgesegError, match="needs a token"):
             ServeConfig(host=host, port=0)
-    assert ServeConfig.from_cli("localhost:0").token is None
+    assert ServeConfig.from_cli(("localhost", 0)).token is None
     monkeypatch.setenv("EDGESEG_SERVE_TOKEN", "from-env")
-    assert ServeConfig.from_cli("0.0.0.0:0").token == "from-env"
-    assert ServeConfig.from_cli("0.0.0.0:0", token="given").token == "given"
+    assert ServeConfig.from_cli(("0.0.0.0", 0)).token == "from-env"
+    assert ServeConfig.from_cli(("0.0.0.0", 0), token="given").token == "given"
 
 
 def test_a_non_loopback_bind_without_a_token_refuses_to_start_with_one_line(default_model):

@@ -76,13 +76,16 @@ class RayConfig:
 
 def check_address(address: str) -> None:
     """Fail in seconds, not minutes, when nothing listens at ``address`` (Ray itself retries for long)."""
+    from .cli.options import parse_host_port  # the one parser of HOST:PORT
+
     if address in ("auto", "local"):
         return
-    host, _, port = address.split("://", 1)[-1].rpartition(":")
-    if not host or not port.isdigit():
-        raise EdgesegError("expected HOST:PORT (e.g. 127.0.0.1:6379) or auto", f"--ray-address {address}")
     try:
-        socket.create_connection((host, int(port)), timeout=5).close()
+        host, port = parse_host_port(address)
+    except ValueError as exc:
+        raise EdgesegError(f"expected HOST:PORT (e.g. 127.0.0.1:6379) or auto: {exc}", f"--ray-address {address}") from None
+    try:
+        socket.create_connection((host.split("://", 1)[-1], port), timeout=5).close()
     except OSError as exc:
         raise EdgesegError(
             f"no Ray cluster answers here ({exc.strerror or exc}); start one with `ray start --head`", f"--ray-address {address}"
@@ -114,8 +117,13 @@ def connect(address: str | None = None) -> int:
 def actor_cpus(actors: int, cluster_cpus: int) -> float:
     """CPUs each actor asks for: one, or ``1/k`` when ``k`` actors must share a CPU. Always a unit
     fraction, so a node's whole CPUs hold whole actors (``C/N`` would leave slivers no actor fits in)."""
+    from .machine import PER_CORE_LIMIT
+
     if actors < 1 or cluster_cpus < 1:
         raise EdgesegError(f"need at least one actor and one CPU, got {actors} actor(s) on {cluster_cpus} CPU(s)")
+    if actors > PER_CORE_LIMIT * cluster_cpus:
+        raise EdgesegError(f"--actors: at most {PER_CORE_LIMIT * cluster_cpus} ({PER_CORE_LIMIT} per CPU of the cluster, "
+                           f"{cluster_cpus} CPU(s)): each actor loads its own model, so more only add memory; got {actors}")
     return 1.0 / math.ceil(actors / cluster_cpus)
 
 

@@ -14,10 +14,12 @@ from .options import (
     add_ray_options,
     add_threads_option,
     decode_options,
+    per_core_count,
     positive_int,
     positive_multiple_of_32,
     print_failures,
     ray_config_of,
+    serve_address,
     unit_interval,
 )
 
@@ -43,14 +45,14 @@ def register(sub) -> dict:
     p.add_argument("--save-video", default=None, metavar="OUT.mp4", help="annotated video of each video/camera/stream")
     p.add_argument("--save-jsonl", default=None, metavar="OUT.jsonl", help="one JSON line per video frame")
     p.add_argument("--vid-stride", type=positive_int, default=1, help="use every N-th video frame (default 1)")
-    p.add_argument("--workers", type=positive_int, default=1,
-                   help="inference threads, each its own 1-thread session (default 1; try the core count)")
+    p.add_argument("--workers", type=per_core_count("inference threads"), default=1,
+                   help="inference threads, each its own 1-thread session (default 1; try the core count; at most 4 per core)")
     p.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
                    help="drop stale frames to keep up (default: on for cameras and URLs, off for files)")
     add_ray_options(p)
     p.add_argument("--save-parquet", default=None, metavar="DIR",
                    help="with --ray: Parquet files in DIR, a row per image (path, width, height, detections, error)")
-    p.add_argument("--serve", default=None, metavar="[HOST:]PORT",
+    p.add_argument("--serve", type=serve_address, default=None, metavar="[HOST:]PORT",
                    help="watch the run live in a browser at http://HOST:PORT/ (host default 127.0.0.1; needs the serve extra)")
     p.add_argument("--serve-token", default=None, metavar="TOKEN",
                    help="token viewers must give (?token= or Authorization: Bearer); required off loopback (default: $EDGESEG_SERVE_TOKEN)")

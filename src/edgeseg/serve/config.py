@@ -22,15 +22,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def parse_address(text: str) -> tuple[str, int]:
-    """``PORT``, ``HOST:PORT`` or ``[IPv6]:PORT`` -> (host, port); the host defaults to 127.0.0.1, port 0 picks a free one."""
-    host, sep, port = text.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]") if sep else ""
-    if not port.isdigit() or int(port) > 65535 or (sep and not host) or ("[" in text and not text.startswith("[")):
-        raise EdgesegError(f"--serve: expected [HOST:]PORT (e.g. 8080 or 0.0.0.0:8080), got {text!r}")
-    return host or DEFAULT_HOST, int(port)
-
-
 @dataclass(frozen=True)
 class ServeConfig:
     """The live view's server: ``host`` and ``port`` to bind (port 0: a free one), the ``token`` a viewer must give
@@ -52,7 +43,8 @@ class ServeConfig:
             raise EdgesegError(f"live view: quality must be 1..100 and history >= 1, got {self.quality} and {self.history}")
 
     @classmethod
-    def from_cli(cls, address: str, token: str | None = None) -> ServeConfig:
-        """From ``--serve [HOST:]PORT`` and ``--serve-token`` (default: the ``EDGESEG_SERVE_TOKEN`` environment variable)."""
-        host, port = parse_address(address)
+    def from_cli(cls, address: tuple[str, int], token: str | None = None) -> ServeConfig:
+        """From ``--serve [HOST:]PORT`` (parsed: (host, port)) and ``--serve-token`` (default: the
+        ``EDGESEG_SERVE_TOKEN`` environment variable)."""
+        host, port = address
         return cls(host=host, port=port, token=token or os.environ.get(TOKEN_ENV) or None)
