@@ -109,12 +109,16 @@ def _cmd_predict(args) -> int:
 
 
 def _report_predict(args, summary, dt: float) -> int:
-    """What predict prints, locally or on Ray: skipped items, warnings, one summary line."""
-    if summary.processed == 0 and len(summary.failed) == 1:
-        raise EdgesegError(summary.failed[0][1], summary.failed[0][0])
+    """What predict prints, locally or on Ray: skipped items, warnings, one summary line; the exit code is 1 when a
+    source or an output stopped mid-run (``summary.incomplete``, one error line each)."""
+    problems = summary.failed + summary.incomplete
+    if summary.processed == 0 and len(problems) == 1:
+        raise EdgesegError(problems[0][1], problems[0][0])
     print_failures(summary.failed)
     for w in summary.warnings:
         print(f"edgeseg: warning: {w}", file=sys.stderr)
+    for where, problem in summary.incomplete:
+        print(f"edgeseg: error: {where}: {problem}", file=sys.stderr)
     if summary.processed == 0:
         raise EdgesegError("no image could be processed")
     for name, stats in summary.streams:
@@ -123,7 +127,7 @@ def _report_predict(args, summary, dt: float) -> int:
           + (f"; overlays in {args.out}" if args.out and summary.overlays else "")
           + (f"; JSON in {args.save_json}" if args.save_json else "")
           + "".join(f"; {p}" for p in summary.outputs))  # fmt: skip
-    return 0
+    return 1 if summary.incomplete else 0
 
 
 def _predict_on_ray(args, config) -> int:
