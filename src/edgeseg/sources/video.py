@@ -6,8 +6,8 @@ bounds network waits with its open/read timeouts. A source is opened, and its fi
 work starts, so a missing file, an empty or unreadable video, a missing camera or an unreachable URL is a
 one-line error up front. Network streams are retried with exponential backoff, on open and when they drop
 mid-stream, and so is a camera that stops giving frames mid-run; one that stays down ends its source with a
-one-line error (the frames before it are kept), never a quiet end. A file that ends before the frame count its container announced gets a warning with the
-frame index (the frames before the break are kept).
+one-line error (the frames before it are kept), never a quiet end. A file that ends before the frame count
+its container announced gets a warning with the frame index (the frames before the break are kept).
 """
 
 from __future__ import annotations
