@@ -208,6 +208,83 @@ def test_a_wrong_or_missing_token_gets_401_and_the_right_one_gets_in():
         assert get(base + "app.js")[0] == get(base + "style.css")[0] == 200  # the page's own code: no data in it
 
 
+def raw_get(port: int, path: str, host: str | None) -> int:
+    """The status of GET ``path`` with exactly this ``Host`` header (None: no Host header at all, HTTP/1.0)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        head = f"GET {path} HTTP/1.0\r\n" + (f"Host: {host}\r\n" if host is not None else "") + "\r\n"
+        s.sendall(head.encode())
+        return int(s.makefile("rb").readline().split()[1])
+
+
+def test_on_loopback_a_foreign_host_header_is_refused_dns_rebinding():
+    """A web page whose name an attacker re-points at 127.0.0.1 reaches the server with its own name as Host."""
+    with start_server(ServeConfig(port=0)) as server:
+        port = server.port
+        for path in ("/", "/events", "/stream.mjpg", "/health", "/app.js"):
+            for host in (f"evil.example:{port}", "evil.example", f"127.0.0.1.evil.example:{port}", f"localhost.evil:{port}"):
+                assert raw_get(port, path, host) == 403, (path, host)
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LOCALHOST:{port}", f"[::1]:{port}", "127.0.0.1", "localhost:9999", None):
+            assert raw_get(port, "/health", host) == 200, host  # another port: an SSH tunnel (ssh -L 9999:localhost:PORT)
+        assert health(server)["viewers"] == 0
+
+
+def test_a_viewer_that_drops_mid_mjpeg_is_released_even_when_no_frame_comes():
+    """Viewers count back to zero when clients go, also while the stream waits for its next frame (a camera that
+    paused): a client that left must not hold a viewer slot."""
+    resume = threading.Event()
+
+    class Pausing(PacedSource):
+        def __iter__(self):
+            for item in super().__iter__():
+                if item.index == 3:
+                    resume.wait(30)  # no frame for a while: nothing is written to the clients
+                yield item
+
+    with start_server(ServeConfig(port=0)) as server:
+        thread, out = run_in_thread(predict_sources, BoxSegmenter(), [Pausing(sample_slides(), fps=30, count=6)],
+                                    show_progress=False, observers=[server.hub])  # fmt: skip
+        clients = []
+        for path in ("/stream.mjpg", "/stream.mjpg", "/events"):
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            assert s.recv(4096).startswith(b"HTTP/1.1 200")
+            clients.append(s)
+        wait_until(lambda: server.hub.viewers == 3, what="three viewers")
+        wait_until(lambda: server.hub.seq == 3, what="the pause")
+        for s in clients:  # the viewers drop mid-stream
+            s.close()
+        wait_until(lambda: server.hub.viewers == 0, timeout=10, what="the viewers to be released")
+        assert health(server)["viewers"] == 0
+        resume.set()
+        thread.join(20)
+    assert "error" not in out and out["result"].processed == 6
+
+
+def test_viewers_past_the_limit_get_503_and_a_freed_slot_is_taken_again():
+    stop = threading.Event()
+    with start_server(ServeConfig(port=0, max_viewers=2)) as server:
+        thread, _ = run_in_thread(predict_sources, BoxSegmenter(), [PacedSource(sample_slides(), fps=30, stop=stop)],
+                                  show_progress=False, observers=[server.hub])  # fmt: skip
+        try:
+            first = urllib.request.urlopen(server.url + "stream.mjpg", timeout=10)
+            second = urllib.request.urlopen(server.url + "events", timeout=10)
+            wait_until(lambda: server.hub.viewers == 2, what="two viewers")
+            for path in ("stream.mjpg", "events"):
+                status, body = get(server.url + path)
+                assert status == 503 and b"2 viewers" in body, (path, status, body)
+            assert get(server.url + "health")[0] == get(server.url)[0] == 200  # the page and /health are not viewers
+            first.close()
+            wait_until(lambda: server.hub.viewers == 1, what="the freed slot")
+            with urllib.request.urlopen(server.url + "stream.mjpg", timeout=10) as third:
+                assert_jpeg(read_jpegs(third, 1)[0])
+            second.close()
+        finally:
+            stop.set()
+            thread.join(20)
+    with pytest.raises(EdgesegError, match="max_viewers must be >= 1"):
+        ServeConfig(max_viewers=0)
+
+
 def test_only_the_page_and_its_endpoints_are_served():
     with start_server(ServeConfig(port=0)) as server:
         for path in ("static/", "static/index.html", "serve/", "../", "%2e%2e/%2e%2e/etc/passwd", "index.html", "hub.py", "favicon.ico"):
