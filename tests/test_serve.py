@@ -419,6 +419,7 @@ def test_a_client_that_never_reads_does_not_stall_the_runner():
         wait_until(lambda: server.hub.viewers == 2, what="the stalled clients")
         source = PacedSource(noise, fps=25, count=60)
         thread, out = run_in_thread(predict_sources, BoxSegmenter(), [source], show_progress=False, observers=[server.hub])
+        wait_until(lambda: server.hub.seq > 0, what="the first frame")  # the stalled clients came before it, this one after
         with urllib.request.urlopen(server.url + "stream.mjpg", timeout=10) as r:
             seqs = []
             for _ in range(4):  # a reading client keeps getting fresh frames all the while
@@ -428,9 +429,30 @@ def test_a_client_that_never_reads_does_not_stall_the_runner():
         assert not thread.is_alive(), "the runner stalled behind a client that does not read"
         assert "error" not in out and out["result"].processed == 60 and server.hub.seq == 60
         assert seqs == sorted(seqs) and seqs[-1] > seqs[0]
-        assert server.hub.jpeg_encodes > 1  # the stalled client did get frames pushed at it until its socket filled
-        for s in stalled:
+        # The stalled clients were served, not skipped: what waits in their sockets is a whole JPEG part (MJPEG)
+        # and an event, pushed at them until their buffers filled.
+        def received(s: socket.socket, enough) -> bytes:
+            s.settimeout(5)
+            data = b""
+            while not enough(data):
+                chunk = s.recv(1 << 16)
+                assert chunk, "the connection ended before a whole part came"
+                data += chunk
             s.close()
+            return data
+
+        def whole_jpeg(data: bytes) -> bytes | None:
+            head = b"--edgeseg-frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+            if head not in data or b"\r\n\r\n" not in data[data.index(head):]:
+                return None
+            part = data[data.index(head) + len(head):]
+            length, body = int(part.split(b"\r\n", 1)[0]), part.split(b"\r\n\r\n", 1)[1]
+            return body[:length] if len(body) >= length else None
+
+        body = whole_jpeg(received(stalled[0], whole_jpeg))
+        assert assert_jpeg(body).shape == (720, 1280, 3)
+        pushed = {"/events": received(stalled[1], lambda data: b"\ndata: " in data)}
+        assert pushed["/events"].count(b"\ndata: ") >= 1
 
 
 def test_ten_concurrent_clients_are_served():
@@ -439,13 +461,18 @@ def test_ten_concurrent_clients_are_served():
         thread, _ = run_in_thread(predict_sources, BoxSegmenter(), [PacedSource(sample_slides(), fps=30, stop=stop)],
                                   show_progress=False, observers=[server.hub])  # fmt: skip
 
+        all_in = threading.Barrier(10, timeout=20)
+
         def viewer(_):
             with urllib.request.urlopen(server.url + "stream.mjpg", timeout=15) as r:
-                frames = [assert_jpeg(d) for d in read_jpegs(r, 5)]
+                jpegs = read_jpegs(r, 1)
+                all_in.wait()  # all ten are connected at this moment
+                at_once = server.hub.viewers
+                jpegs += read_jpegs(r, 4)
             with urllib.request.urlopen(server.url + "events", timeout=15) as r:
                 id_line, data_line = r.readline(), r.readline()  # a new client gets the newest frame at once
             assert id_line.startswith(b"id: ") and data_line.startswith(b"data: ")
-            return len(frames), json.loads(data_line.removeprefix(b"data: "))
+            return at_once, [assert_jpeg(j) for j in jpegs], json.loads(data_line.removeprefix(b"data: "))
 
         try:
             with ThreadPoolExecutor(10) as pool:
@@ -453,8 +480,10 @@ def test_ten_concurrent_clients_are_served():
         finally:
             stop.set()
             thread.join(20)
-    assert [n for n, _ in results] == [5] * 10
-    assert all(first["detections"][0]["class_name"] == "person" for _, first in results)
+    assert max(at_once for at_once, _, _ in results) == 10  # ten responses open together (none refused, none queued)
+    for _, frames, first in results:
+        assert [f.shape for f in frames] == [(480, 640, 3)] * 5
+        assert first["detections"][0]["class_name"] == "person"
 
 
 def test_the_server_stops_with_the_stream_and_ctrl_c_ends_both(tmp_path, default_model):
