@@ -186,3 +186,26 @@ def test_predict_reports_a_stream_that_stayed_down_and_exits_non_zero(monkeypatc
     assert code == 1 and "Traceback" not in captured.err
     assert errors == ["edgeseg: error: rtsp://camera.invalid/live: the stream stopped after frame 5 and did not come back in 4 tries"]
     assert len(jsonl.read_text().splitlines()) == 6 and "6 image(s)/frame(s)" in captured.out
+
+
+def test_vid_stride_keeps_every_nth_frame_with_its_own_index(tmp_path, coco128_images):
+    """Frames 0, n, 2n, ... of the file, pixel for pixel what OpenCV decodes at those positions, no truncation warning."""
+    from edgeseg.sources import VideoSource
+
+    clip = tmp_path / "ten.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (160, 120))
+    for path in coco128_images[:10]:
+        writer.write(cv2.resize(cv2.imread(str(path)), (160, 120)))
+    writer.release()
+    cap, decoded = cv2.VideoCapture(str(clip)), []
+    while (frame := cap.read()[1]) is not None:
+        decoded.append(frame)
+    assert len(decoded) == 10
+    for stride, expected in ((1, list(range(10))), (3, [0, 3, 6, 9]), (4, [0, 4, 8])):
+        source = VideoSource(str(clip), vid_stride=stride)
+        items = list(source)
+        assert [item.index for item in items] == expected, stride
+        assert [item.time_s for item in items] == pytest.approx([i / 10 for i in expected], abs=1e-3)
+        for item in items:
+            np.testing.assert_array_equal(item.image, decoded[item.index])
+        assert source.warnings == [], stride

@@ -237,6 +237,15 @@ def test_a_file_source_loses_no_frame_behind_a_slow_consumer():
     assert seen == list(range(40)) and runner.stats.dropped == 0
 
 
+@pytest.mark.timeout(30)
+def test_every_slot_comes_back_so_a_long_file_runs_through_a_two_frame_pipeline():
+    """A slot not given back when a frame is handed out would stall the reader after ``capacity`` frames."""
+    source = FastLiveSource(50)
+    source.live = False
+    runner = StreamRunner([_empty_detector], capacity=2)
+    assert [frame.index for frame in runner.run(source)] == list(range(50))
+
+
 def test_the_runner_stays_bounded_when_the_consumer_stops_reading():
     pulled = []
 
