@@ -114,38 +114,34 @@ def frame_record(*, index: int, time_s: float | None, source: str, detections: D
 
 
 class JsonlSink:
-    """One ``frame_record`` per frame, flushed per line."""
+    """One ``frame_record`` per frame, each line handed to the OS as it is written (unbuffered: nothing is left
+    in a buffer to be written later, so a failed write leaves at most a cut last line, which is cut off)."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = check_writable(path, "JSON Lines")
-        self._file: IO[str] | None = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        self._file: IO[bytes] | None = open(self.path, "wb", buffering=0)  # noqa: SIM115 (closed in close())
         self.lines = 0
         self.failed = False
         self._whole_bytes = 0  # the file's size up to its last whole line
 
     def write(self, *, index: int, time_s: float | None, source: str, detections: Detections) -> None:
         record = frame_record(index=index, time_s=time_s, source=source, detections=detections)
-        line = json.dumps(record, separators=(",", ":")) + "\n"
+        rest = memoryview((json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8"))
+        size = len(rest)
         try:
-            self._file.write(line)
-            self._file.flush()
+            while rest:  # a full disk may take part of a line, then refuse the rest
+                rest = rest[self._file.write(rest) :]
         except OSError as exc:
-            self._cut_back()
+            self.failed = True
+            file, self._file = self._file, None
+            with contextlib.suppress(OSError):
+                os.ftruncate(file.fileno(), self._whole_bytes)  # back to the last whole line
+            with contextlib.suppress(OSError):
+                file.close()
             raise EdgesegError(f"cannot write the JSON Lines ({(exc.strerror or str(exc)).lower()}); "
                                f"its {self.lines} whole line(s) are kept", self.path) from None  # fmt: skip
         self.lines += 1
-        self._whole_bytes += len(line.encode("utf-8"))
-
-    def _cut_back(self) -> None:
-        """After a failed write: drop the unflushed rest and cut the file to its last whole line."""
-        self.failed = True
-        file, self._file = self._file, None
-        with contextlib.suppress(OSError, ValueError):
-            os.truncate(file.fileno(), self._whole_bytes)
-        with contextlib.suppress(OSError):
-            file.close()  # flushing the rest fails again on a full disk; a flush that succeeds now is cut below
-        with contextlib.suppress(OSError):
-            os.truncate(self.path, self._whole_bytes)
+        self._whole_bytes += size
 
     def close(self) -> Path | None:
         """The file, or None when a write failed (its whole lines are kept)."""
