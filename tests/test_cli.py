@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper
 
 from corpus import error_reason, run_cli, usage_error
@@ -104,3 +105,70 @@ def test_demo_writes_an_overlay_with_detections(tmp_path):
 def test_debug_shows_the_traceback(tmp_path, default_model):
     proc = run_cli("--debug", "predict", default_model, tmp_path / "nope.jpg")
     assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_workers_are_bounded_by_a_multiple_of_the_cores_with_the_reason(default_model, coco128_images):
+    from edgeseg.cli import build_parser
+    from edgeseg.machine import PER_CORE_LIMIT, usable_cores
+
+    limit = PER_CORE_LIMIT * usable_cores()
+    args = build_parser().parse_args(["predict", str(default_model), "x.jpg", "--workers", str(limit)])
+    assert args.workers == limit  # the bound itself is accepted
+    for value in (str(limit + 1), "100000"):
+        proc = run_cli("predict", default_model, coco128_images[0], "--workers", value)
+        assert usage_error(proc) == (f"argument --workers: at most {limit} ({PER_CORE_LIMIT} per core, {usable_cores()} core(s) here): "
+                                     "each of the inference threads loads its own model, so more only add memory, not speed; "
+                                     f"got {value}")  # fmt: skip
+    for value in ("0", "²", "٣", "1_0"):
+        proc = run_cli("predict", default_model, coco128_images[0], "--workers", value)
+        assert usage_error(proc).startswith("argument --workers: expected an integer")
+
+
+def test_actors_are_bounded_by_a_multiple_of_the_cpus(default_model, tmp_path):
+    from edgeseg.distributed import actor_cpus
+    from edgeseg.errors import EdgesegError
+    from edgeseg.machine import PER_CORE_LIMIT, usable_cores
+
+    assert actor_cpus(PER_CORE_LIMIT * 2, 2) == 1 / PER_CORE_LIMIT  # the bound itself is accepted
+    with pytest.raises(EdgesegError, match=rf"^--actors: at most {PER_CORE_LIMIT * 2} \({PER_CORE_LIMIT} per CPU of the cluster, 2 CPU"):
+        actor_cpus(PER_CORE_LIMIT * 2 + 1, 2)
+    # A local Ray gets this machine's cores: refused before Ray starts, in one line.
+    proc = run_cli("predict", default_model, tmp_path, "--ray", "--actors", str(PER_CORE_LIMIT * usable_cores() + 1),
+                   "--save-json", tmp_path / "x.json")  # fmt: skip
+    assert error_reason(proc).startswith(f"--actors: at most {PER_CORE_LIMIT * usable_cores()} ")
+    assert not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "reason"),
+    [
+        ("--serve", "70000", "the port must be a number from 0 to 65535, got '70000'"),
+        ("--serve", "²", "the port must be a number from 0 to 65535, got '²'"),
+        ("--serve", "127.0.0.1:٨٠", "the port must be a number from 0 to 65535, got '٨٠'"),
+        ("--serve", "host:", "the port must be a number from 0 to 65535, got ''"),
+        ("--serve", ":80", "the host is missing before ':', got ':80'"),
+        ("--serve", "a[::1]:80", "an IPv6 host goes in brackets ([::1]:PORT), got 'a[::1]:80'"),
+        ("--ray-address", "host:99999", "the port must be a number from 0 to 65535, got '99999'"),
+        ("--ray-address", "host:²", "the port must be a number from 0 to 65535, got '²'"),
+        ("--ray-address", "nowhere", "expected HOST:PORT, got 'nowhere'"),
+    ],
+)
+def test_host_port_options_reject_bad_ports_in_one_usage_line(option, value, reason, default_model, coco128_images):
+    extra = ["--ray", "--save-json", "x.json"] if option == "--ray-address" else []
+    proc = run_cli("predict", default_model, coco128_images[0], option, value, *extra)
+    prefix = ("expected [HOST:]PORT (e.g. 8080 or 0.0.0.0:8080)" if option == "--serve"
+              else "expected HOST:PORT (e.g. 127.0.0.1:6379) or auto")  # fmt: skip
+    assert usage_error(proc) == f"argument {option}: {prefix}: {reason}"
+
+
+def test_the_one_host_port_parser():
+    from edgeseg.cli.options import parse_host_port
+
+    assert parse_host_port("8080", default_host="127.0.0.1") == ("127.0.0.1", 8080)
+    assert parse_host_port("0.0.0.0:80") == ("0.0.0.0", 80)
+    assert parse_host_port("[::1]:9000") == ("::1", 9000)
+    assert parse_host_port("ray://head:10001") == ("ray://head", 10001)
+    assert parse_host_port("h:65535") == ("h", 65535) and parse_host_port("h:0") == ("h", 0)
+    for bad in ("8080", "h:65536", "h:-1", "h:+80", "h: 80", "[::1:80", "::1:80"):
+        with pytest.raises(ValueError):
+            parse_host_port(bad)

@@ -237,3 +237,56 @@ def test_a_model_the_actors_cannot_open_fails_in_one_line(ray_session, default_m
         predict_on_ray(segmenter, [str(subset / "images")], config=RayConfig(actors=1), save_json=tmp_path / "x.json",
                        show_progress=False)  # fmt: skip
     assert str(err.value) == f"{model}: no such file"
+
+
+def test_memory_error_on_an_image_is_an_error_row_not_a_failed_job(default_model, coco128_images):
+    """In-process (no Ray): the actor's rows for a batch in which one image runs out of memory."""
+    pa = pytest.importorskip("pyarrow")
+
+    actor = SegmenterActor(ActorSpec(str(default_model), Segmenter(default_model).options))
+    segment = actor.segmenter
+
+    def out_of_memory_on_the_second(image):
+        if out_of_memory_on_the_second.calls == 1:
+            out_of_memory_on_the_second.calls += 1
+            raise MemoryError
+        out_of_memory_on_the_second.calls += 1
+        return segment(image)
+
+    out_of_memory_on_the_second.calls = 0
+    actor.segmenter = out_of_memory_on_the_second
+    paths = [str(p) for p in coco128_images[:3]]
+    rows = actor(read_files(pa.table({"index": [0, 1, 2], "path": paths}))).to_pylist()
+    assert [r["error"] for r in rows] == [None, "out of memory on this image", None]
+    assert rows[1]["detections"] == [] and rows[0]["detections"] == Segmenter(default_model)(load_image(paths[0])).to_records(paths[0])
+
+
+@pytest.mark.timeout(RAY_TIMEOUT)
+def test_an_image_that_kills_every_actor_is_tried_a_bounded_number_of_times(ray_session, default_model, subset, tmp_path):
+    """A poison image (a crash in a decoder, the kernel's OOM killer) kills each actor that tries it: after
+    ``RayConfig.max_tries`` deaths it is an error row, and every other image still comes back once."""
+    tries = tmp_path / "tries"
+    tries.mkdir()
+
+    class PoisonedActor(SegmenterActor):  # defined here, so Ray ships it by value to the workers
+        def row(self, item):
+            if item["path"].endswith("poison.jpg"):
+                (tries / str(len(list(tries.iterdir())))).touch()
+                os._exit(1)
+            return super().row(item)
+
+    images = sorted((subset / "images").glob("*.jpg"))[:6]
+    poison = tmp_path / "poison.jpg"
+    shutil.copy(images[0], poison)
+    paths = [*images[:3], poison, *images[3:]]
+    items = [{"index": i, "path": str(p)} for i, p in enumerate(paths)]
+    spec = ActorSpec(str(default_model), Segmenter(default_model).options)
+    config = RayConfig(actors=2, batch_size=2, max_tries=2)
+    ds = prediction_dataset(items, spec, config=config, cluster_cpus=2, actor=PoisonedActor)
+    rows = [r for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None) for r in batch.to_pylist()]
+    assert sorted(r["index"] for r in rows) == list(range(len(paths)))  # each image exactly once
+    errors = {r["index"]: r["error"] for r in rows if r["error"] is not None}
+    assert errors == {3: "the worker died on this image 2 times (a crash, or out of memory); not tried again"}
+    assert len(list(tries.iterdir())) == 2  # tried exactly max_tries times
+    records = [d for r in sorted(rows, key=lambda r: r["index"]) if r["error"] is None for d in r["detections"]]
+    assert records == _local_records(default_model, [str(p) for p in paths if p != poison], tmp_path)

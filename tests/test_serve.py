@@ -25,8 +25,9 @@ import pytest
 
 from corpus import start_cli
 from edgeseg import Detections, EdgesegError, PredictOutputs, Segmenter, predict_sources
+from edgeseg.cli.options import serve_address
 from edgeseg.predict import SAMPLE_IMAGE
-from edgeseg.serve import ServeConfig, parse_address, start_server
+from edgeseg.serve import ServeConfig, start_server
 from edgeseg.sources import SourceItem
 
 pytest.importorskip("aiohttp", reason='the live view needs the serve extra: pip install "edgeseg[serve]"')
@@ -150,20 +151,22 @@ def assert_jpeg(data: bytes) -> np.ndarray:
 
 
 def test_addresses_and_tokens_are_checked_before_anything_binds(monkeypatch):
-    assert parse_address("8080") == ("127.0.0.1", 8080)
-    assert parse_address("0.0.0.0:80") == ("0.0.0.0", 80)
-    assert parse_address("[::1]:9000") == ("::1", 9000)
-    for bad in ("abc", ":80", "host:", "70000", "a[::1]:80"):
-        with pytest.raises(EdgesegError, match="expected \\[HOST:\\]PORT"):
-            parse_address(bad)
+    import argparse
+
+    assert serve_address("8080") == ("127.0.0.1", 8080)
+    assert serve_address("0.0.0.0:80") == ("0.0.0.0", 80)
+    assert serve_address("[::1]:9000") == ("::1", 9000)
+    for bad in ("abc", ":80", "host:", "70000", "a[::1]:80", "²"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected \\[HOST:\\]PORT"):
+            serve_address(bad)
     monkeypatch.delenv("EDGESEG_SERVE_TOKEN", raising=False)
     for host in ("0.0.0.0", "192.0.2.1", "board.local", "::"):
         with pytest.raises(EdgesegError, match="needs a token"):
             ServeConfig(host=host, port=0)
-    assert ServeConfig.from_cli("localhost:0").token is None
+    assert ServeConfig.from_cli(("localhost", 0)).token is None
     monkeypatch.setenv("EDGESEG_SERVE_TOKEN", "from-env")
-    assert ServeConfig.from_cli("0.0.0.0:0").token == "from-env"
-    assert ServeConfig.from_cli("0.0.0.0:0", token="given").token == "given"
+    assert ServeConfig.from_cli(("0.0.0.0", 0)).token == "from-env"
+    assert ServeConfig.from_cli(("0.0.0.0", 0), token="given").token == "given"
 
 
 def test_a_non_loopback_bind_without_a_token_refuses_to_start_with_one_line(default_model):
@@ -203,6 +206,83 @@ def test_a_wrong_or_missing_token_gets_401_and_the_right_one_gets_in():
         assert get(base + "health", headers={"Authorization": "Bearer s3cret"})[0] == 200
         assert server.url == base + "?token=s3cret"
         assert get(base + "app.js")[0] == get(base + "style.css")[0] == 200  # the page's own code: no data in it
+
+
+def raw_get(port: int, path: str, host: str | None) -> int:
+    """The status of GET ``path`` with exactly this ``Host`` header (None: no Host header at all, HTTP/1.0)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        head = f"GET {path} HTTP/1.0\r\n" + (f"Host: {host}\r\n" if host is not None else "") + "\r\n"
+        s.sendall(head.encode())
+        return int(s.makefile("rb").readline().split()[1])
+
+
+def test_on_loopback_a_foreign_host_header_is_refused_dns_rebinding():
+    """A web page whose name an attacker re-points at 127.0.0.1 reaches the server with its own name as Host."""
+    with start_server(ServeConfig(port=0)) as server:
+        port = server.port
+        for path in ("/", "/events", "/stream.mjpg", "/health", "/app.js"):
+            for host in (f"evil.example:{port}", "evil.example", f"127.0.0.1.evil.example:{port}", f"localhost.evil:{port}"):
+                assert raw_get(port, path, host) == 403, (path, host)
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LOCALHOST:{port}", f"[::1]:{port}", "127.0.0.1", "localhost:9999", None):
+            assert raw_get(port, "/health", host) == 200, host  # another port: an SSH tunnel (ssh -L 9999:localhost:PORT)
+        assert health(server)["viewers"] == 0
+
+
+def test_a_viewer_that_drops_mid_mjpeg_is_released_even_when_no_frame_comes():
+    """Viewers count back to zero when clients go, also while the stream waits for its next frame (a camera that
+    paused): a client that left must not hold a viewer slot."""
+    resume = threading.Event()
+
+    class Pausing(PacedSource):
+        def __iter__(self):
+            for item in super().__iter__():
+                if item.index == 3:
+                    resume.wait(30)  # no frame for a while: nothing is written to the clients
+                yield item
+
+    with start_server(ServeConfig(port=0)) as server:
+        thread, out = run_in_thread(predict_sources, BoxSegmenter(), [Pausing(sample_slides(), fps=30, count=6)],
+                                    show_progress=False, observers=[server.hub])  # fmt: skip
+        clients = []
+        for path in ("/stream.mjpg", "/stream.mjpg", "/events"):
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            assert s.recv(4096).startswith(b"HTTP/1.1 200")
+            clients.append(s)
+        wait_until(lambda: server.hub.viewers == 3, what="three viewers")
+        wait_until(lambda: server.hub.seq == 3, what="the pause")
+        for s in clients:  # the viewers drop mid-stream
+            s.close()
+        wait_until(lambda: server.hub.viewers == 0, timeout=10, what="the viewers to be released")
+        assert health(server)["viewers"] == 0
+        resume.set()
+        thread.join(20)
+    assert "error" not in out and out["result"].processed == 6
+
+
+def test_viewers_past_the_limit_get_503_and_a_freed_slot_is_taken_again():
+    stop = threading.Event()
+    with start_server(ServeConfig(port=0, max_viewers=2)) as server:
+        thread, _ = run_in_thread(predict_sources, BoxSegmenter(), [PacedSource(sample_slides(), fps=30, stop=stop)],
+                                  show_progress=False, observers=[server.hub])  # fmt: skip
+        try:
+            first = urllib.request.urlopen(server.url + "stream.mjpg", timeout=10)
+            second = urllib.request.urlopen(server.url + "events", timeout=10)
+            wait_until(lambda: server.hub.viewers == 2, what="two viewers")
+            for path in ("stream.mjpg", "events"):
+                status, body = get(server.url + path)
+                assert status == 503 and b"2 viewers" in body, (path, status, body)
+            assert get(server.url + "health")[0] == get(server.url)[0] == 200  # the page and /health are not viewers
+            first.close()
+            wait_until(lambda: server.hub.viewers == 1, what="the freed slot")
+            with urllib.request.urlopen(server.url + "stream.mjpg", timeout=10) as third:
+                assert_jpeg(read_jpegs(third, 1)[0])
+            second.close()
+        finally:
+            stop.set()
+            thread.join(20)
+    with pytest.raises(EdgesegError, match="max_viewers must be >= 1"):
+        ServeConfig(max_viewers=0)
 
 
 def test_only_the_page_and_its_endpoints_are_served():
@@ -339,6 +419,7 @@ def test_a_client_that_never_reads_does_not_stall_the_runner():
         wait_until(lambda: server.hub.viewers == 2, what="the stalled clients")
         source = PacedSource(noise, fps=25, count=60)
         thread, out = run_in_thread(predict_sources, BoxSegmenter(), [source], show_progress=False, observers=[server.hub])
+        wait_until(lambda: server.hub.seq > 0, what="the first frame")  # the stalled clients came before it, this one after
         with urllib.request.urlopen(server.url + "stream.mjpg", timeout=10) as r:
             seqs = []
             for _ in range(4):  # a reading client keeps getting fresh frames all the while
@@ -348,9 +429,30 @@ def test_a_client_that_never_reads_does_not_stall_the_runner():
         assert not thread.is_alive(), "the runner stalled behind a client that does not read"
         assert "error" not in out and out["result"].processed == 60 and server.hub.seq == 60
         assert seqs == sorted(seqs) and seqs[-1] > seqs[0]
-        assert server.hub.jpeg_encodes > 1  # the stalled client did get frames pushed at it until its socket filled
-        for s in stalled:
+        # The stalled clients were served, not skipped: what waits in their sockets is a whole JPEG part (MJPEG)
+        # and an event, pushed at them until their buffers filled.
+        def received(s: socket.socket, enough) -> bytes:
+            s.settimeout(5)
+            data = b""
+            while not enough(data):
+                chunk = s.recv(1 << 16)
+                assert chunk, "the connection ended before a whole part came"
+                data += chunk
             s.close()
+            return data
+
+        def whole_jpeg(data: bytes) -> bytes | None:
+            head = b"--edgeseg-frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+            if head not in data or b"\r\n\r\n" not in data[data.index(head):]:
+                return None
+            part = data[data.index(head) + len(head):]
+            length, body = int(part.split(b"\r\n", 1)[0]), part.split(b"\r\n\r\n", 1)[1]
+            return body[:length] if len(body) >= length else None
+
+        body = whole_jpeg(received(stalled[0], whole_jpeg))
+        assert assert_jpeg(body).shape == (720, 1280, 3)
+        pushed = {"/events": received(stalled[1], lambda data: b"\ndata: " in data)}
+        assert pushed["/events"].count(b"\ndata: ") >= 1
 
 
 def test_ten_concurrent_clients_are_served():
@@ -359,13 +461,18 @@ def test_ten_concurrent_clients_are_served():
         thread, _ = run_in_thread(predict_sources, BoxSegmenter(), [PacedSource(sample_slides(), fps=30, stop=stop)],
                                   show_progress=False, observers=[server.hub])  # fmt: skip
 
+        all_in = threading.Barrier(10, timeout=20)
+
         def viewer(_):
             with urllib.request.urlopen(server.url + "stream.mjpg", timeout=15) as r:
-                frames = [assert_jpeg(d) for d in read_jpegs(r, 5)]
+                jpegs = read_jpegs(r, 1)
+                all_in.wait()  # all ten are connected at this moment
+                at_once = server.hub.viewers
+                jpegs += read_jpegs(r, 4)
             with urllib.request.urlopen(server.url + "events", timeout=15) as r:
                 id_line, data_line = r.readline(), r.readline()  # a new client gets the newest frame at once
             assert id_line.startswith(b"id: ") and data_line.startswith(b"data: ")
-            return len(frames), json.loads(data_line.removeprefix(b"data: "))
+            return at_once, [assert_jpeg(j) for j in jpegs], json.loads(data_line.removeprefix(b"data: "))
 
         try:
             with ThreadPoolExecutor(10) as pool:
@@ -373,8 +480,10 @@ def test_ten_concurrent_clients_are_served():
         finally:
             stop.set()
             thread.join(20)
-    assert [n for n, _ in results] == [5] * 10
-    assert all(first["detections"][0]["class_name"] == "person" for _, first in results)
+    assert max(at_once for at_once, _, _ in results) == 10  # ten responses open together (none refused, none queued)
+    for _, frames, first in results:
+        assert [f.shape for f in frames] == [(480, 640, 3)] * 5
+        assert first["detections"][0]["class_name"] == "person"
 
 
 def test_the_server_stops_with_the_stream_and_ctrl_c_ends_both(tmp_path, default_model):

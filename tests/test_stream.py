@@ -199,6 +199,33 @@ def test_a_slow_consumer_of_a_live_source_drops_stale_frames_and_counts_them():
     assert seen == sorted(seen) and seen[0] == 0 and len(set(seen)) == len(seen)
 
 
+def test_a_live_source_ahead_of_a_busy_worker_drops_the_oldest_waiting_frames():
+    """The drop-oldest branch, step by step: one worker held on frame 0, capacity 3 (frame 0 in the worker, two
+    waiting). Each new frame then replaces the oldest waiting one, so the freshest two are what comes next."""
+    worker_busy, release = threading.Event(), threading.Event()
+
+    def held_on_frame_zero(image: np.ndarray) -> Detections:
+        if image[0, 0, 0] == 0:
+            worker_busy.set()
+            assert release.wait(30)
+        return Detections.empty(image.shape[:2])
+
+    class Camera:
+        name, live, fps, warnings = "held-camera", True, 30.0, []
+
+        def __iter__(self):
+            for i in range(10):
+                yield SourceItem(i, self.name, image=np.full((8, 8, 3), i, np.uint8))
+                if i == 0:
+                    assert worker_busy.wait(30)  # frame 0 is in the worker before frame 1 arrives
+            release.set()  # asked for an 11th frame: the reader has queued (or dropped) all ten
+
+    runner = StreamRunner([held_on_frame_zero], capacity=3)
+    seen = [frame.index for frame in runner.run(Camera())]
+    assert seen == [0, 8, 9]  # 1..7 were each the oldest waiting frame when a newer one came
+    assert (runner.stats.frames, runner.stats.dropped) == (3, 7)
+
+
 def test_a_file_source_loses_no_frame_behind_a_slow_consumer():
     source = FastLiveSource(40)
     source.live = False
@@ -208,6 +235,15 @@ def test_a_file_source_loses_no_frame_behind_a_slow_consumer():
         seen.append(frame.index)
         time.sleep(0.01)
     assert seen == list(range(40)) and runner.stats.dropped == 0
+
+
+@pytest.mark.timeout(30)
+def test_every_slot_comes_back_so_a_long_file_runs_through_a_two_frame_pipeline():
+    """A slot not given back when a frame is handed out would stall the reader after ``capacity`` frames."""
+    source = FastLiveSource(50)
+    source.live = False
+    runner = StreamRunner([_empty_detector], capacity=2)
+    assert [frame.index for frame in runner.run(source)] == list(range(50))
 
 
 def test_the_runner_stays_bounded_when_the_consumer_stops_reading():

@@ -65,6 +65,9 @@ class PredictSummary:
     streams: list[tuple[str, StreamStats]] = field(default_factory=list)
     outputs: list[Path] = field(default_factory=list)  # videos and JSON Lines written
     warnings: list[str] = field(default_factory=list)
+    # (source or output file, problem): a stream that stopped for good or an output that could not be written;
+    # the run is incomplete (the command exits non-zero), what was done before is kept
+    incomplete: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _numbered(path: str | os.PathLike | None, k: int, count: int) -> Path | None:
@@ -88,7 +91,10 @@ class _ImageOutputs:
             ok, buf = cv2.imencode(".jpg", draw_detections(frame.image, frame.detections))
             if ok:
                 path = self.out / unique_name(Path(frame.source).stem, ".jpg", self.used)
-                self.summary.overlays.append(write_bytes_atomic(path, buf.tobytes()))
+                try:
+                    self.summary.overlays.append(write_bytes_atomic(path, buf.tobytes()))
+                except OSError as exc:
+                    raise EdgesegError(f"cannot write the overlay ({exc.strerror or exc})", path) from None
 
     def close(self) -> None:
         pass
@@ -111,7 +117,11 @@ class _StreamOutputs:
     def close(self) -> None:
         for sink in (self.video, self.jsonl):
             if sink is not None:
-                path = sink.close()
+                try:
+                    path = sink.close()
+                except EdgesegError as exc:
+                    self.summary.incomplete.append((str(sink.path), str(exc).removeprefix(f"{sink.path}: ")))
+                    continue
                 if path is not None:
                     self.summary.outputs.append(path)
         if self.video is not None:
@@ -152,7 +162,10 @@ def predict_sources(
         for source in opened.sources:
             summary.warnings.extend(source.warnings)
         if outputs.save_json is not None:
-            write_json_atomic(outputs.save_json, summary.records)
+            try:
+                write_json_atomic(outputs.save_json, summary.records)
+            except OSError as exc:
+                summary.incomplete.append((str(outputs.save_json), f"cannot write the JSON ({exc.strerror or exc})"))
     return summary
 
 
@@ -175,12 +188,13 @@ def _run_source(source: Source, workers: list[Segmenter], outputs: PredictOutput
             if not frame.ok:
                 summary.failed.append((f"{frame.source}" if is_images else f"{frame.source}#{frame.index}", frame.error))
                 continue
+            sink.write(frame)  # first: a frame whose output failed does not count as done
             summary.processed += 1
             summary.detections += len(frame.detections)
-            sink.write(frame)
             bar.set_postfix(objects=summary.detections, failed=len(summary.failed), dropped=runner.stats.dropped)
-    except EdgesegError as exc:  # a stream that failed mid-way: keep what was done, report it
-        summary.failed.append((source.name, str(exc).removeprefix(f"{source.name}: ")))
+    except EdgesegError as exc:  # a stream that failed mid-way or an output that could not be written: keep what was done
+        where = exc.path or source.name
+        summary.incomplete.append((where, str(exc).removeprefix(f"{where}: ")))
     finally:
         bar.close()
         sink.close()

@@ -7,7 +7,9 @@ loaded model and one intra-op thread, decodes the bytes (``preprocess.decode_ima
 ``load_image`` gives) and predicts. Each output row holds the image's ``path``, ``width``, ``height``, its
 ``detections`` (the records of ``predict --save-json``, or COCO results records for ``val``) and ``error``:
 a bad image is a row with the one-line problem, never a failed job. An actor that dies is restarted by
-Ray and its batch retried, so every image still comes back once.
+Ray and its batch retried, so every image still comes back once; an image that kills every actor that tries it
+(a crash in a decoder, the OOM killer) is tried ``RayConfig.max_tries`` times (a small ``TryCounter`` actor
+counts the tries that never finished), then becomes an error row, as does a ``MemoryError`` in an actor.
 
 Sizing: the read stage asks for no CPU (it only moves bytes), so an actor pool that holds every CPU cannot
 starve it (a read stage wanting one CPU would wait forever behind such a pool). Actors ask for one CPU each,
@@ -61,28 +63,35 @@ class RayConfig:
     """Where and how wide to run. ``address``: the cluster to join (``HOST:PORT`` of its head, or ``auto``
     for the cluster this machine is part of); None starts a local Ray with this machine's cores.
     ``actors``: models loaded at once (default: one per CPU of the cluster, at most one per image).
-    ``batch_size``: images per actor call."""
+    ``batch_size``: images per actor call. ``max_tries``: how many times an image that kills the actor trying
+    it is tried before it becomes an error row."""
 
     address: str | None = None
     actors: int | None = None
     batch_size: int = 4
+    max_tries: int = 3
 
     def __post_init__(self) -> None:
         if self.actors is not None and self.actors < 1:
             raise EdgesegError(f"actors must be >= 1, got {self.actors}")
         if self.batch_size < 1:
             raise EdgesegError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.max_tries < 1:
+            raise EdgesegError(f"max_tries must be >= 1, got {self.max_tries}")
 
 
 def check_address(address: str) -> None:
     """Fail in seconds, not minutes, when nothing listens at ``address`` (Ray itself retries for long)."""
+    from .cli.options import parse_host_port  # the one parser of HOST:PORT
+
     if address in ("auto", "local"):
         return
-    host, _, port = address.split("://", 1)[-1].rpartition(":")
-    if not host or not port.isdigit():
-        raise EdgesegError("expected HOST:PORT (e.g. 127.0.0.1:6379) or auto", f"--ray-address {address}")
     try:
-        socket.create_connection((host, int(port)), timeout=5).close()
+        host, port = parse_host_port(address)
+    except ValueError as exc:
+        raise EdgesegError(f"expected HOST:PORT (e.g. 127.0.0.1:6379) or auto: {exc}", f"--ray-address {address}") from None
+    try:
+        socket.create_connection((host.split("://", 1)[-1], port), timeout=5).close()
     except OSError as exc:
         raise EdgesegError(
             f"no Ray cluster answers here ({exc.strerror or exc}); start one with `ray start --head`", f"--ray-address {address}"
@@ -114,8 +123,13 @@ def connect(address: str | None = None) -> int:
 def actor_cpus(actors: int, cluster_cpus: int) -> float:
     """CPUs each actor asks for: one, or ``1/k`` when ``k`` actors must share a CPU. Always a unit
     fraction, so a node's whole CPUs hold whole actors (``C/N`` would leave slivers no actor fits in)."""
+    from .machine import PER_CORE_LIMIT
+
     if actors < 1 or cluster_cpus < 1:
         raise EdgesegError(f"need at least one actor and one CPU, got {actors} actor(s) on {cluster_cpus} CPU(s)")
+    if actors > PER_CORE_LIMIT * cluster_cpus:
+        raise EdgesegError(f"--actors: at most {PER_CORE_LIMIT * cluster_cpus} ({PER_CORE_LIMIT} per CPU of the cluster, "
+                           f"{cluster_cpus} CPU(s)): each actor loads its own model, so more only add memory; got {actors}")
     return 1.0 / math.ceil(actors / cluster_cpus)
 
 
@@ -174,21 +188,56 @@ def read_files(batch: pa.Table) -> pa.Table:
     )
 
 
-class SegmenterActor:
-    """One loaded model (one intra-op thread) that turns batches of image bytes into output rows."""
+class TryCounter:
+    """Counts, per image index, the tries that started and never finished (the actor died on it). One per job, as
+    a Ray actor with no CPU: the counts outlive the actors that die."""
 
-    def __init__(self, spec: ActorSpec) -> None:
+    def __init__(self) -> None:
+        self.unfinished: dict[int, int] = {}
+
+    def start(self, index: int) -> int:
+        """The tries of ``index`` that died before this one."""
+        died = self.unfinished.get(index, 0)
+        self.unfinished[index] = died + 1
+        return died
+
+    def finish(self, index: int) -> None:
+        self.unfinished.pop(index, None)
+
+
+class SegmenterActor:
+    """One loaded model (one intra-op thread) that turns batches of image bytes into output rows. With ``tries``
+    (a ``TryCounter`` actor and the most tries), an image whose earlier tries killed their actor that many
+    times is an error row instead of a new try."""
+
+    def __init__(self, spec: ActorSpec, tries: tuple[Any, int] | None = None) -> None:
         import cv2
 
         cv2.setNumThreads(1)  # one CPU per actor: OpenCV's resize pool would take the others
         self.spec = spec
+        self.tries = tries
         self.segmenter = Segmenter(spec.model, options=spec.options, threads=1)
         self.schema = row_schema(spec.kind)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         import pyarrow as pa
 
-        return pa.Table.from_pylist([self.row(item) for item in batch.to_pylist()], schema=self.schema)
+        return pa.Table.from_pylist([self._counted_row(item) for item in batch.to_pylist()], schema=self.schema)
+
+    def _counted_row(self, item: dict[str, Any]) -> dict[str, Any]:
+        if self.tries is None:
+            return self.row(item)
+        import ray
+
+        counter, most = self.tries
+        died = ray.get(counter.start.remote(item["index"]))
+        if died >= most:
+            counter.finish.remote(item["index"])
+            return {"index": item["index"], "path": item["path"], "width": None, "height": None, "detections": [],
+                    "error": f"the worker died on this image {died} times (a crash, or out of memory); not tried again"}  # fmt: skip
+        out = self.row(item)
+        counter.finish.remote(item["index"])  # in order before this actor's next start: Ray keeps a caller's order
+        return out
 
     def row(self, item: dict[str, Any]) -> dict[str, Any]:
         out = {"index": item["index"], "path": item["path"], "width": None, "height": None, "detections": [],
@@ -198,8 +247,11 @@ class SegmenterActor:
         try:
             image = decode_image(item["data"], item["path"])
             detections = self.segmenter(image)
-        except EdgesegError as exc:  # anything else is a bug or a runtime failure: the job stops and says so
+        except EdgesegError as exc:  # anything else but memory is a bug or a runtime failure: the job stops and says so
             out["error"] = reason(exc)
+            return out
+        except MemoryError:  # a huge image: this one fails, the actor (its memory freed) goes on with the others
+            out["error"] = "out of memory on this image"
             return out
         out["height"], out["width"] = (int(v) for v in image.shape[:2])
         if self.spec.category_map is None:
@@ -222,13 +274,17 @@ def prediction_dataset(
     # and unbounded zero-CPU tasks would start dozens), which read far faster than the actors predict.
     read = ray.data.TaskPoolStrategy(size=math.ceil(actors / ACTORS_PER_READER))
     ds = ds.map_batches(read_files, batch_format="pyarrow", batch_size=config.batch_size, num_cpus=0, compute=read)
+    counter = ray.remote(num_cpus=0)(TryCounter).remote()  # lives as long as the dataset holds its handle
     return ds.map_batches(
         actor,
-        fn_constructor_kwargs={"spec": spec},
+        fn_constructor_kwargs={"spec": spec, "tries": (counter, config.max_tries)},
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=actor_cpus(actors, cluster_cpus),
         batch_format="pyarrow",
         batch_size=config.batch_size,
+        # a dead actor is restarted and its batch retried without end (Ray Data's default too): TryCounter bounds the tries
+        max_restarts=-1,
+        max_task_retries=-1,
     )
 
 

@@ -4,6 +4,10 @@ Both are safe to interrupt. The video is written to a hidden temporary sibling a
 it is closed, which also happens on Ctrl-C / SIGTERM (the container is finalised, so the file plays,
 with every frame written so far). JSON Lines are flushed line by line: the file is complete up to the
 last frame written. Output paths are checked before any work starts.
+
+A write that fails mid-run (a full disk, a lost mount, an encoder that stops) is an ``EdgesegError`` naming
+the file. The video is then left under its partial name, never moved into place as if it were complete; the
+JSON Lines are cut back to their last whole line.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO
@@ -52,6 +57,7 @@ class VideoSink:
         self.fps = fps or DEFAULT_FPS
         self.size: tuple[int, int] | None = None
         self.frames = 0
+        self.failed = False
         self.warnings: list[str] = []
         self._writer: cv2.VideoWriter | None = None
         self._tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
@@ -68,16 +74,36 @@ class VideoSink:
                 self.warnings.append(f"{self.path}: frame {index} is {w}x{h}, not {self.size[0]}x{self.size[1]}; "
                                      "frames of another size are resized to fit")  # fmt: skip
             image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
-        self._writer.write(image)
+        if self._writer.write(image) is False:  # OpenCV says so (disk full, file gone, encoder error), it never raises
+            self.failed = True
+            raise EdgesegError(f"cannot write the video ({self._write_problem(index)}); "
+                               f"the {self.frames} frame(s) before it were written to {self._tmp}", self.path)  # fmt: skip
         self.frames += 1
 
+    def _write_problem(self, index: int) -> str:
+        try:
+            if shutil.disk_usage(self._tmp.parent).free < 64 * 1024:
+                return "no space left on the device"
+        except OSError as exc:
+            return exc.strerror or str(exc)
+        if not self._tmp.exists():
+            return "the partial file was removed"
+        return f"OpenCV's {self.fourcc} encoder failed at frame {index}"
+
     def close(self) -> Path | None:
-        """Finalise the container and move it into place; None when no frame was written."""
+        """Finalise the container and move it into place; None when no frame was written, or when a write failed
+        (the frames before it stay in the partial file)."""
         if self._writer is None:
             return None
         self._writer.release()
         self._writer = None
-        os.replace(self._tmp, self.path)
+        if self.failed:
+            return None
+        try:
+            os.replace(self._tmp, self.path)
+        except OSError as exc:
+            raise EdgesegError(f"cannot move the finished video into place ({exc.strerror or exc}); it is in {self._tmp}",
+                               self.path) from None  # fmt: skip
         return self.path
 
 
@@ -88,22 +114,39 @@ def frame_record(*, index: int, time_s: float | None, source: str, detections: D
 
 
 class JsonlSink:
-    """One ``frame_record`` per frame, flushed per line."""
+    """One ``frame_record`` per frame, each line handed to the OS as it is written (unbuffered: nothing is left
+    in a buffer to be written later, so a failed write leaves at most a cut last line, which is cut off)."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = check_writable(path, "JSON Lines")
-        self._file: IO[str] | None = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        self._file: IO[bytes] | None = open(self.path, "wb", buffering=0)  # noqa: SIM115 (closed in close())
         self.lines = 0
+        self.failed = False
+        self._whole_bytes = 0  # the file's size up to its last whole line
 
     def write(self, *, index: int, time_s: float | None, source: str, detections: Detections) -> None:
         record = frame_record(index=index, time_s=time_s, source=source, detections=detections)
-        self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
-        self._file.flush()
+        rest = memoryview((json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8"))
+        size = len(rest)
+        try:
+            while rest:  # a full disk may take part of a line, then refuse the rest
+                rest = rest[self._file.write(rest) :]
+        except OSError as exc:
+            self.failed = True
+            file, self._file = self._file, None
+            with contextlib.suppress(OSError):
+                os.ftruncate(file.fileno(), self._whole_bytes)  # back to the last whole line
+            with contextlib.suppress(OSError):
+                file.close()
+            raise EdgesegError(f"cannot write the JSON Lines ({(exc.strerror or str(exc)).lower()}); "
+                               f"its {self.lines} whole line(s) are kept", self.path) from None  # fmt: skip
         self.lines += 1
+        self._whole_bytes += size
 
-    def close(self) -> Path:
+    def close(self) -> Path | None:
+        """The file, or None when a write failed (its whole lines are kept)."""
         if self._file is not None:
             with contextlib.suppress(OSError):
                 self._file.close()
             self._file = None
-        return self.path
+        return None if self.failed else self.path

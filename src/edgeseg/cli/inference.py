@@ -16,10 +16,12 @@ from .options import (
     add_threads_option,
     board_options,
     decode_options,
+    per_core_count,
     positive_int,
     positive_multiple_of_32,
     print_failures,
     ray_config_of,
+    serve_address,
     unit_interval,
 )
 
@@ -47,14 +49,14 @@ def register(sub) -> dict:
     p.add_argument("--save-video", default=None, metavar="OUT.mp4", help="annotated video of each video/camera/stream")
     p.add_argument("--save-jsonl", default=None, metavar="OUT.jsonl", help="one JSON line per video frame")
     p.add_argument("--vid-stride", type=positive_int, default=1, help="use every N-th video frame (default 1)")
-    p.add_argument("--workers", type=positive_int, default=1,
-                   help="inference threads, each its own 1-thread session (default 1; try the core count)")
+    p.add_argument("--workers", type=per_core_count("inference threads"), default=1,
+                   help="inference threads, each its own 1-thread session (default 1; try the core count; at most 4 per core)")
     p.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
                    help="drop stale frames to keep up (default: on for cameras and URLs, off for files)")
     add_ray_options(p)
     p.add_argument("--save-parquet", default=None, metavar="DIR",
                    help="with --ray: Parquet files in DIR, a row per image (path, width, height, detections, error)")
-    p.add_argument("--serve", default=None, metavar="[HOST:]PORT",
+    p.add_argument("--serve", type=serve_address, default=None, metavar="[HOST:]PORT",
                    help="watch the run live in a browser at http://HOST:PORT/ (host default 127.0.0.1; needs the serve extra)")
     p.add_argument("--serve-token", default=None, metavar="TOKEN",
                    help="token viewers must give (?token= or Authorization: Bearer); required off loopback (default: $EDGESEG_SERVE_TOKEN)")
@@ -111,12 +113,16 @@ def _cmd_predict(args) -> int:
 
 
 def _report_predict(args, summary, dt: float) -> int:
-    """What predict prints, locally or on Ray: skipped items, warnings, one summary line."""
-    if summary.processed == 0 and len(summary.failed) == 1:
-        raise EdgesegError(summary.failed[0][1], summary.failed[0][0])
+    """What predict prints, locally or on Ray: skipped items, warnings, one summary line; the exit code is 1 when a
+    source or an output stopped mid-run (``summary.incomplete``, one error line each)."""
+    problems = summary.failed + summary.incomplete
+    if summary.processed == 0 and len(problems) == 1:
+        raise EdgesegError(problems[0][1], problems[0][0])
     print_failures(summary.failed)
     for w in summary.warnings:
         print(f"edgeseg: warning: {w}", file=sys.stderr)
+    for where, problem in summary.incomplete:
+        print(f"edgeseg: error: {where}: {problem}", file=sys.stderr)
     if summary.processed == 0:
         raise EdgesegError("no image could be processed")
     for name, stats in summary.streams:
@@ -125,7 +131,7 @@ def _report_predict(args, summary, dt: float) -> int:
           + (f"; overlays in {args.out}" if args.out and summary.overlays else "")
           + (f"; JSON in {args.save_json}" if args.save_json else "")
           + "".join(f"; {p}" for p in summary.outputs))  # fmt: skip
-    return 0
+    return 1 if summary.incomplete else 0
 
 
 def _predict_on_ray(args, config) -> int:

@@ -4,6 +4,7 @@ calibration images, Ray), and how skipped items are printed."""
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from ..errors import EdgesegError
@@ -49,6 +50,72 @@ def int_at_least(minimum: int):
 
 positive_int = int_at_least(1)
 non_negative_int = int_at_least(0)
+
+_ASCII_INTEGER = re.compile(r"[0-9]+")  # int() also takes '٣' and '²'-like digits (and '_'): a port or count is ASCII
+
+
+def per_core_count(what: str):
+    """argparse type: an integer from 1 to ``PER_CORE_LIMIT`` per usable core of this machine (``what`` names
+    the unit: each one is a loaded model, so past that they only add memory)."""
+
+    def parse(text: str) -> int:
+        from ..machine import PER_CORE_LIMIT, usable_cores
+
+        if not _ASCII_INTEGER.fullmatch(text.strip()):
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
+        value, cores = int(text), usable_cores() or 1
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+        if value > PER_CORE_LIMIT * cores:
+            raise argparse.ArgumentTypeError(
+                f"at most {PER_CORE_LIMIT * cores} ({PER_CORE_LIMIT} per core, {cores} core(s) here): each of the {what} "
+                f"loads its own model, so more only add memory, not speed; got {value}")
+        return value
+
+    return parse
+
+
+def parse_host_port(text: str, *, default_host: str | None = None) -> tuple[str, int]:
+    """``HOST:PORT``, ``[IPv6]:PORT`` (and ``PORT`` alone when ``default_host`` is given) -> (host, port): the one
+    parser of network addresses (``--serve``, ``--ray-address``). The port is 0..65535 in ASCII digits; a
+    ``scheme://`` prefix (Ray's ``ray://``) is kept with the host. Raises ValueError with the reason."""
+    scheme, sep, rest = text.strip().rpartition("://")
+    host, colon, port = rest.rpartition(":")
+    if not colon and default_host is None:
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    if host.startswith("["):
+        if not host.endswith("]") or len(host) < 3:
+            raise ValueError(f"expected [IPv6]:PORT, got {text!r}")
+        host = host[1:-1]
+    elif "[" in host or "]" in host or (host.count(":") and not sep):
+        raise ValueError(f"an IPv6 host goes in brackets ([::1]:PORT), got {text!r}")
+    if colon and not host:
+        raise ValueError(f"the host is missing before ':', got {text!r}")
+    if not _ASCII_INTEGER.fullmatch(port) or int(port) > 65535:
+        raise ValueError(f"the port must be a number from 0 to 65535, got {port!r}")
+    host = host or default_host or ""
+    return (f"{scheme}{sep}{host}" if sep else host), int(port)
+
+
+def serve_address(text: str) -> tuple[str, int]:
+    """argparse type of ``--serve [HOST:]PORT`` (host default: loopback)."""
+    from ..serve.config import DEFAULT_HOST
+
+    try:
+        return parse_host_port(text, default_host=DEFAULT_HOST)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected [HOST:]PORT (e.g. 8080 or 0.0.0.0:8080): {exc}") from None
+
+
+def ray_address(text: str) -> str:
+    """argparse type of ``--ray-address``: ``auto`` or ``HOST:PORT`` (``ray://HOST:PORT``), checked, as given."""
+    if text in ("auto", "local"):
+        return text
+    try:
+        parse_host_port(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT (e.g. 127.0.0.1:6379) or auto: {exc}") from None
+    return text.strip()
 
 
 def add_decode_options(p: argparse.ArgumentParser, conf: float = 0.25, filters: bool = True) -> None:
@@ -117,10 +184,11 @@ def add_ray_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ray", action="store_true",
                    help="predict on Ray: a local Ray with this machine's cores, or the cluster at --ray-address "
                         '(pip install "edgeseg[ray]")')
-    p.add_argument("--ray-address", default=None, metavar="ADDRESS",
+    p.add_argument("--ray-address", type=ray_address, default=None, metavar="ADDRESS",
                    help="with --ray: the cluster's head as HOST:PORT (what `ray start --head` prints), or auto on a node of it")
     p.add_argument("--actors", type=positive_int, default=None,
-                   help="with --ray: models loaded at once, one per actor (default: one per CPU of the cluster)")
+                   help="with --ray: models loaded at once, one per actor (default: one per CPU of the cluster; "
+                        "at most 4 per CPU of the cluster)")
 
 
 def thread_list(text: str) -> list[int]:
@@ -152,7 +220,10 @@ def ray_config_of(args, local_only: dict[str, object]):
     for option, value in local_only.items():
         if value:
             raise EdgesegError(f"{option} does not work with --ray (it runs here only); drop one of them")
-    from ..distributed import RayConfig, import_ray
+    from ..distributed import RayConfig, actor_cpus, import_ray
+    from ..machine import usable_cores
 
+    if args.actors is not None and args.ray_address is None:  # a local Ray gets this machine's cores: check before it starts
+        actor_cpus(args.actors, usable_cores() or 1)
     import_ray()  # without Ray installed: the one-line install hint, before any work
     return RayConfig(address=args.ray_address, actors=args.actors)

@@ -12,10 +12,10 @@ A ``FrameHub`` observes ``predict_sources`` (it only keeps the newest frame), an
 from __future__ import annotations
 
 from ..errors import EdgesegError
-from .config import TOKEN_ENV, ServeConfig, is_loopback, parse_address
+from .config import TOKEN_ENV, ServeConfig, is_loopback
 from .hub import FrameHub, FrameMessage
 
-__all__ = ["TOKEN_ENV", "FrameHub", "FrameMessage", "ServeConfig", "is_loopback", "parse_address", "start_server"]
+__all__ = ["TOKEN_ENV", "FrameHub", "FrameMessage", "ServeConfig", "is_loopback", "start_server"]
 
 
 def start_server(config: ServeConfig, *, hub: FrameHub | None = None):

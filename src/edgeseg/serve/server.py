@@ -14,7 +14,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from ..errors import EdgesegError
-from .config import ServeConfig
+from .config import ServeConfig, host_name, is_loopback
 from .hub import FrameHub
 
 ASSETS = {"": ("index.html", "text/html"), "app.js": ("app.js", "text/javascript"), "style.css": ("style.css", "text/css")}
@@ -67,7 +67,9 @@ class LiveServer:
         app.router.add_get("/events", self._events)
         app.router.add_get("/health", self._health)
         app.on_response_prepare.append(_add_security_headers)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)  # then clients that hang on are cut
+        # handler_cancellation: a viewer who disconnects ends its handler at once (its slot is freed), not at the next
+        # frame written to it, which a paused stream may never send; shutdown_timeout: then clients that hang on are cut.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
         await site.start()
@@ -99,6 +101,11 @@ class LiveServer:
 
     @web.middleware
     async def _guard(self, request: web.Request, handler):
+        host = request.headers.get("Host")
+        if self._loopback and host is not None and not self._our_name(host_name(host)):
+            # DNS rebinding: a page whose name now points at 127.0.0.1 would read the view as same-origin; its
+            # requests carry that name, a browser opening the view itself carries a loopback name.
+            raise web.HTTPForbidden(text="403: on loopback the live view answers only to localhost, 127.0.0.1 or [::1]\n")
         token = self.config.token
         if token and request.match_info.get("name") is None:  # the script and style sheet hold no data: they load without it
             given = request.query.get("token") or request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
@@ -114,12 +121,26 @@ class LiveServer:
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response(self.hub.status())
 
+    @property
+    def _loopback(self) -> bool:
+        return is_loopback(self.config.host)
+
+    def _our_name(self, name: str) -> bool:
+        return is_loopback(name) or name == self.config.host.lower()
+
+    def _admit(self) -> None:
+        """A slot for one more /stream.mjpg or /events response, or 503 past ``config.max_viewers``."""
+        if self.hub.viewers >= self.config.max_viewers:
+            raise web.HTTPServiceUnavailable(text=f"503: the live view already has {self.config.max_viewers} viewers\n",
+                                             headers={"Retry-After": "5"})  # fmt: skip
+
     async def _mjpeg(self, request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": f"multipart/x-mixed-replace; boundary={BOUNDARY}"})
-        await response.prepare(request)
+        self._admit()
         hub, seen = self.hub, max(self.hub.seq - 1, 0)  # start with the newest frame
-        hub.viewers += 1
+        hub.viewers += 1  # before any await: the limit holds for requests that arrive together
         try:
+            response = web.StreamResponse(headers={"Content-Type": f"multipart/x-mixed-replace; boundary={BOUNDARY}"})
+            await response.prepare(request)
             while await hub.wait_newer(seen):
                 seen, jpeg = await hub.jpeg()
                 if jpeg:
@@ -132,11 +153,12 @@ class LiveServer:
         return response
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
+        self._admit()
         hub, seen = self.hub, max(self.hub.seq - 1, 0)
         hub.viewers += 1
         try:
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await response.prepare(request)
             while not (hub.ended and hub.seq <= seen):
                 if not await hub.wait_newer(seen, timeout=_KEEPALIVE_S):
                     await response.write(b": keep-alive\n\n")

@@ -5,8 +5,9 @@ RTMP, HTTP) and V4L2 (cameras), it hands back BGR frames as the rest of the pipe
 bounds network waits with its open/read timeouts. A source is opened, and its first frame read, before any
 work starts, so a missing file, an empty or unreadable video, a missing camera or an unreachable URL is a
 one-line error up front. Network streams are retried with exponential backoff, on open and when they drop
-mid-stream; a file that ends before the frame count its container announced gets a warning with the
-frame index (the frames before the break are kept).
+mid-stream, and so is a camera that stops giving frames mid-run; one that stays down ends its source with a
+one-line error (the frames before it are kept), never a quiet end. A file that ends before the frame count
+its container announced gets a warning with the frame index (the frames before the break are kept).
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ def source_kind(spec: str) -> str:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How network streams are (re)opened: ``attempts`` tries, waiting ``backoff_s`` * 2**k between them,
-    each bounded by ``timeout_s`` for opening and for every read."""
+    """How network streams are (re)opened, and cameras reopened when they stop mid-run: ``attempts`` tries,
+    waiting ``backoff_s`` * 2**k between them, each bounded by ``timeout_s`` for opening and for every read."""
 
     attempts: int = 4
     backoff_s: float = 0.5
@@ -105,9 +106,10 @@ class VideoSource:
         self.frame_count: int | None = count if count > 0 else None
         self.size = (int(self._first.shape[1]), int(self._first.shape[0]))  # (width, height) of the first frame
 
-    def _open(self) -> tuple[cv2.VideoCapture, np.ndarray]:
-        """Open and read the first frame, retrying network streams; a one-line error when it cannot."""
-        attempts = self.retry.attempts if self.kind == "url" else 1
+    def _open(self, attempts: int | None = None) -> tuple[cv2.VideoCapture, np.ndarray]:
+        """Open and read the first frame in ``attempts`` tries (default: network streams ``retry.attempts``, the
+        others one); a one-line error when it cannot."""
+        attempts = attempts or (self.retry.attempts if self.kind == "url" else 1)
         for k in range(attempts):
             cap = self._open_capture(self.spec, self.kind, self.retry.timeout_s)
             ok, frame = cap.read() if cap.isOpened() else (False, None)
@@ -124,10 +126,10 @@ class VideoSource:
         raise EdgesegError(f"cannot read the stream (unreachable or no video) after {attempts} tries", self.spec)
 
     def _reconnect(self) -> bool:
-        """Reopen a dropped network stream with backoff; False when it stays down."""
+        """Reopen a dropped network stream or camera in ``retry.attempts`` tries with backoff; False when it stays down."""
         self._cap.release()
         try:
-            self._cap, self._first = self._open()
+            self._cap, self._first = self._open(self.retry.attempts)
         except EdgesegError:
             return False
         return True
@@ -143,12 +145,16 @@ class VideoSource:
                         index += 1
                     ok, frame = cap.read()
                     if not ok or frame is None:
-                        if self.kind == "url" and self._reconnect():
-                            self.warnings.append(f"{self.name}: stream dropped after frame {index}; reconnected")
-                            cap, frame = self._cap, self._first
-                            index += 1
-                            continue
-                        break
+                        if self.kind == "video":
+                            break
+                        if not self._reconnect():
+                            what = "stream" if self.kind == "url" else "camera"
+                            raise EdgesegError(f"the {what} stopped after frame {index} and did not come back in "
+                                               f"{self.retry.attempts} tries", self.name)  # fmt: skip
+                        self.warnings.append(f"{self.name}: stream dropped after frame {index}; reconnected")
+                        cap, frame = self._cap, self._first
+                        index += 1
+                        continue
                     index += 1
                 msec = cap.get(cv2.CAP_PROP_POS_MSEC)
                 time_s = msec / 1000 if msec > 0 or index == 0 else (index / self.fps if self.fps else None)
