@@ -200,5 +200,5 @@ def _run_source(source: Source, workers: list[Segmenter], outputs: PredictOutput
         sink.close()
         if not is_images:
             summary.streams.append((source.name, runner.stats))
-        if getattr(source, "failed", None):  # a board camera or decoder that stopped: a failure, not an end
-            summary.failed.append((source.name, source.failed))
+        if getattr(source, "failed", None):  # a board camera or decoder that stopped: the run is incomplete
+            summary.incomplete.append((source.name, source.failed))

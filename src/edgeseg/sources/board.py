@@ -82,7 +82,7 @@ class MipiCamera:
     ``imgsz`` (scaled by the hardware; ``source_shape`` is the scene size, so detections land in scene pixels).
 
     ``missing_after``: consecutive empty reads (each a 2 s wait in the library) after which the camera counts as
-    gone: the source ends and says so in ``warnings`` and ``failed``. ``live`` (default True): runners drop stale
+    gone: the source ends and says why in ``failed`` (predict reports it and exits 1). ``live`` (default True): runners drop stale
     frames rather than fall behind."""
 
     def __init__(self, spec: str, *, imgsz: tuple[int, int], live: bool | None = None, missing_after: int = 3,
@@ -115,7 +115,6 @@ class MipiCamera:
                     misses += 1
                     if misses >= self.missing_after:
                         self.failed = f"the camera gave no frame for {misses} reads in a row after frame {index}"
-                        self.warnings.append(f"{self.name}: {self.failed}")
                         return
                     continue
                 misses = 0
@@ -172,7 +171,6 @@ class HardwareDecoded:
                 ret = self._decoder.set_img(packet.tobytes(), self.channel)
                 if ret != 0:
                     self.failed = f"the hardware decoder stopped at packet {decoded} (set_img returned {ret})"
-                    self.warnings.append(f"{self.name}: {self.failed}")
                     return
                 data = self._decoder.get_img()
                 if data is not None:
