@@ -221,3 +221,124 @@ def test_family_matches_ultralytics(random_family, first_images):
     print("\n" + result.line(name))
     assert result.theirs >= 2 * IMAGES  # enough detections to mean something
     result.assert_equal()
+
+
+# --- the YOLO26 decode path against its literal reference, by hand, and in INT8 ----------------------
+
+
+@pytest.fixture(scope="module")
+def yolo26_raw(yolo26, first_images):
+    from corpus import head_outputs
+
+    seg = Segmenter(yolo26["one2one"])
+    return seg.info, head_outputs(seg, first_images)
+
+
+@pytest.mark.parametrize("options", [dict(conf=0.25), dict(conf=0.01), dict(conf=0.01, max_det=3), dict(conf=0.01, classes=(0, 45)),
+                                     dict(conf=0.01, agnostic=True)], ids=str)  # fmt: skip
+def test_end2end_selection_equals_ultralytics_two_stage_topk(yolo26_raw, options):
+    """The fast path (threshold logits, gather survivors, one sort) equals the reference decoder's step-by-step
+    copy of Ultralytics' top-k (top anchors, then top anchor x class pairs, then conf, then classes)."""
+    from corpus import assert_same_detections
+    from edgeseg.decode import DecodeOptions, decode
+    from edgeseg.reference import reference_decode
+
+    info, items = yolo26_raw
+    total = 0
+    for outputs, lb in items:
+        fast = decode(outputs, info, lb, DecodeOptions(**options))
+        assert_same_detections(fast, reference_decode(outputs, info, lb, DecodeOptions(**options)), mask_atol=1e-4)
+        assert len(fast) <= options.get("max_det", 300)
+        total += len(fast)
+    assert total > 20
+
+
+def test_end2end_topk_is_capped_at_the_anchor_count():
+    """Ultralytics takes k = min(max_det, anchors) pairs: at 64x64 there are 84 anchors, so 84 detections at
+    conf 0 although 84 x 3 pairs clear it."""
+    from edgeseg.backends import ModelInfo
+    from edgeseg.decode import DecodeOptions, decode
+    from edgeseg.preprocess import letterbox_params
+    from edgeseg.reference import reference_decode
+
+    info = ModelInfo(names={0: "a", 1: "b", 2: "c"}, strides=(8, 16, 32), imgsz=(64, 64), reg_max=1, end2end=True)
+    rng = np.random.default_rng(0)
+    outputs = {}
+    for s in info.strides:
+        g = 64 // s
+        outputs[f"cls_stride{s}"] = rng.normal(0, 2, (1, g, g, 3)).astype(np.float32)
+        outputs[f"box_stride{s}"] = rng.uniform(0.5, 3, (1, g, g, 4)).astype(np.float32)
+        outputs[f"mc_stride{s}"] = rng.normal(0, 1, (1, g, g, 32)).astype(np.float32)
+    outputs["protos"] = rng.normal(0, 1, (1, 16, 16, 32)).astype(np.float32)
+    lb = letterbox_params((64, 64), info.imgsz)
+    fast = decode(outputs, info, lb, DecodeOptions(conf=0.0), with_masks=False)
+    assert info.anchors == 84 and len(fast) == 84
+    np.testing.assert_array_equal(np.sort(fast.scores), np.sort(reference_decode(outputs, info, lb, DecodeOptions(conf=0.0),
+                                                                                 with_masks=False).scores))  # fmt: skip
+
+
+def test_four_distance_boxes_around_cell_centres():
+    """reg_max 1: the box head's four channels are left, top, right, bottom distances in cells from the cell
+    centre (no DFL): cell (row 3, col 4) at stride 8 has its centre at (4.5, 3.5) cells."""
+    from edgeseg.backends import ModelInfo
+    from edgeseg.decode import DecodeOptions, decode
+    from edgeseg.preprocess import letterbox_params
+
+    info = ModelInfo(names={0: "a", 1: "b"}, strides=(8, 16, 32), imgsz=(128, 128), reg_max=1, end2end=True)
+    outputs = {}
+    for s in info.strides:
+        g = 128 // s
+        outputs[f"cls_stride{s}"] = np.full((1, g, g, 2), -20, np.float32)
+        outputs[f"box_stride{s}"] = np.ones((1, g, g, 4), np.float32)
+        outputs[f"mc_stride{s}"] = np.ones((1, g, g, 32), np.float32)
+    outputs["protos"] = np.ones((1, 32, 32, 32), np.float32)
+    outputs["cls_stride8"][0, 3, 4, 1] = 4.0
+    outputs["box_stride8"][0, 3, 4] = (2, 3, 4, 5)
+    det = decode(outputs, info, letterbox_params((128, 128), info.imgsz), DecodeOptions(), with_masks=False)
+    np.testing.assert_allclose(det.xyxy, [[(4.5 - 2) * 8, (3.5 - 3) * 8, (4.5 + 4) * 8, (3.5 + 5) * 8]], atol=1e-4)
+    assert det.class_ids.tolist() == [1]
+
+
+@pytest.fixture(scope="module")
+def yolo26_int8(yolo26, tmp_path_factory, coco128_images):
+    """The one-to-one export quantized by the command line: calibration on coco128-seg images 20..27."""
+    from corpus import run_cli
+
+    work = tmp_path_factory.mktemp("yolo26-int8")
+    calib = work / "calib"
+    calib.mkdir()
+    for p in coco128_images[IMAGES : IMAGES + 10]:
+        shutil.copy(p, calib / p.name)
+    out = work / "yolo26n-seg-int8.onnx"
+    proc = run_cli("quantize", yolo26["one2one"], "--calib", calib, "--num", 8, "--report-images", 2, "--bench", 0, "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_yolo26_int8_has_integer_box_and_mc_heads_decoded_like_dequantized_whole(yolo26, yolo26_int8, first_images):
+    import onnx
+
+    from corpus import assert_same_detections
+    from edgeseg.backends import QuantizedTensor
+    from edgeseg.backends.base import as_float
+    from edgeseg.decode import DecodeOptions, decode
+
+    types = {o.name: o.type.tensor_type.elem_type for o in onnx.load(str(yolo26_int8)).graph.output}
+    info = read_model_info(yolo26_int8)
+    assert info == read_model_info(yolo26["one2one"]) and info.end2end and info.reg_max == 1
+    for s in info.strides:
+        assert types[f"box_stride{s}"] == types[f"mc_stride{s}"] == onnx.TensorProto.UINT8
+        assert types[f"cls_stride{s}"] == onnx.TensorProto.FLOAT
+    seg = Segmenter(yolo26_int8, threads=1)
+    total = 0
+    for path in first_images:
+        from edgeseg.preprocess import load_image
+
+        raw, lb = seg.raw(load_image(path))
+        assert isinstance(raw["box_stride8"], QuantizedTensor) and raw["box_stride8"].data.shape[-1] == 4
+        dense = {k: as_float(v) for k, v in raw.items()}
+        for conf in (0.25, 0.01):
+            fast = decode(raw, info, lb, DecodeOptions(conf=conf))
+            assert_same_detections(fast, decode(dense, info, lb, DecodeOptions(conf=conf)))
+            total += len(fast)
+    assert total > 50  # the INT8 model still finds the objects

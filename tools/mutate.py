@@ -43,6 +43,7 @@ DEFAULT_TESTS = (
     "tests/test_robustness.py",
     "tests/test_parity.py",
     "tests/test_val_crosscheck.py",
+    "tests/test_families.py",
 )
 
 
@@ -102,6 +103,16 @@ MUTATIONS = (
     Mutation("mask-threshold", "src/edgeseg/decode.py", "masks.append(logits > 0)", "masks.append(logits > 0.5)",
              "masks thresholded at logit 0.5 instead of 0"),
     Mutation("rle-delta", "src/edgeseg/masks.py", "        if i > 2:\n", "        if i > 3:\n", "COCO RLE delta coding off by one"),
+    # The YOLO26 path: 4-distance boxes and the end-to-end (one-to-one) selection.
+    Mutation("distance-order", "src/edgeseg/decode.py", "dist = box_logits.reshape(k, 4)",
+             "dist = box_logits.reshape(k, 4)[:, [1, 0, 3, 2]]", "reg_max 1: left/top and right/bottom distances swapped"),
+    Mutation("end2end-nms", "src/edgeseg/decode.py", "    if info.end2end:\n        cand = select_candidates(",
+             "    if False:\n        cand = select_candidates(", "one-to-one heads decoded with NMS instead of the top-k"),
+    Mutation("end2end-one-class", "src/edgeseg/decode.py", "multi_label=not options.agnostic)",
+             "multi_label=False)", "end-to-end top-k over each cell's best class only, not every anchor x class pair"),
+    Mutation("end2end-classes-first", "src/edgeseg/decode.py", "cand = select_candidates(outputs, info, options.conf, None,",
+             "cand = select_candidates(outputs, info, options.conf, options.classes,",
+             "classes filter before the end-to-end top-k (Ultralytics filters after it)"),
 )
 
 
