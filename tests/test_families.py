@@ -342,3 +342,58 @@ def test_yolo26_int8_has_integer_box_and_mc_heads_decoded_like_dequantized_whole
             assert_same_detections(fast, decode(dense, info, lb, DecodeOptions(conf=conf)))
             total += len(fast)
     assert total > 50  # the INT8 model still finds the objects
+
+
+# --- the board side: Horizon's modifier nodes and the .bin's outputs, found by shape with 4-channel boxes ----
+
+
+def test_yolo26_horizon_heads_with_and_without_edgeseg_metadata(yolo26, tmp_path, coco128_images):
+    """The hb_model_modifier nodes of the YOLO26 export: the Conv behind every box [1,H,W,4] and mc output,
+    found from the metadata and, for a zoo-style copy with no metadata and other output names, by shape."""
+    import onnx
+
+    from edgeseg.horizon import HorizonConfig, head_convs, horizon_artefacts
+
+    model = onnx.load(str(yolo26["one2one"]))
+    producers = {o: n for n in model.graph.node for o in n.output}
+    expected = set()
+    for s in (8, 16, 32):
+        for kind in ("box", "mc"):
+            transpose = producers[f"{kind}_stride{s}"]
+            assert transpose.op_type == "Transpose" and producers[transpose.input[0]].op_type == "Conv"
+            expected.add(transpose.input[0] + "_HzDequantize")
+    heads = head_convs(yolo26["one2one"])
+    assert {h.dequantize_node for h in heads} == expected
+    assert [h.shape[3] for h in heads] == [4, 4, 4, 32, 32, 32]
+    del model.metadata_props[:]
+    rename = {o.name: f"out{i}" for i, o in enumerate(model.graph.output)}
+    for n in model.graph.node:
+        n.output[:] = [rename.get(o, o) for o in n.output]
+    for o in model.graph.output:
+        o.name = rename[o.name]
+    zoo = tmp_path / "zoo.onnx"
+    onnx.save(model, str(zoo))
+    assert {h.dequantize_node for h in head_convs(zoo)} == expected
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for p in coco128_images[:2]:
+        shutil.copy(p, calib / p.name)
+    r = horizon_artefacts(yolo26["one2one"], calib, tmp_path / "rdk", config=HorizonConfig(march="bayes-e", num=2))
+    assert set(r.remove_nodes) == expected
+
+
+def test_yolo26_bin_outputs_map_by_shape_whatever_their_order():
+    """The board backend maps a YOLO26 .bin's outputs (box [1,H,W,4] int32 with scales) by shape, as for DFL boxes."""
+    from edgeseg.backends import ModelInfo
+    from edgeseg.backends.horizon import BinOutput, map_outputs
+
+    info = ModelInfo(names={i: str(i) for i in range(80)}, strides=(8, 16, 32), imgsz=(320, 320), reg_max=1, end2end=True)
+    shapes = [(f"{k}_stride{s}", (1, 320 // s, 320 // s, c), k != "cls") for s in info.strides
+              for k, c in (("cls", 80), ("box", 4), ("mc", 32))] + [("protos", (1, 80, 80, 32), False)]  # fmt: skip
+    order = np.random.default_rng(0).permutation(len(shapes))
+    outs = [BinOutput(i, str(500 + i), shapes[j][1], shapes[j][1], np.ones(shapes[j][1][3], np.float32) if shapes[j][2] else None)
+            for i, j in enumerate(order)]  # fmt: skip
+    mapped = map_outputs(outs, info, "yolo26.bin")
+    assert sorted(mapped) == sorted(info.output_names)
+    for name, out in mapped.items():
+        assert shapes[order[out.index]][0] == name
