@@ -397,3 +397,16 @@ def test_yolo26_bin_outputs_map_by_shape_whatever_their_order():
     assert sorted(mapped) == sorted(info.output_names)
     for name, out in mapped.items():
         assert shapes[order[out.index]][0] == name
+
+
+def test_bench_decoder_comparison_agrees_on_yolo26(yolo26, first_images):
+    """``edgeseg bench``'s decoder comparison on the one-to-one model: the fast decoder, the reference decoder and
+    Ultralytics' own post-processing (its head's top-k, then its predictor's filter) find the same objects."""
+    from edgeseg.bench.compare import compare_decoders
+    from edgeseg.bench.measure import BenchImages
+    from edgeseg.decode import DecodeOptions
+    from edgeseg.preprocess import load_image
+
+    images = BenchImages([p.name for p in first_images[:8]], [load_image(p) for p in first_images[:8]])
+    result = compare_decoders(yolo26["one2one"], images, repeats=1, options=DecodeOptions(conf=0.01), show_progress=False)
+    assert result.objects_agree == {"reference": 8, "ultralytics": 8} and result.mean_objects > 3
