@@ -235,7 +235,7 @@ def yolo26_raw(yolo26, first_images):
 
 
 @pytest.mark.parametrize("options", [dict(conf=0.25), dict(conf=0.01), dict(conf=0.01, max_det=3), dict(conf=0.01, classes=(0, 45)),
-                                     dict(conf=0.01, agnostic=True)], ids=str)  # fmt: skip
+                                     dict(conf=0.01, max_det=3, classes=(0,)), dict(conf=0.01, agnostic=True)], ids=str)  # fmt: skip
 def test_end2end_selection_equals_ultralytics_two_stage_topk(yolo26_raw, options):
     """The fast path (threshold logits, gather survivors, one sort) equals the reference decoder's step-by-step
     copy of Ultralytics' top-k (top anchors, then top anchor x class pairs, then conf, then classes)."""
@@ -250,7 +250,7 @@ def test_end2end_selection_equals_ultralytics_two_stage_topk(yolo26_raw, options
         assert_same_detections(fast, reference_decode(outputs, info, lb, DecodeOptions(**options)), mask_atol=1e-4)
         assert len(fast) <= options.get("max_det", 300)
         total += len(fast)
-    assert total > 20
+    assert total > 10
 
 
 def test_end2end_topk_is_capped_at_the_anchor_count():
