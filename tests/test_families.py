@@ -410,3 +410,23 @@ def test_bench_decoder_comparison_agrees_on_yolo26(yolo26, first_images):
     images = BenchImages([p.name for p in first_images[:8]], [load_image(p) for p in first_images[:8]])
     result = compare_decoders(yolo26["one2one"], images, repeats=1, options=DecodeOptions(conf=0.01), show_progress=False)
     assert result.objects_agree == {"reference": 8, "ultralytics": 8} and result.mean_objects > 3
+
+
+# --- what export refuses ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("yaml", "head"), [("yoloe-11s-seg.yaml", "YOLOESegment"), ("yolov8n-pose.yaml", "Pose"),
+                                            ("yolo26n-obb.yaml", "OBB26"), ("yolo26n.yaml", "Detect")])  # fmt: skip
+def test_unsupported_heads_are_one_line_naming_what_is_supported(yaml, head):
+    from corpus import error_reason, run_cli
+
+    reason = error_reason(run_cli("export", yaml, "--imgsz", 64), yaml)
+    assert head in reason and reason.endswith("supported: Segment (YOLOv8/v9/11/12-seg, P6 too) and Segment26 (YOLO26-seg))"), reason
+
+
+def test_head_option_errors(tmp_path):
+    from corpus import error_reason, run_cli
+
+    reason = error_reason(run_cli("export", "yolov8n-seg.yaml", "--imgsz", 64, "--head", "one2one", "-o", tmp_path / "x.onnx"),
+                          "yolov8n-seg.yaml")  # fmt: skip
+    assert reason.startswith("this Segment head has no one-to-one convs") and reason.endswith("use --head one2many")

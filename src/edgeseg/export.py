@@ -166,6 +166,9 @@ def build_from_yaml(name: str | os.PathLike, imgsz: int | Sequence[int], head: s
             raise EdgesegError("unknown model yaml: neither a file nor one of Ultralytics' model yamls "
                                "(e.g. yolov8s-seg.yaml, yolo11n-seg.yaml)", text) from None  # fmt: skip
         except Exception as exc:
+            head = _yaml_head(text)
+            if head is not None and head not in SUPPORTED_HEADS:  # e.g. YOLOE's, which needs text embeddings to build
+                raise EdgesegError(f"head {head} is not supported ({SUPPORTED})", text) from None
             raise EdgesegError(f"cannot build a model from this yaml ({first_line(exc)})", text) from None
         model.names = _coco_names(int(model.yaml.get("nc", 80)))
         seg = select_head(model, head, Path(text))
@@ -174,6 +177,16 @@ def build_from_yaml(name: str | os.PathLike, imgsz: int | Sequence[int], head: s
     how = (f"random init from {Path(text).name} (Ultralytics {ultralytics.__version__}, torch.manual_seed(0)), "
            f"BatchNorm statistics from {' and '.join(images)}")  # fmt: skip
     return model.float().eval(), how
+
+
+def _yaml_head(name: str) -> str | None:
+    """The module name of a model yaml's last layer (its head), None when the yaml cannot be read."""
+    try:
+        from ultralytics.nn.tasks import yaml_model_load
+
+        return str(yaml_model_load(name)["head"][-1][2])
+    except Exception:
+        return None
 
 
 def _settle_batchnorm(model, size: tuple[int, int]) -> list[str]:
