@@ -29,7 +29,10 @@ MAX_NMS = 30000  # Ultralytics' cap on boxes entering NMS
 @dataclass(frozen=True)
 class DecodeOptions:
     """What to keep: score threshold, NMS IoU, detections per image, class filter, class-agnostic NMS,
-    and ``multi_label`` (one cell under several classes, as Ultralytics' validator does)."""
+    and ``multi_label`` (one cell under several classes, as Ultralytics' validator does). For one-to-one heads
+    (``ModelInfo.end2end``) there is no NMS: ``iou`` and ``multi_label`` do not apply (the top-k ranks every
+    anchor x class pair) and ``agnostic`` ranks each anchor's best class only, as Ultralytics' ``agnostic_nms``
+    does there."""
 
     conf: float = 0.25
     iou: float = 0.7
