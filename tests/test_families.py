@@ -385,14 +385,23 @@ def test_yolo26_horizon_heads_with_and_without_edgeseg_metadata(yolo26, tmp_path
 def test_yolo26_bin_outputs_map_by_shape_whatever_their_order():
     """The board backend maps a YOLO26 .bin's outputs (box [1,H,W,4] int32 with scales) by shape, as for DFL boxes."""
     from edgeseg.backends import ModelInfo
-    from edgeseg.backends.horizon import BinOutput, map_outputs
+
+    try:  # the board backends' shared module (backends/board.py) ...
+        from edgeseg.backends.board import BoardOutput, map_outputs
+
+        def output(i: int, shape: tuple[int, ...], scale: np.ndarray | None):
+            return BoardOutput(i, str(500 + i), shape, False, scale, np.int32(0))
+    except ImportError:  # ... or, in trees with the pyeasy_dnn backend alone, backends/horizon.py
+        from edgeseg.backends.horizon import BinOutput, map_outputs
+
+        def output(i: int, shape: tuple[int, ...], scale: np.ndarray | None):
+            return BinOutput(i, str(500 + i), shape, shape, scale)
 
     info = ModelInfo(names={i: str(i) for i in range(80)}, strides=(8, 16, 32), imgsz=(320, 320), reg_max=1, end2end=True)
     shapes = [(f"{k}_stride{s}", (1, 320 // s, 320 // s, c), k != "cls") for s in info.strides
               for k, c in (("cls", 80), ("box", 4), ("mc", 32))] + [("protos", (1, 80, 80, 32), False)]  # fmt: skip
     order = np.random.default_rng(0).permutation(len(shapes))
-    outs = [BinOutput(i, str(500 + i), shapes[j][1], shapes[j][1], np.ones(shapes[j][1][3], np.float32) if shapes[j][2] else None)
-            for i, j in enumerate(order)]  # fmt: skip
+    outs = [output(i, shapes[j][1], np.ones(shapes[j][1][3], np.float32) if shapes[j][2] else None) for i, j in enumerate(order)]
     mapped = map_outputs(outs, info, "yolo26.bin")
     assert sorted(mapped) == sorted(info.output_names)
     for name, out in mapped.items():
