@@ -242,6 +242,10 @@ def compare_section(equal_json: Path, trained_json: Path) -> str:
                      f"{ms(f, 'decode'):.2f} / {ms(q, 'decode'):.2f} | {ms(f, 'masks'):.2f} / {ms(q, 'masks'):.2f} | "
                      f"{ms(f, 'total'):.1f} / {ms(q, 'total'):.1f} | "
                      f"{ms(f, 'total') / ms(q, 'total'):.2f}× |")  # fmt: skip
+    few = [f.name.removesuffix(".onnx") for f in trained.models[::2] if (f.objects_mean or 0) < 1]
+    if few:
+        lines += ["", f"{', '.join(few)}: almost no objects at this size (a checkpoint made for another size), so decode "
+                  "is the threshold pass alone."]  # fmt: skip
     dc = trained.decode_compare
     if dc is not None and dc.fast_ms:
         lines += ["", f"On the one-to-one model's raw outputs the fast decoder takes {dc.fast_ms:.2f} ms per image against "
