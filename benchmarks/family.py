@@ -1,9 +1,16 @@
 #!/usr/bin/env python3
-"""The model-family table of docs/performance.md: YOLOv8n/s/m/l/x-seg and YOLO11n/s-seg at 640, FP32 and INT8.
+"""The model-family table of docs/performance.md: YOLOv8n/s/m/l/x-seg, YOLO11n/s-seg and YOLO26n/s-seg at 640, FP32
+and INT8, and YOLO26 against YOLOv8 and YOLO11 at equal size.
 
-    python benchmarks/family.py                          # all 7 architectures + the trained checkpoint (~45 min, 2 cores)
+    python benchmarks/family.py                          # all 9 architectures + the trained checkpoint (~55 min, 2 cores)
     python benchmarks/family.py --quick                  # yolov8n-seg and yolov8s-seg, 4 images: a smoke run, no page
     python benchmarks/family.py --models yolov8n-seg,yolo11n-seg
+    python benchmarks/family.py --models yolo26n-seg,yolo26s-seg --compare   # + the YOLO26 comparison (~10 min more)
+
+``--compare`` adds two side-by-side runs (one ``edgeseg bench`` each, so their rows share the machine's load):
+yolov8n-seg, yolo11n-seg and yolo26n-seg (random weights, 640, FP32 and INT8; the family rows' models when they
+exist), and, for decode time with real objects, the shared trained checkpoints at 320: YOLO26n-seg with its
+one-to-one head (end-to-end top-k, no NMS) and its one-to-many head (NMS), and YOLOv8n-seg.
 
 Each architecture is built from Ultralytics' model yaml with random weights (``edgeseg export yolov8s-seg.yaml``,
 nothing downloaded), quantized with ``edgeseg quantize`` (calibration on coco128-seg images) and benchmarked FP32
@@ -32,7 +39,11 @@ from pathlib import Path
 
 from run_all import REPO, default_shared, quantize, rel, run, validate
 
-FAMILY = ("yolov8n-seg", "yolov8s-seg", "yolov8m-seg", "yolov8l-seg", "yolov8x-seg", "yolo11n-seg", "yolo11s-seg")
+FAMILY = ("yolov8n-seg", "yolov8s-seg", "yolov8m-seg", "yolov8l-seg", "yolov8x-seg", "yolo11n-seg", "yolo11s-seg",
+          "yolo26n-seg", "yolo26s-seg")
+EQUAL_SIZE = ("yolov8n-seg", "yolo11n-seg", "yolo26n-seg")  # one scale of each generation, benchmarked in one run
+TRAINED_26 = "yolo26n-seg-coco128"  # the shared trained YOLO26n-seg, for decode time with real objects
+DECODE_IMGSZ = 320  # the size it was trained for (the YOLOv8n checkpoint is run there too, for equal size)
 TRAINED = "yolov8n-seg-coco128"  # the shared checkpoint's row; its files keep run_all.py's names
 IMGSZ = 640
 ROW_FILES = ("model", "report", "val", "bench")  # a row's float model, similarity report, val JSON (trained), bench JSON
@@ -57,6 +68,7 @@ class Plan:
 PLANS = {"n": Plan(32, 4, 128, 2), "s": Plan(24, 4, 64, 2), "m": Plan(24, 2, 48, 1), "l": Plan(16, 2, 24, 1),
          "x": Plan(12, 2, 16, 1)}  # fmt: skip
 QUICK = Plan(4, 2, 4, 1)
+COMPARE = Plan(8, 2, 32, 1)  # --compare: models made only for it, and its two bench runs
 
 
 def plan_of(name: str, quick: bool) -> Plan:
@@ -75,6 +87,7 @@ class Setup:
     data: Path
     checkpoint: Path
     force: bool = False
+    checkpoint_26: Path | None = None  # the trained YOLO26n-seg (--compare)
 
 
 class Steps:
@@ -161,6 +174,91 @@ def _has_val(val_json: Path, models: list[Path]) -> bool:
     return all(m.name in names for m in models)
 
 
+def float_and_int8(source: str, folder: Path, stem: str, imgsz: int, setup: Setup, extra: tuple[str, ...] = ()) -> list[Path]:
+    """``[float, INT8]`` models of ``source`` (a yaml name or a checkpoint) in ``folder``: those that exist (a
+    family row's), else exported and quantized here with ``COMPARE``'s images."""
+    folder.mkdir(parents=True, exist_ok=True)
+    steps, model = Steps(folder), folder / f"{stem}.onnx"
+    int8 = folder / f"{stem}-int8.onnx"
+    if setup.force or not model.is_file():
+        steps.run("export", ["export", source, "--imgsz", str(imgsz), *extra, "-o", rel(model)], f"export {stem}")
+    if setup.force or not int8.is_file():
+        steps.run("quantize", ["quantize", rel(model), "--calib", rel(setup.images), "--num", str(COMPARE.calibration),
+                               "--report-images", str(COMPARE.report), "--bench", "0", "-o", rel(int8)], f"quantize {stem}")  # fmt: skip
+    return [model, int8]
+
+
+def compare_yolo26(work: Path, setup: Setup) -> tuple[Path, Path]:
+    """The two side-by-side runs of ``--compare``: (equal-size bench JSON, trained-at-320 bench JSON)."""
+    folder = work / "compare"
+    equal: list[Path] = []
+    for name in EQUAL_SIZE:
+        equal += float_and_int8(f"{name}.yaml", work / name, f"{name}-{IMGSZ}", IMGSZ, setup)
+    trained = [*float_and_int8(rel(setup.checkpoint_26), folder, f"{TRAINED_26}-{DECODE_IMGSZ}", DECODE_IMGSZ, setup),
+               *float_and_int8(rel(setup.checkpoint_26), folder, f"{TRAINED_26}-{DECODE_IMGSZ}-one2many", DECODE_IMGSZ, setup,
+                               ("--head", "one2many")),
+               *float_and_int8(rel(setup.checkpoint), folder, f"{TRAINED}-{DECODE_IMGSZ}", DECODE_IMGSZ, setup)]  # fmt: skip
+    out = []
+    for models, json_name, conf in ((equal, "equal-size.json", RANDOM_CONF), (trained, "trained-320.json", None)):
+        path = folder / json_name
+        if setup.force or not path.is_file():
+            args = ["bench", *map(rel, models), "--images", rel(setup.images), "--max-images", str(COMPARE.bench), "--threads", "1",
+                    "--warmup", str(COMPARE.warmup), "--iters", "1", "--compare-repeats", "3", "--json", rel(path)]  # fmt: skip
+            run(args + (["--conf", f"{conf:g}", "--no-ultralytics"] if conf is not None else []), f"bench {json_name}")
+        out.append(path)
+    return out[0], out[1]
+
+
+def compare_section(equal_json: Path, trained_json: Path) -> str:
+    """The markdown of ``--compare``'s two runs."""
+    from edgeseg.backends import read_model_info
+    from edgeseg.bench.result import read_bench_result
+    from edgeseg.report.family import graph_gflops
+
+    def ms(m, stage: str) -> float:
+        return m.latency_ms[stage].p50
+
+    lines = ["### YOLO26 against YOLOv8 and YOLO11 at equal size", ""]
+    equal = read_bench_result(equal_json)
+    lines += [f"Random weights at {IMGSZ}, one `edgeseg bench` run ({equal.settings.images} coco128-seg images, 1 thread, conf 1: "
+              "nothing passes, so decode is the threshold pass alone), FP32 and INT8 of all three side by side.", "",
+              "| model | GFLOPs | 1 thread FP32 | 1 thread INT8 | INT8 speed-up | inference p50 FP32 / INT8 (ms) |",
+              "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    pairs = [equal.models[i : i + 2] for i in range(0, len(equal.models), 2)]
+    for f, q in pairs:
+        name = f.name.removesuffix(f"-{IMGSZ}.onnx")
+        lines.append(f"| {name} | {graph_gflops(REPO / f.model):.1f} | {ms(f, 'total'):.1f} ms | {ms(q, 'total'):.1f} ms | "
+                     f"{ms(f, 'total') / ms(q, 'total'):.2f}× | {ms(f, 'inference'):.1f} / {ms(q, 'inference'):.1f} |")  # fmt: skip
+    trained = read_bench_result(trained_json)
+    lines += ["", f"Decode with real objects: the shared trained checkpoints at {DECODE_IMGSZ}, conf "
+              f"{trained.settings.conf:g}, one run ({trained.settings.images} coco128-seg images, their training images; 1 thread).", "",
+              "| model | selection | objects / image | decode p50 FP32 / INT8 (ms) | masks p50 FP32 / INT8 (ms) "
+              "| 1 thread FP32 / INT8 (ms) | INT8 speed-up |",
+              "|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for f, q in (trained.models[i : i + 2] for i in range(0, len(trained.models), 2)):
+        info = read_model_info(REPO / f.model)
+        selection = "one-to-one head, top-k (no NMS)" if info.end2end else ("one-to-many head, NMS" if info.reg_max == 1 else "NMS")
+        lines.append(f"| {f.name.removesuffix('.onnx')} | {selection} | {f.objects_mean:.1f} | "
+                     f"{ms(f, 'decode'):.2f} / {ms(q, 'decode'):.2f} | {ms(f, 'masks'):.2f} / {ms(q, 'masks'):.2f} | "
+                     f"{ms(f, 'total'):.1f} / {ms(q, 'total'):.1f} | "
+                     f"{ms(f, 'total') / ms(q, 'total'):.2f}× |")  # fmt: skip
+    few = [f.name.removesuffix(".onnx") for f in trained.models[::2] if (f.objects_mean or 0) < 1]
+    if few:
+        lines += ["", f"{', '.join(few)}: almost no objects at this size (a checkpoint made for another size), so decode "
+                  "is the threshold pass alone."]  # fmt: skip
+    dc = trained.decode_compare
+    if dc is not None and dc.fast_ms:
+        lines += ["", f"On the one-to-one model's raw outputs the fast decoder takes {dc.fast_ms:.2f} ms per image against "
+                  f"{dc.reference_ms:.2f} ms for the dense reference"
+                  + (f" and {dc.ultralytics_ms:.2f} ms for Ultralytics' own top-k and post-processing" if dc.ultralytics_ms else "")
+                  + f" (mean {dc.mean_objects:.1f} objects; all three agree on the count on {dc.objects_agree.get('reference')} of "
+                  f"{dc.images} images)."]  # fmt: skip
+    machine = equal.machine
+    lines += ["", f"Machine: {machine.cpu}, {machine.usable_cores} usable cores; load average {machine.loadavg_start} at the start "
+              f"of the first run, {trained.machine.loadavg_end} at the end of the second (other work shared the cores)."]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 def write_row(folder: Path, files: dict[str, Path | None]) -> None:
     """``row.json``: where a finished row's files are (``ROW_FILES``), for ``collect``."""
     folder.joinpath("row.json").write_text(json.dumps({k: rel(v) if v else None for k, v in files.items()}, indent=1) + "\n")
@@ -207,6 +305,9 @@ def write_section(family_json: Path, work: Path, docs: Path, command: str) -> Pa
 
     md = build_family_report(family_json, work / "report", command=command)
     text = md.read_text(encoding="utf-8")
+    compared = work / "compare" / "compare.md"
+    if compared.is_file():  # --compare's section, from this or an earlier run
+        text = text.rstrip("\n") + "\n\n" + compared.read_text(encoding="utf-8")
     assets = docs / "performance"
     assets.mkdir(parents=True, exist_ok=True)
     for png in md.parent.glob("*.png"):
@@ -230,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--page", action=argparse.BooleanOptionalAction, default=None,
                    help="write the section into performance.md (default: yes, except with --quick)")
     p.add_argument("--force", action="store_true", help="redo every step even if its output exists")
+    p.add_argument("--compare", action="store_true", help="also YOLO26 against YOLOv8 and YOLO11 at equal size (see above)")
     a = p.parse_args(argv)
 
     names = a.models.split(",") if a.models else (["yolov8n-seg", "yolov8s-seg"] if a.quick else [*FAMILY, TRAINED])
@@ -239,12 +341,13 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint = a.shared / "models" / f"{TRAINED}.pt"
     images = a.shared / "datasets" / "coco128-seg" / "images" / "train2017"
     data_yaml = a.shared / "datasets" / "coco128-seg.yaml"
-    for need in (images, *([checkpoint] if TRAINED in names else [])):
+    checkpoint_26 = a.shared / "models" / f"{TRAINED_26}.pt"
+    for need in (images, *([checkpoint] if TRAINED in names or a.compare else []), *([checkpoint_26] if a.compare else [])):
         if not need.exists():
             raise SystemExit(f"family: {need}: not found (set --shared or EDGESEG_SHARED)")
     work = a.work or REPO / "runs" / "benchmarks" / ("family-quick" if a.quick else "family")
     work.mkdir(parents=True, exist_ok=True)
-    setup = Setup(images=images, data=data_yaml, checkpoint=checkpoint, force=a.force)
+    setup = Setup(images=images, data=data_yaml, checkpoint=checkpoint, force=a.force, checkpoint_26=checkpoint_26)
 
     print("images per model (calibration / similarity report / bench, warm-up):")
     for name in names:
@@ -255,6 +358,10 @@ def main(argv: list[str] | None = None) -> int:
         plan = plan_of(name, a.quick)
         files = trained_row(work / name, plan, setup) if name == TRAINED else random_row(name, work / name, plan, setup)
         write_row(work / name, files)
+    if a.compare:
+        compared = work / "compare" / "compare.md"
+        compared.write_text(compare_section(*compare_yolo26(work, setup)), encoding="utf-8")
+        print(f"wrote {rel(compared)}")
     print(f"\nrows of {rel(work)} (those of earlier runs included):")
     family_json = collect(work)
     print(f"wrote {rel(family_json)}")

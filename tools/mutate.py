@@ -50,6 +50,7 @@ DEFAULT_TESTS = (
     "tests/test_distributed.py",
     "tests/test_parity.py",
     "tests/test_val_crosscheck.py",
+    "tests/test_families.py",
 )
 
 
@@ -182,6 +183,16 @@ MUTATIONS = (
              'self._decoder.decode("", self.channel)', "the decoder's C-static arguments left to a previous call"),
     Mutation("decoder-drain", "src/edgeseg/sources/board.py", "while (data := self._decoder.get_img()) is not None:",
              "while (data := None) is not None:", "the frames still inside the decoder at the end are lost"),
+    # The YOLO26 path: 4-distance boxes and the end-to-end (one-to-one) selection.
+    Mutation("distance-order", "src/edgeseg/decode.py", "dist = box_logits.reshape(k, 4)",
+             "dist = box_logits.reshape(k, 4)[:, [1, 0, 3, 2]]", "reg_max 1: left/top and right/bottom distances swapped"),
+    Mutation("end2end-nms", "src/edgeseg/decode.py", "    if info.end2end:\n        cand = select_candidates(",
+             "    if False:\n        cand = select_candidates(", "one-to-one heads decoded with NMS instead of the top-k"),
+    Mutation("end2end-one-class", "src/edgeseg/decode.py", "multi_label=not options.agnostic)",
+             "multi_label=False)", "end-to-end top-k over each cell's best class only, not every anchor x class pair"),
+    Mutation("end2end-classes-first", "src/edgeseg/decode.py", "cand = select_candidates(outputs, info, options.conf, None,",
+             "cand = select_candidates(outputs, info, options.conf, options.classes,",
+             "classes filter before the end-to-end top-k (Ultralytics filters after it)"),
 )
 
 

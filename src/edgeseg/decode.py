@@ -2,8 +2,9 @@
 
 Per scale: ReduceMax over raw class logits, keep cells above logit(conf) (sigmoid is monotonic, so no
 sigmoid over the full grid), argmax + sigmoid on survivors only, gather and dequantize only their
-``box``/``mc`` rows, DFL + dist2bbox on them. Then NMS over all scales, boxes to original pixels, and
-masks for the final detections only, only inside their boxes.
+``box``/``mc`` rows, DFL + dist2bbox on them (or the 4 distances as they are when ``reg_max`` is 1). Then NMS
+over all scales, or for one-to-one heads (``ModelInfo.end2end``, YOLO26) Ultralytics' end-to-end top-k, boxes
+to original pixels, and masks for the final detections only, only inside their boxes.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ MAX_NMS = 30000  # Ultralytics' cap on boxes entering NMS
 @dataclass(frozen=True)
 class DecodeOptions:
     """What to keep: score threshold, NMS IoU, detections per image, class filter, class-agnostic NMS,
-    and ``multi_label`` (one cell under several classes, as Ultralytics' validator does)."""
+    and ``multi_label`` (one cell under several classes, as Ultralytics' validator does). For one-to-one heads
+    (``ModelInfo.end2end``) there is no NMS: ``iou`` and ``multi_label`` do not apply (the top-k ranks every
+    anchor x class pair) and ``agnostic`` ranks each anchor's best class only, as Ultralytics' ``agnostic_nms``
+    does there."""
 
     conf: float = 0.25
     iou: float = 0.7
@@ -110,11 +114,15 @@ def cells_above(cls_rows: np.ndarray | QuantizedTensor, threshold: float) -> np.
 
 
 def dfl_dist2bbox(box_logits: np.ndarray, cell_index: np.ndarray, grid_w: int, stride: int, reg_max: int) -> np.ndarray:
-    """DFL (softmax over ``reg_max`` bins, expectation) then ltrb -> xyxy around cell centres, in pixels."""
+    """DFL (softmax over ``reg_max`` bins, expectation) then ltrb -> xyxy around cell centres, in pixels;
+    with ``reg_max`` 1 (YOLO26) the head outputs the four distances themselves (Ultralytics' DFL is Identity)."""
     k = box_logits.shape[0]
-    logits = box_logits.reshape(k, 4, reg_max)
-    e = np.exp(logits - logits.max(axis=2, keepdims=True))
-    dist = (e @ np.arange(reg_max, dtype=np.float32)) / e.sum(axis=2)
+    if reg_max == 1:
+        dist = box_logits.reshape(k, 4)
+    else:
+        logits = box_logits.reshape(k, 4, reg_max)
+        e = np.exp(logits - logits.max(axis=2, keepdims=True))
+        dist = (e @ np.arange(reg_max, dtype=np.float32)) / e.sum(axis=2)
     cx = (cell_index % grid_w).astype(np.float32) + np.float32(0.5)
     cy = (cell_index // grid_w).astype(np.float32) + np.float32(0.5)
     xyxy = np.stack([cx - dist[:, 0], cy - dist[:, 1], cx + dist[:, 2], cy + dist[:, 3]], axis=1)
@@ -216,6 +224,32 @@ def nms_select(cand: Candidates, iou: float = 0.7, max_det: int = 300, agnostic:
     return pre[nms(boxes, cand.scores[pre], iou)[:max_det]]
 
 
+def end2end_select(cand: Candidates, max_det: int, anchors: int, classes: Sequence[int] | None = None) -> np.ndarray:
+    """Indices of candidates kept by Ultralytics' one-to-one selection (no NMS), best first.
+
+    Ultralytics (``Detect.postprocess``/``get_topk_index``, then the predictor) takes the top k = min(max_det,
+    anchors) anchors by best class score, then the top k (anchor, class) pairs among them, then keeps scores
+    above conf, then the classes filter. A pair never outscores its anchor's best class, so the top k pairs
+    among the top k anchors are the top k pairs overall, and the conf filter keeps a prefix of them: the k best
+    of the pairs above conf are the same set. So candidates thresholded on logits with every class above conf
+    (``multi_label``) sorted by score and cut at k are exact; the classes filter comes after the cut, as there."""
+    order = np.argsort(-cand.scores, kind="stable")[: min(max_det, anchors)]
+    if classes is not None:
+        order = order[np.isin(cand.class_ids[order], np.asarray(list(classes), np.int64))]
+    return order
+
+
+def select(outputs: Mapping[str, np.ndarray | QuantizedTensor], info: ModelInfo, options: DecodeOptions) -> tuple[Candidates, np.ndarray]:
+    """Candidates and the indices of the kept ones, as the model's head wants: end-to-end top-k for
+    one-to-one heads (``agnostic`` there is Ultralytics' ``agnostic_nms`` top-k: one class per anchor),
+    NMS otherwise."""
+    if info.end2end:
+        cand = select_candidates(outputs, info, options.conf, None, multi_label=not options.agnostic)
+        return cand, end2end_select(cand, options.max_det, info.anchors, options.classes)
+    cand = select_candidates(outputs, info, options.conf, options.classes, options.multi_label)
+    return cand, nms_select(cand, options.iou, options.max_det, options.agnostic)
+
+
 def scale_boxes(xyxy: np.ndarray, lb: Letterbox) -> np.ndarray:
     """Network-input boxes -> original pixels, clipped (mirror of Ultralytics' ``scale_boxes``: per-axis
     gain of the rounded content size, integer padding)."""
@@ -247,8 +281,7 @@ def decode(
     """Split-head outputs of one image -> Detections in original pixels with box-local masks.
 
     ``clock`` (optional) is told when the box stage ("decode") and the mask stage ("masks") end."""
-    cand = select_candidates(outputs, info, options.conf, options.classes, options.multi_label)
-    keep = nms_select(cand, options.iou, options.max_det, options.agnostic)
+    cand, keep = select(outputs, info, options)
     if keep.size == 0:
         det = Detections.empty(lb.source_shape, info.names, with_masks)
     else:

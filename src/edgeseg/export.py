@@ -1,4 +1,5 @@
-"""Split-head ONNX export of Ultralytics YOLOv8-seg / YOLO11-seg checkpoints (needs the ``export`` extra).
+"""Split-head ONNX export of Ultralytics segmentation checkpoints (needs the ``export`` extra): the ``Segment``
+head of YOLOv8/v9/11/12-seg (P6 too) and the ``Segment26`` head of YOLO26-seg.
 
 A model yaml name instead of a checkpoint (``yolov8s-seg.yaml``, ``yolo11n-seg.yaml``, resolved by Ultralytics
 from its installed package; nothing is downloaded) builds that architecture with random weights
@@ -10,6 +11,12 @@ The Segment head's forward is replaced, on the loaded model instance only and fo
 export, by one that stops at the last conv of each branch and returns NHWC tensors:
 ``cls_strideS`` [1,H,W,nc], ``box_strideS`` [1,H,W,4*reg_max], ``mc_strideS`` [1,H,W,nm] per stride S,
 and ``protos`` [1,imgsz/4,imgsz/4,nm]. No installed file is edited.
+
+YOLO26-seg has two sets of head convs: one-to-one (trained to need no NMS; Ultralytics' ``nms=False``) and
+one-to-many (Ultralytics' default, decoded with NMS). ``head`` picks which one the graph ends at, the
+one-to-one by default; the metadata (``edgeseg.end2end``, ``edgeseg.reg_max`` 1: boxes are 4 distances, no
+DFL) tells the decoder which selection to run. Its ``Proto26`` reads all three scales; the semantic branch
+is training-only and dropped by Ultralytics' ``fuse``.
 """
 
 from __future__ import annotations
@@ -31,16 +38,22 @@ from .preprocess import normalise_imgsz
 DEFAULT_OPSET = 11  # what Horizon's toolchain (hb_mapper) accepts
 WEIGHTS_META = "edgeseg.weights"  # "random init from <yaml> ..." for models built from a yaml; absent for checkpoints
 YAML_SUFFIXES = (".yaml", ".yml")
+HEADS = ("one2one", "one2many")  # which head convs of an end-to-end (YOLO26) model the export ends at
+SUPPORTED_HEADS = ("Segment", "Segment26")
+SUPPORTED = "supported: Segment (YOLOv8/v9/11/12-seg, P6 too) and Segment26 (YOLO26-seg)"
 
 
 def _split_head_forward(self, x):
-    """Replacement Segment.forward: raw conv outputs per branch, NHWC, in ``ModelInfo.output_names`` order."""
+    """Replacement Segment/Segment26.forward: raw conv outputs per branch, NHWC, in ``ModelInfo.output_names``
+    order, from the head convs ``end2end`` selects (after ``fuse`` the only ones left)."""
+    convs = self.one2one if self.end2end else self.one2many
     outs = []
     for i in range(self.nl):
-        outs.append(self.cv3[i](x[i]).permute(0, 2, 3, 1).contiguous())  # cls logits
-        outs.append(self.cv2[i](x[i]).permute(0, 2, 3, 1).contiguous())  # DFL logits
-        outs.append(self.cv4[i](x[i]).permute(0, 2, 3, 1).contiguous())  # mask coefficients
-    outs.append(self.proto(x[0]).permute(0, 2, 3, 1).contiguous())
+        outs.append(convs["cls_head"][i](x[i]).permute(0, 2, 3, 1).contiguous())  # cls logits
+        outs.append(convs["box_head"][i](x[i]).permute(0, 2, 3, 1).contiguous())  # DFL logits or 4 distances
+        outs.append(convs["mask_head"][i](x[i]).permute(0, 2, 3, 1).contiguous())  # mask coefficients
+    proto_input = x if type(self).__name__ == "Segment26" else x[0]  # Proto26 fuses P3-P5
+    outs.append(self.proto(proto_input).permute(0, 2, 3, 1).contiguous())
     return tuple(outs)
 
 
@@ -64,16 +77,35 @@ def _find_segment_head(model, weights: Path):
     needed = ("cv2", "cv3", "cv4", "proto", "nl", "nc", "nm", "stride")
     if head is None or not all(hasattr(head, a) for a in needed) or type(head).__name__ == "Pose":
         kind = type(head).__name__ if head is not None else type(model).__name__
-        raise EdgesegError(f"not a YOLO segmentation checkpoint (last layer is {kind}, expected Segment)", weights)
-    if getattr(head, "end2end", False) or type(head).__name__ != "Segment":
-        raise EdgesegError(
-            f"head {type(head).__name__} is not supported (YOLOv8-seg and YOLO11-seg Segment heads are)", weights
-        )
+        raise EdgesegError(f"not a YOLO segmentation checkpoint (last layer is {kind}; {SUPPORTED})", weights)
+    if type(head).__name__ not in SUPPORTED_HEADS:  # YOLOE, YOLOESegment26, ... (subclasses included)
+        raise EdgesegError(f"head {type(head).__name__} is not supported ({SUPPORTED})", weights)
     return head
 
 
-def load_checkpoint(weights: str | os.PathLike):
-    """Load an Ultralytics checkpoint as a fused float32 eval-mode torch model."""
+def _has_one2one(head) -> bool:
+    return getattr(head, "one2one_cv2", None) is not None
+
+
+def select_head(model, head: str | None, weights: Path):
+    """Point an unfused model's Segment head at the one-to-one (``one2one``) or one-to-many (``one2many``)
+    convs before ``fuse`` drops the other set; ``None``: one-to-one when the model has them. Returns the head."""
+    seg = _find_segment_head(model, weights)
+    if head is not None and head not in HEADS:
+        raise EdgesegError(f"head must be one of {', '.join(HEADS)}, got {head!r}", weights)
+    one2one = _has_one2one(seg) if head is None else head == "one2one"
+    if one2one and not _has_one2one(seg):
+        raise EdgesegError(f"this {type(seg).__name__} head has no one-to-one convs (only YOLO26-seg has them): "
+                           "use --head one2many", weights)  # fmt: skip
+    if not one2one and seg.cv2 is None:
+        raise EdgesegError("the one-to-many head was removed from this checkpoint: use --head one2one", weights)
+    if _has_one2one(seg):
+        seg.end2end = one2one
+    return seg
+
+
+def load_checkpoint(weights: str | os.PathLike, head: str | None = None):
+    """Load an Ultralytics checkpoint as a fused float32 eval-mode torch model (``head``: see ``select_head``)."""
     weights = Path(weights)
     if not weights.exists():
         raise EdgesegError("no such file", weights)
@@ -88,10 +120,13 @@ def load_checkpoint(weights: str | os.PathLike):
             ) from exc
     try:
         with contextlib.redirect_stdout(io.StringIO()), _quiet_ultralytics():
-            model, _ = ul_load(str(weights), device="cpu", fuse=True)
+            model, _ = ul_load(str(weights), device="cpu", fuse=False)
     except Exception as exc:
         msg = first_line(exc)
         raise EdgesegError(f"cannot load as an Ultralytics checkpoint ({msg})", weights) from None
+    select_head(model, head, weights)
+    with contextlib.redirect_stdout(io.StringIO()), _quiet_ultralytics():
+        model = model.fuse(verbose=False)
     return model.float().eval()
 
 
@@ -108,7 +143,7 @@ def _coco_names(nc: int) -> dict[int, str]:
     return {int(k): str(v) for k, v in names.items()} if len(names) == nc else {i: f"class{i}" for i in range(nc)}
 
 
-def build_from_yaml(name: str | os.PathLike, imgsz: int | Sequence[int]) -> tuple[Any, str]:
+def build_from_yaml(name: str | os.PathLike, imgsz: int | Sequence[int], head: str | None = None) -> tuple[Any, str]:
     """A fused float32 eval-mode model of the architecture in the Ultralytics model yaml ``name``: random
     weights (``torch.manual_seed(0)``; the global RNG state is left as it was) and BatchNorm statistics
     settled on Ultralytics' two sample images at ``imgsz`` (see ``_settle_batchnorm``); also the words for
@@ -131,14 +166,27 @@ def build_from_yaml(name: str | os.PathLike, imgsz: int | Sequence[int]) -> tupl
             raise EdgesegError("unknown model yaml: neither a file nor one of Ultralytics' model yamls "
                                "(e.g. yolov8s-seg.yaml, yolo11n-seg.yaml)", text) from None  # fmt: skip
         except Exception as exc:
+            head = _yaml_head(text)
+            if head is not None and head not in SUPPORTED_HEADS:  # e.g. YOLOE's, which needs text embeddings to build
+                raise EdgesegError(f"head {head} is not supported ({SUPPORTED})", text) from None
             raise EdgesegError(f"cannot build a model from this yaml ({first_line(exc)})", text) from None
         model.names = _coco_names(int(model.yaml.get("nc", 80)))
-        head = _find_segment_head(model, Path(text))
-        images = _settle_batchnorm(model, normalise_imgsz(imgsz, int(max(head.stride.tolist()))))
+        seg = select_head(model, head, Path(text))
+        images = _settle_batchnorm(model, normalise_imgsz(imgsz, int(max(seg.stride.tolist()))))
         model = model.fuse(verbose=False)
     how = (f"random init from {Path(text).name} (Ultralytics {ultralytics.__version__}, torch.manual_seed(0)), "
            f"BatchNorm statistics from {' and '.join(images)}")  # fmt: skip
     return model.float().eval(), how
+
+
+def _yaml_head(name: str) -> str | None:
+    """The module name of a model yaml's last layer (its head), None when the yaml cannot be read."""
+    try:
+        from ultralytics.nn.tasks import yaml_model_load
+
+        return str(yaml_model_load(name)["head"][-1][2])
+    except Exception:
+        return None
 
 
 def _settle_batchnorm(model, size: tuple[int, int]) -> list[str]:
@@ -192,20 +240,22 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     output: str | os.PathLike | None = None,
     simplify: bool = True,
+    head: str | None = None,
 ) -> Path:
-    """Export a YOLOv8/11-seg checkpoint, or a model yaml's architecture with random weights (see the module
-    docstring), to an edgeseg split-head ONNX model; returns its path.
+    """Export a segmentation checkpoint, or a model yaml's architecture with random weights (see the module
+    docstring), to an edgeseg split-head ONNX model; returns its path. ``head``: ``one2one`` or ``one2many``
+    for models that have both (YOLO26); ``None``: one-to-one where there is one.
 
-    The file is written atomically; its metadata carries class names, strides, reg_max, imgsz, the layout
-    version, the source checkpoint's (or yaml's) name and, for a yaml, ``edgeseg.weights``."""
+    The file is written atomically; its metadata carries class names, strides, reg_max, end2end, imgsz, the
+    layout version, the source checkpoint's (or yaml's) name and, for a yaml, ``edgeseg.weights``."""
     import onnx
     import torch
 
     random_init = None
     if is_model_yaml(weights):
-        model, random_init = build_from_yaml(weights, imgsz)
+        model, random_init = build_from_yaml(weights, imgsz, head)
     else:
-        model = load_checkpoint(weights)
+        model = load_checkpoint(weights, head)
     weights = Path(weights)
     head = _find_segment_head(model, weights)
     max_stride = int(max(head.stride.tolist()))
@@ -219,6 +269,7 @@ def export_onnx(
         reg_max=int(head.reg_max),
         num_masks=int(head.nm),
         source=weights.name,
+        end2end=bool(head.end2end),
     )
     out = Path(output) if output else weights.with_name(f"{weights.stem}-edgeseg-{size[0]}x{size[1]}.onnx")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -62,17 +62,18 @@ def head_convs(model_path: str | os.PathLike) -> list[HeadConv]:
     An output is a box head when its shape is [1,H,W,4*reg_max] and a mask-coefficient head when it is
     [1,H,W,nm] at a detection stride (the proto plane, [1,h/4,w/4,nm], is not a head). For edgeseg
     models reg_max, nm, strides and the input size come from the metadata; for other split-head exports
-    (e.g. the RDK model zoo's) the defaults 16 / 32 / 8,16,32 and the input shape are used."""
+    (e.g. the RDK model zoo's) nm 32, strides 8,16,32, the input shape, and box heads of 64 channels (DFL,
+    reg_max 16) or 4 (YOLO26's distances, reg_max 1)."""
     path = Path(model_path)
     model = load_model(path)
     try:
         info = ModelInfo.from_metadata(metadata(model), path)
-        reg_max, nm, strides, (ih, iw) = info.reg_max, info.num_masks, info.strides, info.imgsz
+        box_channels, nm, strides, (ih, iw) = (4 * info.reg_max,), info.num_masks, info.strides, info.imgsz
     except EdgesegError:
         dims = tensor_dims(model.graph.input[0]) if model.graph.input else ()
         if len(dims) != 4 or dims[1] != 3 or dims[2] <= 0:
             raise EdgesegError("expected one NCHW image input [1,3,H,W]", path) from None
-        reg_max, nm, strides, (ih, iw) = 16, 32, (8, 16, 32), (dims[2], dims[3])
+        box_channels, nm, strides, (ih, iw) = (64, 4), 32, (8, 16, 32), (dims[2], dims[3])
     grids = {(ih // s, iw // s): s for s in strides}
     writers = producers(model.graph)
     heads: list[HeadConv] = []
@@ -82,7 +83,7 @@ def head_convs(model_path: str | os.PathLike) -> list[HeadConv]:
             continue
         if output_kind(out.name) == "cls":  # a model with 64 or 32 classes: same shape, not a head
             continue
-        kind = "box" if shape[3] == 4 * reg_max else "mc" if shape[3] == nm else None
+        kind = "box" if shape[3] in box_channels else "mc" if shape[3] == nm else None
         if kind is None:
             continue
         heads.append(HeadConv(out.name, kind, shape, _conv_behind(model, out.name, path, writers)))
@@ -90,7 +91,7 @@ def head_convs(model_path: str | os.PathLike) -> list[HeadConv]:
     if len(heads) != want or sorted(h.kind for h in heads).count("box") != len(strides):
         found = ", ".join(f"{h.output}{list(h.shape)}" for h in heads) or "none"
         raise EdgesegError(
-            f"expected {len(strides)} box outputs [1,H,W,{4 * reg_max}] and {len(strides)} mask-coefficient "
+            f"expected {len(strides)} box outputs [1,H,W,{' or '.join(map(str, box_channels))}] and {len(strides)} mask-coefficient "
             f"outputs [1,H,W,{nm}], found {found}",
             path,
         )

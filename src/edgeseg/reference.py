@@ -1,7 +1,8 @@
 """The public pipeline the seed improves on, as a baseline and a test oracle (pure numpy).
 
-Sigmoid over every class of every cell, DFL over every anchor, concatenation of all scales, NMS, and
-full-image masks for every detection (cropped to the box afterwards).
+Sigmoid over every class of every cell, DFL over every anchor, concatenation of all scales, NMS (or, for
+one-to-one heads, Ultralytics' end-to-end top-k step by step: top anchors, then top anchor x class pairs, then
+conf), and full-image masks for every detection (cropped to the box afterwards).
 """
 
 from __future__ import annotations
@@ -39,12 +40,15 @@ def reference_decode(
         boxes.append(dfl_dist2bbox(box, np.arange(box.shape[0]), grid_w, s, reg_max))
         coeffs.append(as_float(outputs[output_name("mc", s)]).reshape(-1, nm))
     boxes, probs, coeffs = np.concatenate(boxes), np.concatenate(probs), np.concatenate(coeffs)
-    scores, class_ids = probs.max(axis=1), probs.argmax(axis=1)
-    keep = scores > conf
-    if classes is not None:
-        keep &= np.isin(class_ids, np.asarray(list(classes)))
-    cand = Candidates(boxes[keep], scores[keep].astype(np.float32), class_ids[keep].astype(np.int64), coeffs[keep])
-    sel = nms_select(cand, iou, max_det, agnostic)
+    if info.end2end:
+        cand, sel = _end2end_topk(boxes, probs, coeffs, options)
+    else:
+        scores, class_ids = probs.max(axis=1), probs.argmax(axis=1)
+        keep = scores > conf
+        if classes is not None:
+            keep &= np.isin(class_ids, np.asarray(list(classes)))
+        cand = Candidates(boxes[keep], scores[keep].astype(np.float32), class_ids[keep].astype(np.int64), coeffs[keep])
+        sel = nms_select(cand, iou, max_det, agnostic)
     if sel.size == 0:
         return Detections.empty(lb.source_shape, info.names, with_masks)
     xyxy = scale_boxes(cand.xyxy[sel], lb)
@@ -63,3 +67,24 @@ def reference_decode(
         origins.append((xs, ys))
     det.masks, det.mask_origins = masks, np.asarray(origins, np.int64).reshape(-1, 2)
     return det.drop_empty_masks()
+
+
+def _end2end_topk(boxes: np.ndarray, probs: np.ndarray, coeffs: np.ndarray, options: DecodeOptions) -> tuple[Candidates, np.ndarray]:
+    """Ultralytics' ``Detect.get_topk_index`` and the predictor's end-to-end filter, literally: the top k =
+    min(max_det, anchors) anchors by best score, the top k anchor x class pairs of those (or, ``agnostic``,
+    each top anchor's best class), then score > conf, then the classes filter."""
+    k = min(options.max_det, probs.shape[0])
+    best = probs.max(axis=1)
+    top_anchors = np.argsort(-best, kind="stable")[:k]
+    if options.agnostic:
+        anchor, class_ids, scores = top_anchors, probs[top_anchors].argmax(axis=1), best[top_anchors]
+    else:
+        pairs = probs[top_anchors].ravel()
+        top_pairs = np.argsort(-pairs, kind="stable")[:k]
+        nc = probs.shape[1]
+        anchor, class_ids, scores = top_anchors[top_pairs // nc], top_pairs % nc, pairs[top_pairs]
+    keep = scores > options.conf
+    if options.classes is not None:
+        keep &= np.isin(class_ids, np.asarray(list(options.classes)))
+    cand = Candidates(boxes[anchor[keep]], scores[keep].astype(np.float32), class_ids[keep].astype(np.int64), coeffs[anchor[keep]])
+    return cand, np.arange(len(cand.scores))

@@ -14,6 +14,10 @@ import numpy as np
 from ..errors import EdgesegError
 
 LAYOUT_VERSION = "edgeseg-split-head-nhwc/1"
+# Same outputs, but boxes as 4 distances (reg_max 1) and/or one-to-one heads selected without NMS (YOLO26):
+# a reader that only knows /1 refuses such a model instead of decoding it with DFL and NMS.
+LAYOUT_VERSION_E2E = "edgeseg-split-head-nhwc/2"
+LAYOUT_VERSIONS = (LAYOUT_VERSION, LAYOUT_VERSION_E2E)
 META_PREFIX = "edgeseg."
 
 
@@ -56,6 +60,8 @@ class ModelInfo:
     reg_max: int = 16
     num_masks: int = 32
     source: str = ""
+    # True: one-to-one heads (YOLO26's default), decoded by Ultralytics' end-to-end top-k selection, no NMS
+    end2end: bool = False
 
     @property
     def num_classes(self) -> int:
@@ -66,15 +72,25 @@ class ModelInfo:
         heads = [output_name(k, s) for s in self.strides for k in ("cls", "box", "mc")]
         return heads + [PROTOS]
 
+    @property
+    def layout(self) -> str:
+        return LAYOUT_VERSION if self.reg_max > 1 and not self.end2end else LAYOUT_VERSION_E2E
+
+    @property
+    def anchors(self) -> int:
+        """Grid cells over all strides (Ultralytics caps the end-to-end top-k at this)."""
+        return sum((self.imgsz[0] // s) * (self.imgsz[1] // s) for s in self.strides)
+
     def to_metadata(self) -> dict[str, str]:
         return {
-            META_PREFIX + "layout": LAYOUT_VERSION,
+            META_PREFIX + "layout": self.layout,
             META_PREFIX + "names": json.dumps({str(k): v for k, v in self.names.items()}),
             META_PREFIX + "strides": json.dumps(list(self.strides)),
             META_PREFIX + "imgsz": json.dumps(list(self.imgsz)),
             META_PREFIX + "reg_max": str(self.reg_max),
             META_PREFIX + "num_masks": str(self.num_masks),
             META_PREFIX + "source": self.source,
+            META_PREFIX + "end2end": "true" if self.end2end else "false",
         }
 
     @classmethod
@@ -84,8 +100,9 @@ class ModelInfo:
             raise EdgesegError(
                 "not an edgeseg split-head model (no edgeseg metadata); create one with `edgeseg export`", path
             )
-        if layout != LAYOUT_VERSION:
-            raise EdgesegError(f"unsupported edgeseg layout {layout!r} (this version reads {LAYOUT_VERSION!r})", path)
+        if layout not in LAYOUT_VERSIONS:
+            readable = " and ".join(repr(v) for v in LAYOUT_VERSIONS)
+            raise EdgesegError(f"unsupported edgeseg layout {layout!r} (this version reads {readable})", path)
         try:
             names = {int(k): v for k, v in json.loads(meta[META_PREFIX + "names"]).items()}
             return cls(
@@ -95,6 +112,7 @@ class ModelInfo:
                 reg_max=int(meta.get(META_PREFIX + "reg_max", 16)),
                 num_masks=int(meta.get(META_PREFIX + "num_masks", 32)),
                 source=meta.get(META_PREFIX + "source", ""),
+                end2end={"true": True, "false": False}[meta.get(META_PREFIX + "end2end", "false")],
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise EdgesegError(f"corrupt edgeseg metadata ({exc})", path) from None

@@ -48,7 +48,8 @@ def ultralytics_layout(outputs: Mapping[str, np.ndarray | QuantizedTensor], info
 
 
 class UltralyticsPost:
-    """Ultralytics' predictor post-processing with ``retina_masks=True``: NMS, boxes to original pixels,
+    """Ultralytics' predictor post-processing with ``retina_masks=True``: NMS (for one-to-one heads the
+    end-to-end top-k), boxes to original pixels,
     masks at original resolution (``process_mask_native``), drop empty masks."""
 
     def __init__(self) -> None:
@@ -70,10 +71,27 @@ class UltralyticsPost:
         output0, protos = ultralytics_layout(outputs, info)
         return self.torch.from_numpy(output0), self.torch.from_numpy(protos[0])
 
+    def _end2end_topk(self, pred: Any, info: ModelInfo, options: DecodeOptions) -> Any:
+        """What Ultralytics' one-to-one head returns: its own ``Detect.postprocess`` (top-k anchors, then top-k
+        anchor x class pairs) on xyxy boxes, [1, k, 6 + nm]."""
+        import types
+
+        from ultralytics.nn.modules.head import Detect
+
+        x = pred.permute(0, 2, 1)
+        boxes = self.ops.xywh2xyxy(x[..., :4])
+        head = types.SimpleNamespace(nc=info.num_classes, max_det=options.max_det, agnostic_nms=options.agnostic,
+                                     export=False, format=None, dynamic=False, _grouped_topk=Detect._grouped_topk)  # fmt: skip
+        head.get_topk_index = types.MethodType(Detect.get_topk_index, head)
+        head._gather = types.MethodType(Detect._gather, head)
+        return Detect.postprocess(head, self.torch.cat([boxes, x[..., 4:]], -1))
+
     def __call__(self, prepared: tuple[Any, Any], lb: Letterbox, info: ModelInfo, options: DecodeOptions) -> int:
         pred, proto = prepared
+        if info.end2end:  # one-to-one heads (YOLO26): top-k, then the predictor's conf filter, no NMS
+            pred = self._end2end_topk(pred, info, options)
         out = self.nms.non_max_suppression(pred, options.conf, options.iou, None, False, max_det=options.max_det,
-                                           nc=info.num_classes)[0]  # fmt: skip
+                                           nc=info.num_classes, end2end=info.end2end)[0]  # fmt: skip
         if out.shape[0] == 0:
             return 0
         out[:, :4] = self.ops.scale_boxes(lb.input_shape, out[:, :4], lb.source_shape)

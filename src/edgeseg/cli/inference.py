@@ -12,6 +12,7 @@ from ..errors import EdgesegError
 from .options import (
     add_board_options,
     add_decode_options,
+    add_head_option,
     add_ray_options,
     add_threads_option,
     board_options,
@@ -29,12 +30,14 @@ from .options import (
 def register(sub) -> dict:
     """Add the parsers of this module's commands; their handlers by name."""
     p = sub.add_parser("export", help="checkpoint (.pt) or model yaml -> split-head ONNX")
-    p.add_argument("weights", help="Ultralytics YOLOv8-seg / YOLO11-seg checkpoint, or a model yaml name (yolov8s-seg.yaml, "
-                                   "yolo11n-seg.yaml): that architecture with random weights, for speed and size (nothing downloaded)")
+    p.add_argument("weights", help="Ultralytics segmentation checkpoint (YOLOv8/v9/11/12/26-seg), or a model yaml name "
+                                   "(yolov8s-seg.yaml, yolo26n-seg.yaml): that architecture with random weights, for speed "
+                                   "and size (nothing downloaded)")
     p.add_argument("--imgsz", type=positive_multiple_of_32, nargs="+", default=[640], help="input size: S or H W")
     p.add_argument("--opset", type=int, default=11, help="ONNX opset (default 11, what Horizon's toolchain takes)")
     p.add_argument("-o", "--output", default=None, help="output .onnx (default: beside the checkpoint)")
     p.add_argument("--no-simplify", action="store_true", help="skip onnxslim graph simplification")
+    add_head_option(p)
 
     p = sub.add_parser("predict", help="segment images, videos, cameras and streams: overlays, annotated video, JSON")
     p.add_argument("model", help="edgeseg .onnx model (float or INT8), or a Horizon .bin on the RDK board")
@@ -73,12 +76,14 @@ def _cmd_export(args) -> int:
 
     t0 = time.perf_counter()
     imgsz = args.imgsz[0] if len(args.imgsz) == 1 else args.imgsz
-    path = export_onnx(args.weights, imgsz=imgsz, opset=args.opset, output=args.output, simplify=not args.no_simplify)
+    path = export_onnx(args.weights, imgsz=imgsz, opset=args.opset, output=args.output, simplify=not args.no_simplify,
+                       head=args.head)
     from ..backends import read_model_info
 
     info = read_model_info(path)
     print(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB, {info.num_classes} classes, imgsz "
-          f"{info.imgsz[0]}x{info.imgsz[1]}, outputs {', '.join(info.output_names)}) in {time.perf_counter() - t0:.1f}s")
+          f"{info.imgsz[0]}x{info.imgsz[1]}, {'one-to-one head, no NMS' if info.end2end else 'NMS'}, "
+          f"outputs {', '.join(info.output_names)}) in {time.perf_counter() - t0:.1f}s")
     return 0
 
 

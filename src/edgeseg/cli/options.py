@@ -132,6 +132,13 @@ def add_threads_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=non_negative_int, default=0, help="ONNX Runtime intra-op threads (0 = ORT default)")
 
 
+def add_head_option(p: argparse.ArgumentParser) -> None:
+    """--head: which head convs an end-to-end model (YOLO26-seg) is exported with (``export.HEADS``)."""
+    p.add_argument("--head", choices=("one2one", "one2many"), default=None,
+                   help="YOLO26-seg: one2one (default; NMS-free, Ultralytics' nms=False) or one2many (decoded with NMS, "
+                        "Ultralytics' default); other models have only one2many")  # fmt: skip
+
+
 def decode_options(args, multi_label: bool = False):
     """The ``DecodeOptions`` of parsed decode options."""
     from ..decode import DecodeOptions
