@@ -1,0 +1,242 @@
+"""ByteTrack (Zhang et al., 2022) over ``Detections``, numpy only, with Ultralytics' parameters and defaults.
+
+Every frame: the tracks are predicted to the frame index (``kalman.py``); confirmed tracks (tracked or lost)
+are matched to the high-score detections (score >= ``track_high_thresh``) by IoU, fused with the score; the
+tracked ones left over get a second chance with the low-score detections (``track_low_thresh`` < score <
+``track_high_thresh``) by plain IoU; tracks seen once so far (unconfirmed) are matched to the high-score
+detections still free and dropped when they miss; the high-score detections left start new tracks when their
+score reaches ``new_track_thresh``; lost tracks unseen for more than ``track_buffer`` frames are forgotten. A
+track gets its id when it is confirmed (its second sighting, or the first frame of the tracker), so ids count
+up 1, 2, 3 without gaps. What ``update`` returns are the detections of the tracks seen in this frame.
+
+The tracks live in arrays (struct of arrays), not one object each, so a frame costs a fixed number of
+numpy calls whatever the number of objects.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import EdgesegError
+from ..results import Detections
+from . import kalman
+from .assignment import linear_assignment
+from .similarity import box_iou, mask_iou
+
+TRACKED, LOST = 0, 1
+DUPLICATE_IOU = 0.85  # a tracked and a lost track this alike are one object twice: the younger one goes
+SECOND_STAGE_THRESH = 0.5  # cost limits of the second (low-score) and the unconfirmed stage, as in ByteTrack
+UNCONFIRMED_THRESH = 0.7
+IOU_KINDS = ("box", "mask")
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """ByteTrack's settings, named and defaulted as in Ultralytics' ``bytetrack.yaml``; ``track_buffer`` is
+    in frames of the source (a stride of 2 keeps a lost track for 15 processed frames). ``iou`` is what
+    association compares: ``"box"`` (ByteTrack's) or ``"mask"`` (the box-local masks, shifted by the motion)."""
+
+    track_high_thresh: float = 0.25
+    track_low_thresh: float = 0.1
+    new_track_thresh: float = 0.25
+    track_buffer: int = 30
+    match_thresh: float = 0.8
+    fuse_score: bool = True
+    iou: str = "box"
+
+    def __post_init__(self) -> None:
+        for name in ("track_high_thresh", "track_low_thresh", "new_track_thresh", "match_thresh"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise EdgesegError(f"tracker: {name} must be a number between 0 and 1, got {value!r}")
+        if not isinstance(self.track_buffer, int) or self.track_buffer < 0:
+            raise EdgesegError(f"tracker: track_buffer must be an integer >= 0, got {self.track_buffer!r}")
+        if self.iou not in IOU_KINDS:
+            raise EdgesegError(f"tracker: iou must be one of {', '.join(IOU_KINDS)}, got {self.iou!r}")
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike, **overrides) -> TrackerConfig:
+        """The settings of an Ultralytics-style tracker yaml (``tracker_type: bytetrack``); keys this tracker
+        does not use (``tracker_type``, BoT-SORT's ``gmc_method``...) are ignored."""
+        import yaml
+
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise EdgesegError(f"cannot read the tracker settings ({str(exc).splitlines()[0]})", Path(path)) from None
+        if not isinstance(data, dict):
+            raise EdgesegError("tracker settings must be a YAML mapping of names to values", Path(path))
+        kind = data.get("tracker_type", "bytetrack")
+        if kind != "bytetrack":
+            raise EdgesegError(f"tracker_type {kind!r} is not supported (only bytetrack)", Path(path))
+        known = {f.name for f in fields(cls)}
+        return cls(**{**{k: v for k, v in data.items() if k in known}, **overrides})
+
+
+class ByteTracker:
+    """``update(detections, frame_index)`` -> the detections that belong to a track, with ``track_ids``.
+
+    ``frame_index`` must increase from call to call (gaps are fine: the motion is predicted over them); left
+    out, it is the previous one plus one. ``reset()`` forgets every track and starts the ids at 1 again."""
+
+    def __init__(self, config: TrackerConfig = TrackerConfig()) -> None:
+        self.config = config
+        self.reset()
+
+    def reset(self) -> None:
+        self.frame: int | None = None
+        self._next_id = 1
+        self.mean = np.zeros((0, 8))
+        self.cov = np.zeros((0, 8, 8))
+        self.ids = np.zeros(0, np.int64)  # 0 while unconfirmed
+        self.state = np.zeros(0, np.int8)
+        self.start = np.zeros(0, np.int64)
+        self.last = np.zeros(0, np.int64)  # frame of the last sighting
+        self.boxes = np.zeros((0, 4))  # last measured box (the masks' frame of reference)
+        self.masks: list[np.ndarray] = []
+        self.mask_origins = np.zeros((0, 2), np.int64)
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    def update(self, detections: Detections, frame_index: int | None = None) -> Detections:
+        cfg = self.config
+        if frame_index is None:
+            frame_index = 0 if self.frame is None else self.frame + 1
+        frame_index = int(frame_index)
+        if self.frame is not None and frame_index <= self.frame:
+            raise EdgesegError(f"tracker: frame index {frame_index} after {self.frame}; frames must come in order")
+        use_masks = cfg.iou == "mask"
+        if use_masks and detections.masks is None:
+            raise EdgesegError("tracker: mask IoU needs detections with masks")
+        first_frame, previous = self.frame is None, self.frame
+        self.frame = frame_index
+        boxes = np.asarray(detections.xyxy, np.float64)
+        scores = np.asarray(detections.scores, np.float64)
+        valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # the state divides by the height
+        high = np.flatnonzero(valid & (scores >= cfg.track_high_thresh))
+        low = np.flatnonzero(valid & (scores > cfg.track_low_thresh) & (scores < cfg.track_high_thresh))
+
+        n = len(self)
+        if n:
+            self.mean[self.state == LOST, 7] = 0.0  # a lost track keeps its course but stops growing
+            kalman.predict(self.mean, self.cov, np.full(n, float(frame_index - previous)))  # every state is at `previous`
+        predicted = kalman.xyah_to_xyxy(self.mean)
+        similarity = _Similarity(self, predicted, detections, boxes, scores, use_masks)
+        assigned = np.full(n, -1, np.int64)
+
+        confirmed = np.flatnonzero(self.ids > 0)
+        m, free_tracks, free_high = linear_assignment(similarity.cost(confirmed, high, cfg.fuse_score), cfg.match_thresh)
+        assigned[confirmed[m[:, 0]]] = high[m[:, 1]]
+        rest = confirmed[free_tracks]
+        rest = rest[self.state[rest] == TRACKED]
+        m, free_rest, _ = linear_assignment(similarity.cost(rest, low, False), SECOND_STAGE_THRESH)
+        assigned[rest[m[:, 0]]] = low[m[:, 1]]
+        self.state[rest[free_rest]] = LOST
+
+        unconfirmed = np.flatnonzero(self.ids == 0)
+        left = high[free_high]
+        m, free_unconfirmed, free_left = linear_assignment(similarity.cost(unconfirmed, left, cfg.fuse_score), UNCONFIRMED_THRESH)
+        assigned[unconfirmed[m[:, 0]]] = left[m[:, 1]]
+        newly_confirmed = unconfirmed[m[:, 0]]
+        self.ids[newly_confirmed] = np.arange(self._next_id, self._next_id + newly_confirmed.size)
+        self._next_id += newly_confirmed.size
+        remove = np.zeros(n, bool)
+        remove[unconfirmed[free_unconfirmed]] = True
+
+        seen = np.flatnonzero(assigned >= 0)
+        if seen.size:
+            det_idx = assigned[seen]
+            self.mean[seen], self.cov[seen] = kalman.update(self.mean[seen], self.cov[seen], kalman.xyxy_to_xyah(boxes[det_idx]))
+            self.state[seen] = TRACKED
+            self.last[seen] = frame_index
+            self.boxes[seen] = boxes[det_idx]
+            if use_masks:
+                for t, d in zip(seen.tolist(), det_idx.tolist()):
+                    self.masks[t] = detections.masks[d]
+                self.mask_origins[seen] = detections.mask_origins[det_idx]
+        remove |= (self.state == LOST) & (frame_index - self.last > cfg.track_buffer)
+        remove |= self._duplicates(~remove)
+        out_tracks = np.flatnonzero((assigned >= 0) & (self.ids > 0) & ~remove)
+        out_dets, out_ids = assigned[out_tracks], self.ids[out_tracks]
+
+        self._keep(~remove)
+        new = left[free_left]
+        new = new[scores[new] >= cfg.new_track_thresh]
+        if new.size:
+            new_ids = np.zeros(new.size, np.int64)
+            if first_frame:  # the first frame confirms its tracks at once (there is nothing to confirm against)
+                new_ids = np.arange(self._next_id, self._next_id + new.size)
+                self._next_id += new.size
+                out_dets, out_ids = np.concatenate([out_dets, new]), np.concatenate([out_ids, new_ids])
+            self._add(detections, boxes, new, new_ids, frame_index, use_masks)
+        order = np.argsort(out_dets, kind="stable")
+        result = detections.select(out_dets[order])
+        result.track_ids = out_ids[order]
+        return result
+
+    # ------------------------------------------------------------------------------------------ state
+
+    def _duplicates(self, alive: np.ndarray) -> np.ndarray:
+        """Tracked/lost pairs that cover the same object (IoU > 0.85): the shorter-lived one of each pair."""
+        drop = np.zeros(len(self), bool)
+        tracked = np.flatnonzero(alive & (self.state == TRACKED))
+        lost = np.flatnonzero(alive & (self.state == LOST))
+        if tracked.size and lost.size:
+            boxes = kalman.xyah_to_xyxy(self.mean)
+            pairs = np.argwhere(box_iou(boxes[tracked], boxes[lost]) > DUPLICATE_IOU)
+            for a, b in pairs:
+                ta, tb = tracked[a], lost[b]
+                age_a, age_b = self.last[ta] - self.start[ta], self.last[tb] - self.start[tb]
+                drop[tb if age_a > age_b else ta] = True
+        return drop
+
+    def _keep(self, keep: np.ndarray) -> None:
+        if keep.all():
+            return
+        for name in ("mean", "cov", "ids", "state", "start", "last", "boxes", "mask_origins"):
+            setattr(self, name, getattr(self, name)[keep])
+        if self.masks:
+            self.masks = [m for m, k in zip(self.masks, keep) if k]
+
+    def _add(self, detections: Detections, boxes: np.ndarray, idx: np.ndarray, ids: np.ndarray, frame: int, use_masks: bool) -> None:
+        mean, cov = kalman.initiate(kalman.xyxy_to_xyah(boxes[idx]))
+        k = idx.size
+        self.mean = np.concatenate([self.mean, mean])
+        self.cov = np.concatenate([self.cov, cov])
+        self.ids = np.concatenate([self.ids, ids])
+        self.state = np.concatenate([self.state, np.full(k, TRACKED, np.int8)])
+        self.start = np.concatenate([self.start, np.full(k, frame, np.int64)])
+        self.last = np.concatenate([self.last, np.full(k, frame, np.int64)])
+        self.boxes = np.concatenate([self.boxes, boxes[idx]])
+        if use_masks:
+            self.masks.extend(detections.masks[i] for i in idx.tolist())
+            self.mask_origins = np.concatenate([self.mask_origins, detections.mask_origins[idx]])
+        else:
+            self.mask_origins = np.concatenate([self.mask_origins, np.zeros((k, 2), np.int64)])
+
+
+class _Similarity:
+    """Costs ``1 - similarity`` between predicted tracks and detections of one frame."""
+
+    def __init__(self, tracker: ByteTracker, predicted: np.ndarray, detections: Detections, boxes: np.ndarray,
+                 scores: np.ndarray, use_masks: bool) -> None:  # fmt: skip
+        self.tracker, self.predicted, self.detections = tracker, predicted, detections
+        self.boxes, self.scores, self.use_masks = boxes, scores, use_masks
+
+    def cost(self, tracks: np.ndarray, dets: np.ndarray, fuse_score: bool) -> np.ndarray:
+        sim = box_iou(self.predicted[tracks], self.boxes[dets])
+        if self.use_masks and sim.size:
+            t = self.tracker
+            # the track's last mask, moved as far as the predicted box centre moved since it was measured
+            shift = (self.predicted[tracks, :2] + self.predicted[tracks, 2:]) / 2 - (t.boxes[tracks, :2] + t.boxes[tracks, 2:]) / 2
+            origins = t.mask_origins[tracks] + np.round(shift).astype(np.int64)
+            sim = mask_iou([t.masks[i] for i in tracks.tolist()], origins, [self.detections.masks[j] for j in dets.tolist()],
+                           self.detections.mask_origins[dets], sim > 0)  # fmt: skip
+        if fuse_score:
+            sim = sim * self.scores[dets][None, :]
+        return 1.0 - sim
