@@ -3,5 +3,20 @@ detections stable ``track_ids`` frame after frame; ``LineCounter`` / ``ZoneCount
 occupancy on those tracks; ``TrackSession`` runs both over one stream in frame order."""
 
 from .bytetrack import ByteTracker, TrackerConfig
+from .counting import LineCounter, ZoneCounter
+from .geometry import Geometry, parse_line, parse_zone
+from .session import TRACKERS, TrackedFrame, TrackingOptions, TrackSession
 
-__all__ = ["ByteTracker", "TrackerConfig"]
+__all__ = [
+    "TRACKERS",
+    "ByteTracker",
+    "Geometry",
+    "LineCounter",
+    "TrackSession",
+    "TrackedFrame",
+    "TrackerConfig",
+    "TrackingOptions",
+    "ZoneCounter",
+    "parse_line",
+    "parse_zone",
+]

@@ -39,7 +39,7 @@ def solve_square(cost: np.ndarray) -> np.ndarray:
             lowest = candidates.min()
             if not np.isfinite(lowest):
                 raise ValueError("no feasible assignment")
-            ties = np.flatnonzero(candidates == lowest)
+            ties = (candidates == lowest).nonzero()[0]
             free = ties[row_for_col[ties] < 0]
             j = int(free[0] if free.size else ties[0])  # prefer a free column on ties: the path ends there
             min_val = float(lowest)
@@ -51,7 +51,7 @@ def solve_square(cost: np.ndarray) -> np.ndarray:
         u[cur] += min_val
         others = seen_rows.copy()
         others[cur] = False
-        rows = np.flatnonzero(others)
+        rows = others.nonzero()[0]
         u[rows] += min_val - shortest[col_for_row[rows]]
         v[seen_cols] -= min_val - shortest[seen_cols]
         j = sink
@@ -64,6 +64,57 @@ def solve_square(cost: np.ndarray) -> np.ndarray:
     return col_for_row
 
 
+def _solve_small(cost: list[list[float]]) -> list[int]:
+    """``solve_square`` for a handful of rows in plain Python: at this size numpy's per-call overhead costs
+    more than the arithmetic."""
+    n = len(cost)
+    inf = float("inf")
+    u, v = [0.0] * n, [0.0] * n
+    col_for_row, row_for_col = [-1] * n, [-1] * n
+    for cur in range(n):
+        shortest, path = [inf] * n, [-1] * n
+        seen_rows, seen_cols = [False] * n, [False] * n
+        i, min_val, sink = cur, 0.0, -1
+        while sink < 0:
+            seen_rows[i] = True
+            row, ui = cost[i], u[i]
+            lowest, best = inf, -1
+            for j in range(n):
+                if seen_cols[j]:
+                    continue
+                r = min_val + row[j] - ui - v[j]
+                if r < shortest[j]:
+                    shortest[j], path[j] = r, i
+                if shortest[j] < lowest or (shortest[j] == lowest and row_for_col[j] < 0):
+                    lowest, best = shortest[j], j
+            if best < 0 or lowest == inf:
+                raise ValueError("no feasible assignment")
+            min_val = lowest
+            seen_cols[best] = True
+            if row_for_col[best] < 0:
+                sink = best
+            else:
+                i = row_for_col[best]
+        u[cur] += min_val
+        for r in range(n):
+            if seen_rows[r] and r != cur:
+                u[r] += min_val - shortest[col_for_row[r]]
+        for j in range(n):
+            if seen_cols[j]:
+                v[j] -= min_val - shortest[j]
+        j = sink
+        while True:
+            i = path[j]
+            row_for_col[j] = i
+            col_for_row[i], j = j, col_for_row[i]
+            if i == cur:
+                break
+    return col_for_row
+
+
+SMALL = 16  # padded components up to this size go to the plain-Python solver
+
+
 def _solve_gated(cost: np.ndarray, thresh: float) -> list[tuple[int, int]]:
     """Exact gated matching of one component: pad with an "unmatched" partner per row and per column."""
     n, m = cost.shape
@@ -72,8 +123,8 @@ def _solve_gated(cost: np.ndarray, thresh: float) -> list[tuple[int, int]]:
     big[np.arange(n), m + np.arange(n)] = 0.0  # row i left unmatched
     big[n + np.arange(m), np.arange(m)] = 0.0  # column j left unmatched
     big[n:, m:] = 0.0  # dummy rows take the dummy columns the real rows did not
-    col_for_row = solve_square(big)
-    return [(i, int(col_for_row[i])) for i in range(n) if col_for_row[i] < m]
+    col_for_row = _solve_small(big.tolist()) if n + m <= SMALL else solve_square(big).tolist()
+    return [(i, col_for_row[i]) for i in range(n) if col_for_row[i] < m]
 
 
 def linear_assignment(cost: np.ndarray, thresh: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -85,33 +136,38 @@ def linear_assignment(cost: np.ndarray, thresh: float) -> tuple[np.ndarray, np.n
     feasible = cost < thresh
     row_degree = feasible.sum(1)
     col_degree = feasible.sum(0)
-    matches: list[tuple[int, int]] = []
+    if row_degree.max() <= 1 and col_degree.max() <= 1:  # the usual frame: every candidate pair is alone
+        rows, cols = np.nonzero(feasible)
+        return np.stack([rows, cols], axis=1), (row_degree == 0).nonzero()[0], (col_degree == 0).nonzero()[0]
     # A pair that only sees each other is its own component: matched without a solver.
     lone = feasible & (row_degree[:, None] == 1) & (col_degree[None, :] == 1)
     rows, cols = np.nonzero(lone)
-    matches.extend(zip(rows.tolist(), cols.tolist()))
-    pending_rows = np.flatnonzero((row_degree > 0) & ~lone.any(1))
-    if pending_rows.size:
-        done_rows = np.zeros(n, bool)
-        adjacency = feasible.copy()
-        adjacency[:, lone.any(0)] = False
-        for start in pending_rows.tolist():
+    lone_rows = lone.any(1)
+    pending = ((row_degree > 0) & ~lone_rows).nonzero()[0]
+    if pending.size:
+        rows, cols = rows.tolist(), cols.tolist()
+        done_rows = lone_rows.copy()
+        for start in pending.tolist():
             if done_rows[start]:
                 continue
             comp_rows = np.zeros(n, bool)
             comp_rows[start] = True
             comp_cols = np.zeros(m, bool)
             while True:  # grow the component to its closure over shared columns and rows
-                new_cols = adjacency[comp_rows].any(0) & ~comp_cols
+                new_cols = feasible[comp_rows].any(0) & ~comp_cols
                 if not new_cols.any():
                     break
                 comp_cols |= new_cols
-                comp_rows |= adjacency[:, new_cols].any(1)
+                comp_rows |= feasible[:, new_cols].any(1)
             done_rows |= comp_rows
-            r_idx, c_idx = np.flatnonzero(comp_rows), np.flatnonzero(comp_cols)
+            r_idx, c_idx = comp_rows.nonzero()[0], comp_cols.nonzero()[0]
             for i, j in _solve_gated(cost[np.ix_(r_idx, c_idx)], thresh):
-                matches.append((int(r_idx[i]), int(c_idx[j])))
-    matched = np.asarray(sorted(matches), np.int64).reshape(-1, 2)
-    unmatched_rows = np.setdiff1d(np.arange(n), matched[:, 0])
-    unmatched_cols = np.setdiff1d(np.arange(m), matched[:, 1])
-    return matched, unmatched_rows, unmatched_cols
+                rows.append(int(r_idx[i]))
+                cols.append(int(c_idx[j]))
+        rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
+    matched_rows = np.zeros(n, bool)
+    matched_rows[rows] = True
+    matched_cols = np.zeros(m, bool)
+    matched_cols[cols] = True
+    matches = np.stack([rows, cols], axis=1).astype(np.int64, copy=False)
+    return matches, (~matched_rows).nonzero()[0], (~matched_cols).nonzero()[0]

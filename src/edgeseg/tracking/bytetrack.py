@@ -118,37 +118,43 @@ class ByteTracker:
         boxes = np.asarray(detections.xyxy, np.float64)
         scores = np.asarray(detections.scores, np.float64)
         valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # the state divides by the height
-        high = np.flatnonzero(valid & (scores >= cfg.track_high_thresh))
-        low = np.flatnonzero(valid & (scores > cfg.track_low_thresh) & (scores < cfg.track_high_thresh))
+        high = (valid & (scores >= cfg.track_high_thresh)).nonzero()[0]
+        low = (valid & (scores > cfg.track_low_thresh) & (scores < cfg.track_high_thresh)).nonzero()[0]
 
         n = len(self)
         if n:
             self.mean[self.state == LOST, 7] = 0.0  # a lost track keeps its course but stops growing
-            kalman.predict(self.mean, self.cov, np.full(n, float(frame_index - previous)))  # every state is at `previous`
-        predicted = kalman.xyah_to_xyxy(self.mean)
-        similarity = _Similarity(self, predicted, detections, boxes, scores, use_masks)
+            self.mean, self.cov = kalman.predict(self.mean, self.cov, float(frame_index - previous))  # all were at `previous`
+        similarity = _Similarity(self, detections, boxes, scores, use_masks)
         assigned = np.full(n, -1, np.int64)
-
-        confirmed = np.flatnonzero(self.ids > 0)
-        m, free_tracks, free_high = linear_assignment(similarity.cost(confirmed, high, cfg.fuse_score), cfg.match_thresh)
-        assigned[confirmed[m[:, 0]]] = high[m[:, 1]]
-        rest = confirmed[free_tracks]
-        rest = rest[self.state[rest] == TRACKED]
-        m, free_rest, _ = linear_assignment(similarity.cost(rest, low, False), SECOND_STAGE_THRESH)
-        assigned[rest[m[:, 0]]] = low[m[:, 1]]
-        self.state[rest[free_rest]] = LOST
-
-        unconfirmed = np.flatnonzero(self.ids == 0)
-        left = high[free_high]
-        m, free_unconfirmed, free_left = linear_assignment(similarity.cost(unconfirmed, left, cfg.fuse_score), UNCONFIRMED_THRESH)
-        assigned[unconfirmed[m[:, 0]]] = left[m[:, 1]]
-        newly_confirmed = unconfirmed[m[:, 0]]
-        self.ids[newly_confirmed] = np.arange(self._next_id, self._next_id + newly_confirmed.size)
-        self._next_id += newly_confirmed.size
         remove = np.zeros(n, bool)
-        remove[unconfirmed[free_unconfirmed]] = True
-
-        seen = np.flatnonzero(assigned >= 0)
+        free_high = high
+        if n:
+            confirmed = (self.ids > 0).nonzero()[0]
+            if confirmed.size and high.size:
+                m, free_tracks, free = linear_assignment(similarity.cost(confirmed, high, cfg.fuse_score), cfg.match_thresh)
+                assigned[confirmed[m[:, 0]]] = high[m[:, 1]]
+                rest, free_high = confirmed[free_tracks], high[free]
+            else:
+                rest = confirmed
+            rest = rest[self.state[rest] == TRACKED]
+            if rest.size and low.size:
+                m, free_rest, _ = linear_assignment(similarity.cost(rest, low, False), SECOND_STAGE_THRESH)
+                assigned[rest[m[:, 0]]] = low[m[:, 1]]
+                rest = rest[free_rest]
+            self.state[rest] = LOST
+            unconfirmed = (self.ids == 0).nonzero()[0]
+            if unconfirmed.size:
+                if free_high.size:
+                    m, free_unconfirmed, free = linear_assignment(similarity.cost(unconfirmed, free_high, cfg.fuse_score),
+                                                                  UNCONFIRMED_THRESH)  # fmt: skip
+                    assigned[unconfirmed[m[:, 0]]] = free_high[m[:, 1]]
+                    newly_confirmed = unconfirmed[m[:, 0]]
+                    self.ids[newly_confirmed] = np.arange(self._next_id, self._next_id + newly_confirmed.size)
+                    self._next_id += newly_confirmed.size
+                    unconfirmed, free_high = unconfirmed[free_unconfirmed], free_high[free]
+                remove[unconfirmed] = True
+        seen = (assigned >= 0).nonzero()[0]
         if seen.size:
             det_idx = assigned[seen]
             self.mean[seen], self.cov[seen] = kalman.update(self.mean[seen], self.cov[seen], kalman.xyxy_to_xyah(boxes[det_idx]))
@@ -160,13 +166,13 @@ class ByteTracker:
                     self.masks[t] = detections.masks[d]
                 self.mask_origins[seen] = detections.mask_origins[det_idx]
         remove |= (self.state == LOST) & (frame_index - self.last > cfg.track_buffer)
-        remove |= self._duplicates(~remove)
-        out_tracks = np.flatnonzero((assigned >= 0) & (self.ids > 0) & ~remove)
+        if n:
+            remove |= self._duplicates(assigned, similarity.iou, ~remove)
+        out_tracks = ((assigned >= 0) & (self.ids > 0) & ~remove).nonzero()[0]
         out_dets, out_ids = assigned[out_tracks], self.ids[out_tracks]
 
         self._keep(~remove)
-        new = left[free_left]
-        new = new[scores[new] >= cfg.new_track_thresh]
+        new = free_high[scores[free_high] >= cfg.new_track_thresh]
         if new.size:
             new_ids = np.zeros(new.size, np.int64)
             if first_frame:  # the first frame confirms its tracks at once (there is nothing to confirm against)
@@ -181,15 +187,15 @@ class ByteTracker:
 
     # ------------------------------------------------------------------------------------------ state
 
-    def _duplicates(self, alive: np.ndarray) -> np.ndarray:
-        """Tracked/lost pairs that cover the same object (IoU > 0.85): the shorter-lived one of each pair."""
+    def _duplicates(self, assigned: np.ndarray, iou: np.ndarray, alive: np.ndarray) -> np.ndarray:
+        """Tracked/lost pairs that cover the same object (IoU > 0.85): the shorter-lived one of each pair. A
+        tracked track is where its detection is and a lost one where it was predicted, so the IoU is the one
+        association already computed."""
         drop = np.zeros(len(self), bool)
-        tracked = np.flatnonzero(alive & (self.state == TRACKED))
-        lost = np.flatnonzero(alive & (self.state == LOST))
-        if tracked.size and lost.size:
-            boxes = kalman.xyah_to_xyxy(self.mean)
-            pairs = np.argwhere(box_iou(boxes[tracked], boxes[lost]) > DUPLICATE_IOU)
-            for a, b in pairs:
+        tracked = (alive & (assigned >= 0)).nonzero()[0]
+        lost = (alive & (self.state == LOST)).nonzero()[0]
+        if tracked.size and lost.size and (iou[lost] > DUPLICATE_IOU).any():
+            for b, a in np.argwhere(iou[np.ix_(lost, assigned[tracked])] > DUPLICATE_IOU):
                 ta, tb = tracked[a], lost[b]
                 age_a, age_b = self.last[ta] - self.start[ta], self.last[tb] - self.start[tb]
                 drop[tb if age_a > age_b else ta] = True
@@ -221,19 +227,22 @@ class ByteTracker:
 
 
 class _Similarity:
-    """Costs ``1 - similarity`` between predicted tracks and detections of one frame."""
+    """Costs ``1 - similarity`` between the predicted tracks and the detections of one frame; the box IoU of
+    every pair is computed once, each stage reads its block of it."""
 
-    def __init__(self, tracker: ByteTracker, predicted: np.ndarray, detections: Detections, boxes: np.ndarray,
-                 scores: np.ndarray, use_masks: bool) -> None:  # fmt: skip
-        self.tracker, self.predicted, self.detections = tracker, predicted, detections
-        self.boxes, self.scores, self.use_masks = boxes, scores, use_masks
+    def __init__(self, tracker: ByteTracker, detections: Detections, boxes: np.ndarray, scores: np.ndarray, use_masks: bool) -> None:
+        self.tracker, self.detections, self.scores, self.use_masks = tracker, detections, scores, use_masks
+        self.predicted = kalman.xyah_to_xyxy(tracker.mean)
+        self.iou = box_iou(self.predicted, boxes)
+        self.boxes = boxes
 
     def cost(self, tracks: np.ndarray, dets: np.ndarray, fuse_score: bool) -> np.ndarray:
-        sim = box_iou(self.predicted[tracks], self.boxes[dets])
-        if self.use_masks and sim.size:
+        sim = self.iou[np.ix_(tracks, dets)]
+        if self.use_masks:
             t = self.tracker
             # the track's last mask, moved as far as the predicted box centre moved since it was measured
-            shift = (self.predicted[tracks, :2] + self.predicted[tracks, 2:]) / 2 - (t.boxes[tracks, :2] + t.boxes[tracks, 2:]) / 2
+            p = self.predicted[tracks]
+            shift = (p[:, :2] + p[:, 2:]) / 2 - (t.boxes[tracks, :2] + t.boxes[tracks, 2:]) / 2
             origins = t.mask_origins[tracks] + np.round(shift).astype(np.int64)
             sim = mask_iou([t.masks[i] for i in tracks.tolist()], origins, [self.detections.masks[j] for j in dets.tolist()],
                            self.detections.mask_origins[dets], sim > 0)  # fmt: skip

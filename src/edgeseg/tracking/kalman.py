@@ -14,20 +14,22 @@ STD_POSITION = 1.0 / 20
 STD_VELOCITY = 1.0 / 160
 
 
+_CORNERS_TO_CENTRE = np.array([[0.5, 0, -1, 0], [0, 0.5, 0, -1], [0.5, 0, 1, 0], [0, 0.5, 0, 1]])  # xyxy @ it = cx, cy, w, h
+_CENTRE_TO_CORNERS = np.linalg.inv(_CORNERS_TO_CENTRE)
+
+
 def xyxy_to_xyah(xyxy: np.ndarray) -> np.ndarray:
     """(N, 4) corner boxes -> (N, 4) centre x, centre y, aspect w/h, height."""
-    xyxy = np.asarray(xyxy, np.float64)
-    w = xyxy[:, 2] - xyxy[:, 0]
-    h = xyxy[:, 3] - xyxy[:, 1]
-    return np.stack([(xyxy[:, 0] + xyxy[:, 2]) / 2, (xyxy[:, 1] + xyxy[:, 3]) / 2, w / h, h], axis=1)
+    out = np.asarray(xyxy, np.float64) @ _CORNERS_TO_CENTRE
+    out[:, 2] /= out[:, 3]
+    return out
 
 
 def xyah_to_xyxy(xyah: np.ndarray) -> np.ndarray:
-    """(N, >=4) states -> (N, 4) corner boxes (height kept positive so a far prediction stays a box)."""
-    h = np.maximum(xyah[:, 3], 1e-3)
-    w = xyah[:, 2] * h
-    cx, cy = xyah[:, 0], xyah[:, 1]
-    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+    """(N, >=4) states -> (N, 4) corner boxes (sides kept positive so a far prediction stays a box)."""
+    cxcywh = np.maximum(xyah[:, :4], [-np.inf, -np.inf, 1e-3, 1e-3])
+    cxcywh[:, 2] *= cxcywh[:, 3]
+    return cxcywh @ _CENTRE_TO_CORNERS
 
 
 def initiate(xyah: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -47,40 +49,31 @@ def initiate(xyah: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, cov
 
 
-def predict(mean: np.ndarray, cov: np.ndarray, dt: np.ndarray) -> None:
-    """Move every state ``dt`` (N,) frames ahead, in place: x += dt * v, P = F P F^T + dt * Q."""
-    dt = np.asarray(dt, np.float64)
-    if not dt.any():
-        return
-    h = mean[:, 3]
-    n = mean.shape[0]
-    q = np.stack(
-        [STD_POSITION * h, STD_POSITION * h, np.full(n, 1e-2), STD_POSITION * h,
-         STD_VELOCITY * h, STD_VELOCITY * h, np.full(n, 1e-5), STD_VELOCITY * h],
-        axis=1,
-    ) ** 2  # fmt: skip
-    mean[:, :4] += dt[:, None] * mean[:, 4:]
-    d = dt[:, None, None]
-    p12 = cov[:, :4, 4:]
-    p21 = cov[:, 4:, :4]
-    p22 = cov[:, 4:, 4:]
-    # F = [[I, dt I], [0, I]] written out by blocks: cheaper than two batched 8x8 products.
-    cov[:, :4, :4] += d * (p12 + p21) + d * d * p22
-    cov[:, :4, 4:] = p12 + d * p22
-    cov[:, 4:, :4] = p21 + d * p22
-    idx = np.arange(8)
-    cov[:, idx, idx] += dt[:, None] * q
+_Q_PER_H2 = np.array([STD_POSITION**2] * 2 + [0.0, STD_POSITION**2] + [STD_VELOCITY**2] * 2 + [0.0, STD_VELOCITY**2])
+_Q_CONST = np.array([0, 0, 1e-2**2, 0, 0, 0, 1e-5**2, 0])
+_R_PER_H2 = np.array([STD_POSITION**2] * 2 + [0.0, STD_POSITION**2])
+_R_CONST = np.array([0, 0, 1e-1**2, 0])
+
+
+def predict(mean: np.ndarray, cov: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
+    """Every state moved ``dt`` frames ahead: x' = F x, P' = F P F^T + dt * Q (Q from the height before)."""
+    if dt == 0 or mean.shape[0] == 0:
+        return mean, cov
+    motion = np.eye(8)
+    motion[:4, 4:] = dt * np.eye(4)
+    q = mean[:, 3:4] ** 2 * (dt * _Q_PER_H2) + dt * _Q_CONST
+    mean = mean @ motion.T
+    cov = motion @ cov @ motion.T
+    np.einsum("nii->ni", cov)[...] += q
+    return mean, cov
 
 
 def update(mean: np.ndarray, cov: np.ndarray, xyah: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The states (M, 8), (M, 8, 8) corrected by measured boxes ``xyah`` (M, 4)."""
-    h = mean[:, 3]
-    r = np.stack([STD_POSITION * h, STD_POSITION * h, np.full(h.shape, 1e-1), STD_POSITION * h], axis=1) ** 2
-    s = cov[:, :4, :4].copy()
-    idx = np.arange(4)
-    s[:, idx, idx] += r
-    gain = np.linalg.solve(s, cov[:, :4, :]).transpose(0, 2, 1)  # K = P H^T S^-1 (P and S symmetric)
+    h2 = mean[:, 3:4] ** 2
+    s = cov[:, :4, :4] + (h2 * _R_PER_H2 + _R_CONST)[:, :, None] * np.eye(4)
+    gain_t = np.linalg.solve(s, cov[:, :4, :])  # K^T = S^-1 H P (P and S symmetric)
     innovation = xyah - mean[:, :4]
-    new_mean = mean + np.einsum("nij,nj->ni", gain, innovation)
-    new_cov = cov - gain @ s @ gain.transpose(0, 2, 1)
+    new_mean = mean + (innovation[:, None, :] @ gain_t)[:, 0, :]
+    new_cov = cov - gain_t.transpose(0, 2, 1) @ cov[:, :4, :]  # P - K S K^T = P - K H P
     return new_mean, new_cov

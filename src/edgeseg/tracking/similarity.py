@@ -13,11 +13,10 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
     ix2 = np.minimum(a[:, None, 2], b[None, :, 2])
     iy2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
+    inter = np.maximum(ix2 - ix1, 0) * np.maximum(iy2 - iy1, 0)
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)  # boxes have positive sides
 
 
 def local_mask_iou(mask_a: np.ndarray, origin_a: tuple[int, int], mask_b: np.ndarray, origin_b: tuple[int, int]) -> float:
