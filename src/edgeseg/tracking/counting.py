@@ -5,7 +5,10 @@ sighting to this one passes through the line segment; each track is counted once
 that first crossing. ``in`` is a crossing from the left of the line to its right, looking from its first point
 to its second (in image coordinates, y down: a line drawn left to right counts downward motion as ``in``).
 ``ZoneCounter``: a track enters when it is seen inside after being seen outside or never before, and exits when
-it is seen outside after being inside; occupancy is the number of tracks inside in this frame, per class.
+it is seen outside after being inside; occupancy is the number of tracks inside in this frame, per class. To
+change sides a track must be past the zone's edge by a tenth of its box's smaller side (hysteresis): a box
+centre wobbles by a few pixels from frame to frame, and without it an object walking along the edge would
+enter and leave many times.
 
 Both keep a little state per track id and forget ids unseen for more than ``forget_after`` frames (the tracker
 never brings such an id back), so a long-running stream does not grow them.
@@ -13,10 +16,13 @@ never brings such an id back), so a long-running stream does not grow them.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from ..results import Detections
-from .geometry import Geometry, points_in_polygon
+from .geometry import Geometry
+
+HYSTERESIS = 0.1  # of the box's smaller side
 
 
 def anchors(detections: Detections) -> np.ndarray:
@@ -106,6 +112,7 @@ class ZoneCounter:
         self.geometry = geometry
         self.name = geometry.name
         self.polygon = geometry.pixels(image_shape)
+        self._contour = self.polygon.astype(np.float32)
         self.tracks = _PerTrack(forget_after)  # values: inside at the last sighting (bool)
         self.totals = {"entered": 0, "exited": 0}
         self.by_class: dict[str, dict[str, int]] = {}
@@ -113,6 +120,7 @@ class ZoneCounter:
 
     def reset_tracks(self, image_shape: tuple[int, int]) -> None:
         self.polygon = self.geometry.pixels(image_shape)
+        self._contour = self.polygon.astype(np.float32)
         self.tracks = _PerTrack(self.tracks.forget_after)
         self.occupancy = {}
 
@@ -120,10 +128,14 @@ class ZoneCounter:
         if detections.track_ids is None:
             raise ValueError("counting needs tracked detections (track_ids)")
         events = []
-        inside = points_in_polygon(anchors(detections), self.polygon)
+        xyxy = np.asarray(detections.xyxy, np.float64)
+        margins = (HYSTERESIS * np.minimum(xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1])).tolist()
         occupancy: dict[str, int] = {}
-        for tid, cls_name, now in zip(detections.track_ids.tolist(), detections.class_names, inside.tolist()):
+        rows = zip(detections.track_ids.tolist(), detections.class_names, anchors(detections).tolist(), margins)
+        for tid, cls_name, point, margin in rows:
+            depth = cv2.pointPolygonTest(self._contour, (point[0], point[1]), True)  # > 0 inside, < 0 outside, in pixels
             before = self.tracks.values.get(tid)
+            now = depth > 0 if before is None else (depth > -margin if before else depth > margin)
             self.tracks.values[tid] = now
             self.tracks.seen[tid] = frame_index
             if now:

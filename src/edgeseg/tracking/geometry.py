@@ -101,16 +101,3 @@ def check_names(geometries: Iterable[Geometry]) -> None:
         if g.name in seen:
             raise EdgesegError(f"{g.option} {g.name}: the name is already used by a {seen[g.name]}; give each one its own name")
         seen[g.name] = g.option
-
-
-def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
-    """(N,) bool: which of ``points`` (N, 2) lie inside ``polygon`` (K, 2) (even-odd rule, vectorised)."""
-    if points.shape[0] == 0:
-        return np.zeros(0, bool)
-    x, y = points[:, 0:1], points[:, 1:2]
-    x1, y1 = polygon[:, 0][None, :], polygon[:, 1][None, :]
-    x2, y2 = np.roll(polygon[:, 0], -1)[None, :], np.roll(polygon[:, 1], -1)[None, :]
-    straddles = (y1 > y) != (y2 > y)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x_cross = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
-    return ((straddles & (x < x_cross)).sum(1) % 2) == 1
