@@ -66,36 +66,37 @@ def test_gated_assignment_is_optimal_against_scipy():
 # ------------------------------------------------------------------------------------------ Kalman
 
 
-def test_kalman_matches_ultralytics():
+@pytest.mark.parametrize(("ours", "theirs"), [("xyah", "KalmanFilterXYAH"), ("xywh", "KalmanFilterXYWH")])
+def test_kalman_matches_ultralytics(ours, theirs):
     pytest.importorskip("ultralytics")
-    from ultralytics.trackers.utils.kalman_filter import KalmanFilterXYAH
+    from ultralytics.trackers.utils import kalman_filter
 
-    from edgeseg.tracking import kalman
+    from edgeseg.tracking.kalman import MODELS
 
-    ref = KalmanFilterXYAH()
+    model, ref = MODELS[ours], getattr(kalman_filter, theirs)()
     rng = np.random.default_rng(1)
-    xyah = np.column_stack([rng.uniform(0, 600, 5), rng.uniform(0, 400, 5), rng.uniform(0.3, 2, 5), rng.uniform(20, 200, 5)])
-    mean, cov = kalman.initiate(xyah)
-    for i in range(5):
-        m, c = ref.initiate(xyah[i])
+    xyxy = rng.uniform(0, 300, (5, 2))
+    xyxy = np.concatenate([xyxy, xyxy + rng.uniform(20, 200, (5, 2))], axis=1)
+    measured = model.measure(xyxy)
+    mean, cov = model.initiate(measured)
+    ref_states = [ref.initiate(z) for z in measured]
+    for i, (m, c) in enumerate(ref_states):
         np.testing.assert_allclose(mean[i], m)
         np.testing.assert_allclose(cov[i], c)
-    # the same sequence one track at a time through Ultralytics' filter
-    mean, cov = kalman.initiate(xyah)
-    ref_states = [ref.initiate(x) for x in xyah]
-    for step in range(4):
-        z = xyah + step * 3 + rng.normal(0, 2, xyah.shape)
-        mean, cov = kalman.predict(mean, cov, 1.0)
-        mean, cov = kalman.update(mean, cov, z)
+    for step in range(4):  # the same sequence, one track at a time through Ultralytics' filter
+        z = model.measure(xyxy + step * 3 + rng.normal(0, 2, xyxy.shape))
+        mean, cov = model.predict(mean, cov, 1.0)
+        mean, cov = model.update(mean, cov, z)
         ref_states = [ref.update(*ref.predict(m, c), z[i]) for i, (m, c) in enumerate(ref_states)]
         for i, (m, c) in enumerate(ref_states):
             np.testing.assert_allclose(mean[i], m, rtol=1e-9, atol=1e-9)
             np.testing.assert_allclose(cov[i], c, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(model.boxes(model.measure(xyxy)), xyxy)
     # three frames at once move the mean as three single steps do
-    m3, _ = kalman.predict(mean.copy(), cov.copy(), 3.0)
+    m3, _ = model.predict(mean.copy(), cov.copy(), 3.0)
     m1, c1 = mean, cov
     for _ in range(3):
-        m1, c1 = kalman.predict(m1, c1, 1.0)
+        m1, c1 = model.predict(m1, c1, 1.0)
     np.testing.assert_allclose(m3, m1)
 
 
@@ -138,16 +139,16 @@ def _random_walk(seed: int, objects: int = 8, frames: int = 60) -> list[Detectio
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_bytetrack_gives_the_same_tracks_as_ultralytics(seed):
-    """Fed the same detections with the same settings (bytetrack.yaml, fuse_score included), edgeseg's tracker
-    keeps the same detections as Ultralytics' BYTETracker in every frame and groups them into the same tracks
-    (ids are renamed: Ultralytics also spends ids on tracks that never get confirmed)."""
+    """Fed the same detections with the same settings (bytetrack.yaml, fuse_score included, ByteTrack's XYAH
+    state), edgeseg's tracker keeps the same detections as Ultralytics' BYTETracker in every frame and groups
+    them into the same tracks (ids are renamed: Ultralytics also spends ids on tracks never confirmed)."""
     pytest.importorskip("ultralytics")
     from ultralytics.trackers.byte_tracker import BYTETracker
 
     yaml_settings = dict(track_high_thresh=0.25, track_low_thresh=0.1, new_track_thresh=0.25, track_buffer=30, match_thresh=0.8,
                          fuse_score=True)  # fmt: skip
     ref = BYTETracker(SimpleNamespace(tracker_type="bytetrack", **yaml_settings))
-    ours = ByteTracker(TrackerConfig(**yaml_settings))
+    ours = ByteTracker(TrackerConfig(**yaml_settings, motion="xyah"))
     ours_to_ref: dict[int, int] = {}
     frames_compared = 0
     for f, det in enumerate(_random_walk(seed)):

@@ -23,8 +23,8 @@ import numpy as np
 
 from ..errors import EdgesegError
 from ..results import Detections
-from . import kalman
 from .assignment import linear_assignment
+from .kalman import MODELS
 from .similarity import box_iou, mask_iou
 
 TRACKED, LOST = 0, 1
@@ -39,6 +39,8 @@ class TrackerConfig:
     """ByteTrack's settings, named and defaulted as in Ultralytics' ``bytetrack.yaml`` except ``fuse_score``
     (there True): weighting IoU by the detection score made occluded objects, whose scores sag, start new
     tracks, and turning it off removed every identity switch on the synthetic clips (docs/tracking.md).
+    ``motion`` is the Kalman state (``kalman.py``): ``"xywh"`` (default: follows changing box shapes, measured
+    better) or ``"xyah"`` (ByteTrack's; with ``fuse_score=True`` this tracker gives Ultralytics' results).
     ``track_buffer`` is in frames of the source (with a stride of 2 a lost track lives 15 processed frames).
     ``iou`` is what association compares: ``"box"`` (ByteTrack's) or ``"mask"``: the mean of the box IoU and
     the IoU of the box-local masks (the track's last mask moved with the predicted box), which tells apart
@@ -51,6 +53,7 @@ class TrackerConfig:
     match_thresh: float = 0.8
     fuse_score: bool = False
     iou: str = "box"
+    motion: str = "xywh"
 
     def __post_init__(self) -> None:
         for name in ("track_high_thresh", "track_low_thresh", "new_track_thresh", "match_thresh"):
@@ -61,6 +64,8 @@ class TrackerConfig:
             raise EdgesegError(f"tracker: track_buffer must be an integer >= 0, got {self.track_buffer!r}")
         if self.iou not in IOU_KINDS:
             raise EdgesegError(f"tracker: iou must be one of {', '.join(IOU_KINDS)}, got {self.iou!r}")
+        if self.motion not in MODELS:
+            raise EdgesegError(f"tracker: motion must be one of {', '.join(MODELS)}, got {self.motion!r}")
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, **overrides) -> TrackerConfig:
@@ -89,6 +94,7 @@ class ByteTracker:
 
     def __init__(self, config: TrackerConfig = TrackerConfig()) -> None:
         self.config = config
+        self.motion = MODELS[config.motion]
         self.reset()
 
     def reset(self) -> None:
@@ -127,8 +133,8 @@ class ByteTracker:
 
         n = len(self)
         if n:
-            self.mean[self.state == LOST, 7] = 0.0  # a lost track keeps its course but stops growing
-            self.mean, self.cov = kalman.predict(self.mean, self.cov, float(frame_index - previous))  # all were at `previous`
+            self.motion.stop_lost(self.mean, self.state == LOST)
+            self.mean, self.cov = self.motion.predict(self.mean, self.cov, float(frame_index - previous))  # all were at `previous`
         similarity = _Similarity(self, detections, boxes, scores, use_masks)
         assigned = np.full(n, -1, np.int64)
         remove = np.zeros(n, bool)
@@ -161,7 +167,7 @@ class ByteTracker:
         seen = (assigned >= 0).nonzero()[0]
         if seen.size:
             det_idx = assigned[seen]
-            self.mean[seen], self.cov[seen] = kalman.update(self.mean[seen], self.cov[seen], kalman.xyxy_to_xyah(boxes[det_idx]))
+            self.mean[seen], self.cov[seen] = self.motion.update(self.mean[seen], self.cov[seen], self.motion.measure(boxes[det_idx]))
             self.state[seen] = TRACKED
             self.last[seen] = frame_index
             self.boxes[seen] = boxes[det_idx]
@@ -214,7 +220,7 @@ class ByteTracker:
             self.masks = [m for m, k in zip(self.masks, keep) if k]
 
     def _add(self, detections: Detections, boxes: np.ndarray, idx: np.ndarray, ids: np.ndarray, frame: int, use_masks: bool) -> None:
-        mean, cov = kalman.initiate(kalman.xyxy_to_xyah(boxes[idx]))
+        mean, cov = self.motion.initiate(self.motion.measure(boxes[idx]))
         k = idx.size
         self.mean = np.concatenate([self.mean, mean])
         self.cov = np.concatenate([self.cov, cov])
@@ -236,7 +242,7 @@ class _Similarity:
 
     def __init__(self, tracker: ByteTracker, detections: Detections, boxes: np.ndarray, scores: np.ndarray, use_masks: bool) -> None:
         self.tracker, self.detections, self.scores, self.use_masks = tracker, detections, scores, use_masks
-        self.predicted = kalman.xyah_to_xyxy(tracker.mean)
+        self.predicted = tracker.motion.boxes(tracker.mean)
         self.iou = box_iou(self.predicted, boxes)
         self.boxes = boxes
 

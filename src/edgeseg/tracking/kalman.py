@@ -1,79 +1,110 @@
-"""A constant-velocity Kalman filter over boxes, batched over tracks (numpy only).
+"""Constant-velocity Kalman filters over boxes, batched over tracks (numpy only).
 
-The state is ByteTrack's: centre x, centre y, aspect ratio w/h, height and their velocities, with the noise
-model of Ultralytics' ``KalmanFilterXYAH`` (position noise 1/20 and velocity noise 1/160 of the height). Time is
-the *frame index*: a track last updated ``dt`` frames ago is predicted ``dt`` steps at once (the process noise
-grows with ``dt``), so a video stride or frames a live source dropped only make the prediction reach further.
+Two state forms, with the noise models of Ultralytics' filters: ``XYWH`` (centre, width, height and their
+velocities; ``KalmanFilterXYWH``, BoT-SORT's) and ``XYAH`` (centre, aspect ratio w/h, height;
+``KalmanFilterXYAH``, ByteTrack's). Position noise is 1/20 and velocity noise 1/160 of the box's size. XYAH
+gives the aspect ratio almost no process noise, so a box whose shape changes (an object entering at the frame's
+edge, turning, partly hidden) keeps a stale width for many frames; XYWH follows it, and measured fewer identity
+switches (docs/tracking.md).
+
+Time is the *frame index*: a track last updated ``dt`` frames ago is predicted ``dt`` steps at once (the
+process noise grows with ``dt``), so a video stride or frames a live source dropped only make the prediction
+reach further.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 STD_POSITION = 1.0 / 20
 STD_VELOCITY = 1.0 / 160
-
-
 _CORNERS_TO_CENTRE = np.array([[0.5, 0, -1, 0], [0, 0.5, 0, -1], [0.5, 0, 1, 0], [0, 0.5, 0, 1]])  # xyxy @ it = cx, cy, w, h
 _CENTRE_TO_CORNERS = np.linalg.inv(_CORNERS_TO_CENTRE)
+_SIDES_MIN = np.array([-np.inf, -np.inf, 1e-3, 1e-3])
 
 
-def xyxy_to_xyah(xyxy: np.ndarray) -> np.ndarray:
-    """(N, 4) corner boxes -> (N, 4) centre x, centre y, aspect w/h, height."""
-    out = np.asarray(xyxy, np.float64) @ _CORNERS_TO_CENTRE
-    out[:, 2] /= out[:, 3]
-    return out
+@dataclass(frozen=True)
+class MotionModel:
+    """A state form: ``size`` picks, per measured quantity, the box side its noise scales with (2 = width,
+    3 = height of the cx, cy, w, h box), ``fixed`` the constant noise of a quantity that does not scale (the
+    aspect ratio's); ``stopped_when_lost`` are the velocities a lost track stops changing."""
 
+    name: str
+    size: tuple[int, int, int, int]
+    fixed: tuple[float, float, float, float]
+    fixed_velocity: tuple[float, float, float, float]
+    aspect: bool
+    stopped_when_lost: tuple[int, ...]
 
-def xyah_to_xyxy(xyah: np.ndarray) -> np.ndarray:
-    """(N, >=4) states -> (N, 4) corner boxes (sides kept positive so a far prediction stays a box)."""
-    cxcywh = np.maximum(xyah[:, :4], [-np.inf, -np.inf, 1e-3, 1e-3])
-    cxcywh[:, 2] *= cxcywh[:, 3]
-    return cxcywh @ _CENTRE_TO_CORNERS
+    def measure(self, xyxy: np.ndarray) -> np.ndarray:
+        """(N, 4) corner boxes -> (N, 4) measurements of this state form."""
+        out = np.asarray(xyxy, np.float64) @ _CORNERS_TO_CENTRE
+        if self.aspect:
+            out[:, 2] /= out[:, 3]
+        return out
 
+    def boxes(self, state: np.ndarray) -> np.ndarray:
+        """(N, >=4) states -> (N, 4) corner boxes (sides kept positive, so a far prediction stays a box)."""
+        cxcywh = np.maximum(state[:, :4], _SIDES_MIN)
+        if self.aspect:
+            cxcywh[:, 2] *= cxcywh[:, 3]
+        return cxcywh @ _CENTRE_TO_CORNERS
 
-def initiate(xyah: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Means (N, 8) and covariances (N, 8, 8) of new tracks at the measured boxes, velocities zero."""
-    n = xyah.shape[0]
-    mean = np.zeros((n, 8))
-    mean[:, :4] = xyah
-    h = xyah[:, 3]
-    std = np.stack(
-        [2 * STD_POSITION * h, 2 * STD_POSITION * h, np.full(n, 1e-2), 2 * STD_POSITION * h,
-         10 * STD_VELOCITY * h, 10 * STD_VELOCITY * h, np.full(n, 1e-5), 10 * STD_VELOCITY * h],
-        axis=1,
-    )  # fmt: skip
-    cov = np.zeros((n, 8, 8))
-    idx = np.arange(8)
-    cov[:, idx, idx] = std**2
-    return mean, cov
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__  # derived constants of a frozen dataclass, computed once
+        set_(self, "_size", list(self.size))
+        set_(self, "_scaled", np.array([0.0 if f else 1.0 for f in self.fixed]))
+        set_(self, "_fixed", np.array(self.fixed, np.float64))
+        set_(self, "_fixed_velocity", np.array(self.fixed_velocity, np.float64))
+        set_(self, "_measurement_fixed", np.array([1e-1 if f else 0.0 for f in self.fixed]))  # the aspect's, as Ultralytics
+        set_(self, "_stopped", list(self.stopped_when_lost))
 
+    def _sides(self, state: np.ndarray) -> np.ndarray:
+        """(N, 4) the box side each measured quantity's noise scales with (w or h; 0 where it does not)."""
+        return state[:, self._size] * self._scaled
 
-_Q_PER_H2 = np.array([STD_POSITION**2] * 2 + [0.0, STD_POSITION**2] + [STD_VELOCITY**2] * 2 + [0.0, STD_VELOCITY**2])
-_Q_CONST = np.array([0, 0, 1e-2**2, 0, 0, 0, 1e-5**2, 0])
-_R_PER_H2 = np.array([STD_POSITION**2] * 2 + [0.0, STD_POSITION**2])
-_R_CONST = np.array([0, 0, 1e-1**2, 0])
-
-
-def predict(mean: np.ndarray, cov: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
-    """Every state moved ``dt`` frames ahead: x' = F x, P' = F P F^T + dt * Q (Q from the height before)."""
-    if dt == 0 or mean.shape[0] == 0:
+    def initiate(self, measured: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Means (N, 8) and covariances (N, 8, 8) of new tracks at the measured boxes, velocities zero."""
+        n = measured.shape[0]
+        mean = np.zeros((n, 8))
+        mean[:, :4] = measured
+        sides = self._sides(mean)
+        std = np.concatenate([2 * STD_POSITION * sides + self._fixed, 10 * STD_VELOCITY * sides + self._fixed_velocity], axis=1)
+        cov = np.zeros((n, 8, 8))
+        np.einsum("nii->ni", cov)[...] = std**2
         return mean, cov
-    motion = np.eye(8)
-    motion[:4, 4:] = dt * np.eye(4)
-    q = mean[:, 3:4] ** 2 * (dt * _Q_PER_H2) + dt * _Q_CONST
-    mean = mean @ motion.T
-    cov = motion @ cov @ motion.T
-    np.einsum("nii->ni", cov)[...] += q
-    return mean, cov
+
+    def predict(self, mean: np.ndarray, cov: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
+        """Every state moved ``dt`` frames ahead: x' = F x, P' = F P F^T + dt * Q (Q from the box before)."""
+        if dt == 0 or mean.shape[0] == 0:
+            return mean, cov
+        sides = self._sides(mean)
+        q = dt * np.concatenate([STD_POSITION * sides + self._fixed, STD_VELOCITY * sides + self._fixed_velocity], axis=1) ** 2
+        motion = np.eye(8)
+        motion[:4, 4:] = dt * np.eye(4)
+        mean = mean @ motion.T
+        cov = motion @ cov @ motion.T
+        np.einsum("nii->ni", cov)[...] += q
+        return mean, cov
+
+    def update(self, mean: np.ndarray, cov: np.ndarray, measured: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The states (M, 8), (M, 8, 8) corrected by ``measured`` (M, 4)."""
+        noise = (STD_POSITION * self._sides(mean) + self._measurement_fixed) ** 2
+        s = cov[:, :4, :4] + noise[:, :, None] * np.eye(4)
+        gain_t = np.linalg.solve(s, cov[:, :4, :])  # K^T = S^-1 H P (P and S symmetric)
+        innovation = measured - mean[:, :4]
+        new_mean = mean + (innovation[:, None, :] @ gain_t)[:, 0, :]
+        new_cov = cov - gain_t.transpose(0, 2, 1) @ cov[:, :4, :]  # P - K S K^T = P - K H P
+        return new_mean, new_cov
+
+    def stop_lost(self, mean: np.ndarray, lost: np.ndarray) -> None:
+        """A lost track keeps its course but stops growing (in place; as Ultralytics' multi_predict)."""
+        if lost.any():
+            mean[np.ix_(lost.nonzero()[0], self._stopped)] = 0.0
 
 
-def update(mean: np.ndarray, cov: np.ndarray, xyah: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The states (M, 8), (M, 8, 8) corrected by measured boxes ``xyah`` (M, 4)."""
-    h2 = mean[:, 3:4] ** 2
-    s = cov[:, :4, :4] + (h2 * _R_PER_H2 + _R_CONST)[:, :, None] * np.eye(4)
-    gain_t = np.linalg.solve(s, cov[:, :4, :])  # K^T = S^-1 H P (P and S symmetric)
-    innovation = xyah - mean[:, :4]
-    new_mean = mean + (innovation[:, None, :] @ gain_t)[:, 0, :]
-    new_cov = cov - gain_t.transpose(0, 2, 1) @ cov[:, :4, :]  # P - K S K^T = P - K H P
-    return new_mean, new_cov
+XYWH = MotionModel("xywh", size=(2, 3, 2, 3), fixed=(0, 0, 0, 0), fixed_velocity=(0, 0, 0, 0), aspect=False, stopped_when_lost=(6, 7))
+XYAH = MotionModel("xyah", size=(3, 3, 3, 3), fixed=(0, 0, 1e-2, 0), fixed_velocity=(0, 0, 1e-5, 0), aspect=True, stopped_when_lost=(7,))
+MODELS = {m.name: m for m in (XYWH, XYAH)}
