@@ -101,7 +101,7 @@ class ByteTracker:
         self.frame: int | None = None
         self._next_id = 1
         self.mean = np.zeros((0, 8))
-        self.cov = np.zeros((0, 8, 8))
+        self.cov = np.zeros((0, 3, 4))
         self.ids = np.zeros(0, np.int64)  # 0 while unconfirmed
         self.state = np.zeros(0, np.int8)
         self.start = np.zeros(0, np.int64)

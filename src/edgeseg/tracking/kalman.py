@@ -7,6 +7,11 @@ gives the aspect ratio almost no process noise, so a box whose shape changes (an
 edge, turning, partly hidden) keeps a stale width for many frames; XYWH follows it, and measured fewer identity
 switches (docs/tracking.md).
 
+Every quantity moves on its own (the noise is diagonal and F only couples a quantity with its velocity), so
+the 8x8 covariance of the textbook filter is four independent 2x2 blocks: it is kept as (N, 3, 4), the
+variance of each quantity, its covariance with its velocity and the velocity's variance, and every step is a
+few elementwise operations (the same numbers as the 8x8 form; ``full_covariance`` rebuilds it).
+
 Time is the *frame index*: a track last updated ``dt`` frames ago is predicted ``dt`` steps at once (the
 process noise grows with ``dt``), so a video stride or frames a live source dropped only make the prediction
 reach further.
@@ -66,14 +71,14 @@ class MotionModel:
         return state[:, self._size] * self._scaled
 
     def initiate(self, measured: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Means (N, 8) and covariances (N, 8, 8) of new tracks at the measured boxes, velocities zero."""
+        """Means (N, 8) and covariances (N, 3, 4) of new tracks at the measured boxes, velocities zero."""
         n = measured.shape[0]
         mean = np.zeros((n, 8))
         mean[:, :4] = measured
         sides = self._sides(mean)
-        std = np.concatenate([2 * STD_POSITION * sides + self._fixed, 10 * STD_VELOCITY * sides + self._fixed_velocity], axis=1)
-        cov = np.zeros((n, 8, 8))
-        np.einsum("nii->ni", cov)[...] = std**2
+        cov = np.zeros((n, 3, 4))
+        cov[:, 0] = (2 * STD_POSITION * sides + self._fixed) ** 2
+        cov[:, 2] = (10 * STD_VELOCITY * sides + self._fixed_velocity) ** 2
         return mean, cov
 
     def predict(self, mean: np.ndarray, cov: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
@@ -81,22 +86,23 @@ class MotionModel:
         if dt == 0 or mean.shape[0] == 0:
             return mean, cov
         sides = self._sides(mean)
-        q = dt * np.concatenate([STD_POSITION * sides + self._fixed, STD_VELOCITY * sides + self._fixed_velocity], axis=1) ** 2
-        motion = np.eye(8)
-        motion[:4, 4:] = dt * np.eye(4)
-        mean = mean @ motion.T
-        cov = motion @ cov @ motion.T
-        np.einsum("nii->ni", cov)[...] += q
-        return mean, cov
+        pp, pv, vv = cov[:, 0], cov[:, 1], cov[:, 2]
+        new_cov = np.empty_like(cov)
+        new_cov[:, 0] = pp + 2 * dt * pv + dt * dt * vv + dt * (STD_POSITION * sides + self._fixed) ** 2
+        new_cov[:, 1] = pv + dt * vv
+        new_cov[:, 2] = vv + dt * (STD_VELOCITY * sides + self._fixed_velocity) ** 2
+        new_mean = mean.copy()
+        new_mean[:, :4] += dt * mean[:, 4:]
+        return new_mean, new_cov
 
     def update(self, mean: np.ndarray, cov: np.ndarray, measured: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The states (M, 8), (M, 8, 8) corrected by ``measured`` (M, 4)."""
-        noise = (STD_POSITION * self._sides(mean) + self._measurement_fixed) ** 2
-        s = cov[:, :4, :4] + noise[:, :, None] * np.eye(4)
-        gain_t = np.linalg.solve(s, cov[:, :4, :])  # K^T = S^-1 H P (P and S symmetric)
+        """The states (M, 8), (M, 3, 4) corrected by ``measured`` (M, 4)."""
+        pp, pv, vv = cov[:, 0], cov[:, 1], cov[:, 2]
+        s = pp + (STD_POSITION * self._sides(mean) + self._measurement_fixed) ** 2
+        gain_p, gain_v = pp / s, pv / s
         innovation = measured - mean[:, :4]
-        new_mean = mean + (innovation[:, None, :] @ gain_t)[:, 0, :]
-        new_cov = cov - gain_t.transpose(0, 2, 1) @ cov[:, :4, :]  # P - K S K^T = P - K H P
+        new_mean = mean + np.concatenate([gain_p * innovation, gain_v * innovation], axis=1)
+        new_cov = np.stack([pp - gain_p * pp, pv - gain_p * pv, vv - gain_v * pv], axis=1)
         return new_mean, new_cov
 
     def stop_lost(self, mean: np.ndarray, lost: np.ndarray) -> None:
@@ -108,3 +114,14 @@ class MotionModel:
 XYWH = MotionModel("xywh", size=(2, 3, 2, 3), fixed=(0, 0, 0, 0), fixed_velocity=(0, 0, 0, 0), aspect=False, stopped_when_lost=(6, 7))
 XYAH = MotionModel("xyah", size=(3, 3, 3, 3), fixed=(0, 0, 1e-2, 0), fixed_velocity=(0, 0, 1e-5, 0), aspect=True, stopped_when_lost=(7,))
 MODELS = {m.name: m for m in (XYWH, XYAH)}
+
+
+def full_covariance(cov: np.ndarray) -> np.ndarray:
+    """(N, 3, 4) compact covariances -> the (N, 8, 8) matrices of the textbook form."""
+    n = cov.shape[0]
+    full = np.zeros((n, 8, 8))
+    i = np.arange(4)
+    full[:, i, i] = cov[:, 0]
+    full[:, i, i + 4] = full[:, i + 4, i] = cov[:, 1]
+    full[:, i + 4, i + 4] = cov[:, 2]
+    return full
