@@ -73,7 +73,7 @@ def draw_tracking(image_bgr: np.ndarray, tracked: TrackedFrame) -> np.ndarray:
     font_scale = max(0.4, 0.0009 * (h + w))
     for tid, points in tracked.trails.items():
         if len(points) > 1:
-            cv2.polylines(out, [np.round(np.asarray(points)).astype(np.int32)], False, color_for(tid), thickness, cv2.LINE_AA)
+            cv2.polylines(out, [np.round(np.asarray(points)).astype(np.int32)], False, color_for(tid), thickness + 1, cv2.LINE_AA)
     for name, polygon, counts in tracked.zones:
         cv2.polylines(out, [np.round(polygon).astype(np.int32)], True, (255, 255, 255), thickness, cv2.LINE_AA)
         _caption(out, f"{name}: {counts['occupancy']} inside", tuple(np.round(polygon.min(0)).astype(int)), font_scale, thickness)
