@@ -50,6 +50,7 @@ def register(sub) -> dict:
     p.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
                    help="drop stale frames to keep up (default: on for cameras and URLs, off for files)")
     add_tracking_options(p)
+    p.set_defaults(conf=None)  # 0.25, or TRACK_CONF with --track (see _cmd_predict)
     add_ray_options(p)
     p.add_argument("--save-parquet", default=None, metavar="DIR",
                    help="with --ray: Parquet files in DIR, a row per image (path, width, height, detections, error)")
@@ -79,9 +80,15 @@ def _cmd_export(args) -> int:
     return 0
 
 
+TRACK_CONF = 0.1  # ByteTrack's low band (0.1..0.25) needs those detections; `yolo track` lowers conf the same way
+
+
 def _cmd_predict(args) -> int:
     from ..batch import PredictOutputs, StreamOptions, predict_sources
     from ..predict import Segmenter
+
+    if args.conf is None:  # low-score detections only extend existing tracks: the tracked output stays clean
+        args.conf = TRACK_CONF if args.track else 0.25
 
     ray_config = ray_config_of(args, local_only={"--out": args.out, "--save-video": args.save_video, "--save-jsonl": args.save_jsonl,
                                                "--serve": args.serve, "--workers": args.workers != 1, "--live": args.live is not None,

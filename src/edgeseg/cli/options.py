@@ -128,7 +128,8 @@ def ray_config_of(args, local_only: dict[str, object]):
 def add_tracking_options(p: argparse.ArgumentParser) -> None:
     """--track and what goes with it (``edgeseg.tracking``), declared once."""
     p.add_argument("--track", action="store_true",
-                   help="give objects ids that persist from frame to frame (ByteTrack); the images of a source are one sorted sequence")
+                   help="give objects ids that persist from frame to frame (ByteTrack; decodes down to --conf 0.1 unless given, "
+                        "as `yolo track` does); the images of a source are one sorted sequence")
     p.add_argument("--tracker", default="bytetrack", metavar="bytetrack|FILE.yaml",
                    help="with --track: the tracker, or an Ultralytics-style tracker yaml with its settings (default bytetrack)")
     p.add_argument("--track-iou", choices=("box", "mask"), default=None,
