@@ -43,6 +43,8 @@ DEFAULT_TESTS = (
     "tests/test_robustness.py",
     "tests/test_parity.py",
     "tests/test_val_crosscheck.py",
+    "tests/test_tracking.py",
+    "tests/test_tracking_clips.py",
 )
 
 
@@ -102,6 +104,15 @@ MUTATIONS = (
     Mutation("mask-threshold", "src/edgeseg/decode.py", "masks.append(logits > 0)", "masks.append(logits > 0.5)",
              "masks thresholded at logit 0.5 instead of 0"),
     Mutation("rle-delta", "src/edgeseg/masks.py", "        if i > 2:\n", "        if i > 3:\n", "COCO RLE delta coding off by one"),
+    # Tracking.
+    Mutation("second-stage-gate", "src/edgeseg/tracking/bytetrack.py", "SECOND_STAGE_THRESH = 0.5", "SECOND_STAGE_THRESH = 0.9",
+             "ByteTrack's low-score stage accepts IoU 0.1 instead of 0.5"),
+    Mutation("kalman-dt", "src/edgeseg/tracking/kalman.py", "new_mean[:, :4] += dt * mean[:, 4:]", "new_mean[:, :4] += mean[:, 4:]",
+             "a gap of several frames is predicted as one step"),
+    Mutation("line-direction", "src/edgeseg/tracking/counting.py", 'direction = "in" if side_prev < 0 else "out"',
+             'direction = "out" if side_prev < 0 else "in"', "line crossings counted in the wrong direction"),
+    Mutation("zone-hysteresis", "src/edgeseg/tracking/counting.py", "(depth > -margin if before else depth > margin)",
+             "(depth > 0)", "zone sides switch on every wobble of the box centre"),
 )
 
 
