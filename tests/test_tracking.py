@@ -122,22 +122,27 @@ class _UltralyticsBoxes:
 
 
 def _random_walk(seed: int, objects: int = 8, frames: int = 60) -> list[Detections]:
+    """Objects moving and growing (or shrinking), with random misses and 4-frame dropouts (lost tracks)."""
     rng = np.random.default_rng(seed)
     pos = rng.uniform(50, 550, (objects, 2))
     vel = rng.uniform(-6, 6, (objects, 2))
     size = rng.uniform(30, 80, (objects, 2))
+    growth = rng.uniform(-0.4, 1.2, (objects, 2))
     base = rng.uniform(0.2, 0.95, objects)
+    gone_until = np.zeros(objects)
     out = []
     for f in range(frames):
         c = pos + f * vel
-        boxes = np.concatenate([c - size / 2, c + size / 2], 1) + rng.normal(0, 1.5, (objects, 4))
+        half = (size + f * growth) / 2
+        boxes = np.concatenate([c - half, c + half], 1) + rng.normal(0, 1.5, (objects, 4))
         scores = np.clip(base + rng.normal(0, 0.1, objects), 0.05, 0.99)
-        keep = rng.random(objects) > 0.1
+        gone_until[rng.random(objects) < 0.03] = f + 4
+        keep = (rng.random(objects) > 0.1) & (gone_until <= f)
         out.append(dets(boxes[keep], scores[keep]))
     return out
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
 def test_bytetrack_gives_the_same_tracks_as_ultralytics(seed):
     """Fed the same detections with the same settings (bytetrack.yaml, fuse_score included, ByteTrack's XYAH
     state), edgeseg's tracker keeps the same detections as Ultralytics' BYTETracker in every frame and groups
@@ -150,7 +155,7 @@ def test_bytetrack_gives_the_same_tracks_as_ultralytics(seed):
     ref = BYTETracker(SimpleNamespace(tracker_type="bytetrack", **yaml_settings))
     ours = ByteTracker(TrackerConfig(**yaml_settings, motion="xyah"))
     ours_to_ref: dict[int, int] = {}
-    frames_compared = 0
+    frames_compared = states_compared = 0
     for f, det in enumerate(_random_walk(seed)):
         theirs = ref.update(_UltralyticsBoxes(det))
         mine = ours.update(det, f)
@@ -162,7 +167,14 @@ def test_bytetrack_gives_the_same_tracks_as_ultralytics(seed):
             ref_id = their_rows[their_boxes.index(box)][1]
             assert ours_to_ref.setdefault(tid, ref_id) == ref_id, f"frame {f}: track {tid} is {ref_id} there, was {ours_to_ref[tid]}"
         frames_compared += len(mine)
+        # and the same Kalman states, lost tracks included (they stop growing while lost)
+        their_means = {t.track_id: t.mean for t in (*ref.tracked_stracks, *ref.lost_stracks)}
+        for k, tid in enumerate(ours.ids.tolist()):
+            if tid in ours_to_ref and ours_to_ref[tid] in their_means:
+                np.testing.assert_allclose(ours.mean[k], their_means[ours_to_ref[tid]], rtol=1e-4, atol=1e-3)
+                states_compared += 1
     assert len(set(ours_to_ref.values())) == len(ours_to_ref)  # one to one
+    assert states_compared > 200
     assert frames_compared > 200
 
 

@@ -107,6 +107,8 @@ MUTATIONS = (
     # Tracking.
     Mutation("second-stage-gate", "src/edgeseg/tracking/bytetrack.py", "SECOND_STAGE_THRESH = 0.5", "SECOND_STAGE_THRESH = 0.9",
              "ByteTrack's low-score stage accepts IoU 0.1 instead of 0.5"),
+    Mutation("lost-keeps-growing", "src/edgeseg/tracking/bytetrack.py", "self.motion.stop_lost(self.mean, self.state == LOST)",
+             "pass", "lost tracks keep growing (Ultralytics stops their size velocity)"),
     Mutation("kalman-dt", "src/edgeseg/tracking/kalman.py", "new_mean[:, :4] += dt * mean[:, 4:]", "new_mean[:, :4] += mean[:, 4:]",
              "a gap of several frames is predicted as one step"),
     Mutation("line-direction", "src/edgeseg/tracking/counting.py", 'direction = "in" if side_prev < 0 else "out"',

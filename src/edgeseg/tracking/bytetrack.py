@@ -134,7 +134,11 @@ class ByteTracker:
         n = len(self)
         if n:
             self.motion.stop_lost(self.mean, self.state == LOST)
+            fresh = self.ids == 0  # seen once, at `previous`: matched as measured, as ByteTrack does (no velocity yet)
+            kept = (self.mean[fresh], self.cov[fresh]) if fresh.any() else None
             self.mean, self.cov = self.motion.predict(self.mean, self.cov, float(frame_index - previous))  # all were at `previous`
+            if kept is not None:
+                self.mean[fresh], self.cov[fresh] = kept
         similarity = _Similarity(self, detections, boxes, scores, use_masks)
         assigned = np.full(n, -1, np.int64)
         remove = np.zeros(n, bool)
