@@ -12,9 +12,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "edgeseg"
 MAX_LINES = 500
 # The inference path a board runs: it must work with numpy + onnxruntime + opencv (+ onnx for metadata).
 CORE = {"preprocess", "backends", "decode", "masks", "results", "predict", "sources", "onnxgraph", "errors",
-        "fileio", "draw", "reference", "stream", "sinks", "batch"}  # fmt: skip
+        "fileio", "draw", "reference", "stream", "sinks", "batch", "tracking"}  # fmt: skip
 TOOLS = {"quantize", "evaluate", "bench", "report", "horizon", "machine", "export", "cli", "serve", "distributed"}
-OPTIONAL_HEAVY = {"torch", "ultralytics", "matplotlib", "pycocotools", "faster_coco_eval"}
+OPTIONAL_HEAVY = {"torch", "ultralytics", "matplotlib", "pycocotools", "faster_coco_eval", "scipy", "supervision", "trackers", "lap"}
 
 
 def _modules() -> list[Path]:

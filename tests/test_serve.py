@@ -565,3 +565,23 @@ def test_a_real_browser_shows_the_video_and_the_detections(tmp_path, default_mod
     names = set(Segmenter(default_model).info.names.values())
     assert any(row.split("\t")[0].strip() in names for row in page["rows"]), page["rows"]
     assert cv2.imread(str(tmp_path / "page.png")) is not None
+
+
+def test_tracked_events_carry_ids_events_and_counts_as_the_jsonl_does(tmp_path, default_model):
+    from edgeseg.batch import StreamOptions
+    from edgeseg.tracking import TrackingOptions, parse_line
+
+    jsonl = tmp_path / "frames.jsonl"
+    tracking = TrackingOptions(lines=(parse_line("gate=0.4,0,0.4,1"),))
+    with start_server(ServeConfig(port=0)) as server, urllib.request.urlopen(server.url + "events", timeout=30) as r:
+        wait_until(lambda: server.hub.viewers == 1, what="the events client")
+        predict_sources(Segmenter(default_model, threads=1), [PacedSource(sample_slides(6), fps=50, count=6)],
+                        outputs=PredictOutputs(save_jsonl=jsonl), stream=StreamOptions(tracking=tracking), show_progress=False,
+                        observers=[server.hub])  # fmt: skip
+        events = read_events(r)
+        jpeg = server.hub._encode(server.hub._newest)
+    lines = jsonl.read_text().splitlines()
+    assert [data for _, data in events[:-1]] == lines  # byte for byte the --save-jsonl lines
+    last = json.loads(lines[-1])
+    assert last["counts"]["lines"]["gate"]["out"] >= 1 and all("track_id" in d for d in last["detections"])
+    assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR) is not None

@@ -51,6 +51,8 @@ DEFAULT_TESTS = (
     "tests/test_parity.py",
     "tests/test_val_crosscheck.py",
     "tests/test_families.py",
+    "tests/test_tracking.py",
+    "tests/test_tracking_clips.py",
 )
 
 
@@ -193,6 +195,17 @@ MUTATIONS = (
     Mutation("end2end-classes-first", "src/edgeseg/decode.py", "cand = select_candidates(outputs, info, options.conf, None,",
              "cand = select_candidates(outputs, info, options.conf, options.classes,",
              "classes filter before the end-to-end top-k (Ultralytics filters after it)"),
+    # Tracking.
+    Mutation("second-stage-gate", "src/edgeseg/tracking/bytetrack.py", "SECOND_STAGE_THRESH = 0.5", "SECOND_STAGE_THRESH = 0.9",
+             "ByteTrack's low-score stage accepts IoU 0.1 instead of 0.5"),
+    Mutation("lost-keeps-growing", "src/edgeseg/tracking/bytetrack.py", "self.motion.stop_lost(self.mean, self.state == LOST)",
+             "pass", "lost tracks keep growing (Ultralytics stops their size velocity)"),
+    Mutation("kalman-dt", "src/edgeseg/tracking/kalman.py", "new_mean[:, :4] += dt * mean[:, 4:]", "new_mean[:, :4] += mean[:, 4:]",
+             "a gap of several frames is predicted as one step"),
+    Mutation("line-direction", "src/edgeseg/tracking/counting.py", 'direction = "in" if side_prev < 0 else "out"',
+             'direction = "out" if side_prev < 0 else "in"', "line crossings counted in the wrong direction"),
+    Mutation("zone-hysteresis", "src/edgeseg/tracking/counting.py", "(depth > -margin if before else depth > margin)",
+             "(depth > 0)", "zone sides switch on every wobble of the box centre"),
 )
 
 

@@ -1,6 +1,8 @@
 """Prediction over command-line sources: images get overlays and JSON records, videos, cameras and
 streams an annotated video and JSON Lines; everything runs through the pipelined runner, bad items are
-skipped and reported, and the good ones still finish."""
+skipped and reported, and the good ones still finish. With tracking, each source is one sequence (the
+images of a source in their sorted order): ids, trails and counts go into every output, and the final
+counts of each source into ``save_counts``."""
 
 from __future__ import annotations
 
@@ -12,37 +14,42 @@ from typing import Protocol
 
 import cv2
 
-from .draw import draw_detections
+from .draw import annotate
 from .errors import EdgesegError
 from .fileio import unique_name, write_bytes_atomic, write_json_atomic
 from .predict import Segmenter
 from .sinks import JsonlSink, VideoSink, check_writable
 from .sources import BoardInputs, ImageFiles, Source, open_sources, progress
 from .stream import StreamFrame, StreamRunner, StreamStats
+from .tracking import TrackingOptions
 
 
 @dataclass(frozen=True)
 class PredictOutputs:
     """Where results go: ``out_dir`` (image overlays), ``save_json`` (records of images), ``save_video``
     (annotated video) and ``save_jsonl`` (one line per frame) of videos, cameras and streams. With several
-    streams, their files are numbered: ``out-1.mp4``, ``out-2.mp4``."""
+    streams, their files are numbered: ``out-1.mp4``, ``out-2.mp4``. ``save_counts``: the final line and zone
+    counts of every source (JSON), when tracking."""
 
     out_dir: str | os.PathLike | None = None
     save_json: str | os.PathLike | None = None
     save_video: str | os.PathLike | None = None
     save_jsonl: str | os.PathLike | None = None
+    save_counts: str | os.PathLike | None = None
 
 
 @dataclass(frozen=True)
 class StreamOptions:
     """``workers`` inference threads (each its own session); ``live`` forces (True) or forbids (False)
     dropping stale frames (default: cameras and URLs drop, files don't); every ``vid_stride``-th frame;
-    ``hw_decode``: the RDK board's hardware decoder for videos and streams (None: where it is available)."""
+    ``hw_decode``: the RDK board's hardware decoder for videos and streams (None: where it is available);
+    ``tracking``: track (and count) every source, in frame order."""
 
     workers: int = 1
     live: bool | None = None
     vid_stride: int = 1
     hw_decode: bool | None = None
+    tracking: TrackingOptions | None = None
 
 
 class FrameObserver(Protocol):
@@ -68,6 +75,7 @@ class PredictSummary:
     # (source or output file, problem): a stream that stopped for good or an output that could not be written;
     # the run is incomplete (the command exits non-zero), what was done before is kept
     incomplete: list[tuple[str, str]] = field(default_factory=list)
+    counts: dict[str, dict] = field(default_factory=dict)  # source -> final line and zone counts, when tracking
 
 
 def _numbered(path: str | os.PathLike | None, k: int, count: int) -> Path | None:
@@ -88,7 +96,7 @@ class _ImageOutputs:
     def write(self, frame: StreamFrame) -> None:
         self.summary.records.extend(frame.detections.to_records(frame.source))
         if self.out is not None:
-            ok, buf = cv2.imencode(".jpg", draw_detections(frame.image, frame.detections))
+            ok, buf = cv2.imencode(".jpg", annotate(frame.image, frame.detections, frame.tracking))
             if ok:
                 path = self.out / unique_name(Path(frame.source).stem, ".jpg", self.used)
                 try:
@@ -110,9 +118,10 @@ class _StreamOutputs:
 
     def write(self, frame: StreamFrame) -> None:
         if self.video is not None:
-            self.video.write(draw_detections(frame.image, frame.detections), frame.index)
+            self.video.write(annotate(frame.image, frame.detections, frame.tracking), frame.index)
         if self.jsonl is not None:
-            self.jsonl.write(index=frame.index, time_s=frame.time_s, source=frame.source, detections=frame.detections)
+            self.jsonl.write(index=frame.index, time_s=frame.time_s, source=frame.source, detections=frame.detections,
+                             tracking=frame.tracking)  # fmt: skip
 
     def close(self) -> None:
         for sink in (self.video, self.jsonl):
@@ -152,10 +161,16 @@ def predict_sources(
                 check_writable(path, what)
     if outputs.save_json is not None:
         check_writable(outputs.save_json, "JSON")
+    if outputs.save_counts is not None:
+        check_writable(outputs.save_counts, "counts JSON")
+    if stream.tracking is not None:
+        for single in (s for s in opened.sources if isinstance(s, ImageFiles) and len(s) == 1):
+            summary.warnings.append(f"--track: {single.paths[0]} is a single image, not a sequence: its objects get ids, "
+                                    "but nothing moves and nothing is counted")  # fmt: skip
     workers = segmenter.workers(stream.workers) if stream.workers > 1 else [segmenter]
     try:
         for source in opened.sources:
-            _run_source(source, workers, outputs, targets.get(id(source)), summary, show_progress, observers)
+            _run_source(source, workers, outputs, targets.get(id(source)), summary, show_progress, observers, tracking=stream.tracking)
     finally:
         for observer in observers:
             observer.close()
@@ -166,15 +181,17 @@ def predict_sources(
                 write_json_atomic(outputs.save_json, summary.records)
             except OSError as exc:
                 summary.incomplete.append((str(outputs.save_json), f"cannot write the JSON ({exc.strerror or exc})"))
+        if outputs.save_counts is not None and stream.tracking is not None:
+            write_json_atomic(outputs.save_counts, summary.counts)
     return summary
 
 
 def _run_source(source: Source, workers: list[Segmenter], outputs: PredictOutputs,
                 stream_paths: tuple[Path | None, Path | None] | None, summary: PredictSummary, show_progress: bool,
-                observers: Sequence[FrameObserver]) -> None:  # fmt: skip
+                observers: Sequence[FrameObserver], *, tracking: TrackingOptions | None = None) -> None:  # fmt: skip
     is_images = isinstance(source, ImageFiles)
     sink = _ImageOutputs(outputs, summary) if is_images else _StreamOutputs(source, *stream_paths, summary)
-    runner = StreamRunner(workers, live=None if is_images else source.live)
+    runner = StreamRunner(workers, live=None if is_images else source.live, tracking=tracking)
     total = len(source) if is_images else getattr(source, "frame_count", None)
     if total and not is_images:
         total = -(-total // getattr(source, "vid_stride", 1))
@@ -202,3 +219,7 @@ def _run_source(source: Source, workers: list[Segmenter], outputs: PredictOutput
             summary.streams.append((source.name, runner.stats))
         if getattr(source, "failed", None):  # a board camera or decoder that stopped: the run is incomplete
             summary.incomplete.append((source.name, source.failed))
+        if runner.session is not None:
+            key = source.name if source.name not in summary.counts else f"{source.name}#{len(summary.counts) + 1}"
+            summary.counts[key] = runner.session.counts()
+            summary.warnings.extend(runner.session.warnings)

@@ -21,6 +21,7 @@ from .sources import Source, open_sources
 
 if TYPE_CHECKING:
     from .stream import StreamFrame
+    from .tracking import TrackingOptions
 
 ASSETS = Path(__file__).with_name("assets")
 DEFAULT_MODEL = ASSETS / "yolov8n-seg-coco128-640.onnx"
@@ -109,14 +110,18 @@ class Segmenter:
                 for _ in range(count)]  # fmt: skip
 
     def stream(self, source: str | os.PathLike | Source, *, workers: int = 2, live: bool | None = None,
-               vid_stride: int = 1) -> Iterator[StreamFrame]:  # fmt: skip
+               vid_stride: int = 1, track: bool | TrackingOptions = False) -> Iterator[StreamFrame]:  # fmt: skip
         """Frames of a video file, camera (``0``), stream URL or image directory, in order, with
-        ``frame.index``, ``frame.time_s`` and ``frame.detections`` (see ``stream.StreamRunner``)."""
+        ``frame.index``, ``frame.time_s`` and ``frame.detections`` (see ``stream.StreamRunner``). ``track``
+        (True, or ``tracking.TrackingOptions`` with lines and zones) gives the detections ``track_ids`` and
+        each frame its ``frame.tracking`` (counting events, running counts, trails)."""
         from .stream import StreamRunner
+        from .tracking import TrackingOptions
 
         if isinstance(source, (str, os.PathLike)):
             opened = open_sources([source], live=live, vid_stride=vid_stride)
             if not opened.sources:
                 raise EdgesegError(opened.problems[0][1], opened.problems[0][0])
             source = opened.sources[0]
-        return StreamRunner(self.workers(workers), live=live).run(source)
+        tracking = TrackingOptions() if track is True else (track or None)
+        return StreamRunner(self.workers(workers), live=live, tracking=tracking).run(source)

@@ -15,6 +15,7 @@ class Detections:
     ``xyxy`` are float32 boxes in original-image pixels, ``scores`` float32 in (0, 1), ``class_ids`` int64
     (0-based). ``masks[i]`` is a bool array covering only box ``i``: its top-left pixel is
     ``mask_origins[i]`` (x, y) in the original image. ``masks`` is ``None`` when masks were not asked for.
+    ``track_ids`` (int64, one per detection) are the identities a tracker gave them, ``None`` when not tracking.
     """
 
     xyxy: np.ndarray
@@ -24,6 +25,13 @@ class Detections:
     names: dict[int, str] = field(default_factory=dict)
     masks: list[np.ndarray] | None = None
     mask_origins: np.ndarray | None = None
+    track_ids: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.track_ids is not None:
+            self.track_ids = np.asarray(self.track_ids, np.int64).reshape(-1)
+            if self.track_ids.shape[0] != self.scores.shape[0]:
+                raise ValueError(f"{self.track_ids.shape[0]} track ids for {self.scores.shape[0]} detections")
 
     @classmethod
     def empty(cls, image_shape: tuple[int, int], names: dict[int, str] | None = None, with_masks: bool = True) -> Detections:
@@ -81,9 +89,9 @@ class Detections:
 
     def to_records(self, image: str) -> list[dict]:
         """JSON records (``predict --save-json``): image, class, score, box in original pixels, COCO RLE mask
-        (``None`` when decoded without masks)."""
+        (``None`` when decoded without masks), and ``track_id`` when the detections were tracked."""
         rles = self.rle() if self.masks is not None else [None] * len(self)
-        return [
+        records = [
             {
                 "image": image,
                 "class_id": int(c),
@@ -94,6 +102,10 @@ class Detections:
             }
             for box, s, c, rle in zip(self.xyxy, self.scores, self.class_ids, rles)
         ]
+        if self.track_ids is not None:
+            for record, track_id in zip(records, self.track_ids.tolist()):
+                record["track_id"] = track_id
+        return records
 
     def to_coco(self, image_id: int, category_map: Mapping[int, int]) -> list[dict]:
         """COCO results records: xywh box, score, category id (``category_map[class_id]``), RLE mask at
@@ -131,4 +143,5 @@ class Detections:
             names=self.names,
             masks=None if self.masks is None else [self.masks[i] for i in idx],
             mask_origins=None if self.mask_origins is None else self.mask_origins[idx],
+            track_ids=None if self.track_ids is None else self.track_ids[idx],
         )

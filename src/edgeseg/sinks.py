@@ -18,13 +18,16 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from .errors import EdgesegError
 from .results import Detections
+
+if TYPE_CHECKING:
+    from .tracking import TrackedFrame
 
 # FourCC per container; mp4v is the MPEG-4 Part 2 encoder every OpenCV FFmpeg build has.
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG", ".webm": "VP80"}
@@ -107,10 +110,15 @@ class VideoSink:
         return self.path
 
 
-def frame_record(*, index: int, time_s: float | None, source: str, detections: Detections) -> dict:
+def frame_record(*, index: int, time_s: float | None, source: str, detections: Detections, tracking: TrackedFrame | None = None) -> dict:
     """The JSON of one frame: ``{"frame": i, "time_s": t, "detections": [records of --save-json]}`` (a line of
-    ``--save-jsonl``, a message of the live view's events)."""
-    return {"frame": index, "time_s": None if time_s is None else round(time_s, 4), "detections": detections.to_records(source)}
+    ``--save-jsonl``, a message of the live view's events); when tracking, the records carry ``track_id`` and
+    the frame its counting ``events`` and the running ``counts``."""
+    record = {"frame": index, "time_s": None if time_s is None else round(time_s, 4), "detections": detections.to_records(source)}
+    if tracking is not None:
+        record["events"] = tracking.events
+        record["counts"] = tracking.counts
+    return record
 
 
 class JsonlSink:
@@ -124,8 +132,9 @@ class JsonlSink:
         self.failed = False
         self._whole_bytes = 0  # the file's size up to its last whole line
 
-    def write(self, *, index: int, time_s: float | None, source: str, detections: Detections) -> None:
-        record = frame_record(index=index, time_s=time_s, source=source, detections=detections)
+    def write(self, *, index: int, time_s: float | None, source: str, detections: Detections,
+              tracking: TrackedFrame | None = None) -> None:  # fmt: skip
+        record = frame_record(index=index, time_s=time_s, source=source, detections=detections, tracking=tracking)
         rest = memoryview((json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8"))
         size = len(rest)
         try:

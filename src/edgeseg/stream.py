@@ -23,6 +23,7 @@ import numpy as np
 from .errors import EdgesegError
 from .results import Detections
 from .sources.base import Source, SourceItem
+from .tracking import TrackedFrame, TrackingOptions, TrackSession
 
 if TYPE_CHECKING:
     from .predict import Segmenter
@@ -34,7 +35,9 @@ _POLL_S = 0.05  # how often blocked threads look at the stop flag
 class StreamFrame:
     """One frame (or image) of a source with its detections, or the one-line reason it has none.
     ``latency_ms``: the time a worker spent on it (preprocess to masks); ``age_ms``: from the moment it
-    was read to the moment its detections were ready (queueing included: what a live view lags by)."""
+    was read to the moment its detections were ready (queueing included: what a live view lags by).
+    ``tracking``: what tracking added (events, running counts, trails), when the run tracks; then
+    ``detections`` are the tracked ones, with ``track_ids``."""
 
     index: int
     source: str
@@ -44,6 +47,7 @@ class StreamFrame:
     time_s: float | None = None
     latency_ms: float | None = None
     age_ms: float | None = None
+    tracking: TrackedFrame | None = None
 
     @property
     def ok(self) -> bool:
@@ -97,15 +101,18 @@ class StreamRunner:
     """Runs ``segmenters`` (one per worker thread) over a source; see the module docstring.
 
     ``live`` overrides the source's own flag; ``capacity`` bounds the frames in flight (default
-    2 per worker + 2)."""
+    2 per worker + 2); ``tracking`` tracks and counts the frames of each run (``self.session``)."""
 
-    def __init__(self, segmenters: Sequence[Segmenter], *, live: bool | None = None, capacity: int | None = None) -> None:
+    def __init__(self, segmenters: Sequence[Segmenter], *, live: bool | None = None, capacity: int | None = None,
+                 tracking: TrackingOptions | None = None) -> None:  # fmt: skip
         if not segmenters:
             raise EdgesegError("a stream needs at least one worker")
         self.segmenters = list(segmenters)
         self.live = live
         self.capacity = capacity or 2 * len(self.segmenters) + 2
         self.stats = StreamStats()
+        self.tracking = tracking
+        self.session: TrackSession | None = None
 
     def run(self, source: Source) -> Iterator[StreamFrame]:
         """Frames of ``source`` in order, with detections; ``self.stats`` is updated as they come."""
@@ -117,10 +124,16 @@ class StreamRunner:
             for k, seg in enumerate(self.segmenters)
         ]
         t0 = time.perf_counter()
+        if self.tracking is not None:
+            self.session = TrackSession(self.tracking, name=source.name)
         for t in threads:
             t.start()
         try:
-            yield from self._ordered(p)
+            for frame in self._ordered(p):
+                if self.session is not None and frame.ok:
+                    frame.tracking = self.session.update(frame.detections, frame.index)
+                    frame.detections = frame.tracking.detections
+                yield frame
         finally:
             p.stop.set()
             with p.cond:

@@ -15,6 +15,7 @@ from .options import (
     add_head_option,
     add_ray_options,
     add_threads_option,
+    add_tracking_options,
     board_options,
     decode_options,
     per_core_count,
@@ -23,6 +24,7 @@ from .options import (
     print_failures,
     ray_config_of,
     serve_address,
+    tracking_options_of,
     unit_interval,
 )
 
@@ -56,6 +58,8 @@ def register(sub) -> dict:
                    help="inference threads, each its own 1-thread session (default 1; try the core count; at most 4 per core)")
     p.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
                    help="drop stale frames to keep up (default: on for cameras and URLs, off for files)")
+    add_tracking_options(p)
+    p.set_defaults(conf=None)  # 0.25, or TRACK_CONF with --track (see _cmd_predict)
     add_ray_options(p)
     p.add_argument("--save-parquet", default=None, metavar="DIR",
                    help="with --ray: Parquet files in DIR, a row per image (path, width, height, detections, error)")
@@ -87,23 +91,33 @@ def _cmd_export(args) -> int:
     return 0
 
 
+TRACK_CONF = 0.1  # ByteTrack's low band (0.1..0.25) needs those detections; `yolo track` lowers conf the same way
+
+
 def _cmd_predict(args) -> int:
     from ..batch import PredictOutputs, StreamOptions, predict_sources
     from ..predict import Segmenter
 
+    if args.conf is None:  # low-score detections only extend existing tracks: the tracked output stays clean
+        args.conf = TRACK_CONF if args.track else 0.25
+
     ray_config = ray_config_of(args, local_only={"--out": args.out, "--save-video": args.save_video, "--save-jsonl": args.save_jsonl,
                                                "--serve": args.serve, "--workers": args.workers != 1, "--live": args.live is not None,
-                                               "--vid-stride": args.vid_stride != 1, "--threads": args.threads})  # fmt: skip
+                                               "--vid-stride": args.vid_stride != 1, "--threads": args.threads,
+                                               "--track": args.track})  # fmt: skip
     if ray_config is not None:
         return _predict_on_ray(args, ray_config)
+    tracking = tracking_options_of(args)
     serve = None
     if args.serve is not None:
         from ..serve import ServeConfig, start_server
 
         serve = ServeConfig.from_cli(args.serve, token=args.serve_token)  # a bad address or a missing token: before any work
     seg = Segmenter(args.model, options=decode_options(args), threads=args.threads, board=board_options(args))
-    outputs = PredictOutputs(out_dir=args.out, save_json=args.save_json, save_video=args.save_video, save_jsonl=args.save_jsonl)
-    stream = StreamOptions(workers=args.workers, live=args.live, vid_stride=args.vid_stride, hw_decode=args.hw_decode)
+    outputs = PredictOutputs(out_dir=args.out, save_json=args.save_json, save_video=args.save_video, save_jsonl=args.save_jsonl,
+                             save_counts=args.save_counts)  # fmt: skip
+    stream = StreamOptions(workers=args.workers, live=args.live, vid_stride=args.vid_stride, hw_decode=args.hw_decode,
+                           tracking=tracking)  # fmt: skip
     server = start_server(serve) if serve is not None else None
     if server is not None:
         print(f"edgeseg: live view on {server.url} (it stops with the run; Ctrl-C ends both)", file=sys.stderr)
@@ -132,9 +146,15 @@ def _report_predict(args, summary, dt: float) -> int:
         raise EdgesegError("no image could be processed")
     for name, stats in summary.streams:
         print(f"{name}: {stats.summary()}")
+    for name, counts in summary.counts.items():
+        for line, c in counts["lines"].items():
+            print(f"{name}: line {line}: in {c['in']}, out {c['out']}")
+        for zone, c in counts["zones"].items():
+            print(f"{name}: zone {zone}: entered {c['entered']}, exited {c['exited']}, inside now {c['occupancy']}")
     print(f"{summary.processed} image(s)/frame(s), {summary.detections} object(s) in {dt:.2f}s"
           + (f"; overlays in {args.out}" if args.out and summary.overlays else "")
           + (f"; JSON in {args.save_json}" if args.save_json else "")
+          + (f"; counts in {args.save_counts}" if getattr(args, "save_counts", None) and summary.counts else "")
           + "".join(f"; {p}" for p in summary.outputs))  # fmt: skip
     return 1 if summary.incomplete else 0
 

@@ -234,3 +234,42 @@ def ray_config_of(args, local_only: dict[str, object]):
         actor_cpus(args.actors, usable_cores() or 1)
     import_ray()  # without Ray installed: the one-line install hint, before any work
     return RayConfig(address=args.ray_address, actors=args.actors)
+
+
+def add_tracking_options(p: argparse.ArgumentParser) -> None:
+    """--track and what goes with it (``edgeseg.tracking``), declared once."""
+    p.add_argument("--track", action="store_true",
+                   help="give objects ids that persist from frame to frame (ByteTrack; decodes down to --conf 0.1 unless given, "
+                        "as `yolo track` does); the images of a source are one sorted sequence")
+    p.add_argument("--tracker", default="bytetrack", metavar="bytetrack|FILE.yaml",
+                   help="with --track: the tracker, or an Ultralytics-style tracker yaml with its settings (default bytetrack)")
+    p.add_argument("--track-iou", choices=("box", "mask"), default=None,
+                   help="with --track: associate by box IoU (default) or by box and mask IoU together")
+    p.add_argument("--line", action="append", default=[], metavar="NAME=x1,y1,x2,y2",
+                   help="with --track: count tracks crossing this line, once each, in/out (pixels or 0..1 fractions); repeatable")
+    p.add_argument("--zone", action="append", default=[], metavar="NAME=x1,y1,x2,y2,x3,y3,...",
+                   help="with --track: count tracks entering and leaving this polygon, and those inside per class; repeatable")
+    p.add_argument("--save-counts", default=None, metavar="FILE.json", help="with --track: write the final line and zone counts here")
+
+
+def tracking_options_of(args):
+    """The ``TrackingOptions`` of --track and its options (None without --track); bad values are one-line
+    errors before any work."""
+    if not args.track:
+        for option, value in (("--line", args.line), ("--zone", args.zone), ("--save-counts", args.save_counts),
+                              ("--track-iou", args.track_iou), ("--tracker", args.tracker != "bytetrack")):  # fmt: skip
+            if value:
+                raise EdgesegError(f"{option} needs --track (counting and association work on tracks)")
+        return None
+    from ..tracking import TRACKERS, TrackerConfig, TrackingOptions, parse_line, parse_zone
+
+    overrides = {"iou": args.track_iou} if args.track_iou else {}
+    if args.tracker in TRACKERS:
+        config = TrackerConfig(**overrides)
+    elif args.tracker.endswith((".yaml", ".yml")):
+        config = TrackerConfig.from_yaml(args.tracker, **overrides)
+    else:
+        raise EdgesegError(f"--tracker {args.tracker}: expected one of {', '.join(TRACKERS)} or a tracker .yaml file")
+    lines = tuple(parse_line(text) for text in args.line)
+    zones = tuple(parse_zone(text) for text in args.zone)
+    return TrackingOptions(tracker=config, lines=lines, zones=zones)

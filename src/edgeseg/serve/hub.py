@@ -23,10 +23,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..draw import draw_detections
+from ..draw import annotate
 from ..results import Detections
 from ..sinks import frame_record
 from ..stream import StreamFrame, StreamStats
+from ..tracking import TrackedFrame
 
 _RATE_FRAMES, _RATE_MAX_AGE_S = 30, 10.0  # frames/s and latency on the page: the last 30 frames of the last 10 s
 VIEW_NICE = 10  # the view's thread: the pipeline gets ~10x its CPU share when they compete for a core
@@ -41,6 +42,7 @@ class FrameMessage:
     index: int
     time_s: float | None
     detections: Detections
+    tracking: TrackedFrame | None = None  # events and running counts, when the run tracks
 
 
 class FrameHub:
@@ -75,7 +77,7 @@ class FrameHub:
             if frame.ok:
                 self._seq += 1
                 self._newest = frame
-                self._messages.append(FrameMessage(self._seq, frame.source, frame.index, frame.time_s, frame.detections))
+                self._messages.append(FrameMessage(self._seq, frame.source, frame.index, frame.time_s, frame.detections, frame.tracking))
                 self._recent.append((now, frame.latency_ms or 0.0))
             else:
                 self.failed += 1
@@ -131,7 +133,8 @@ class FrameHub:
 
     def _encode(self, frame: StreamFrame) -> bytes:
         self.jpeg_encodes += 1
-        ok, buf = cv2.imencode(".jpg", draw_detections(frame.image, frame.detections), [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        picture = annotate(frame.image, frame.detections, frame.tracking)
+        ok, buf = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if not ok:  # an image OpenCV cannot encode (it decoded it, so this is a bug): show nothing rather than fail
             return b""
         return buf.tobytes()
@@ -173,7 +176,8 @@ class FrameHub:
 
 
 def _message_json(message: FrameMessage) -> str:
-    record = frame_record(index=message.index, time_s=message.time_s, source=message.source, detections=message.detections)
+    record = frame_record(index=message.index, time_s=message.time_s, source=message.source, detections=message.detections,
+                          tracking=message.tracking)  # fmt: skip
     return json.dumps(record, separators=(",", ":"))
 
 

@@ -1,5 +1,6 @@
 // The live view: the annotated stream is an <img> on /stream.mjpg; /events brings each frame's detections
-// (the --save-jsonl line), /health the frames/s and latency. The page's own token (?token=) goes along.
+// (the --save-jsonl line: with --track, ids, events and running counts), /health the frames/s and latency.
+// The page's own token (?token=) goes along.
 "use strict";
 
 const PALETTE = ["FF3838", "FF9D97", "FF701F", "FFB21D", "CFD231", "48F90A", "92CC17", "3DDB86", "1A9334", "00D4BB",
@@ -50,15 +51,37 @@ function render() {
     cell(row, `${c.n}`, "num");
   }
   if (!counts.size) cell(countBody.insertRow(), "nothing detected").className = "muted";
+  renderTally(msg.counts);
   const body = $("detections").tBodies[0];
   body.replaceChildren();
   for (const d of dets.slice(0, MAX_ROWS)) {
     const row = body.insertRow();
-    cell(row, d.class_name).prepend(swatch(d.class_id));
+    const label = d.track_id === undefined ? d.class_name : `#${d.track_id} ${d.class_name}`;
+    cell(row, label).prepend(swatch(d.track_id === undefined ? d.class_id : d.track_id));
     cell(row, d.score.toFixed(2), "num");
     cell(row, d.bbox_xyxy.map((v) => Math.round(v)).join(", "));
   }
   if (dets.length > MAX_ROWS) cell(body.insertRow(), `… ${dets.length - MAX_ROWS} more`).className = "muted";
+}
+
+function renderTally(tally) {
+  // --line / --zone counts of a tracked run (absent otherwise)
+  const shown = Boolean(tally && (Object.keys(tally.lines).length || Object.keys(tally.zones).length));
+  $("tally").hidden = !shown;
+  $("tally-title").hidden = !shown;
+  if (!shown) return;
+  const body = $("tally").tBodies[0];
+  body.replaceChildren();
+  for (const [name, c] of Object.entries(tally.lines)) {
+    const row = body.insertRow();
+    cell(row, `line ${name}`);
+    cell(row, `in ${c.in} · out ${c.out}`, "num");
+  }
+  for (const [name, c] of Object.entries(tally.zones)) {
+    const row = body.insertRow();
+    cell(row, `zone ${name}`);
+    cell(row, `${c.occupancy} inside · ${c.entered} entered · ${c.exited} left`, "num");
+  }
 }
 
 const events = new EventSource(withToken("events"));
