@@ -149,7 +149,8 @@ def predict_sources(
     """Predict every image, video, camera or stream in ``sources``; bad items are skipped and listed in
     ``summary.failed``. Output files are checked before any work; videos and JSON Lines are complete up to
     the last frame written even when interrupted (Ctrl-C). Every frame also goes to each of ``observers``."""
-    board = BoardInputs(imgsz=segmenter.info.imgsz, hw_decode=stream.hw_decode)
+    info = getattr(segmenter, "info", None)  # a stand-in segmenter may have none: then no MIPI camera
+    board = BoardInputs(imgsz=info.imgsz if info is not None else None, hw_decode=stream.hw_decode)
     opened = open_sources(sources, live=stream.live, vid_stride=stream.vid_stride, board=board)
     summary = PredictSummary(failed=list(opened.problems))
     streams = [s for s in opened.sources if not isinstance(s, ImageFiles)]
