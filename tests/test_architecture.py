@@ -66,3 +66,19 @@ def test_no_module_over_the_size_limit(path):
 def test_core_imports_no_tools_and_no_optional_heavy_package(path):
     bad = sorted((name, line) for name, line in _imports(path) if name in TOOLS or name in OPTIONAL_HEAVY)
     assert not bad, f"{path.relative_to(PACKAGE)} imports {bad}: the core must run on a board with no tools layer"
+
+
+def test_public_api_names_resolve_and_version_has_one_source():
+    import tomllib
+
+    import edgeseg
+
+    missing = [name for name in edgeseg.__all__ if name != "export_onnx" and not hasattr(edgeseg, name)]
+    assert not missing, f"edgeseg.__all__ names {missing}, which `import edgeseg` does not give"
+    for name in ("StreamFrame", "StreamStats", "StreamRunner", "Source", "SourceItem", "open_sources", "draw_detections",
+                 "Backend", "open_backend", "BoardOptions", "Nv12Frame", "Detections", "Segmenter", "EdgesegError"):  # fmt: skip
+        assert name in edgeseg.__all__, name
+    pyproject = tomllib.loads((PACKAGE.parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    assert edgeseg.__version__ == pyproject["project"]["version"]
+    written = [p.relative_to(PACKAGE).as_posix() for p in _modules() if f'"{edgeseg.__version__}"' in p.read_text(encoding="utf-8")]
+    assert not written, f"the version is written in {written}: pyproject.toml is its one place"
