@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from corpus import start_cli
-from edgeseg import Detections, PredictOutputs, Segmenter, predict_sources
+from edgeseg import Detections, EdgesegError, PredictOutputs, Segmenter, StreamOptions, StreamStats, predict_sources
 from edgeseg.sources import RetryPolicy, SourceItem, VideoSource, open_sources
 from edgeseg.stream import StreamRunner
 
@@ -81,6 +81,38 @@ def test_two_workers_give_the_segmenters_detections_in_order(clip, default_model
     for frame, ref in zip(frames, reference):
         assert frame.ok and frame.time_s == pytest.approx(frame.index / 10, abs=1e-3)
         assert_same(frame.detections, ref)
+
+
+def test_segmenter_stream_carries_live_and_final_stats(clip, default_model):
+    seg = Segmenter(default_model, threads=1)
+    frames = seg.stream(clip)
+    assert isinstance(frames.stats, StreamStats) and frames.stats.frames == 0
+    seen = [(frame.index, frames.stats.frames, frames.stats.wall_s) for frame in frames]
+    assert [(index, count) for index, count, _ in seen] == [(k, k + 1) for k in range(8)]  # counted as they come
+    walls = [wall for _, _, wall in seen]
+    assert walls[0] > 0 and walls == sorted(walls)  # the clock runs while iterating
+    final = frames.stats
+    assert (final.frames, final.failed, final.dropped, len(final.latencies_ms), len(final.ages_ms)) == (8, 0, 0, 8, 8)
+    assert final.wall_s >= walls[-1] and final.fps == pytest.approx(8 / final.wall_s)
+
+
+def test_segmenter_stream_defaults_to_one_worker_as_the_command_line(clip, default_model):
+    import inspect
+
+    assert inspect.signature(Segmenter.stream).parameters["workers"].default == StreamOptions().workers == 1
+    seg = Segmenter(default_model, threads=1)
+    assert seg.stream(clip).runner.segmenters == [seg]  # one worker: this Segmenter's own session
+    two = seg.stream(clip, workers=2).runner.segmenters
+    assert len(two) == 2 and seg not in two and two[0] is not two[1]
+    with pytest.raises(EdgesegError, match="workers must be >= 1"):
+        seg.stream(clip, workers=0)
+
+
+def test_closing_a_segmenter_stream_stops_it(clip, default_model):
+    with Segmenter(default_model, threads=1).stream(clip) as frames:
+        first = next(frames)
+    assert first.index == 0 and frames.stats.frames == 1
+    assert next(frames, None) is None and frames.stats.frames == 1
 
 
 def test_predict_writes_a_frame_for_every_frame_and_a_line_for_every_frame(clip, default_model, tmp_path):
