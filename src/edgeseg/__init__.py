@@ -15,7 +15,7 @@ from .preprocess import Nv12Frame
 from .reference import reference_decode
 from .results import Detections
 from .sources import Source, SourceItem, open_sources
-from .stream import StreamFrame, StreamRunner, StreamStats
+from .stream import FrameStream, StreamFrame, StreamRunner, StreamStats
 
 try:
     __version__ = version("edgeseg")  # the one place it is written is pyproject.toml
@@ -29,6 +29,7 @@ __all__ = [
     "DecodeOptions",
     "Detections",
     "EdgesegError",
+    "FrameStream",
     "ModelInfo",
     "Nv12Frame",
     "OnnxRuntimeBackend",
