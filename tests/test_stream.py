@@ -115,6 +115,7 @@ def test_closing_a_segmenter_stream_stops_it(clip, default_model):
     assert next(frames, None) is None and frames.stats.frames == 1
 
 
+@pytest.mark.slow
 def test_predict_writes_a_frame_for_every_frame_and_a_line_for_every_frame(clip, default_model, tmp_path):
     video, jsonl = tmp_path / "out" / "annotated.mp4", tmp_path / "out" / "frames.jsonl"
     proc = run_cli("predict", str(default_model), str(clip), "--save-video", str(video), "--save-jsonl", str(jsonl), "--workers", "2")
@@ -131,6 +132,7 @@ def test_predict_writes_a_frame_for_every_frame_and_a_line_for_every_frame(clip,
     assert sorted(p.name for p in video.parent.iterdir()) == ["annotated.mp4", "frames.jsonl"]  # no partial file left
 
 
+@pytest.mark.slow
 def test_images_and_videos_in_one_call(clip, default_model, coco128_images, tmp_path):
     proc = run_cli("predict", str(default_model), str(coco128_images[0]), str(clip), str(coco128_images[1]),
                    "--save-json", str(tmp_path / "images.json"), "--save-jsonl", str(tmp_path / "frames.jsonl"))  # fmt: skip
@@ -141,6 +143,7 @@ def test_images_and_videos_in_one_call(clip, default_model, coco128_images, tmp_
     assert "10 image(s)/frame(s)" in proc.stdout
 
 
+@pytest.mark.slow
 def test_a_corrupt_tail_keeps_the_frames_before_it(tmp_path, coco128_images, default_model):
     whole = make_clip(tmp_path / "whole.avi", coco128_images[:10])
     cut = tmp_path / "cut.avi"
@@ -186,6 +189,7 @@ def test_sigint_mid_run_leaves_a_playable_video_and_complete_lines(tmp_path, coc
     assert len(lines) <= frame_count(video) <= len(lines) + 1  # finalised: it plays, and holds what was written
 
 
+@pytest.mark.slow
 def test_sigterm_ends_like_ctrl_c(tmp_path, coco128_images, default_model):
     long_clip = make_clip(tmp_path / "long.avi", coco128_images[:40])
     video = tmp_path / "v.avi"
@@ -320,6 +324,7 @@ def test_sources_that_cannot_be_read_are_one_line_problems(tmp_path, spec, reaso
     assert opened.sources == [] and opened.problems == [(target, reason)]
 
 
+@pytest.mark.slow
 def test_bad_sources_and_unwritable_outputs_fail_with_one_line_before_any_work(tmp_path, clip, default_model):
     assert error_reason(run_cli("predict", str(default_model), str(tmp_path / "none.mp4"))) == f"{tmp_path / 'none.mp4'}: no such file"
     blocked = tmp_path / "file-not-dir"
