@@ -20,6 +20,17 @@ def require_shared() -> None:
         pytest.skip(f"needs the shared data (coco128-seg and the test checkpoint) at {SHARED}; set EDGESEG_SHARED")
 
 
+# Fixtures that export, quantize or benchmark a model, or run the CLI over a clip (seconds to minutes): a test
+# that needs one is slow (the `slow` marker) wherever it lives.
+SLOW_FIXTURES = {"model_640", "int8_onnx", "board", "ultralytics_exports", "bench_result", "stream_bench_json", "tracked_run"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     require_shared()

@@ -1,20 +1,50 @@
-"""The map in docs/architecture.md, checked: module sizes, and arrows that only point from the tools layer
-into the core (never back, never sideways through the core)."""
+"""The map in docs/architecture.md, checked: module sizes, arrows that only point from the tools layer into the
+core (never back), and every import against the module map's "may import" column."""
 
 from __future__ import annotations
 
 import ast
-from pathlib import Path
+import re
+from pathlib import Path, PurePosixPath
 
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "edgeseg"
+ARCHITECTURE = PACKAGE.parents[1] / "docs" / "architecture.md"
 MAX_LINES = 500
-# The inference path a board runs: it must work with numpy + onnxruntime + opencv (+ onnx for metadata).
-CORE = {"preprocess", "backends", "decode", "masks", "results", "predict", "sources", "onnxgraph", "errors",
-        "fileio", "draw", "reference", "stream", "sinks", "batch", "tracking"}  # fmt: skip
-TOOLS = {"quantize", "evaluate", "bench", "report", "horizon", "machine", "export", "cli", "serve", "distributed"}
 OPTIONAL_HEAVY = {"torch", "ultralytics", "matplotlib", "pycocotools", "faster_coco_eval", "scipy", "supervision", "trackers", "lap"}
+ANYTHING = None  # a "may import" of "everything"
+
+
+def read_module_map(text: str) -> dict[str, tuple[str, set[str] | None]]:
+    """room -> (layer, what it may import) from the module map's rows ``| layer | `room.py` or `room/` | job |
+    may import |``; ``core`` expands to every core room, ``errors`` is open to all, a note in brackets is ignored."""
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[0] not in ("core", "tools"):
+            continue
+        assert len(cells) == 4, f"docs/architecture.md: a module-map row needs 4 cells (a `|` in a cell?): {line[:80]}"
+        room = re.match(r"`(\w+)(?:\.py|/)`", cells[1])
+        assert room, f"docs/architecture.md: no `module.py` or `package/` in {cells[1]!r}"
+        names = [] if cells[3] == "—" else [n.strip() for n in re.sub(r"\(.*?\)", "", cells[3]).split(",")]
+        rows[room.group(1)] = (cells[0], names)
+    core = {room for room, (layer, _) in rows.items() if layer == "core"}
+    table = {}
+    for room, (layer, names) in rows.items():
+        if "everything" in names:
+            table[room] = (layer, ANYTHING)
+            continue
+        allowed = {"errors"}
+        for name in names:
+            allowed |= core if name == "core" else {name}
+        table[room] = (layer, allowed)
+    return table
+
+
+MODULE_MAP = read_module_map(ARCHITECTURE.read_text(encoding="utf-8"))
+CORE = {room for room, (layer, _) in MODULE_MAP.items() if layer == "core"}
+TOOLS = {room for room, (layer, _) in MODULE_MAP.items() if layer == "tools"}
 
 
 def _modules() -> list[Path]:
@@ -66,3 +96,99 @@ def test_no_module_over_the_size_limit(path):
 def test_core_imports_no_tools_and_no_optional_heavy_package(path):
     bad = sorted((name, line) for name, line in _imports(path) if name in TOOLS or name in OPTIONAL_HEAVY)
     assert not bad, f"{path.relative_to(PACKAGE)} imports {bad}: the core must run on a board with no tools layer"
+
+
+def test_public_api_names_resolve_and_version_has_one_source():
+    import tomllib
+
+    import edgeseg
+
+    missing = [name for name in edgeseg.__all__ if name != "export_onnx" and not hasattr(edgeseg, name)]
+    assert not missing, f"edgeseg.__all__ names {missing}, which `import edgeseg` does not give"
+    for name in ("StreamFrame", "StreamStats", "StreamRunner", "Source", "SourceItem", "open_sources", "draw_detections",
+                 "Backend", "open_backend", "BoardOptions", "Nv12Frame", "Detections", "Segmenter", "EdgesegError"):  # fmt: skip
+        assert name in edgeseg.__all__, name
+    pyproject = tomllib.loads((PACKAGE.parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    assert edgeseg.__version__ == pyproject["project"]["version"]
+    written = [p.relative_to(PACKAGE).as_posix() for p in _modules() if f'"{edgeseg.__version__}"' in p.read_text(encoding="utf-8")]
+    assert not written, f"the version is written in {written}: pyproject.toml is its one place"
+
+
+def edgeseg_imports(relative: str, text: str, rooms: set[str]) -> list[tuple[str, int]]:
+    """(imported edgeseg module as a dotted path below the package, line) for every import in the module at
+    ``relative`` (a path below ``src/edgeseg``), lazy and type-only ones included; ``edgeseg`` is the package
+    itself (``from . import __version__``)."""
+    package = list(PurePosixPath(relative).parts[:-1])
+    found = []
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package[: len(package) - node.level + 1]
+            if node.module:
+                found.append((".".join([*base, node.module]), node.lineno))
+            else:
+                found += [(".".join([*base, a.name]) if base or a.name in rooms else "edgeseg", node.lineno) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "edgeseg":
+            found.append((node.module.partition(".")[2] or "edgeseg", node.lineno))
+        elif isinstance(node, ast.Import):
+            found += [(a.name.partition(".")[2] or "edgeseg", node.lineno) for a in node.names if a.name.split(".")[0] == "edgeseg"]
+    return found
+
+
+def imports_not_allowed(relative: str, text: str, table: dict[str, tuple[str, set[str] | None]], rooms: set[str]) -> list[tuple[str, int]]:
+    """The imports of a module that its room's "may import" does not allow (its own room is always allowed)."""
+    room = PurePosixPath(relative).parts[0].removesuffix(".py")
+    allowed = table[room][1]
+    if allowed is ANYTHING:
+        return []
+    return sorted((target, line) for target, line in edgeseg_imports(relative, text, rooms)
+                  if target.split(".")[0] != room and not any(target == a or target.startswith(a + ".") for a in allowed))  # fmt: skip
+
+
+ROOMS = {_top(p) for p in _modules()} - {"__init__"}
+
+
+@pytest.mark.parametrize("path", [p for p in _modules() if _top(p) != "__init__"], ids=lambda p: p.relative_to(PACKAGE).as_posix())
+def test_imports_are_what_the_module_map_allows(path):
+    relative = path.relative_to(PACKAGE).as_posix()
+    bad = imports_not_allowed(relative, path.read_text(encoding="utf-8"), MODULE_MAP, ROOMS)
+    assert not bad, f"{relative} imports {bad}, which the \"may import\" column of docs/architecture.md does not allow"
+
+
+def test_the_module_map_is_read():
+    assert {"errors", "preprocess", "decode", "results", "predict", "stream", "batch", "tracking"} <= CORE
+    assert {"quantize", "evaluate", "bench", "report", "cli", "serve", "distributed"} <= TOOLS
+    assert MODULE_MAP["masks"][1] == {"errors"}  # "—": nothing but the error type
+    assert MODULE_MAP["decode"][1] == {"errors", "backends.base", "masks", "preprocess", "results"}
+    assert MODULE_MAP["stream"][1] == {"errors", "results", "sources", "tracking", "predict"}  # the note in brackets dropped
+    assert MODULE_MAP["export"][1] == CORE | {"errors"} and MODULE_MAP["cli"][1] is ANYTHING
+
+
+PLANTED = [
+    # (module, text, what must be caught)
+    ("decode.py", "from .stream import StreamRunner\n", [("stream", 1)]),
+    ("decode.py", "from .backends import open_backend\n", [("backends", 1)]),  # only backends.base is allowed
+    ("decode.py", "import numpy as np\n\n\ndef f():\n    from .quantize.rewrite import x\n", [("quantize.rewrite", 5)]),
+    ("decode.py", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .batch import PredictOutputs\n", [("batch", 3)]),
+    ("backends/ort.py", "from ..evaluate import ValConfig\nfrom . import base\n", [("evaluate", 1)]),
+    ("sources/files.py", "import edgeseg.predict\nfrom edgeseg.draw import annotate\n", [("draw", 2), ("predict", 1)]),
+    ("masks.py", "from . import __version__\n", [("edgeseg", 1)]),
+    ("export.py", "from .machine import usable_cores\n", [("machine", 1)]),
+]
+
+
+@pytest.mark.parametrize(("relative", "text", "caught"), PLANTED, ids=[f"{r}:{t.splitlines()[-1].strip()}" for r, t, _ in PLANTED])
+def test_a_planted_wrong_import_is_caught(relative, text, caught):
+    assert imports_not_allowed(relative, text, MODULE_MAP, ROOMS) == caught
+
+
+ALLOWED = [
+    ("decode.py", "from .backends.base import ModelInfo\nfrom .errors import EdgesegError\n"),
+    ("backends/board.py", "from ..preprocess import Letterbox\nfrom .base import ModelInfo\n"),
+    ("cli/tools.py", "from ..quantize import quantize\n"),
+    ("machine.py", "from . import __version__\n"),
+]
+
+
+@pytest.mark.parametrize(("relative", "text"), ALLOWED, ids=[r for r, _ in ALLOWED])
+def test_allowed_imports_pass(relative, text):
+    assert imports_not_allowed(relative, text, MODULE_MAP, ROOMS) == []

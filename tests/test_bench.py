@@ -218,6 +218,7 @@ def test_clock_timed_segmenter_matches_untimed(default_model, coco128_images):
         assert all((a == b).all() for a, b in zip(det.masks, ref.masks))
 
 
+@pytest.mark.slow
 def test_interleaved_latency_keeps_each_models_results(default_model, coco128_images):
     """Models are interleaved image by image in a rotating order; every sample still lands with its model."""
     from edgeseg.backends import OnnxRuntimeBackend
@@ -277,6 +278,7 @@ def test_machine_records_int8_dot_instructions(bench_result):
     assert dot == int8_dot_instructions(cpuinfo.read_text())  # what this CPU has, recorded (None only if it has none)
 
 
+@pytest.mark.slow
 def test_two_models_side_by_side(default_model, coco128_images, tmp_path):
     """Latency interleaved and throughput in turns: each model gets all its frames and its own numbers."""
     import shutil

@@ -61,6 +61,7 @@ def test_predict_glob_and_filters(tmp_path, coco128_dir, default_model):
     assert {Path(k).name: v for k, v in per_image.items()} == {"000000000036.jpg": 1, "000000000049.jpg": 2}
 
 
+@pytest.mark.slow
 def test_missing_and_unreadable_inputs_give_one_line_errors(tmp_path, default_model):
     nope = tmp_path / "nope.jpg"
     assert error_reason(run_cli("predict", default_model, nope), nope).startswith("no such file")

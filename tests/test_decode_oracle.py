@@ -23,6 +23,8 @@ from ultralytics.utils.tal import dist2bbox, make_anchors  # noqa: E402
 from edgeseg import DecodeOptions, Segmenter, decode  # noqa: E402
 from edgeseg.preprocess import letterbox_params  # noqa: E402
 
+pytestmark = pytest.mark.slow  # Ultralytics' postprocess in torch on real images
+
 
 class UltralyticsPostprocess:
     """Ultralytics' predictor post-processing (``SegmentationPredictor.construct_result`` with retina

@@ -30,6 +30,8 @@ from edgeseg.errors import EdgesegError
 from edgeseg.predict import Segmenter
 from edgeseg.preprocess import load_image
 
+pytestmark = pytest.mark.slow  # starts Ray
+
 SUBSET = 16
 RAY_TIMEOUT = 300  # a pipeline whose read stage cannot get a CPU waits forever: this turns that into a failure
 

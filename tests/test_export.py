@@ -16,6 +16,8 @@ from edgeseg.decode import dfl_dist2bbox  # noqa: E402
 from edgeseg.errors import EdgesegError  # noqa: E402
 from edgeseg.export import _find_segment_head, export_onnx, load_checkpoint, split_head  # noqa: E402
 
+pytestmark = pytest.mark.slow  # exports checkpoints with torch
+
 
 def _shapes(path):
     m = onnx.load(str(path))

@@ -27,6 +27,8 @@ from edgeseg.backends import OnnxRuntimeBackend, read_model_info  # noqa: E402
 from edgeseg.export import export_onnx  # noqa: E402
 from edgeseg.predict import Segmenter  # noqa: E402
 
+pytestmark = pytest.mark.slow  # exports every model family with torch
+
 IMAGES = 20
 YOLO26 = "yolo26n-seg-coco128.pt"
 # (yaml, imgsz, conf): random weights, so the score threshold only sets how many detections there are to match

@@ -29,6 +29,8 @@ from edgeseg.report.family import (
     splice_family,
 )
 
+pytestmark = pytest.mark.slow  # exports and quantizes models of several sizes
+
 IMGSZ = 320
 INTEGER_KINDS = ("box", "mc")
 

@@ -21,6 +21,8 @@ from edgeseg.preprocess import load_image, preprocess
 yaml = pytest.importorskip("yaml")
 
 
+pytestmark = pytest.mark.slow  # exports a checkpoint and writes hb_mapper artefacts
+
 @pytest.fixture(scope="module")
 def yolo11_320(tmp_path_factory):
     """A YOLO11n-seg with 3 classes (random weights) exported by edgeseg at 320: other node names

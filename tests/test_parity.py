@@ -17,6 +17,8 @@ pytest.importorskip("ultralytics")
 
 from edgeseg.predict import Segmenter  # noqa: E402
 
+pytestmark = pytest.mark.slow  # exports the checkpoint with edgeseg's and Ultralytics' export and runs both
+
 
 def _box_iou(a, b):
     iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))

@@ -37,6 +37,7 @@ def test_image_corpus_batch_keeps_good_items_and_lists_bad_ones(tmp_path, defaul
     assert len(summary.overlays) == summary.processed
 
 
+@pytest.mark.slow
 def test_each_bad_image_alone_is_a_one_line_error(tmp_path, default_model):
     corpus = make_image_corpus(tmp_path / "c")
     for path, problem in corpus.values():
@@ -189,6 +190,7 @@ def test_export_imgsz_must_be_a_multiple_of_32(imgsz, reason, checkpoint):
 
 # --- concurrency and atomic outputs -----------------------------------------------------------------
 
+@pytest.mark.slow
 def test_shared_segmenter_across_8_threads_equals_sequential(default_model, coco128_images):
     seg = Segmenter(default_model)
     images = [load_image(p) for p in coco128_images[:48]]
@@ -247,6 +249,7 @@ def test_malformed_label_lines_name_file_and_line(tmp_path, coco128_images, defa
     assert problem in reason, reason
 
 
+@pytest.mark.slow
 def test_empty_and_all_bad_calibration_directories(tmp_path, default_model):
     (tmp_path / "empty").mkdir()
     proc = run_cli("quantize", default_model, "--calib", tmp_path / "empty", "-o", tmp_path / "q.onnx")

@@ -31,7 +31,8 @@ from edgeseg.serve import ServeConfig, start_server
 from edgeseg.sources import SourceItem
 
 pytest.importorskip("aiohttp", reason='the live view needs the serve extra: pip install "edgeseg[serve]"')
-pytestmark = pytest.mark.timeout(60)  # a stalled server or runner shows as a hang: fail the test, not the run
+# A stalled server or runner shows as a hang: fail the test, not the run. Slow: a server, runners and a browser.
+pytestmark = [pytest.mark.timeout(60), pytest.mark.slow]
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip

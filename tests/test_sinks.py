@@ -68,6 +68,7 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+@pytest.mark.slow
 def test_a_disk_that_fills_up_keeps_the_partial_video_under_its_partial_name(small_disk, tmp_path, clip, default_model):
     video, jsonl = small_disk / "out.mp4", tmp_path / "out.jsonl"
     proc = run_cli("predict", default_model, clip, "--save-video", video, "--save-jsonl", jsonl)
@@ -81,6 +82,7 @@ def test_a_disk_that_fills_up_keeps_the_partial_video_under_its_partial_name(sma
     assert f"{FRAMES} frame(s)" not in proc.stdout
 
 
+@pytest.mark.slow
 def test_a_disk_that_fills_up_under_the_json_lines_keeps_whole_lines(small_disk, tmp_path, clip, default_model):
     filler = small_disk / "filler"
     filler.write_bytes(b"\0" * (300 * 1024 - 12 * 1024))  # leave ~12 kB: a few frames' lines

@@ -172,6 +172,7 @@ def test_a_stream_that_comes_back_goes_on_with_a_warning_then_fails_when_it_stay
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.slow
 def test_predict_reports_a_stream_that_stayed_down_and_exits_non_zero(monkeypatch, capsys, default_model, tmp_path):
     """Through the command line: the frames before the drop are written, the failure is named, exit code 1."""
     import edgeseg.sources.video

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from corpus import start_cli
-from edgeseg import Detections, PredictOutputs, Segmenter, predict_sources
+from edgeseg import Detections, EdgesegError, PredictOutputs, Segmenter, StreamOptions, StreamStats, predict_sources
 from edgeseg.sources import RetryPolicy, SourceItem, VideoSource, open_sources
 from edgeseg.stream import StreamRunner
 
@@ -83,6 +83,39 @@ def test_two_workers_give_the_segmenters_detections_in_order(clip, default_model
         assert_same(frame.detections, ref)
 
 
+def test_segmenter_stream_carries_live_and_final_stats(clip, default_model):
+    seg = Segmenter(default_model, threads=1)
+    frames = seg.stream(clip)
+    assert isinstance(frames.stats, StreamStats) and frames.stats.frames == 0
+    seen = [(frame.index, frames.stats.frames, frames.stats.wall_s) for frame in frames]
+    assert [(index, count) for index, count, _ in seen] == [(k, k + 1) for k in range(8)]  # counted as they come
+    walls = [wall for _, _, wall in seen]
+    assert walls[0] > 0 and walls == sorted(walls)  # the clock runs while iterating
+    final = frames.stats
+    assert (final.frames, final.failed, final.dropped, len(final.latencies_ms), len(final.ages_ms)) == (8, 0, 0, 8, 8)
+    assert final.wall_s >= walls[-1] and final.fps == pytest.approx(8 / final.wall_s)
+
+
+def test_segmenter_stream_defaults_to_one_worker_as_the_command_line(clip, default_model):
+    import inspect
+
+    assert inspect.signature(Segmenter.stream).parameters["workers"].default == StreamOptions().workers == 1
+    seg = Segmenter(default_model, threads=1)
+    assert seg.stream(clip).runner.segmenters == [seg]  # one worker: this Segmenter's own session
+    two = seg.stream(clip, workers=2).runner.segmenters
+    assert len(two) == 2 and seg not in two and two[0] is not two[1]
+    with pytest.raises(EdgesegError, match="workers must be >= 1"):
+        seg.stream(clip, workers=0)
+
+
+def test_closing_a_segmenter_stream_stops_it(clip, default_model):
+    with Segmenter(default_model, threads=1).stream(clip) as frames:
+        first = next(frames)
+    assert first.index == 0 and frames.stats.frames == 1
+    assert next(frames, None) is None and frames.stats.frames == 1
+
+
+@pytest.mark.slow
 def test_predict_writes_a_frame_for_every_frame_and_a_line_for_every_frame(clip, default_model, tmp_path):
     video, jsonl = tmp_path / "out" / "annotated.mp4", tmp_path / "out" / "frames.jsonl"
     proc = run_cli("predict", str(default_model), str(clip), "--save-video", str(video), "--save-jsonl", str(jsonl), "--workers", "2")
@@ -99,6 +132,7 @@ def test_predict_writes_a_frame_for_every_frame_and_a_line_for_every_frame(clip,
     assert sorted(p.name for p in video.parent.iterdir()) == ["annotated.mp4", "frames.jsonl"]  # no partial file left
 
 
+@pytest.mark.slow
 def test_images_and_videos_in_one_call(clip, default_model, coco128_images, tmp_path):
     proc = run_cli("predict", str(default_model), str(coco128_images[0]), str(clip), str(coco128_images[1]),
                    "--save-json", str(tmp_path / "images.json"), "--save-jsonl", str(tmp_path / "frames.jsonl"))  # fmt: skip
@@ -109,6 +143,7 @@ def test_images_and_videos_in_one_call(clip, default_model, coco128_images, tmp_
     assert "10 image(s)/frame(s)" in proc.stdout
 
 
+@pytest.mark.slow
 def test_a_corrupt_tail_keeps_the_frames_before_it(tmp_path, coco128_images, default_model):
     whole = make_clip(tmp_path / "whole.avi", coco128_images[:10])
     cut = tmp_path / "cut.avi"
@@ -154,6 +189,7 @@ def test_sigint_mid_run_leaves_a_playable_video_and_complete_lines(tmp_path, coc
     assert len(lines) <= frame_count(video) <= len(lines) + 1  # finalised: it plays, and holds what was written
 
 
+@pytest.mark.slow
 def test_sigterm_ends_like_ctrl_c(tmp_path, coco128_images, default_model):
     long_clip = make_clip(tmp_path / "long.avi", coco128_images[:40])
     video = tmp_path / "v.avi"
@@ -288,6 +324,7 @@ def test_sources_that_cannot_be_read_are_one_line_problems(tmp_path, spec, reaso
     assert opened.sources == [] and opened.problems == [(target, reason)]
 
 
+@pytest.mark.slow
 def test_bad_sources_and_unwritable_outputs_fail_with_one_line_before_any_work(tmp_path, clip, default_model):
     assert error_reason(run_cli("predict", str(default_model), str(tmp_path / "none.mp4"))) == f"{tmp_path / 'none.mp4'}: no such file"
     blocked = tmp_path / "file-not-dir"

@@ -101,6 +101,7 @@ def test_the_annotated_video_shows_the_line(tracked_run):
     assert (column.min(axis=2) > 200).mean() > 0.5
 
 
+@pytest.mark.slow
 def test_image_directory_is_a_sorted_sequence(tmp_path):
     frames = slid_frames()[:7]
     folder = tmp_path / "frames"
@@ -117,6 +118,7 @@ def test_image_directory_is_a_sorted_sequence(tmp_path):
     assert len(set.intersection(*per_image.values())) >= 3  # the same people, the same ids, through the folder
 
 
+@pytest.mark.slow
 def test_single_image_and_frame_size_change_are_explained(tmp_path):
     proc = run_cli("predict", DEFAULT_MODEL, SAMPLE_IMAGE, "--track")
     assert proc.returncode == 0

@@ -12,6 +12,8 @@ import pytest
 from edgeseg.tracking import TrackingOptions, TrackSession, parse_line, parse_zone
 from tracking_clips import DetectorModel, iou_matrix, run_edgeseg, run_roboflow, score_tracks, simulate_detections, standard_clips
 
+pytestmark = pytest.mark.slow  # tracks whole synthetic clips with two trackers
+
 NAMES = {i: f"class{i}" for i in range(80)}
 LINES = ("mid=0,240,640,240", "centre=320,0,320,480")
 ZONE = "lot=200,150,440,150,440,330,200,330"

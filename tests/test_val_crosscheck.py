@@ -26,6 +26,8 @@ from pycocotools.cocoeval import COCOeval  # noqa: E402
 
 from edgeseg.cli import main  # noqa: E402
 
+pytestmark = pytest.mark.slow  # validates with Ultralytics and edgeseg side by side
+
 # Every 4th image (32 of 128) in the default run; EDGESEG_CROSSCHECK_EVERY=1 runs all 128 (the weekly-style full check).
 EVERY = int(os.environ.get("EDGESEG_CROSSCHECK_EVERY", "4"))
 

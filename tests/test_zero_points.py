@@ -102,6 +102,7 @@ def int_cls_model(tmp_path_factory, default_model, coco128_images):
     return out
 
 
+@pytest.mark.slow
 def test_int_cls_model_through_segmenter(int_cls_model, default_model, coco128_images):
     seg = Segmenter(int_cls_model)
     float_seg = Segmenter(default_model)

@@ -5,7 +5,6 @@ annotated video, JSON Lines), all through the pipelined runner of ``stream.py``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,7 +19,7 @@ from .results import Detections
 from .sources import Source, open_sources
 
 if TYPE_CHECKING:
-    from .stream import StreamFrame
+    from .stream import FrameStream
     from .tracking import TrackingOptions
 
 ASSETS = Path(__file__).with_name("assets")
@@ -109,13 +108,16 @@ class Segmenter:
         return [Segmenter(self.model_path, options=self.options, threads=1, providers=self.providers, board=self.board)
                 for _ in range(count)]  # fmt: skip
 
-    def stream(self, source: str | os.PathLike | Source, *, workers: int = 2, live: bool | None = None,
-               vid_stride: int = 1, track: bool | TrackingOptions = False) -> Iterator[StreamFrame]:  # fmt: skip
+    def stream(self, source: str | os.PathLike | Source, *, workers: int = 1, live: bool | None = None,
+               vid_stride: int = 1, track: bool | TrackingOptions = False) -> FrameStream:  # fmt: skip
         """Frames of a video file, camera (``0``), stream URL or image directory, in order, with
-        ``frame.index``, ``frame.time_s`` and ``frame.detections`` (see ``stream.StreamRunner``). ``track``
-        (True, or ``tracking.TrackingOptions`` with lines and zones) gives the detections ``track_ids`` and
-        each frame its ``frame.tracking`` (counting events, running counts, trails)."""
-        from .stream import StreamRunner
+        ``frame.index``, ``frame.time_s`` and ``frame.detections`` (see ``stream.StreamRunner``); the returned
+        iterator's ``stats`` (``StreamStats``: frames, failed, dropped, fps, latencies) are live while iterating
+        and final after. ``workers``: inference threads, each its own session (as ``predict --workers``; one
+        worker is this Segmenter itself). ``track`` (True, or ``tracking.TrackingOptions`` with lines and
+        zones) gives the detections ``track_ids`` and each frame its ``frame.tracking`` (counting events,
+        running counts, trails)."""
+        from .stream import FrameStream, StreamRunner
         from .tracking import TrackingOptions
 
         if isinstance(source, (str, os.PathLike)):
@@ -124,4 +126,5 @@ class Segmenter:
                 raise EdgesegError(opened.problems[0][1], opened.problems[0][0])
             source = opened.sources[0]
         tracking = TrackingOptions() if track is True else (track or None)
-        return StreamRunner(self.workers(workers), live=live, tracking=tracking).run(source)
+        segmenters = [self] if workers == 1 else self.workers(workers)
+        return FrameStream(StreamRunner(segmenters, live=live, tracking=tracking), source)

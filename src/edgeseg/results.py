@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
+# What selects detections: a position, a slice, a boolean mask over all of them, or positions (list or array).
+Index = int | np.integer | slice | Sequence[int] | Sequence[bool] | np.ndarray
 
 
 @dataclass
@@ -132,9 +135,44 @@ class Detections:
         non_empty = np.fromiter((m.any() for m in self.masks), bool, len(self.masks))
         return self if non_empty.all() else self.select(non_empty)
 
-    def select(self, keep: np.ndarray) -> Detections:
-        """A subset (index array or bool mask), masks included."""
-        idx = np.flatnonzero(keep) if np.asarray(keep).dtype == bool else np.asarray(keep, np.int64)
+    def __getitem__(self, index: Index) -> Detections:
+        """``det[i]`` (one detection, still a ``Detections``), ``det[a:b]``, ``det[det.scores > 0.5]``,
+        ``det[[0, 2]]``: as supervision's ``Detections``; see ``select``."""
+        return self.select(index)
+
+    def __iter__(self) -> Iterator[Detections]:
+        """One-detection ``Detections``, in order (as iterating Ultralytics' ``Results`` does)."""
+        for i in range(len(self)):
+            yield self.select(i)
+
+    def _positions(self, index: Index) -> np.ndarray:
+        n = len(self)
+        if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer, slice, list, np.ndarray)):
+            raise TypeError(f"detections are selected by an int, a slice, a boolean mask or integer positions, not {type(index).__name__}")
+        if isinstance(index, slice):
+            return np.arange(n)[index]
+        positions = np.asarray(index)
+        if positions.ndim > 1:
+            raise IndexError(f"detections are selected by a 1-D mask or positions, not shape {positions.shape}")
+        if positions.dtype == bool:
+            if positions.shape[0] != n:
+                raise IndexError(f"a boolean mask of {positions.shape[0]} for {n} detections")
+            return np.flatnonzero(positions)
+        if positions.size == 0:
+            return np.zeros(0, np.int64)
+        if not np.issubdtype(positions.dtype, np.integer):
+            raise TypeError(f"detections are selected by integer positions, not {positions.dtype}")
+        outside = positions[(positions < -n) | (positions >= n)]
+        if outside.size:
+            raise IndexError(f"detection {int(outside[0])} out of range for {n} detections")
+        return positions.reshape(-1).astype(np.int64) % max(n, 1)
+
+    def select(self, index: Index) -> Detections:
+        """A subset, every field carried (masks, origins, track ids, names): ``index`` is a position (a
+        one-detection ``Detections``), a slice, a boolean mask over all detections or integer positions. Arrays
+        are copies; the box-local mask arrays are shared. A bad index type is a ``TypeError``, a position out of
+        range or a mask of the wrong length an ``IndexError``."""
+        idx = self._positions(index)
         return Detections(
             xyxy=self.xyxy[idx],
             scores=self.scores[idx],

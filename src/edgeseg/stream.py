@@ -123,7 +123,7 @@ class StreamRunner:
             threading.Thread(target=self._work, args=(p, seg), name=f"edgeseg-worker-{k}", daemon=True)
             for k, seg in enumerate(self.segmenters)
         ]
-        t0 = time.perf_counter()
+        t0, wall_before = time.perf_counter(), self.stats.wall_s
         if self.tracking is not None:
             self.session = TrackSession(self.tracking, name=source.name)
         for t in threads:
@@ -133,6 +133,7 @@ class StreamRunner:
                 if self.session is not None and frame.ok:
                     frame.tracking = self.session.update(frame.detections, frame.index)
                     frame.detections = frame.tracking.detections
+                self.stats.wall_s = wall_before + time.perf_counter() - t0  # fps is live while the run goes on
                 yield frame
         finally:
             p.stop.set()
@@ -140,7 +141,7 @@ class StreamRunner:
                 p.cond.notify_all()
             for t in threads:
                 t.join(timeout=5)
-            self.stats.wall_s += time.perf_counter() - t0
+            self.stats.wall_s = wall_before + time.perf_counter() - t0
 
     # --------------------------------------------------------------------------------------- threads
 
@@ -230,3 +231,38 @@ class StreamRunner:
             else:
                 self.stats.failed += 1
             yield frame
+
+
+class FrameStream:
+    """``runner.run(source)`` with the runner's statistics (what ``Segmenter.stream`` returns): iterate it for
+    the ``StreamFrame``s, in order; ``stats`` (a ``StreamStats``) is live while iterating and final after.
+    ``close()`` (or leaving a ``with`` block) stops the run's threads at once, where a loop that breaks leaves
+    that to the garbage collector."""
+
+    def __init__(self, runner: StreamRunner, source: Source) -> None:
+        self.runner = runner
+        self._frames = runner.run(source)
+
+    @property
+    def stats(self) -> StreamStats:
+        return self.runner.stats
+
+    @property
+    def session(self) -> TrackSession | None:
+        """The tracking session (final counts, trails), when the run tracks."""
+        return self.runner.session
+
+    def __iter__(self) -> FrameStream:
+        return self
+
+    def __next__(self) -> StreamFrame:
+        return next(self._frames)
+
+    def close(self) -> None:
+        self._frames.close()
+
+    def __enter__(self) -> FrameStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
