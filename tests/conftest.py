@@ -121,7 +121,7 @@ def board(tmp_path_factory, coco128_images, int8_onnx, fakes) -> dict[str, Path]
     RGB and BGR inputs)."""
     import shutil
 
-    from edgeseg.horizon import HorizonConfig, horizon_artefacts
+    from edgeseg.hbmapper import HorizonConfig, horizon_artefacts
     from edgeseg.predict import DEFAULT_MODEL
 
     calib = tmp_path_factory.mktemp("calib")

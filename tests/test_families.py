@@ -354,7 +354,7 @@ def test_yolo26_horizon_heads_with_and_without_edgeseg_metadata(yolo26, tmp_path
     found from the metadata and, for a zoo-style copy with no metadata and other output names, by shape."""
     import onnx
 
-    from edgeseg.horizon import HorizonConfig, head_convs, horizon_artefacts
+    from edgeseg.hbmapper import HorizonConfig, head_convs, horizon_artefacts
 
     model = onnx.load(str(yolo26["one2one"]))
     producers = {o: n for n in model.graph.node for o in n.output}

@@ -18,8 +18,9 @@ from .draw import annotate
 from .errors import EdgesegError
 from .fileio import unique_name, write_bytes_atomic, write_json_atomic
 from .predict import Segmenter
+from .progress import progress
 from .sinks import JsonlSink, VideoSink, check_writable
-from .sources import BoardInputs, ImageFiles, Source, open_sources, progress
+from .sources import BoardInputs, ImageFiles, Source, open_sources
 from .stream import StreamFrame, StreamRunner, StreamStats
 from .tracking import TrackingOptions
 

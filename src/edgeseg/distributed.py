@@ -35,7 +35,8 @@ from .decode import DecodeOptions
 from .errors import EdgesegError, first_line
 from .predict import Segmenter
 from .preprocess import decode_image, read_image_file
-from .sources import collect_images, progress, reason, source_kind
+from .progress import progress
+from .sources import collect_images, source_kind
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -182,7 +183,7 @@ def read_files(batch: pa.Table) -> pa.Table:
             errors.append(None)
         except EdgesegError as exc:
             data.append(None)
-            errors.append(reason(exc))
+            errors.append(exc.problem)
     return batch.append_column(pa.field("data", pa.binary()), pa.array(data, pa.binary())).append_column(
         pa.field("error", pa.string()), pa.array(errors, pa.string())
     )
@@ -248,7 +249,7 @@ class SegmenterActor:
             image = decode_image(item["data"], item["path"])
             detections = self.segmenter(image)
         except EdgesegError as exc:  # anything else but memory is a bug or a runtime failure: the job stops and says so
-            out["error"] = reason(exc)
+            out["error"] = exc.problem
             return out
         except MemoryError:  # a huge image: this one fails, the actor (its memory freed) goes on with the others
             out["error"] = "out of memory on this image"

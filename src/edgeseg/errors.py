@@ -10,6 +10,7 @@ class EdgesegError(Exception):
 
     def __init__(self, message: str, path: str | os.PathLike | None = None) -> None:
         self.path = None if path is None else os.fspath(path)
+        self.problem = message  # the line without the path: what a list of skipped items shows beside each path
         super().__init__(f"{self.path}: {message}" if self.path is not None else message)
 
 

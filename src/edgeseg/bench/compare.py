@@ -17,8 +17,8 @@ from ..decode import DecodeOptions, decode, dfl_dist2bbox, protos_hwc
 from ..machine import BlasThreads, helper_threads
 from ..predict import Segmenter
 from ..preprocess import Letterbox
+from ..progress import progress
 from ..reference import reference_decode
-from ..sources import progress
 from .measure import BenchImages
 from .result import DecoderComparison, DecoderTimes, LinearFit, ObjectBin
 

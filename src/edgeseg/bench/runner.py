@@ -14,7 +14,7 @@ from ..errors import EdgesegError
 from ..fileio import write_json_atomic
 from ..machine import helper_threads, loadavg, machine_info
 from ..predict import Segmenter
-from ..sources import progress
+from ..progress import progress
 from .compare import compare_decoders
 from .measure import load_bench_images, stage_latency, throughput_frames, throughput_in_turns
 from .result import THREAD_MODES, BenchResult, BenchSettings, ModelBench

@@ -33,9 +33,10 @@ from ..draw import draw_detections
 from ..errors import EdgesegError
 from ..predict import Segmenter
 from ..preprocess import preprocess
+from ..progress import progress
 from ..results import Detections
 from ..sinks import VideoSink
-from ..sources import SourceItem, VideoSource, progress, source_kind
+from ..sources import SourceItem, VideoSource, source_kind
 from ..stream import StreamRunner
 from .result import STREAM_STAGES, ModelStream, StreamBench, StreamRun
 from .timing import PIPELINE_STAGES, StageStamps, percentiles

@@ -198,7 +198,7 @@ def _cmd_quantize(args) -> int:
 
 
 def _cmd_horizon(args) -> int:
-    from ..horizon import HorizonConfig, horizon_artefacts
+    from ..hbmapper import HorizonConfig, horizon_artefacts
 
     config = HorizonConfig(march=args.march, num=args.num, input_type_rt=args.input_type, int16_stem=args.int16_stem)
     r = horizon_artefacts(args.model, args.calib, args.output, config=config, show_progress=sys.stderr.isatty())

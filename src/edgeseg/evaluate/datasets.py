@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import EdgesegError, first_line
 from ..preprocess import load_image
-from ..sources import images_in, reason
+from ..sources import images_in
 from .coco import canonical_class_name, category_ids, coco_mask_api
 
 
@@ -187,7 +187,7 @@ def yolo_dataset(
         try:
             h, w = image_size(path)
         except EdgesegError as exc:
-            ds.skipped.append((str(path), reason(exc)))
+            ds.skipped.append((str(path), exc.problem))
             continue
         label = img2label_path(path)
         rows = parse_yolo_label(label, h, w, len(names)) if label.is_file() else []

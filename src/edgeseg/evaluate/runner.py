@@ -15,7 +15,8 @@ from ..decode import DecodeOptions, decode
 from ..errors import EdgesegError
 from ..predict import Segmenter
 from ..preprocess import normalise_imgsz
-from ..sources import ImageFiles, SourceItem, progress, reason
+from ..progress import progress
+from ..sources import ImageFiles, SourceItem
 from .coco import canonical_class_name, score_predictions
 from .datasets import Dataset, load_dataset
 from .metrics import EvalResult
@@ -75,7 +76,7 @@ def _network_outputs(segmenter: Segmenter, paths: Sequence[Path]) -> Iterator[tu
         try:
             return item, segmenter.raw(item.image)
         except EdgesegError as exc:
-            item.error = reason(exc)
+            item.error = exc.problem
             return item, None
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:

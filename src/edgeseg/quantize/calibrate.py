@@ -14,7 +14,8 @@ from ..backends import PROTOS, ModelInfo, output_name
 from ..errors import EdgesegError
 from ..onnxgraph import consumers, output_chains
 from ..preprocess import preprocess
-from ..sources import progress, readable_images
+from ..progress import progress
+from ..sources import readable_images
 from .sessions import quiet_ort
 
 METHODS = ("minmax", "entropy", "percentile")

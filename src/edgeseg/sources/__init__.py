@@ -25,9 +25,7 @@ from .files import (
     image_directory,
     images_in,
     is_image_file,
-    progress,
     readable_images,
-    reason,
 )
 from .video import STREAM_SCHEMES, VIDEO_SUFFIXES, RetryPolicy, VideoSource, source_kind
 
@@ -50,9 +48,7 @@ __all__ = [
     "images_in",
     "is_image_file",
     "open_sources",
-    "progress",
     "readable_images",
-    "reason",
     "source_kind",
 ]
 
@@ -126,6 +122,6 @@ def open_sources(args: Iterable[str | os.PathLike | Source], *, live: bool | Non
             on_board = _board_source(spec, kind, board, live, vid_stride)
             opened.sources.append(on_board or VideoSource(spec, live=live, vid_stride=vid_stride, retry=retry))
         except EdgesegError as exc:
-            opened.problems.append((spec, reason(exc)))
+            opened.problems.append((spec, exc.problem))
     flush()
     return opened

@@ -7,15 +7,13 @@ skipped; files whose suffix is not an image suffix are skipped inside directorie
 named directly is always tried); results are sorted by path, directory by directory, in argument order.
 
 ``ImageFiles`` yields a ``SourceItem`` per file, the loaded BGR image or the one-line reason it could not
-be read, so every caller skips and records bad items the same way; ``progress`` is the one progress-bar
-factory.
+be read, so every caller skips and records bad items the same way.
 """
 
 from __future__ import annotations
 
 import glob
 import os
-import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,11 +83,6 @@ def image_directory(directory: str | os.PathLike, purpose: str) -> list[Path]:
     return files
 
 
-def reason(exc: EdgesegError) -> str:
-    """The problem of an EdgesegError without the path prefix it carries."""
-    return str(exc).removeprefix(f"{exc.path}: ") if exc.path is not None else str(exc)
-
-
 class ImageFiles:
     """Image files read one by one, in order (a ``Source``; never live, no frame rate)."""
 
@@ -109,7 +102,7 @@ class ImageFiles:
             try:
                 yield SourceItem(i, str(path), image=load_image(path))
             except EdgesegError as exc:
-                yield SourceItem(i, str(path), error=reason(exc))
+                yield SourceItem(i, str(path), error=exc.problem)
 
 
 def readable_images(paths: Sequence[str | os.PathLike], count: int, skipped: list[tuple[str, str]]) -> Iterator[SourceItem]:
@@ -124,13 +117,3 @@ def readable_images(paths: Sequence[str | os.PathLike], count: int, skipped: lis
             continue
         got += 1
         yield item
-
-
-def progress(
-    iterable: Iterable | None = None, *, desc: str, total: int | None = None, enabled: bool = True, unit: str = "img",
-    leave: bool = True,
-):
-    """The one progress bar (tqdm on stderr); ``enabled=False`` makes it silent."""
-    from tqdm import tqdm
-
-    return tqdm(iterable, desc=desc, total=total, unit=unit, disable=not enabled, file=sys.stderr, dynamic_ncols=True, leave=leave)

@@ -15,7 +15,7 @@ import pytest
 from edgeseg.backends import read_model_info, read_sidecar
 from edgeseg.bench.stats import onnx_model_stats
 from edgeseg.errors import EdgesegError
-from edgeseg.horizon import HorizonConfig, head_convs, horizon_artefacts
+from edgeseg.hbmapper import HorizonConfig, head_convs, horizon_artefacts
 from edgeseg.preprocess import load_image, preprocess
 
 yaml = pytest.importorskip("yaml")

@@ -1,7 +1,7 @@
 """Artefacts for Horizon's toolchain (RDK X3 / X5 boards): the ``hb_mapper makertbin`` yaml, the
 calibration data it points at, the ``hb_model_modifier -r`` command that removes the Dequantize nodes of
 the box and mask-coefficient heads (the seed's steps 2-3 on the board's own toolchain), the sidecar the
-board backend reads (``backends/horizon.py``) and ``run_on_board.md``, every command from here to a report.
+board backends read (``backends/board.py``) and ``run_on_board.md``, every command from here to a report.
 
 Horizon names the Dequantize node of an output ``<name of the Conv output tensor>_HzDequantize``. The Conv
 behind each head output is found in the graph (output shape [1,H,W,4*reg_max] or [1,H,W,nm], then back
@@ -25,7 +25,8 @@ from .errors import EdgesegError
 from .fileio import unique_name, write_bytes_atomic, write_json_atomic
 from .onnxgraph import layout_chain, load_model, metadata, parameter_count, producers, tensor_dims
 from .preprocess import as_bgr, letterbox
-from .sources import image_directory, progress, readable_images
+from .progress import progress
+from .sources import image_directory, readable_images
 
 MARCHES = ("bayes-e", "bernoulli2")  # RDK X5 (Bayes-e BPU), RDK X3 (Bernoulli2 BPU)
 INPUT_TYPES = ("nv12", "rgb")
