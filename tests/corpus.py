@@ -163,3 +163,15 @@ def matched(ref, other, iou: float = 0.95) -> int:
         return 0
     same = (ref.class_ids[:, None] == other.class_ids[None, :]) & (box_iou(ref.xyxy, other.xyxy) >= iou)
     return int(same.any(axis=1).sum())
+
+
+def without_edgeseg_names(model):
+    """An ONNX model as an export from elsewhere (RDK zoo style) has it, changed in place: no edgeseg metadata, and
+    the outputs renamed ``out0``, ``out1``, ... (nodes rewired to the new names)."""
+    del model.metadata_props[:]
+    rename = {o.name: f"out{i}" for i, o in enumerate(model.graph.output)}
+    for n in model.graph.node:
+        n.output[:] = [rename.get(o, o) for o in n.output]
+    for o in model.graph.output:
+        o.name = rename[o.name]
+    return model

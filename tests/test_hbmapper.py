@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import pytest
 
+from corpus import without_edgeseg_names
 from edgeseg.backends import read_model_info, read_sidecar
 from edgeseg.bench.stats import onnx_model_stats
 from edgeseg.errors import EdgesegError
@@ -110,15 +111,8 @@ def test_two_exports_have_different_node_names(model_640, yolo11_320):
 
 def test_head_detection_by_shape_without_edgeseg_metadata(model_640, tmp_path):
     """A split-head model from elsewhere (RDK zoo style: outputs named output0, 379, ...)."""
-    m = onnx.load(str(model_640))
-    del m.metadata_props[:]
-    rename = {o.name: f"out{i}" for i, o in enumerate(m.graph.output)}
-    for n in m.graph.node:
-        n.output[:] = [rename.get(o, o) for o in n.output]
-    for o in m.graph.output:
-        o.name = rename[o.name]
     p = tmp_path / "zoo.onnx"
-    onnx.save(m, str(p))
+    onnx.save(without_edgeseg_names(onnx.load(str(model_640))), str(p))
     heads = head_convs(p)
     assert {h.dequantize_node for h in heads} == _expected_remove_nodes(model_640)
     assert [h.kind for h in heads] == ["box"] * 3 + ["mc"] * 3

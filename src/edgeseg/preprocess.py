@@ -240,11 +240,6 @@ class Nv12Frame:
         return bgr if (sh, sw) == (self.height, self.width) else cv2.resize(bgr, (sw, sh), interpolation=cv2.INTER_LINEAR)
 
 
-def bgr_image(image: np.ndarray | Nv12Frame) -> np.ndarray:
-    """The 3-channel BGR image of a source item (an array, or an NV12 frame converted now: for drawing only)."""
-    return image.to_bgr() if isinstance(image, Nv12Frame) else as_bgr(image)
-
-
 def letterbox_nv12(frame: Nv12Frame, input_shape: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
     """Ultralytics' letterbox done in NV12: the Y plane and the UV plane resized apart (bilinear, as the BGR
     letterbox resizes) into the content area, the pad filled with the Y/U/V bytes of the pad colour that

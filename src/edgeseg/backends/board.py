@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EdgesegError
+from ..errors import EdgesegError, first_line
 from ..fileio import read_json
-from ..preprocess import Letterbox, nv12_input_tensor, nv12_to_bgr, to_input_tensor, to_nv12
+from ..preprocess import Letterbox, nv12_to_bgr, to_input_tensor, to_nv12
 from .base import PROTOS, ModelInfo, QuantizedTensor, output_name
 
 SIDECAR_SUFFIX = ".edgeseg.json"
@@ -101,8 +101,6 @@ def find_sidecar(bin_path: str | os.PathLike) -> Path:
 def read_bin_info(bin_path: str | os.PathLike) -> ModelInfo:
     """The ModelInfo of a .bin, from its sidecar (no board runtime needed)."""
     return read_sidecar(find_sidecar(bin_path)).info
-
-
 
 
 # --------------------------------------------------------------------------------------------------
@@ -279,11 +277,7 @@ def input_form(kind: str, dtype: str, layout: str, shape: Sequence[int], info: M
             t = to_input_tensor(padded)
             return np.ascontiguousarray(t.transpose(0, 2, 3, 1)) if channels_last else t
 
-        def tensor_of_nv12(padded: np.ndarray, lb: Letterbox) -> np.ndarray:
-            t = nv12_input_tensor(padded, info.imgsz)
-            return np.ascontiguousarray(t.transpose(0, 2, 3, 1)) if channels_last else t
-
-        form = InputForm("float32", tensor, tensor_of_nv12)
+        form = InputForm("float32", tensor, from_nv12_via_bgr)
     else:
         raise EdgesegError(f"model input type {kind} ({dtype}, {layout}) is not one edgeseg prepares "
                            "(NV12, NV12_SEPARATE, RGB/BGR uint8, float32)", path)  # fmt: skip
@@ -345,7 +339,7 @@ def import_hbm_runtime() -> tuple[ModuleType | None, str]:
     try:
         return importlib.import_module("hbm_runtime"), ""
     except (ImportError, OSError, RuntimeError) as exc:
-        return None, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return None, first_line(exc)
 
 
 def import_pyeasy_dnn() -> tuple[ModuleType | None, str]:

@@ -65,10 +65,10 @@ class HbmRuntimeBackend(BoardBackend):
             self.runtime = runtime.HB_HBMRuntime(str(self.path))
         except Exception as exc:
             raise EdgesegError(f"hbm_runtime cannot load this model: {first_line(exc)}", self.path) from None
-        names = list(self.runtime.model_names)
-        if len(names) != 1:
-            raise EdgesegError(f"expected one model in the file, found {len(names)} ({', '.join(names)})", self.path)
-        self.model_name = name = names[0]
+        models = list(self.runtime.model_names)
+        if len(models) != 1:
+            raise EdgesegError(f"expected one model in the file, found {len(models)} ({', '.join(models)})", self.path)
+        self.model_name = name = models[0]
         inputs = self.runtime.input_names[name]
         if len(inputs) != 1:
             raise EdgesegError(f"expected one image input, found {len(inputs)}", self.path)
@@ -82,12 +82,12 @@ class HbmRuntimeBackend(BoardBackend):
                                "for it): run it with --runtime pyeasy, or compile for NV12 (edgeseg horizon's default)",
                                self.path)  # fmt: skip
         quants, dtypes = self.runtime.output_quants[name], self.runtime.output_dtypes[name]
-        names = list(self.runtime.output_names[name])
-        shapes = {n: tuple(int(v) for v in self.runtime.output_shapes[name][n]) for n in names}
-        axes = {n: int(quants[n].axis) if np.asarray(quants[n].scale).size > 1 else None for n in names}
+        out_names = list(self.runtime.output_names[name])
+        shapes = {n: tuple(int(v) for v in self.runtime.output_shapes[name][n]) for n in out_names}
+        axes = {n: int(quants[n].axis) if np.asarray(quants[n].scale).size > 1 else None for n in out_names}
         layout = _layouts(shapes, axes, self.info)
         outs = []
-        for n in names:
+        for n in out_names:
             q = quants[n]
             d = OutputDescription(n, n, _type_name(dtypes[n]), layout, shapes[n], np.asarray(q.scale), np.asarray(q.zero_point), axes[n])
             outs.append(describe_output(d, self.path))

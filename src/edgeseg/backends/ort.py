@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EdgesegError, first_line
-from ..preprocess import Letterbox, nv12_input_tensor
 from .base import QuantizedTensor, quantization_metadata, read_model_info
 
 
@@ -47,10 +46,6 @@ class OnnxRuntimeBackend:
         self._output_names = self.info.output_names
         meta = self.session.get_modelmeta().custom_metadata_map
         self._quant = quantization_metadata(meta)
-
-    def prepare_nv12(self, padded_nv12: np.ndarray, lb: Letterbox) -> np.ndarray:
-        """An NV12 frame as this model's input: ONNX models take float RGB, so one conversion here."""
-        return nv12_input_tensor(padded_nv12, self.info.imgsz)
 
     def run(self, tensor: np.ndarray) -> dict[str, np.ndarray | QuantizedTensor]:
         values = self.session.run(self._output_names, {self.input_name: tensor})

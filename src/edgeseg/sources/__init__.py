@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from ..errors import EdgesegError
 from .base import Source, SourceItem
-from .board import HardwareDecoded, MipiCamera, import_libsrcampy, is_mipi
+from .board import HardwareDecoded, MipiCamera, is_mipi
 from .files import (
     IMAGE_SUFFIXES,
     ImageFiles,
@@ -79,16 +79,12 @@ def _board_source(spec: str, kind: str, board: BoardInputs, live: bool | None, v
         return MipiCamera(spec, imgsz=board.imgsz, live=live)
     if kind not in ("video", "url") or board.hw_decode is False:
         return None
-    if board.hw_decode is None:
-        try:
-            vio = import_libsrcampy(spec)
-        except EdgesegError:
-            return None  # not a board: OpenCV decodes
-        try:
-            return HardwareDecoded(spec, live=kind == "url" if live is None else live, vid_stride=vid_stride, vio=vio)
-        except EdgesegError:
-            return None  # a codec the decoder does not take: OpenCV decodes
-    return HardwareDecoded(spec, live=kind == "url" if live is None else live, vid_stride=vid_stride)
+    try:
+        return HardwareDecoded(spec, live=kind == "url" if live is None else live, vid_stride=vid_stride)
+    except EdgesegError:
+        if board.hw_decode is None:
+            return None  # not a board, or a codec its decoder does not take: OpenCV decodes
+        raise
 
 
 def open_sources(args: Iterable[str | os.PathLike | Source], *, live: bool | None = None, vid_stride: int = 1,

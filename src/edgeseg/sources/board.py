@@ -158,30 +158,32 @@ class HardwareDecoded:
             cap.release()
             raise EdgesegError(f"the hardware decoder refused {fourcc} {self.width}x{self.height} (decode returned {ret[0]})", spec)
 
-    def _frame(self, data: bytes) -> Nv12Frame:
-        return Nv12Frame.from_bytes(data, self.height, self.width)
+    def _pictures(self) -> Iterator[bytes]:
+        """The decoder's NV12 pictures in order: packets in, pictures out (a few packets late), then the pictures
+        still inside the decoder. A packet it refuses ends the source (``failed``)."""
+        for packet_index in itertools.count():
+            ok, packet = self._cap.read()
+            if not ok or packet is None:
+                break
+            ret = self._decoder.set_img(packet.tobytes(), self.channel)
+            if ret != 0:
+                self.failed = f"the hardware decoder stopped at packet {packet_index} (set_img returned {ret})"
+                return
+            data = self._decoder.get_img()
+            if data is not None:
+                yield data
+        while (data := self._decoder.get_img()) is not None:  # the frames still inside the decoder
+            yield data
 
     def __iter__(self) -> Iterator[SourceItem]:
         decoded = 0
         try:
-            while True:
-                ok, packet = self._cap.read()
-                if not ok or packet is None:
-                    break
-                ret = self._decoder.set_img(packet.tobytes(), self.channel)
-                if ret != 0:
-                    self.failed = f"the hardware decoder stopped at packet {decoded} (set_img returned {ret})"
-                    return
-                data = self._decoder.get_img()
-                if data is not None:
-                    if decoded % self.vid_stride == 0:
-                        yield SourceItem(decoded, self.name, image=self._frame(data), time_s=decoded / self.fps if self.fps else None)
-                    decoded += 1
-            while (data := self._decoder.get_img()) is not None:  # the frames still inside the decoder
-                if decoded % self.vid_stride == 0:
-                    yield SourceItem(decoded, self.name, image=self._frame(data), time_s=decoded / self.fps if self.fps else None)
-                decoded += 1
-            if self.frame_count and decoded < self.frame_count:
+            for decoded, data in enumerate(self._pictures(), 1):
+                index = decoded - 1
+                if index % self.vid_stride == 0:
+                    frame = Nv12Frame.from_bytes(data, self.height, self.width)
+                    yield SourceItem(index, self.name, image=frame, time_s=index / self.fps if self.fps else None)
+            if not self.failed and self.frame_count and decoded < self.frame_count:
                 self.warnings.append(f"{self.name}: the hardware decoder gave {decoded} of {self.frame_count} frames")
         finally:
             self._decoder.close()
