@@ -113,8 +113,9 @@ def zoo_preprocess(frame_bgr: np.ndarray, input_hw: tuple[int, int]) -> tuple[np
     new_w, new_h = int(img_w * scale), int(img_h * scale)
     x_shift, y_shift = (in_w - new_w) // 2, (in_h - new_h) // 2
     content = cv2.resize(frame_bgr, (new_w, new_h))
-    padded = cv2.copyMakeBorder(content, y_shift, in_h - new_h - y_shift, x_shift, in_w - new_w - x_shift,
-                                cv2.BORDER_CONSTANT, value=[ZOO_PAD_VALUE] * 3)  # fmt: skip
+    padded = cv2.copyMakeBorder(
+        content, y_shift, in_h - new_h - y_shift, x_shift, in_w - new_w - x_shift, cv2.BORDER_CONSTANT, value=[ZOO_PAD_VALUE] * 3
+    )
     return zoo_bgr2nv12(padded), ZooGeometry(img_h, img_w, scale, x_shift, y_shift)
 
 
@@ -147,8 +148,16 @@ class ZooPostprocess:
     ``outputs`` come in the YOLOv8_Seg.py order: ``mc`` for strides 8/16/32, ``box`` 8/16/32, ``cls`` 8/16/32,
     ``protos`` (all NHWC)."""
 
-    def __init__(self, *, info: ModelInfo, box_scales: list[np.ndarray], mc_scales: list[np.ndarray],
-                 conf: float, iou: float, open_masks: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *,
+        info: ModelInfo,
+        box_scales: list[np.ndarray],
+        mc_scales: list[np.ndarray],
+        conf: float,
+        iou: float,
+        open_masks: bool = False,
+    ) -> None:
         self.num_classes, self.reg, self.num_masks = info.num_classes, info.reg_max, info.num_masks
         self.strides = info.strides
         self.conf, self.iou = conf, iou
@@ -189,12 +198,12 @@ class ZooPostprocess:
             of_class = ids == class_id
             kept = cv2.dnn.NMSBoxes(xywh[of_class, :], scores[of_class], self.conf, self.iou)
             for k in kept:
-                results.append(self._detection(class_id, xyxy[of_class][k], scores[of_class][k], mc_rows[of_class][k],
-                                               protos, geo))  # fmt: skip
+                results.append(self._detection(class_id, xyxy[of_class][k], scores[of_class][k], mc_rows[of_class][k], protos, geo))
         return results
 
-    def _detection(self, class_id: int, box: np.ndarray, score: float, mc: np.ndarray, protos: np.ndarray,
-                   geo: ZooGeometry) -> ZooDetection:  # fmt: skip
+    def _detection(
+        self, class_id: int, box: np.ndarray, score: float, mc: np.ndarray, protos: np.ndarray, geo: ZooGeometry
+    ) -> ZooDetection:
         x1, y1, x2, y2 = box
         sx, sy = self.proto_per_input
         cx1, cy1, cx2, cy2 = int(x1 * sx), int(y1 * sy), int(x2 * sx), int(y2 * sy)
@@ -317,8 +326,7 @@ def agreement(zoo: list[ZooDetection], det: Detections, iou_threshold: float = 0
             z, e = zoo[zi[r]], int(ei[c])
             mask_ious.append(mask_iou(z.mask == 1, z.box[:2], det.masks[e], tuple(int(v) for v in det.mask_origins[e])))
             iou[r, :], iou[:, c] = -1, -1
-    return {"zoo": len(zoo), "edgeseg": len(det), "matched": len(box_ious),
-            "box_iou_sum": sum(box_ious), "mask_iou_sum": sum(mask_ious)}  # fmt: skip
+    return {"zoo": len(zoo), "edgeseg": len(det), "matched": len(box_ious), "box_iou_sum": sum(box_ious), "mask_iou_sum": sum(mask_ious)}
 
 
 # --- timing ------------------------------------------------------------------------------------------------
@@ -331,8 +339,10 @@ def check_same_geometry(geo: ZooGeometry, lb: Letterbox) -> None:
     for 16:9 frames into a square input: only the pad colour differs, 127 against 114)."""
     zoo_content = (int(geo.img_h * geo.scale), int(geo.img_w * geo.scale))
     if (geo.y_shift, geo.x_shift, zoo_content) != (lb.pad_top, lb.pad_left, lb.content_shape):
-        raise SystemExit(f"the zoo's letterbox ({zoo_content} at {geo.x_shift},{geo.y_shift}) differs from edgeseg's "
-                         f"({lb.content_shape} at {lb.pad_left},{lb.pad_top}): the shared outputs would not fit both")  # fmt: skip
+        raise SystemExit(
+            f"the zoo's letterbox ({zoo_content} at {geo.x_shift},{geo.y_shift}) differs from edgeseg's "
+            f"({lb.content_shape} at {lb.pad_left},{lb.pad_top}): the shared outputs would not fit both"
+        )
 
 
 def stage_calls(frame: Frame, *, info: ModelInfo, zoo_post: ZooPostprocess, options: DecodeOptions) -> dict[str, Callable[[], object]]:
@@ -383,8 +393,14 @@ def summarise(per_frame: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     for m in per_frame:
         zoo, ours = totals(m)
         rows.append({**m, "zoo total": zoo, "edgeseg total": ours, "ratio": ours / zoo})
-    out = {key: {"median": statistics.median(r[key] for r in rows), "mean": statistics.fmean(r[key] for r in rows),
-                 "max": max(r[key] for r in rows)} for key in rows[0]}  # fmt: skip
+    out = {
+        key: {
+            "median": statistics.median(r[key] for r in rows),
+            "mean": statistics.fmean(r[key] for r in rows),
+            "max": max(r[key] for r in rows),
+        }
+        for key in rows[0]
+    }
     out["ratio of means"] = {"value": out["edgeseg total"]["mean"] / out["zoo total"]["mean"]}
     return out
 
@@ -412,8 +428,7 @@ def main() -> int:
     info = backend.info
     options = DecodeOptions(conf=args.conf, iou=args.iou)
     frames, box_scales, mc_scales = make_frames(paths, backend=backend, info=info)
-    zoo_post = ZooPostprocess(info=info, box_scales=box_scales, mc_scales=mc_scales, conf=args.conf, iou=args.iou,
-                              open_masks=args.zoo_open)  # fmt: skip
+    zoo_post = ZooPostprocess(info=info, box_scales=box_scales, mc_scales=mc_scales, conf=args.conf, iou=args.iou, open_masks=args.zoo_open)
 
     agree = []
     for f in frames:
@@ -425,58 +440,94 @@ def main() -> int:
     summary = {clock: summarise(medians) for clock, medians in per_frame.items()}
     report(args, frames, per_frame["cpu"], agree, summary)
     if args.json is not None:
-        write_json_atomic(args.json, {
-            "frames": [{"name": f.name, "cpu_ms": c, "wall_ms": w, **a}
-                       for f, c, w, a in zip(frames, per_frame["cpu"], per_frame["wall"], agree)],
-            "summary": summary,
-            "setup": setup(args),
-        })  # fmt: skip
+        write_json_atomic(
+            args.json,
+            {
+                "frames": [
+                    {"name": f.name, "cpu_ms": c, "wall_ms": w, **a}
+                    for f, c, w, a in zip(frames, per_frame["cpu"], per_frame["wall"], agree)
+                ],
+                "summary": summary,
+                "setup": setup(args),
+            },
+        )
     return 0
 
 
 def setup(args: argparse.Namespace) -> dict[str, object]:
-    return {"frame": f"{FRAME_SHAPE[1]}x{FRAME_SHAPE[0]}", "model": args.model.name, "frames": args.frames,
-            "repeats": args.repeats, "opencv": cv2.__version__, "opencv_threads": cv2.getNumThreads(),
-            "numpy": np.__version__, "zoo_softmax": SOFTMAX, "machine": platform.machine(),
-            "processor": platform.processor() or platform.machine(), "conf": args.conf, "iou": args.iou,
-            "zoo_mask_opening": args.zoo_open}  # fmt: skip
+    return {
+        "frame": f"{FRAME_SHAPE[1]}x{FRAME_SHAPE[0]}",
+        "model": args.model.name,
+        "frames": args.frames,
+        "repeats": args.repeats,
+        "opencv": cv2.__version__,
+        "opencv_threads": cv2.getNumThreads(),
+        "numpy": np.__version__,
+        "zoo_softmax": SOFTMAX,
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "conf": args.conf,
+        "iou": args.iou,
+        "zoo_mask_opening": args.zoo_open,
+    }
 
 
-def report(args, frames: list[Frame], per_frame_cpu: list[dict[str, float]], agree: list[dict[str, float]],
-           summary: dict[str, dict[str, dict[str, float]]]) -> None:  # fmt: skip
+def report(
+    args,
+    frames: list[Frame],
+    per_frame_cpu: list[dict[str, float]],
+    agree: list[dict[str, float]],
+    summary: dict[str, dict[str, dict[str, float]]],
+) -> None:
     s = setup(args)
-    print(f"{s['frame']} frames from {args.images.name} ({len(frames)}), {args.repeats} interleaved repeats; "
-          f"OpenCV {s['opencv']} with {s['opencv_threads']} thread(s), numpy {s['numpy']}, {s['machine']}; "
-          f"zoo DFL softmax: {s['zoo_softmax']}{'; zoo masks opened' if args.zoo_open else ''}\n")  # fmt: skip
+    print(
+        f"{s['frame']} frames from {args.images.name} ({len(frames)}), {args.repeats} interleaved repeats; "
+        f"OpenCV {s['opencv']} with {s['opencv_threads']} thread(s), numpy {s['numpy']}, {s['machine']}; "
+        f"zoo DFL softmax: {s['zoo_softmax']}{'; zoo masks opened' if args.zoo_open else ''}\n"
+    )
     print("Per frame, median CPU ms of the repeats:\n")
-    print("| frame | zoo / edgeseg dets | matched | (a) zoo pre | (b) zoo post | (c) letterbox_nv12 | (d) decode+masks "
-          "| zoo total | edgeseg total | edgeseg/zoo |")  # fmt: skip
+    print(
+        "| frame | zoo / edgeseg dets | matched | (a) zoo pre | (b) zoo post | (c) letterbox_nv12 | (d) decode+masks "
+        "| zoo total | edgeseg total | edgeseg/zoo |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for f, m, a in zip(frames, per_frame_cpu, agree):
         zoo, ours = totals(m)
         cells = [f"{m[st]:.2f}" for st in STAGES]
-        print(f"| {f.name} | {a['zoo']} / {a['edgeseg']} | {a['matched']} | " + " | ".join(cells)
-              + f" | {zoo:.2f} | {ours:.2f} | {ours / zoo:.2f} |")  # fmt: skip
+        print(
+            f"| {f.name} | {a['zoo']} / {a['edgeseg']} | {a['matched']} | "
+            + " | ".join(cells)
+            + f" | {zoo:.2f} | {ours:.2f} | {ours / zoo:.2f} |"
+        )
     print("\nOver frames (ms per frame; the ratio row is edgeseg / zoo):\n")
     print("| stage | CPU median | CPU mean | CPU max | wall median | wall mean |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    labels = {"zoo pre": "(a) zoo pre: letterbox + bgr2nv12", "zoo post": "(b) zoo post-process + masks",
-              "edgeseg letterbox_nv12": "(c) edgeseg letterbox_nv12", "edgeseg decode+masks": "(d) edgeseg decode + masks",
-              "zoo total": "zoo total (a + b)", "edgeseg total": "edgeseg total (c + d)",
-              "ratio": "edgeseg / zoo per frame"}  # fmt: skip
+    labels = {
+        "zoo pre": "(a) zoo pre: letterbox + bgr2nv12",
+        "zoo post": "(b) zoo post-process + masks",
+        "edgeseg letterbox_nv12": "(c) edgeseg letterbox_nv12",
+        "edgeseg decode+masks": "(d) edgeseg decode + masks",
+        "zoo total": "zoo total (a + b)",
+        "edgeseg total": "edgeseg total (c + d)",
+        "ratio": "edgeseg / zoo per frame",
+    }
     for key, label in labels.items():
         fmt = "{:.3f}" if key == "ratio" else "{:.2f}"
         cpu, wall = summary["cpu"][key], summary["wall"][key]
         cells = [cpu["median"], cpu["mean"], cpu["max"], wall["median"], wall["mean"]]
         print(f"| {label} | " + " | ".join(fmt.format(v) for v in cells) + " |")
     cpu_ratio, wall_ratio = summary["cpu"]["ratio of means"]["value"], summary["wall"]["ratio of means"]["value"]
-    print(f"\nedgeseg / zoo, ratio of the mean totals: CPU {cpu_ratio:.3f}, wall {wall_ratio:.3f} "
-          f"(acceptance, CPU <= 0.333: {'met' if cpu_ratio <= 1 / 3 else 'NOT met'})")  # fmt: skip
+    print(
+        f"\nedgeseg / zoo, ratio of the mean totals: CPU {cpu_ratio:.3f}, wall {wall_ratio:.3f} "
+        f"(acceptance, CPU <= 0.333: {'met' if cpu_ratio <= 1 / 3 else 'NOT met'})"
+    )
     matched = sum(a["matched"] for a in agree)
     n_zoo, n_ours = sum(a["zoo"] for a in agree), sum(a["edgeseg"] for a in agree)
-    print(f"Detections: zoo {n_zoo}, edgeseg {n_ours}, matched one to one at box IoU >= 0.5 within a class: {matched} "
-          f"(mean box IoU {sum(a['box_iou_sum'] for a in agree) / max(matched, 1):.3f}, "
-          f"mean mask IoU {sum(a['mask_iou_sum'] for a in agree) / max(matched, 1):.3f})")  # fmt: skip
+    print(
+        f"Detections: zoo {n_zoo}, edgeseg {n_ours}, matched one to one at box IoU >= 0.5 within a class: {matched} "
+        f"(mean box IoU {sum(a['box_iou_sum'] for a in agree) / max(matched, 1):.3f}, "
+        f"mean mask IoU {sum(a['mask_iou_sum'] for a in agree) / max(matched, 1):.3f})"
+    )
 
 
 if __name__ == "__main__":

@@ -62,8 +62,13 @@ GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
     "all": ("everything (only the head outputs integer)", ("/",)),
 }
 LABELS = {k: v[0] for k, v in GROUPS.items()}
-LABELS.update({"default": "default: every layer INT8", "float_stem": "--float-stem: first conv + SiLU float",
-               "weights8": "8-bit weights (--no-reduce-range)"})  # fmt: skip
+LABELS.update(
+    {
+        "default": "default: every layer INT8",
+        "float_stem": "--float-stem: first conv + SiLU float",
+        "weights8": "8-bit weights (--no-reduce-range)",
+    }
+)
 
 
 def node_names(model: Path) -> list[str]:
@@ -116,8 +121,11 @@ def closeness(reference: list, model: Path, images: list[np.ndarray]) -> dict[st
                 a, b = ref.full_mask(int(i)), q.full_mask(j)
                 union = np.logical_or(a, b).sum()
                 ious.append(np.logical_and(a, b).sum() / union if union else 1.0)
-    return {"matched": len(ious) / total if total else 1.0, "mask_iou": float(np.mean(ious)) if ious else 0.0,
-            "mask_iou_p10": float(np.percentile(ious, 10)) if ious else 0.0}  # fmt: skip
+    return {
+        "matched": len(ious) / total if total else 1.0,
+        "mask_iou": float(np.mean(ious)) if ious else 0.0,
+        "mask_iou_p10": float(np.percentile(ious, 10)) if ious else 0.0,
+    }
 
 
 def run_fold(k: int, fold: int, args, dataset, configs: dict[str, QuantizeConfig]) -> dict:
@@ -146,17 +154,32 @@ def run_fold(k: int, fold: int, args, dataset, configs: dict[str, QuantizeConfig
     for name, path in paths.items():
         r = evaluate(path, ds, config=config)
         cos = compare_outputs(args.model, path, ["protos", "mc_stride8", "mc_stride16", "mc_stride32"], tensors)
-        rows[name] = {"box": r.box_map50_95, "mask": r.mask_map50_95, "box_retention": r.box_map50_95 / ref.box_map50_95,
-                      "mask_retention": r.mask_map50_95 / ref.mask_map50_95, **closeness(reference, path, pics),
-                      "protos_cosine": cos["protos"].cosine, "mc_cosine": min(cos[n].cosine for n in cos if n != "protos"),
-                      "predictions": r.predictions}  # fmt: skip
-        print(f"  {LABELS[name]:45s} box {rows[name]['box_retention']:7.2%}  mask {rows[name]['mask_retention']:7.2%}  "
-              f"matched {rows[name]['matched']:.3f}  mask IoU {rows[name]['mask_iou']:.4f}", flush=True)  # fmt: skip
+        rows[name] = {
+            "box": r.box_map50_95,
+            "mask": r.mask_map50_95,
+            "box_retention": r.box_map50_95 / ref.box_map50_95,
+            "mask_retention": r.mask_map50_95 / ref.mask_map50_95,
+            **closeness(reference, path, pics),
+            "protos_cosine": cos["protos"].cosine,
+            "mc_cosine": min(cos[n].cosine for n in cos if n != "protos"),
+            "predictions": r.predictions,
+        }
+        print(
+            f"  {LABELS[name]:45s} box {rows[name]['box_retention']:7.2%}  mask {rows[name]['mask_retention']:7.2%}  "
+            f"matched {rows[name]['matched']:.3f}  mask IoU {rows[name]['mask_iou']:.4f}",
+            flush=True,
+        )
     latency = {}
     if fold == 0 and args.latency_runs > 0:
         latency = session_latency_ms({"float": args.model, **paths}, tensors[0], runs=args.latency_runs)
-    return {"k": k, "fold": fold, "float": {"box": ref.box_map50_95, "mask": ref.mask_map50_95, "predictions": ref.predictions},
-            "settings": rows, "latency_ms": latency, "paths": {n: str(p) for n, p in paths.items()}}  # fmt: skip
+    return {
+        "k": k,
+        "fold": fold,
+        "float": {"box": ref.box_map50_95, "mask": ref.mask_map50_95, "predictions": ref.predictions},
+        "settings": rows,
+        "latency_ms": latency,
+        "paths": {n: str(p) for n, p in paths.items()},
+    }
 
 
 def summarise(k: int, folds: list[dict], dataset) -> dict:
@@ -170,16 +193,26 @@ def summarise(k: int, folds: list[dict], dataset) -> dict:
         entry = {}
         for key in ("box_retention", "mask_retention"):
             vals = [r[key] for r in rows]
-            entry[key] = {"folds": vals, "mean": statistics.mean(vals), "min": min(vals), "max": max(vals),
-                          "sd": statistics.stdev(vals) if len(vals) > 1 else 0.0}  # fmt: skip
+            entry[key] = {
+                "folds": vals,
+                "mean": statistics.mean(vals),
+                "min": min(vals),
+                "max": max(vals),
+                "sd": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+            }
         entry["pooled_box_retention"] = pool.box_map50_95 / float_pool.box_map50_95
         entry["pooled_mask_retention"] = pool.mask_map50_95 / float_pool.mask_map50_95
         for key in ("matched", "mask_iou", "mask_iou_p10", "protos_cosine", "mc_cosine"):
             entry[key] = statistics.mean(r[key] for r in rows)
         entry["latency_ms"] = folds[0]["latency_ms"].get(name)
         out[name] = entry
-    return {"k": k, "folds": len(folds), "float_pooled": {"box": float_pool.box_map50_95, "mask": float_pool.mask_map50_95},
-            "float_latency_ms": folds[0]["latency_ms"].get("float"), "settings": out}  # fmt: skip
+    return {
+        "k": k,
+        "folds": len(folds),
+        "float_pooled": {"box": float_pool.box_map50_95, "mask": float_pool.mask_map50_95},
+        "float_latency_ms": folds[0]["latency_ms"].get("float"),
+        "settings": out,
+    }
 
 
 def markdown(summaries: list[dict]) -> str:
@@ -188,17 +221,22 @@ def markdown(summaries: list[dict]) -> str:
     lines = []
     for s in summaries:
         fl = f"; float 1-thread {s['float_latency_ms']:.1f} ms" if s.get("float_latency_ms") else ""
-        lines += [f"### k = {s['k']} ({s['folds']} folds{fl})", "",
-                  "| setting | mask retention per fold | mean (sd) | pooled | box retention mean / pooled | matched | "
-                  "mask IoU vs float (p10) | protos / worst mc cosine | INT8 1-thread ms |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+        lines += [
+            f"### k = {s['k']} ({s['folds']} folds{fl})",
+            "",
+            "| setting | mask retention per fold | mean (sd) | pooled | box retention mean / pooled | matched | "
+            "mask IoU vs float (p10) | protos / worst mc cosine | INT8 1-thread ms |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
         for name, e in s["settings"].items():
             m, b = e["mask_retention"], e["box_retention"]
             ms = f"{e['latency_ms']:.1f}" if e.get("latency_ms") else "-"
-            lines.append(f"| {LABELS[name]} | {' / '.join(pct(v) for v in m['folds'])} | {pct(m['mean'])} ({100 * m['sd']:.1f}) | "
-                         f"{pct(e['pooled_mask_retention'])} | {pct(b['mean'])} / {pct(e['pooled_box_retention'])} | "
-                         f"{100 * e['matched']:.1f} % | {e['mask_iou']:.3f} ({e['mask_iou_p10']:.3f}) | "
-                         f"{e['protos_cosine']:.4f} / {e['mc_cosine']:.4f} | {ms} |")  # fmt: skip
+            lines.append(
+                f"| {LABELS[name]} | {' / '.join(pct(v) for v in m['folds'])} | {pct(m['mean'])} ({100 * m['sd']:.1f}) | "
+                f"{pct(e['pooled_mask_retention'])} | {pct(b['mean'])} / {pct(e['pooled_box_retention'])} | "
+                f"{100 * e['matched']:.1f} % | {e['mask_iou']:.3f} ({e['mask_iou_p10']:.3f}) | "
+                f"{e['protos_cosine']:.4f} / {e['mc_cosine']:.4f} | {ms} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -210,8 +248,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=shared / "datasets" / "coco128-seg.yaml", help="dataset yaml")
     p.add_argument("--k", default="2,4", help="fold counts (default 2,4)")
     p.add_argument("--num", type=int, default=64, help="calibration images per fold (default 64)")
-    p.add_argument("--attribution", action=argparse.BooleanOptionalAction, default=True,
-                   help="one setting per layer group back in float, on the smallest k (default on)")
+    p.add_argument(
+        "--attribution",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="one setting per layer group back in float, on the smallest k (default on)",
+    )
     p.add_argument("--latency-runs", type=int, default=20, help="1-thread latency runs per setting (fold 0; 0: skip)")
     p.add_argument("--quick", action="store_true", help="k = 2 on 16 images, 8 calibration images, no attribution")
     p.add_argument("--work", type=Path, default=REPO / "runs" / "cross_validation", help="models, links and results")

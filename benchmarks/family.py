@@ -39,8 +39,17 @@ from pathlib import Path
 
 from run_all import REPO, default_shared, quantize, rel, run, validate
 
-FAMILY = ("yolov8n-seg", "yolov8s-seg", "yolov8m-seg", "yolov8l-seg", "yolov8x-seg", "yolo11n-seg", "yolo11s-seg",
-          "yolo26n-seg", "yolo26s-seg")
+FAMILY = (
+    "yolov8n-seg",
+    "yolov8s-seg",
+    "yolov8m-seg",
+    "yolov8l-seg",
+    "yolov8x-seg",
+    "yolo11n-seg",
+    "yolo11s-seg",
+    "yolo26n-seg",
+    "yolo26s-seg",
+)
 EQUAL_SIZE = ("yolov8n-seg", "yolo11n-seg", "yolo26n-seg")  # one scale of each generation, benchmarked in one run
 TRAINED_26 = "yolo26n-seg-coco128"  # the shared trained YOLO26n-seg, for decode time with real objects
 DECODE_IMGSZ = 320  # the size it was trained for (the YOLOv8n checkpoint is run there too, for equal size)
@@ -65,8 +74,7 @@ class Plan:
 # (estimated from single steps: yolov8l-seg's quantize with 16/2 images took 169 s, its 1-thread inference 1.45 s
 # FP32 / 0.42 s INT8 on a 2-core Xeon with VNNI; the 2-core AMD EPYC without VNNI of earlier pages ran yolov8n-seg
 # 2.2x (FP32) and 3.2x (INT8) slower, so expect about twice as long there).
-PLANS = {"n": Plan(32, 4, 128, 2), "s": Plan(24, 4, 64, 2), "m": Plan(24, 2, 48, 1), "l": Plan(16, 2, 24, 1),
-         "x": Plan(12, 2, 16, 1)}  # fmt: skip
+PLANS = {"n": Plan(32, 4, 128, 2), "s": Plan(24, 4, 64, 2), "m": Plan(24, 2, 48, 1), "l": Plan(16, 2, 24, 1), "x": Plan(12, 2, 16, 1)}
 QUICK = Plan(4, 2, 4, 1)
 COMPARE = Plan(8, 2, 32, 1)  # --compare: models made only for it, and its two bench runs
 
@@ -111,9 +119,25 @@ class Steps:
 def bench(models: list[Path], out: Path, plan: Plan, steps: Steps, setup: Setup, conf: float | None) -> Path:
     """FP32 and INT8 side by side: 1-thread stage latency, 1 and 2 worker threads' throughput, decode."""
     if setup.force or not out.is_file():
-        args = ["bench", *map(rel, models), "--images", rel(setup.images), "--max-images", str(plan.bench), "--threads", "1,2",
-                "--warmup", str(plan.warmup), "--iters", "1", "--compare-repeats", "1", "--no-ultralytics",
-                "--json", rel(out)]  # fmt: skip
+        args = [
+            "bench",
+            *map(rel, models),
+            "--images",
+            rel(setup.images),
+            "--max-images",
+            str(plan.bench),
+            "--threads",
+            "1,2",
+            "--warmup",
+            str(plan.warmup),
+            "--iters",
+            "1",
+            "--compare-repeats",
+            "1",
+            "--no-ultralytics",
+            "--json",
+            rel(out),
+        ]
         steps.run("bench", args + (["--conf", f"{conf:g}"] if conf is not None else []), f"bench {out.parent.name}")
     return out
 
@@ -128,8 +152,24 @@ def random_row(name: str, folder: Path, plan: Plan, setup: Setup) -> dict[str, P
     int8 = folder / f"{model.stem}-int8.onnx"
     report = folder / f"{int8.stem}.similarity.json"
     if force or not (int8.is_file() and report.is_file()):
-        steps.run("quantize", ["quantize", rel(model), "--calib", rel(setup.images), "--num", str(plan.calibration),
-                               "--report-images", str(plan.report), "--bench", "0", "-o", rel(int8)], f"quantize {name}")  # fmt: skip
+        steps.run(
+            "quantize",
+            [
+                "quantize",
+                rel(model),
+                "--calib",
+                rel(setup.images),
+                "--num",
+                str(plan.calibration),
+                "--report-images",
+                str(plan.report),
+                "--bench",
+                "0",
+                "-o",
+                rel(int8),
+            ],
+            f"quantize {name}",
+        )
     out = bench([model, int8], folder / "bench.json", plan, steps, setup, conf=RANDOM_CONF)
     return {"model": model, "report": report, "val": None, "bench": out}
 
@@ -183,8 +223,24 @@ def float_and_int8(source: str, folder: Path, stem: str, imgsz: int, setup: Setu
     if setup.force or not model.is_file():
         steps.run("export", ["export", source, "--imgsz", str(imgsz), *extra, "-o", rel(model)], f"export {stem}")
     if setup.force or not int8.is_file():
-        steps.run("quantize", ["quantize", rel(model), "--calib", rel(setup.images), "--num", str(COMPARE.calibration),
-                               "--report-images", str(COMPARE.report), "--bench", "0", "-o", rel(int8)], f"quantize {stem}")  # fmt: skip
+        steps.run(
+            "quantize",
+            [
+                "quantize",
+                rel(model),
+                "--calib",
+                rel(setup.images),
+                "--num",
+                str(COMPARE.calibration),
+                "--report-images",
+                str(COMPARE.report),
+                "--bench",
+                "0",
+                "-o",
+                rel(int8),
+            ],
+            f"quantize {stem}",
+        )
     return [model, int8]
 
 
@@ -194,16 +250,35 @@ def compare_yolo26(work: Path, setup: Setup) -> tuple[Path, Path]:
     equal: list[Path] = []
     for name in EQUAL_SIZE:
         equal += float_and_int8(f"{name}.yaml", work / name, f"{name}-{IMGSZ}", IMGSZ, setup)
-    trained = [*float_and_int8(rel(setup.checkpoint_26), folder, f"{TRAINED_26}-{DECODE_IMGSZ}", DECODE_IMGSZ, setup),
-               *float_and_int8(rel(setup.checkpoint_26), folder, f"{TRAINED_26}-{DECODE_IMGSZ}-one2many", DECODE_IMGSZ, setup,
-                               ("--head", "one2many")),
-               *float_and_int8(rel(setup.checkpoint), folder, f"{TRAINED}-{DECODE_IMGSZ}", DECODE_IMGSZ, setup)]  # fmt: skip
+    trained = [
+        *float_and_int8(rel(setup.checkpoint_26), folder, f"{TRAINED_26}-{DECODE_IMGSZ}", DECODE_IMGSZ, setup),
+        *float_and_int8(
+            rel(setup.checkpoint_26), folder, f"{TRAINED_26}-{DECODE_IMGSZ}-one2many", DECODE_IMGSZ, setup, ("--head", "one2many")
+        ),
+        *float_and_int8(rel(setup.checkpoint), folder, f"{TRAINED}-{DECODE_IMGSZ}", DECODE_IMGSZ, setup),
+    ]
     out = []
     for models, json_name, conf in ((equal, "equal-size.json", RANDOM_CONF), (trained, "trained-320.json", None)):
         path = folder / json_name
         if setup.force or not path.is_file():
-            args = ["bench", *map(rel, models), "--images", rel(setup.images), "--max-images", str(COMPARE.bench), "--threads", "1",
-                    "--warmup", str(COMPARE.warmup), "--iters", "1", "--compare-repeats", "3", "--json", rel(path)]  # fmt: skip
+            args = [
+                "bench",
+                *map(rel, models),
+                "--images",
+                rel(setup.images),
+                "--max-images",
+                str(COMPARE.bench),
+                "--threads",
+                "1",
+                "--warmup",
+                str(COMPARE.warmup),
+                "--iters",
+                "1",
+                "--compare-repeats",
+                "3",
+                "--json",
+                rel(path),
+            ]
             run(args + (["--conf", f"{conf:g}", "--no-ultralytics"] if conf is not None else []), f"bench {json_name}")
         out.append(path)
     return out[0], out[1]
@@ -220,42 +295,62 @@ def compare_section(equal_json: Path, trained_json: Path) -> str:
 
     lines = ["### YOLO26 against YOLOv8 and YOLO11 at equal size", ""]
     equal = read_bench_result(equal_json)
-    lines += [f"Random weights at {IMGSZ}, one `edgeseg bench` run ({equal.settings.images} coco128-seg images, 1 thread, conf 1: "
-              "nothing passes, so decode is the threshold pass alone), FP32 and INT8 of all three side by side.", "",
-              "| model | GFLOPs | 1 thread FP32 | 1 thread INT8 | INT8 speed-up | inference p50 FP32 / INT8 (ms) |",
-              "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines += [
+        f"Random weights at {IMGSZ}, one `edgeseg bench` run ({equal.settings.images} coco128-seg images, 1 thread, conf 1: "
+        "nothing passes, so decode is the threshold pass alone), FP32 and INT8 of all three side by side.",
+        "",
+        "| model | GFLOPs | 1 thread FP32 | 1 thread INT8 | INT8 speed-up | inference p50 FP32 / INT8 (ms) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     pairs = [equal.models[i : i + 2] for i in range(0, len(equal.models), 2)]
     for f, q in pairs:
         name = f.name.removesuffix(f"-{IMGSZ}.onnx")
-        lines.append(f"| {name} | {graph_gflops(REPO / f.model):.1f} | {ms(f, 'total'):.1f} ms | {ms(q, 'total'):.1f} ms | "
-                     f"{ms(f, 'total') / ms(q, 'total'):.2f}× | {ms(f, 'inference'):.1f} / {ms(q, 'inference'):.1f} |")  # fmt: skip
+        lines.append(
+            f"| {name} | {graph_gflops(REPO / f.model):.1f} | {ms(f, 'total'):.1f} ms | {ms(q, 'total'):.1f} ms | "
+            f"{ms(f, 'total') / ms(q, 'total'):.2f}× | {ms(f, 'inference'):.1f} / {ms(q, 'inference'):.1f} |"
+        )
     trained = read_bench_result(trained_json)
-    lines += ["", f"Decode with real objects: the shared trained checkpoints at {DECODE_IMGSZ}, conf "
-              f"{trained.settings.conf:g}, one run ({trained.settings.images} coco128-seg images, their training images; 1 thread).", "",
-              "| model | selection | objects / image | decode p50 FP32 / INT8 (ms) | masks p50 FP32 / INT8 (ms) "
-              "| 1 thread FP32 / INT8 (ms) | INT8 speed-up |",
-              "|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines += [
+        "",
+        f"Decode with real objects: the shared trained checkpoints at {DECODE_IMGSZ}, conf "
+        f"{trained.settings.conf:g}, one run ({trained.settings.images} coco128-seg images, their training images; 1 thread).",
+        "",
+        "| model | selection | objects / image | decode p50 FP32 / INT8 (ms) | masks p50 FP32 / INT8 (ms) "
+        "| 1 thread FP32 / INT8 (ms) | INT8 speed-up |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     for f, q in (trained.models[i : i + 2] for i in range(0, len(trained.models), 2)):
         info = read_model_info(REPO / f.model)
         selection = "one-to-one head, top-k (no NMS)" if info.end2end else ("one-to-many head, NMS" if info.reg_max == 1 else "NMS")
-        lines.append(f"| {f.name.removesuffix('.onnx')} | {selection} | {f.objects_mean:.1f} | "
-                     f"{ms(f, 'decode'):.2f} / {ms(q, 'decode'):.2f} | {ms(f, 'masks'):.2f} / {ms(q, 'masks'):.2f} | "
-                     f"{ms(f, 'total'):.1f} / {ms(q, 'total'):.1f} | "
-                     f"{ms(f, 'total') / ms(q, 'total'):.2f}× |")  # fmt: skip
+        lines.append(
+            f"| {f.name.removesuffix('.onnx')} | {selection} | {f.objects_mean:.1f} | "
+            f"{ms(f, 'decode'):.2f} / {ms(q, 'decode'):.2f} | {ms(f, 'masks'):.2f} / {ms(q, 'masks'):.2f} | "
+            f"{ms(f, 'total'):.1f} / {ms(q, 'total'):.1f} | "
+            f"{ms(f, 'total') / ms(q, 'total'):.2f}× |"
+        )
     few = [f.name.removesuffix(".onnx") for f in trained.models[::2] if (f.objects_mean or 0) < 1]
     if few:
-        lines += ["", f"{', '.join(few)}: almost no objects at this size (a checkpoint made for another size), so decode "
-                  "is the threshold pass alone."]  # fmt: skip
+        lines += [
+            "",
+            f"{', '.join(few)}: almost no objects at this size (a checkpoint made for another size), so decode "
+            "is the threshold pass alone.",
+        ]
     dc = trained.decode_compare
     if dc is not None and dc.fast_ms:
-        lines += ["", f"On the one-to-one model's raw outputs the fast decoder takes {dc.fast_ms:.2f} ms per image against "
-                  f"{dc.reference_ms:.2f} ms for the dense reference"
-                  + (f" and {dc.ultralytics_ms:.2f} ms for Ultralytics' own top-k and post-processing" if dc.ultralytics_ms else "")
-                  + f" (mean {dc.mean_objects:.1f} objects; all three agree on the count on {dc.objects_agree.get('reference')} of "
-                  f"{dc.images} images)."]  # fmt: skip
+        lines += [
+            "",
+            f"On the one-to-one model's raw outputs the fast decoder takes {dc.fast_ms:.2f} ms per image against "
+            f"{dc.reference_ms:.2f} ms for the dense reference"
+            + (f" and {dc.ultralytics_ms:.2f} ms for Ultralytics' own top-k and post-processing" if dc.ultralytics_ms else "")
+            + f" (mean {dc.mean_objects:.1f} objects; all three agree on the count on {dc.objects_agree.get('reference')} of "
+            f"{dc.images} images).",
+        ]
     machine = equal.machine
-    lines += ["", f"Machine: {machine.cpu}, {machine.usable_cores} usable cores; load average {machine.loadavg_start} at the start "
-              f"of the first run, {trained.machine.loadavg_end} at the end of the second (other work shared the cores)."]  # fmt: skip
+    lines += [
+        "",
+        f"Machine: {machine.cpu}, {machine.usable_cores} usable cores; load average {machine.loadavg_start} at the start "
+        f"of the first run, {trained.machine.loadavg_end} at the end of the second (other work shared the cores).",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -286,10 +381,16 @@ def collect(work: Path) -> Path:
         float_meta = metadata(load_model(files["model"]))
         seconds = Steps(work / name).seconds
         total += sum(seconds.values())
-        inputs = FamilyInputs(name=name, bench=result, gflops=graph_gflops(files["model"]), weights=float_meta.get("edgeseg.weights"),
-                              similarity=read_similarity_report(files["report"]) if files["report"] else None,
-                              val=read_eval_results(files["val"]) if files["val"] else (),
-                              calibration_images=quant.get("calibration_images"), seconds=seconds)  # fmt: skip
+        inputs = FamilyInputs(
+            name=name,
+            bench=result,
+            gflops=graph_gflops(files["model"]),
+            weights=float_meta.get("edgeseg.weights"),
+            similarity=read_similarity_report(files["report"]) if files["report"] else None,
+            val=read_eval_results(files["val"]) if files["val"] else (),
+            calibration_images=quant.get("calibration_images"),
+            seconds=seconds,
+        )
         models.append(family_model(inputs))
         print(f"  row {name}: {rel(files['bench'])}")
     by_date = sorted(benches, key=lambda b: b.machine.date_utc or "")  # a resumed run's rows come from several sittings
@@ -322,14 +423,25 @@ def write_section(family_json: Path, work: Path, docs: Path, command: str) -> Pa
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--shared", type=Path, default=default_shared(), help="shared data directory (default ../shared)")
-    p.add_argument("--work", type=Path, default=None, help="intermediate files (default runs/benchmarks/family, "
-                   "runs/benchmarks/family-quick with --quick)")  # fmt: skip
+    p.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="intermediate files (default runs/benchmarks/family, runs/benchmarks/family-quick with --quick)",
+    )
     p.add_argument("--docs", type=Path, default=REPO / "docs", help="where performance.md is")
-    p.add_argument("--models", default=None, help=f"comma-separated subset of {', '.join((*FAMILY, TRAINED))} (default all; "
-                   "--quick: yolov8n-seg,yolov8s-seg)")  # fmt: skip
+    p.add_argument(
+        "--models",
+        default=None,
+        help=f"comma-separated subset of {', '.join((*FAMILY, TRAINED))} (default all; --quick: yolov8n-seg,yolov8s-seg)",
+    )
     p.add_argument("--quick", action="store_true", help=f"{QUICK.bench} images per step: a smoke run (no page unless --page)")
-    p.add_argument("--page", action=argparse.BooleanOptionalAction, default=None,
-                   help="write the section into performance.md (default: yes, except with --quick)")
+    p.add_argument(
+        "--page",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="write the section into performance.md (default: yes, except with --quick)",
+    )
     p.add_argument("--force", action="store_true", help="redo every step even if its output exists")
     p.add_argument("--compare", action="store_true", help="also YOLO26 against YOLOv8 and YOLO11 at equal size (see above)")
     a = p.parse_args(argv)
@@ -352,8 +464,10 @@ def main(argv: list[str] | None = None) -> int:
     print("images per model (calibration / similarity report / bench, warm-up):")
     for name in names:
         plan = plan_of(name, a.quick)
-        print(f"  {name:<20} {plan.calibration:>3} / {plan.report} / {plan.bench:>3}, {plan.warmup}"
-              + ("  (quantized with run_all.py's settings)" if name == TRAINED else ""))
+        print(
+            f"  {name:<20} {plan.calibration:>3} / {plan.report} / {plan.bench:>3}, {plan.warmup}"
+            + ("  (quantized with run_all.py's settings)" if name == TRAINED else "")
+        )
     for name in names:
         plan = plan_of(name, a.quick)
         files = trained_row(work / name, plan, setup) if name == TRAINED else random_row(name, work / name, plan, setup)

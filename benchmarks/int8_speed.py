@@ -104,8 +104,12 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="float edgeseg model (default: the embedded one)")
-    p.add_argument("--calib", type=Path, default=REPO.parent / "shared" / "datasets" / "coco128-seg" / "images" / "train2017",
-                   help="calibration images (default ../shared coco128-seg)")  # fmt: skip
+    p.add_argument(
+        "--calib",
+        type=Path,
+        default=REPO.parent / "shared" / "datasets" / "coco128-seg" / "images" / "train2017",
+        help="calibration images (default ../shared coco128-seg)",
+    )
     p.add_argument("--runs", type=int, default=25, help="interleaved timed runs per model (default 25)")
     args = p.parse_args(argv)
 
@@ -137,8 +141,16 @@ def main(argv: list[str] | None = None) -> int:
 
         ceiling = work / "no-silu-int8.onnx"
         logging.getLogger().setLevel(logging.ERROR)  # ORT's quantizer advises pre-processing on the root logger
-        quantize_static(str(ceiling_float), str(ceiling), Few(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)  # fmt: skip
+        quantize_static(
+            str(ceiling_float),
+            str(ceiling),
+            Few(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            reduce_range=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
 
         models = {"float": args.model, "INT8 (edgeseg quantize)": int8, "INT8 ceiling: SiLUs deleted (timing only)": ceiling}
         print(f"timing {len(models)} models, {args.runs} interleaved runs each, 1 thread ...", file=sys.stderr)

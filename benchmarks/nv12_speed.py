@@ -101,8 +101,10 @@ def main() -> int:
     }
     medians = time_sets(sets, args.repeats)
     zoo = next(iter(METHODS))
-    print(f"BGR {args.imgsz}x{args.imgsz} letterboxed -> network input; median ms per image of {args.repeats} interleaved runs; "
-          f"OpenCV {cv2.__version__}, {cv2.getNumThreads()} OpenCV thread(s)\n")
+    print(
+        f"BGR {args.imgsz}x{args.imgsz} letterboxed -> network input; median ms per image of {args.repeats} interleaved runs; "
+        f"OpenCV {cv2.__version__}, {cv2.getNumThreads()} OpenCV thread(s)\n"
+    )
     print("| method | " + " | ".join(sets) + " |")
     print("| --- |" + " ---: |" * len(sets))
     for name in METHODS:

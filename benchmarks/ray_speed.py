@@ -98,8 +98,9 @@ def main() -> int:
         return 1
     actor_counts = [int(v) for v in args.actors.split(",")]
     n = len(paths)
-    print(f"{n} images from {args.images.name}, model {model.name}, {os.cpu_count()} CPU(s), "
-          f"load average {os.getloadavg()[0]:.1f} at start\n")  # fmt: skip
+    print(
+        f"{n} images from {args.images.name}, model {model.name}, {os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f} at start\n"
+    )
 
     for path in paths:  # every run reads from the page cache, not the first one from disk
         path.read_bytes()
@@ -118,8 +119,10 @@ def main() -> int:
     try:
         for actors in actor_counts:
             r = ray_rate(model, paths, actors, args.cpus)
-            table.append(f"| Ray, {actors} actor(s) | {r['wall']:.1f} | {n / r['wall']:.2f} | {r['first']:.1f} | "
-                         f"{r['steady']:.2f} | {r['detections']} |")  # fmt: skip
+            table.append(
+                f"| Ray, {actors} actor(s) | {r['wall']:.1f} | {n / r['wall']:.2f} | {r['first']:.1f} | "
+                f"{r['steady']:.2f} | {r['detections']} |"
+            )
             if r["rss"]:
                 rss_note.append(f"{actors} actor(s): " + ", ".join(f"{v:.0f}" for v in r["rss"]) + " MiB")
     finally:

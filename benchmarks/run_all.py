@@ -28,8 +28,7 @@ CLI = [sys.executable, "-m", "edgeseg.cli"]
 TARGET_NOTES = (
     "Targets: INT8 end-to-end throughput at least 2.3× FP32 with 2 worker threads; everything but inference at "
     "most 10 % of inference time (p50, 1 thread).",
-    "The reference table this page follows has 4/8-thread columns measured on a dual-core BPU; here the "
-    "threads share the CPU.",
+    "The reference table this page follows has 4/8-thread columns measured on a dual-core BPU; here the threads share the CPU.",
 )
 ACCURACY_NOTE = (
     "The shared checkpoint was trained on the coco128-seg images it is evaluated on, so the absolute mAP "
@@ -136,8 +135,22 @@ def main(argv: list[str] | None = None) -> int:
 
     bench_json = a.bench_json or a.work / "bench.json"
     if a.bench_json is None:
-        run(["bench", *map(rel, models), "--images", rel(images), *limit, "--threads", a.threads,
-             "--iters", str(a.iters), "--json", rel(bench_json)], "bench")
+        run(
+            [
+                "bench",
+                *map(rel, models),
+                "--images",
+                rel(images),
+                *limit,
+                "--threads",
+                a.threads,
+                "--iters",
+                str(a.iters),
+                "--json",
+                rel(bench_json),
+            ],
+            "bench",
+        )
     report_dir = a.work / "report"
     args = ["report", "--bench", rel(bench_json), "--val", rel(val_json), "-o", rel(report_dir)]
     if quant_report:

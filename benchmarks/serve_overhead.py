@@ -37,8 +37,9 @@ class SlidingSample:
     def __init__(self, count: int) -> None:
         image = cv2.imread(str(SAMPLE_IMAGE))
         h, w = image.shape[:2]
-        self.frames = [cv2.warpAffine(image, np.float32([[1, 0, 32 * k], [0, 1, 0]]), (w, h), borderValue=(114, 114, 114))
-                       for k in range(4)]  # fmt: skip
+        self.frames = [
+            cv2.warpAffine(image, np.float32([[1, 0, 32 * k], [0, 1, 0]]), (w, h), borderValue=(114, 114, 114)) for k in range(4)
+        ]
         self.name, self.live, self.fps, self.warnings, self.count = "sample-slide", False, 25.0, [], count
 
     def __iter__(self):
@@ -75,9 +76,11 @@ def viewers(url: str, count: int, stop, received) -> None:
     local_stop = threading.Event()
     threads = []
     for k in range(count):
-        threads += [threading.Thread(target=_read_mjpeg, args=(url, local_stop, counts, k), daemon=True),
-                    threading.Thread(target=_read_events, args=(url, local_stop), daemon=True),
-                    threading.Thread(target=_poll_health, args=(url, local_stop), daemon=True)]  # fmt: skip
+        threads += [
+            threading.Thread(target=_read_mjpeg, args=(url, local_stop, counts, k), daemon=True),
+            threading.Thread(target=_read_events, args=(url, local_stop), daemon=True),
+            threading.Thread(target=_poll_health, args=(url, local_stop), daemon=True),
+        ]
     for t in threads:
         t.start()
     stop.wait()
@@ -105,9 +108,14 @@ def run_once(seg: Segmenter, source: SlidingSample, n_viewers: int, workers: int
             stop.set()
             process.join(30)
         encodes = server.hub.jpeg_encodes
-    return {"viewers": n_viewers, "fps": stats.fps, "frames": stats.frames, "jpeg_encodes": encodes,
-            "cpu_ms_per_frame": 1000 * cpu / stats.frames,
-            "view_fps_per_viewer": received.value / n_viewers / stats.wall_s if n_viewers else None}  # fmt: skip
+    return {
+        "viewers": n_viewers,
+        "fps": stats.fps,
+        "frames": stats.frames,
+        "jpeg_encodes": encodes,
+        "cpu_ms_per_frame": 1000 * cpu / stats.frames,
+        "view_fps_per_viewer": received.value / n_viewers / stats.wall_s if n_viewers else None,
+    }
 
 
 def main() -> int:
@@ -134,16 +142,25 @@ def main() -> int:
     for n in counts:
         fps = statistics.median(x["fps"] for x in runs[n])
         view = [x["view_fps_per_viewer"] for x in runs[n] if x["view_fps_per_viewer"] is not None]
-        rows.append({"viewers": n, "fps_median": round(fps, 2), "fps_runs": [round(x["fps"], 2) for x in runs[n]],
-                     "vs_first": round(fps / base - 1, 4), "view_fps_per_viewer": round(statistics.median(view), 2) if view else None,
-                     "cpu_ms_per_frame": round(statistics.median(x["cpu_ms_per_frame"] for x in runs[n]), 1),
-                     "jpeg_encodes_per_frame": round(statistics.median(x["jpeg_encodes"] / x["frames"] for x in runs[n]), 3)})  # fmt: skip
+        rows.append(
+            {
+                "viewers": n,
+                "fps_median": round(fps, 2),
+                "fps_runs": [round(x["fps"], 2) for x in runs[n]],
+                "vs_first": round(fps / base - 1, 4),
+                "view_fps_per_viewer": round(statistics.median(view), 2) if view else None,
+                "cpu_ms_per_frame": round(statistics.median(x["cpu_ms_per_frame"] for x in runs[n]), 1),
+                "jpeg_encodes_per_frame": round(statistics.median(x["jpeg_encodes"] / x["frames"] for x in runs[n]), 3),
+            }
+        )
     result = {"model": args.model, "frames": args.frames, "workers": args.workers, "repeats": args.repeats, "rows": rows}
     print(f"{'viewers':>7} {'frames/s':>9} {'vs ' + str(counts[0]):>8} {'view fps':>9} {'JPEG/frame':>10} {'CPU ms/frame':>12}")
     for row in rows:
         view = "-" if row["view_fps_per_viewer"] is None else f"{row['view_fps_per_viewer']:.1f}"
-        print(f"{row['viewers']:>7} {row['fps_median']:>9.2f} {row['vs_first']:>+8.1%} {view:>9} {row['jpeg_encodes_per_frame']:>10.2f}"
-              f" {row['cpu_ms_per_frame']:>12.1f}")  # fmt: skip
+        print(
+            f"{row['viewers']:>7} {row['fps_median']:>9.2f} {row['vs_first']:>+8.1%} {view:>9} {row['jpeg_encodes_per_frame']:>10.2f}"
+            f" {row['cpu_ms_per_frame']:>12.1f}"
+        )
     if args.json:
         write_json_atomic(args.json, result)
     return 0

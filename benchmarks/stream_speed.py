@@ -115,9 +115,16 @@ def soak(model: Path, clip: Path, frames: int, workers: int) -> dict:
         sink.close()
         seconds = time.perf_counter() - t0
     baseline = next(rss for n, rss in samples if n == SOAK_BASELINE_FRAME)
-    return {"frames": runner.stats.frames, "workers": workers, "seconds": round(seconds, 1), "fps": round(runner.stats.fps, 2),
-            "rss_at_100_mib": round(baseline, 1), "rss_end_mib": round(samples[-1][1], 1),
-            "growth_mib": round(samples[-1][1] - baseline, 1), "samples": samples}  # fmt: skip
+    return {
+        "frames": runner.stats.frames,
+        "workers": workers,
+        "seconds": round(seconds, 1),
+        "fps": round(runner.stats.fps, 2),
+        "rss_at_100_mib": round(baseline, 1),
+        "rss_end_mib": round(samples[-1][1], 1),
+        "growth_mib": round(samples[-1][1] - baseline, 1),
+        "samples": samples,
+    }
 
 
 def acceptance(bench_json: Path) -> list[str]:
@@ -128,8 +135,10 @@ def acceptance(bench_json: Path) -> list[str]:
     for m in result.stream.models if result.stream else ():
         runner = m.run("runner", 2)
         if m.model in int8 and runner is not None and runner.vs_sequential is not None and runner.vs_bare is not None:
-            lines.append(f"{m.name}, runner with 2 workers: {runner.vs_sequential:.2f}x the sequential loop (wanted >= 1.8x), "
-                         f"{runner.vs_bare * 100:.0f} % of two bare sessions (wanted >= 90 %)")  # fmt: skip
+            lines.append(
+                f"{m.name}, runner with 2 workers: {runner.vs_sequential:.2f}x the sequential loop (wanted >= 1.8x), "
+                f"{runner.vs_bare * 100:.0f} % of two bare sessions (wanted >= 90 %)"
+            )
     return lines
 
 
@@ -158,9 +167,28 @@ def main() -> int:
     if not int8_model.is_file():
         edgeseg("quantize", float_model, "--calib", args.images, "--bench", "0", "--report-images", "0", "-o", int8_model)
     bench_json = work / "bench.json"
-    edgeseg("bench", float_model, int8_model, "--images", args.images, "--max-images", "8", "--threads", "1,2", "--iters", "1",
-            "--compare-repeats", "1", "--no-ultralytics", "--video", clip, "--stream-workers", args.workers,
-            "--json", bench_json)  # fmt: skip
+    edgeseg(
+        "bench",
+        float_model,
+        int8_model,
+        "--images",
+        args.images,
+        "--max-images",
+        "8",
+        "--threads",
+        "1,2",
+        "--iters",
+        "1",
+        "--compare-repeats",
+        "1",
+        "--no-ultralytics",
+        "--video",
+        clip,
+        "--stream-workers",
+        args.workers,
+        "--json",
+        bench_json,
+    )
     edgeseg("report", "--bench", bench_json, "-o", work / "report", "--title", "Video stream speed")
     report = (work / "report" / "report.md").read_text(encoding="utf-8")
     print("\n## Video stream" + report.split("## Video stream", 1)[1].split("\n## ", 1)[0])
@@ -171,13 +199,17 @@ def main() -> int:
         print(f"\nsoak: {args.soak_frames} frames through the runner (INT8, 2 workers, annotated video written)", flush=True)
         summary["soak"] = soak(int8_model, clip, args.soak_frames, workers=2)
         s = summary["soak"]
-        print(f"soak: {s['frames']} frames at {s['fps']} frames/s; RSS {s['rss_at_100_mib']} MiB at frame {SOAK_BASELINE_FRAME}, "
-              f"{s['rss_end_mib']} MiB at the end: grew {s['growth_mib']} MiB (wanted < 20 MiB)")  # fmt: skip
+        print(
+            f"soak: {s['frames']} frames at {s['fps']} frames/s; RSS {s['rss_at_100_mib']} MiB at frame {SOAK_BASELINE_FRAME}, "
+            f"{s['rss_end_mib']} MiB at the end: grew {s['growth_mib']} MiB (wanted < 20 MiB)"
+        )
     minutes = round((time.perf_counter() - t_start) / 60, 1)
     summary |= {"load_start": list(load_start), "load_end": list(os.getloadavg()), "minutes": minutes}
     write_json_atomic(work / "stream-speed.json", summary)
-    print(f"\nload average {summary['load_start']} at the start, {summary['load_end']} at the end; {summary['minutes']} min; "
-          f"results in {work / 'stream-speed.json'}")  # fmt: skip
+    print(
+        f"\nload average {summary['load_start']} at the start, {summary['load_end']} at the end; {summary['minutes']} min; "
+        f"results in {work / 'stream-speed.json'}"
+    )
     return 0
 
 

@@ -58,13 +58,27 @@ def _ultralytics(detections: list[Detections]) -> list[tuple[np.ndarray, np.ndar
         def __getitem__(self, keep):
             return Boxes(self.conf[keep], self.cls[keep], self.xywh[keep])
 
-    tracker = BYTETracker(SimpleNamespace(tracker_type="bytetrack", track_high_thresh=0.25, track_low_thresh=0.1, new_track_thresh=0.25,
-                                          track_buffer=30, match_thresh=0.8, fuse_score=True))  # fmt: skip
+    tracker = BYTETracker(
+        SimpleNamespace(
+            tracker_type="bytetrack",
+            track_high_thresh=0.25,
+            track_low_thresh=0.1,
+            new_track_thresh=0.25,
+            track_buffer=30,
+            match_thresh=0.8,
+            fuse_score=True,
+        )
+    )
     out = []
     for det in detections:
         xyxy = det.xyxy.astype(np.float64)
-        rows = tracker.update(Boxes(det.scores.astype(np.float64), det.class_ids.astype(np.float64),
-                                    np.column_stack([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]])))  # fmt: skip
+        rows = tracker.update(
+            Boxes(
+                det.scores.astype(np.float64),
+                det.class_ids.astype(np.float64),
+                np.column_stack([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]]),
+            )
+        )
         rows = np.asarray(rows).reshape(-1, 8)
         out.append((rows[:, 4].astype(np.int64), xyxy[rows[:, 7].astype(np.int64)]))  # the detections' own boxes, as edgeseg's
     return out
@@ -75,8 +89,11 @@ def metrics(coco128: Path, seeds: int) -> list[dict]:
     trackers = [
         ("edgeseg ByteTrack (defaults)", run_edgeseg, {}),
         ("edgeseg ByteTrack, --track-iou mask", run_edgeseg, {"iou": "mask"}),
-        ("edgeseg ByteTrack, Ultralytics' settings (XYAH state, fuse_score on: = Ultralytics' BYTETracker)", run_edgeseg,
-         {"fuse_score": True, "motion": "xyah"}),
+        (
+            "edgeseg ByteTrack, Ultralytics' settings (XYAH state, fuse_score on: = Ultralytics' BYTETracker)",
+            run_edgeseg,
+            {"fuse_score": True, "motion": "xyah"},
+        ),
         ("Ultralytics BYTETracker (bytetrack.yaml)", lambda d: _ultralytics(d), {}),
         ("trackers ByteTrack (its defaults)", run_roboflow, {}),
         ("trackers ByteTrack (thresholds as edgeseg's)", run_roboflow, ROBOFLOW_MATCHED),
@@ -145,8 +162,13 @@ def update_times(repeats: int) -> list[dict]:
                 samples[name].append((time.perf_counter() - t0) / len(frames) * 1e3)
         bytetrack.linear_assignment = numpy_assignment
         med = {k: statistics.median(v) for k, v in samples.items()}
-        rows.append({"objects": n, **{f"{k} ms": round(v, 4) for k, v in med.items()},
-                     "speed-up vs trackers": round(med["trackers"] / med["edgeseg"], 2)})  # fmt: skip
+        rows.append(
+            {
+                "objects": n,
+                **{f"{k} ms": round(v, 4) for k, v in med.items()},
+                "speed-up vs trackers": round(med["trackers"] / med["edgeseg"], 2),
+            }
+        )
     return rows
 
 
@@ -206,11 +228,15 @@ def stream_fps(frames: int, repeats: int) -> dict:
                 samples[name].append(summary.streams[0][1].fps)
     med = {k: statistics.median(v) for k, v in samples.items()}
     cpu_med = {k: statistics.median(v) for k, v in cpu.items()}
-    return {**{f"{k} frames/s": round(v, 2) for k, v in med.items()}, "ratio": round(med["--track, two lines"] / med["without --track"], 4),
-            "consumer ms added per frame": round(statistics.median(added), 3),
-            **{f"{k} CPU ms/frame": round(v, 1) for k, v in cpu_med.items()},
-            "CPU ratio": round(cpu_med["--track, two lines"] / cpu_med["without --track"], 4),
-            "worker ms per frame": round(1e3 * 2 / med["without --track"], 1), "samples": samples}  # fmt: skip
+    return {
+        **{f"{k} frames/s": round(v, 2) for k, v in med.items()},
+        "ratio": round(med["--track, two lines"] / med["without --track"], 4),
+        "consumer ms added per frame": round(statistics.median(added), 3),
+        **{f"{k} CPU ms/frame": round(v, 1) for k, v in cpu_med.items()},
+        "CPU ratio": round(cpu_med["--track, two lines"] / cpu_med["without --track"], 4),
+        "worker ms per frame": round(1e3 * 2 / med["without --track"], 1),
+        "samples": samples,
+    }
 
 
 def _table(rows: list[dict], columns: list[str]) -> str:
@@ -251,8 +277,13 @@ def _print_metrics(args) -> dict:
     summary = []
     for name in dict.fromkeys(r["tracker"] for r in rows):
         mine = [r for r in rows if r["tracker"] == name]
-        summary.append({"tracker": name, **{k: statistics.mean(r[k] for r in mine) for k in ("HOTA", "IDF1", "MOTA", "AssA")},
-                        "IDSW": sum(r["IDSW"] for r in mine)})  # fmt: skip
+        summary.append(
+            {
+                "tracker": name,
+                **{k: statistics.mean(r[k] for r in mine) for k in ("HOTA", "IDF1", "MOTA", "AssA")},
+                "IDSW": sum(r["IDSW"] for r in mine),
+            }
+        )
     print(f"## Identity metrics: 3 clips x {args.seeds} simulated detectors (mean; IDSW summed)\n")
     print(_table(summary, ["tracker", "HOTA", "IDF1", "MOTA", "AssA", "IDSW"]))
     print("\nper clip:\n")

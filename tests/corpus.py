@@ -53,8 +53,11 @@ def make_image_corpus(root: Path) -> dict[str, tuple[Path, str | None]]:
         "text.png": (b"this is not an image\n" * 10, "not a readable image"),
         "random.jpg": (np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes(), "not a readable image"),
         "html.jpeg": (b"<!doctype html><title>404</title>", "not a readable image"),
-        "gif.gif": (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00,"
-                    b"\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;", None),
+        "gif.gif": (
+            b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00,"
+            b"\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;",
+            None,
+        ),
         "gray.png": (png_bytes(cv2.cvtColor(base, cv2.COLOR_BGR2GRAY)), None),
         "rgba.png": (png_bytes(np.dstack([base, np.full(base.shape[:2], 128, np.uint8)])), None),
         "deep16.png": (png_bytes(base.astype(np.uint16) * 257), None),
@@ -144,8 +147,12 @@ def start_cli(args: Sequence, **popen) -> subprocess.Popen:
     """``edgeseg ARGS`` as a child process that Ctrl-C (SIGINT) interrupts, as in a terminal: a shell that
     starts the tests in the background (``cmd &``) hands its children SIGINT ignored, which Python then
     keeps ignoring, so the child's SIGINT is set back to the default before it starts."""
-    return subprocess.Popen([sys.executable, "-m", "edgeseg.cli", *map(str, args)], text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **popen)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "edgeseg.cli", *map(str, args)],
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        **popen,
+    )
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

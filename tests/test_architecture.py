@@ -105,8 +105,22 @@ def test_public_api_names_resolve_and_version_has_one_source():
 
     missing = [name for name in edgeseg.__all__ if name != "export_onnx" and not hasattr(edgeseg, name)]
     assert not missing, f"edgeseg.__all__ names {missing}, which `import edgeseg` does not give"
-    for name in ("StreamFrame", "StreamStats", "StreamRunner", "Source", "SourceItem", "open_sources", "draw_detections",
-                 "Backend", "open_backend", "BoardOptions", "Nv12Frame", "Detections", "Segmenter", "EdgesegError"):  # fmt: skip
+    for name in (
+        "StreamFrame",
+        "StreamStats",
+        "StreamRunner",
+        "Source",
+        "SourceItem",
+        "open_sources",
+        "draw_detections",
+        "Backend",
+        "open_backend",
+        "BoardOptions",
+        "Nv12Frame",
+        "Detections",
+        "Segmenter",
+        "EdgesegError",
+    ):
         assert name in edgeseg.__all__, name
     pyproject = tomllib.loads((PACKAGE.parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
     assert edgeseg.__version__ == pyproject["project"]["version"]
@@ -140,8 +154,11 @@ def imports_not_allowed(relative: str, text: str, table: dict[str, tuple[str, se
     allowed = table[room][1]
     if allowed is ANYTHING:
         return []
-    return sorted((target, line) for target, line in edgeseg_imports(relative, text, rooms)
-                  if target.split(".")[0] != room and not any(target == a or target.startswith(a + ".") for a in allowed))  # fmt: skip
+    return sorted(
+        (target, line)
+        for target, line in edgeseg_imports(relative, text, rooms)
+        if target.split(".")[0] != room and not any(target == a or target.startswith(a + ".") for a in allowed)
+    )
 
 
 ROOMS = {_top(p) for p in _modules()} - {"__init__"}
@@ -151,7 +168,7 @@ ROOMS = {_top(p) for p in _modules()} - {"__init__"}
 def test_imports_are_what_the_module_map_allows(path):
     relative = path.relative_to(PACKAGE).as_posix()
     bad = imports_not_allowed(relative, path.read_text(encoding="utf-8"), MODULE_MAP, ROOMS)
-    assert not bad, f"{relative} imports {bad}, which the \"may import\" column of docs/architecture.md does not allow"
+    assert not bad, f'{relative} imports {bad}, which the "may import" column of docs/architecture.md does not allow'
 
 
 def test_the_module_map_is_read():

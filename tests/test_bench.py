@@ -125,8 +125,25 @@ def test_int8_detected_from_quantize_nodes(tmp_path):
 
 def test_cli_bench_writes_json(default_model, coco128_images, tmp_path, capsys):
     out = tmp_path / "b.json"
-    rc = main(["bench", str(default_model), "--images", str(coco128_images[0]), "--threads", "1",
-               "--warmup", "0", "--iters", "1", "--compare-repeats", "1", "--no-ultralytics", "--json", str(out)])
+    rc = main(
+        [
+            "bench",
+            str(default_model),
+            "--images",
+            str(coco128_images[0]),
+            "--threads",
+            "1",
+            "--warmup",
+            "0",
+            "--iters",
+            "1",
+            "--compare-repeats",
+            "1",
+            "--no-ultralytics",
+            "--json",
+            str(out),
+        ]
+    )
     assert rc == 0
     data = json.loads(out.read_text())
     assert data["models"][0]["throughput_ips"]["workers"].keys() == {"1"}
@@ -285,8 +302,9 @@ def test_two_models_side_by_side(default_model, coco128_images, tmp_path):
 
     twin = tmp_path / "twin.onnx"
     shutil.copy(default_model, twin)
-    config = BenchConfig(models=[default_model, twin], sources=coco128_images[:3], threads=[1, 2], warmup=0, iters=1,
-                         compare_repeats=1, ultralytics=False)  # fmt: skip
+    config = BenchConfig(
+        models=[default_model, twin], sources=coco128_images[:3], threads=[1, 2], warmup=0, iters=1, compare_repeats=1, ultralytics=False
+    )
     result = run_bench(config, show_progress=False).to_dict()
     a, b = result["models"]
     assert (a["name"], b["name"]) == (default_model.name, "twin.onnx")
@@ -319,8 +337,29 @@ def small_clip(tmp_path_factory, coco128_images) -> Path:
 def stream_bench_json(default_model, coco128_images, small_clip, tmp_path_factory):
     out = tmp_path_factory.mktemp("stream") / "bench.json"
     t0 = time.perf_counter()
-    rc = main(["bench", str(default_model), "--images", str(coco128_images[0]), "--threads", "1", "--warmup", "0", "--iters", "1",
-               "--compare-repeats", "1", "--no-ultralytics", "--video", str(small_clip), "--stream-workers", "2,1", "--json", str(out)])
+    rc = main(
+        [
+            "bench",
+            str(default_model),
+            "--images",
+            str(coco128_images[0]),
+            "--threads",
+            "1",
+            "--warmup",
+            "0",
+            "--iters",
+            "1",
+            "--compare-repeats",
+            "1",
+            "--no-ultralytics",
+            "--video",
+            str(small_clip),
+            "--stream-workers",
+            "2,1",
+            "--json",
+            str(out),
+        ]
+    )
     out.with_suffix(".wall").write_text(str(time.perf_counter() - t0))  # the whole bench, timed here: an outside clock
     assert rc == 0
     return out
@@ -424,8 +463,13 @@ def test_stream_json_reads_back_and_the_report_shows_it(stream_bench_json, tmp_p
     name = Path(doc["stream"]["models"][0]["model"]).name
     section = md.split("## Video stream")[1].split("\n## ")[0]
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines() if line.startswith(f"| {name} | FP32 |")]
-    assert [r[2] for r in rows] == ["sequential loop, 1 thread", "runner, 1 worker", "runner, 2 workers", "bare inference, 1 thread",
-                                    "bare inference, 2 threads"]  # fmt: skip
+    assert [r[2] for r in rows] == [
+        "sequential loop, 1 thread",
+        "runner, 1 worker",
+        "runner, 2 workers",
+        "bare inference, 1 thread",
+        "bare inference, 2 threads",
+    ]
     for row, key in zip(rows, STREAM_CONFIGS):
         r = runs[key]
         assert row[3] == f"{r['fps']:.2f}", key
@@ -439,8 +483,11 @@ def test_cli_bench_video_errors_are_one_line(default_model, coco128_images, tmp_
     base = ["bench", str(default_model), "--images", str(coco128_images[0]), "--no-ultralytics", "--video"]
     not_video = tmp_path / "notes.mp4"
     not_video.write_text("not a video")
-    for clip, needle in ((str(tmp_path / "gone.mp4"), "gone.mp4: no such file"), ("0", "0: the stream benchmark needs a video file"),
-                         (str(not_video), "notes.mp4: cannot open as a video")):  # fmt: skip
+    for clip, needle in (
+        (str(tmp_path / "gone.mp4"), "gone.mp4: no such file"),
+        ("0", "0: the stream benchmark needs a video file"),
+        (str(not_video), "notes.mp4: cannot open as a video"),
+    ):
         assert main([*base, clip]) == 1
         err = capsys.readouterr().err
         assert needle in err and err.count("\n") == 1 and "Traceback" not in err, err

@@ -55,14 +55,21 @@ INFO = ModelInfo(names={i: f"c{i}" for i in range(80)}, strides=(8, 16, 32), img
 
 def _seed_outputs(info: ModelInfo, scaled: bool = True) -> list[tuple[str, tuple[int, ...], bool]]:
     ih, iw = info.imgsz
-    heads = [(f"{k}_stride{s}", (1, ih // s, iw // s, c), scaled and k != "cls") for s in info.strides
-             for k, c in (("cls", info.num_classes), ("box", 64), ("mc", 32))]  # fmt: skip
+    heads = [
+        (f"{k}_stride{s}", (1, ih // s, iw // s, c), scaled and k != "cls")
+        for s in info.strides
+        for k, c in (("cls", info.num_classes), ("box", 64), ("mc", 32))
+    ]
     return heads + [("protos", (1, ih // 4, iw // 4, 32), False)]
 
 
 def _as_outputs(outputs, order, rename) -> list[BoardOutput]:
-    return [BoardOutput(i, rename(outputs[j][0], i), outputs[j][1], False, np.ones(outputs[j][1][3], np.float32) if outputs[j][2]
-                        else None, np.int32(0)) for i, j in enumerate(order)]  # fmt: skip
+    return [
+        BoardOutput(
+            i, rename(outputs[j][0], i), outputs[j][1], False, np.ones(outputs[j][1][3], np.float32) if outputs[j][2] else None, np.int32(0)
+        )
+        for i, j in enumerate(order)
+    ]
 
 
 @pytest.mark.parametrize("classes", [80, 3, 64, 32])
@@ -98,18 +105,22 @@ def test_a_detection_only_model_and_a_wrong_class_count_are_one_line_errors():
         map_outputs(_as_outputs(three, range(len(three)), lambda name, i: name), INFO, "x.bin")
 
 
-@pytest.mark.parametrize(("desc", "reason"), [
-    (dict(dtype="int32", shape=(2, 80, 80, 64)), "has batch 2: edgeseg runs batch-1 models (compile with batch 1)"),
-    (dict(dtype="float16"), "is float16: edgeseg reads int8, int16, int32 and float32 outputs"),
-    (dict(dtype="int32", scale=[]), "is int32 without a scale: it cannot be dequantized"),
-    (dict(dtype="int32", scale=[1.0] * 7), "has 7 scales for 64 channels"),
-    (dict(dtype="int32", scale=[1.0] * 64, axis=2), "is quantized along axis 2, not its channels"),
-    (dict(layout="NONE"), "has layout NONE: expected NHWC or NCHW"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("desc", "reason"),
+    [
+        (dict(dtype="int32", shape=(2, 80, 80, 64)), "has batch 2: edgeseg runs batch-1 models (compile with batch 1)"),
+        (dict(dtype="float16"), "is float16: edgeseg reads int8, int16, int32 and float32 outputs"),
+        (dict(dtype="int32", scale=[]), "is int32 without a scale: it cannot be dequantized"),
+        (dict(dtype="int32", scale=[1.0] * 7), "has 7 scales for 64 channels"),
+        (dict(dtype="int32", scale=[1.0] * 64, axis=2), "is quantized along axis 2, not its channels"),
+        (dict(layout="NONE"), "has layout NONE: expected NHWC or NCHW"),
+    ],
+)
 def test_outputs_edgeseg_cannot_read_are_one_line_errors(desc, reason):
     given = {"dtype": "float32", "layout": "NHWC", "shape": (1, 80, 80, 64), "scale": [], **desc}
-    d = OutputDescription(0, "379", given["dtype"], given["layout"], given["shape"], np.asarray(given["scale"], np.float32),
-                          axis=given.get("axis"))  # fmt: skip
+    d = OutputDescription(
+        0, "379", given["dtype"], given["layout"], given["shape"], np.asarray(given["scale"], np.float32), axis=given.get("axis")
+    )
     with pytest.raises(EdgesegError) as err:
         describe_output(d, Path("m.bin"))
     assert str(err.value) == f"m.bin: output '379' {reason}"
@@ -118,8 +129,9 @@ def test_outputs_edgeseg_cannot_read_are_one_line_errors(desc, reason):
 def test_one_scale_and_per_channel_scales_and_zero_points():
     one = describe_output(OutputDescription(0, "a", "int16", "NHWC", (1, 4, 4, 8), np.float32([0.5])), Path("m.bin"))
     assert one.scale.shape == () and one.scale == np.float32(0.5) and one.zero_point == 0
-    zp = describe_output(OutputDescription(0, "a", "int8", "NCHW", (1, 8, 4, 6), np.arange(1, 9, dtype=np.float32),
-                                           np.arange(8), 1), Path("m.bin"))  # fmt: skip
+    zp = describe_output(
+        OutputDescription(0, "a", "int8", "NCHW", (1, 8, 4, 6), np.arange(1, 9, dtype=np.float32), np.arange(8), 1), Path("m.bin")
+    )
     assert zp.shape == (1, 4, 6, 8) and zp.nchw and list(zp.zero_point) == list(range(8))
     q = np.random.default_rng(0).integers(-128, 127, (1, 8, 4, 6), dtype=np.int8)
     value = zp.value(q)
@@ -211,8 +223,9 @@ def test_nchw_padded_shuffled_int16_and_int8_outputs_decode_like_the_seed_layout
     retyped = {"protos": "int16", "mc_stride8": "int8", "mc_stride16": "int8", "mc_stride32": "int8"}
     spec = tuple((src, f"t{i}", retyped.get(src, dtype)) for i, (src, _, dtype) in enumerate(fakes.SEED_OUTPUTS[j] for j in order))
     align = 48 if runtime == "hbm" else 0
-    odd = fakes.write_fake_bin(int8_onnx, board["dir"] / f"odd_{runtime}.bin", outputs=spec, align=align, output_layout="NCHW",
-                               zero_point=3)  # fmt: skip
+    odd = fakes.write_fake_bin(
+        int8_onnx, board["dir"] / f"odd_{runtime}.bin", outputs=spec, align=align, output_layout="NCHW", zero_point=3
+    )
     plain, shuffled = _seg(board["nv12"], runtime), _seg(odd, runtime)
     assert {name: out.name for name, out in shuffled.backend.outputs.items()} == {src: new for src, new, _ in spec}
     raw, _ = shuffled.raw(load_image(coco128_images[1]))
@@ -292,8 +305,10 @@ def test_board_errors_are_one_line(board, int8_onnx, fakes, tmp_path, monkeypatc
     d.mkdir()
     no_mc = tuple(o for o in fakes.SEED_OUTPUTS if "mc" not in o[0] and o[0] != "protos")
     detect = fakes.write_fake_bin(int8_onnx, d / "det.bin", outputs=no_mc)
-    assert _error(detect) == (f"{detect}: no sidecar *.edgeseg.json beside this .bin: copy the one `edgeseg horizon` wrote into {d} "
-                              "(it holds the class names a .bin lacks)")  # fmt: skip
+    assert _error(detect) == (
+        f"{detect}: no sidecar *.edgeseg.json beside this .bin: copy the one `edgeseg horizon` wrote into {d} "
+        "(it holds the class names a .bin lacks)"
+    )
     shutil.copy(find_sidecar(board["nv12"]), d)
     assert _error(detect).startswith(f"{detect}: not a split-head segmentation model for 640x640: expected per stride")
     batch2 = fakes.write_fake_bin(int8_onnx, d / "batch2.bin", batch=2)
@@ -301,7 +316,8 @@ def test_board_errors_are_one_line(board, int8_onnx, fakes, tmp_path, monkeypatc
     rgb = board["rgb"]
     assert _error(rgb, board=BoardOptions(runtime="hbm")) == (
         f"{rgb}: the model's input is RGB, which hbm_runtime cannot take (it has no numpy type for it): run it with "
-        "--runtime pyeasy, or compile for NV12 (edgeseg horizon's default)")
+        "--runtime pyeasy, or compile for NV12 (edgeseg horizon's default)"
+    )
     small = Sidecar(ModelInfo(names={0: "a"}, strides=(8, 16, 32), imgsz=(320, 320)))
     (tmp_path / "small.edgeseg.json").write_text(json.dumps(small.to_dict()))
     from edgeseg.backends.board import open_board_backend
@@ -310,14 +326,16 @@ def test_board_errors_are_one_line(board, int8_onnx, fakes, tmp_path, monkeypatc
         open_board_backend(board["nv12"], meta=tmp_path / "small.edgeseg.json")
     (d / "junk.bin").write_bytes(b"\x00 not a model")
     assert _error(d / "junk.bin", board=BoardOptions(runtime="pyeasy")).startswith(
-        f"{d / 'junk.bin'}: pyeasy_dnn cannot load this model: load execution failed.")
+        f"{d / 'junk.bin'}: pyeasy_dnn cannot load this model: load execution failed."
+    )
     assert _error(d / "junk.bin").startswith(f"{d / 'junk.bin'}: hbm_runtime cannot load this model: hbDNN initialize from")
     for name in ["hobot_dnn", "hobot_dnn_rdkx5", "hbm_runtime", *(m for m in sys.modules if m.startswith("hobot_dnn."))]:
         monkeypatch.setitem(sys.modules, name, None)
     assert _error(board["nv12"]) == (
         f"{board['nv12']}: is a Horizon .bin model: it runs on an RDK board, and the board runtime cannot be imported here "
         "(hbm_runtime comes with RDK OS >= 3.5, hobot_dnn with the board image; "
-        'or pip install "edgeseg[rdk]" on the board for hobot-dnn-rdkx5)')
+        'or pip install "edgeseg[rdk]" on the board for hobot-dnn-rdkx5)'
+    )
 
 
 def test_sidecar_is_found_by_the_bin_name_among_several(board, tmp_path):

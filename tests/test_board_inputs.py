@@ -128,8 +128,9 @@ def test_nv12_frames_reach_an_nv12_bin_with_no_colour_conversion(board, clip, mo
     seg = Segmenter(board["nv12"], board=BoardOptions(runtime="hbm"))
     counter = ConversionCounter(monkeypatch)
     every = StreamOptions(live=False)  # the stand-in camera is faster than real time: keep every frame
-    summary = predict_sources(seg, ["mipi:0@1280x720"], outputs=PredictOutputs(save_jsonl=tmp_path / "a.jsonl"), stream=every,
-                              show_progress=False)  # fmt: skip
+    summary = predict_sources(
+        seg, ["mipi:0@1280x720"], outputs=PredictOutputs(save_jsonl=tmp_path / "a.jsonl"), stream=every, show_progress=False
+    )
     assert summary.processed == 8 and summary.detections > 0
     assert counter.calls == 0
     predict_sources(seg, ["mipi:0@1280x720"], outputs=PredictOutputs(save_video=tmp_path / "a.mp4"), stream=every, show_progress=False)
@@ -176,8 +177,9 @@ def test_cli_predict_from_the_mipi_camera_equals_the_onnx_on_the_same_nv12_frame
     ONNX on the NV12 frame the scaler made (here: the clip frame resized to 640x360 by the test) finds the same
     objects, in scene pixels; the camera running dry is reported, not a silent end."""
     out = tmp_path / "cam.jsonl"
-    proc = _cli("predict", str(board["nv12"]), "mipi:0@1280x720", "--no-live", "--save-jsonl", str(out),
-                env={"EDGESEG_FAKE_MIPI_CLIP": str(clip)})  # fmt: skip
+    proc = _cli(
+        "predict", str(board["nv12"]), "mipi:0@1280x720", "--no-live", "--save-jsonl", str(out), env={"EDGESEG_FAKE_MIPI_CLIP": str(clip)}
+    )
     assert "Traceback" not in proc.stderr and proc.returncode == 1  # a camera that stops is a failure, not an end
     assert "mipi:0@1280x720: the camera gave no frame for 3 reads in a row after frame 8" in proc.stderr
     lines = [json.loads(line) for line in out.read_text().splitlines()]
@@ -267,8 +269,23 @@ def test_bench_of_a_bin_measures_the_seeds_columns_and_report_renders_them(board
     images.mkdir()
     for p in coco128_images[:2]:
         (images / p.name).write_bytes(p.read_bytes())
-    proc = _cli("bench", str(board["nv12"]), "--images", str(images), "--threads", "1,4,8", "--warmup", "0",
-                "--compare-repeats", "1", "--no-ultralytics", "--runtime", "hbm", "--json", str(tmp_path / "bench.json"))  # fmt: skip
+    proc = _cli(
+        "bench",
+        str(board["nv12"]),
+        "--images",
+        str(images),
+        "--threads",
+        "1,4,8",
+        "--warmup",
+        "0",
+        "--compare-repeats",
+        "1",
+        "--no-ultralytics",
+        "--runtime",
+        "hbm",
+        "--json",
+        str(tmp_path / "bench.json"),
+    )
     assert proc.returncode == 0, proc.stderr
     [entry] = json.loads((tmp_path / "bench.json").read_text())["models"]
     assert sorted(map(int, entry["throughput_ips"]["workers"])) == [1, 4, 8]

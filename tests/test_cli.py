@@ -86,9 +86,11 @@ def test_non_edgeseg_onnx_models_are_rejected_by_name(tmp_path, coco128_images):
 
 
 def test_bad_cli_values_are_rejected(default_model, coco128_images):
-    for option, value, reason in (("--conf", "-0.1", "conf must be between 0 and 1, got -0.1"),
-                                  ("--iou", "1.5", "iou must be between 0 and 1, got 1.5"),
-                                  ("--max-det", "0", "expected an integer >= 1, got 0")):  # fmt: skip
+    for option, value, reason in (
+        ("--conf", "-0.1", "conf must be between 0 and 1, got -0.1"),
+        ("--iou", "1.5", "iou must be between 0 and 1, got 1.5"),
+        ("--max-det", "0", "expected an integer >= 1, got 0"),
+    ):
         proc = run_cli("predict", default_model, coco128_images[0], option, value)
         assert usage_error(proc) == f"argument {option}: {reason}"
     proc = run_cli("export", "x.pt", "--imgsz", "300")
@@ -117,9 +119,11 @@ def test_workers_are_bounded_by_a_multiple_of_the_cores_with_the_reason(default_
     assert args.workers == limit  # the bound itself is accepted
     for value in (str(limit + 1), "100000"):
         proc = run_cli("predict", default_model, coco128_images[0], "--workers", value)
-        assert usage_error(proc) == (f"argument --workers: at most {limit} ({PER_CORE_LIMIT} per core, {usable_cores()} core(s) here): "
-                                     "each of the inference threads loads its own model, so more only add memory, not speed; "
-                                     f"got {value}")  # fmt: skip
+        assert usage_error(proc) == (
+            f"argument --workers: at most {limit} ({PER_CORE_LIMIT} per core, {usable_cores()} core(s) here): "
+            "each of the inference threads loads its own model, so more only add memory, not speed; "
+            f"got {value}"
+        )
     for value in ("0", "²", "٣", "1_0"):
         proc = run_cli("predict", default_model, coco128_images[0], "--workers", value)
         assert usage_error(proc).startswith("argument --workers: expected an integer")
@@ -134,8 +138,16 @@ def test_actors_are_bounded_by_a_multiple_of_the_cpus(default_model, tmp_path):
     with pytest.raises(EdgesegError, match=rf"^--actors: at most {PER_CORE_LIMIT * 2} \({PER_CORE_LIMIT} per CPU of the cluster, 2 CPU"):
         actor_cpus(PER_CORE_LIMIT * 2 + 1, 2)
     # A local Ray gets this machine's cores: refused before Ray starts, in one line.
-    proc = run_cli("predict", default_model, tmp_path, "--ray", "--actors", str(PER_CORE_LIMIT * usable_cores() + 1),
-                   "--save-json", tmp_path / "x.json")  # fmt: skip
+    proc = run_cli(
+        "predict",
+        default_model,
+        tmp_path,
+        "--ray",
+        "--actors",
+        str(PER_CORE_LIMIT * usable_cores() + 1),
+        "--save-json",
+        tmp_path / "x.json",
+    )
     assert error_reason(proc).startswith(f"--actors: at most {PER_CORE_LIMIT * usable_cores()} ")
     assert not (tmp_path / "x.json").exists()
 
@@ -157,8 +169,9 @@ def test_actors_are_bounded_by_a_multiple_of_the_cpus(default_model, tmp_path):
 def test_host_port_options_reject_bad_ports_in_one_usage_line(option, value, reason, default_model, coco128_images):
     extra = ["--ray", "--save-json", "x.json"] if option == "--ray-address" else []
     proc = run_cli("predict", default_model, coco128_images[0], option, value, *extra)
-    prefix = ("expected [HOST:]PORT (e.g. 8080 or 0.0.0.0:8080)" if option == "--serve"
-              else "expected HOST:PORT (e.g. 127.0.0.1:6379) or auto")  # fmt: skip
+    prefix = (
+        "expected [HOST:]PORT (e.g. 8080 or 0.0.0.0:8080)" if option == "--serve" else "expected HOST:PORT (e.g. 127.0.0.1:6379) or auto"
+    )
     assert usage_error(proc) == f"argument {option}: {prefix}: {reason}"
 
 

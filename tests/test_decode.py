@@ -119,11 +119,14 @@ def test_boxes_are_dfl_expectations_around_cell_centres():
     np.testing.assert_allclose(det.scores, 1 / (1 + np.exp(-np.float32([4.0, 3.0]))), atol=1e-6)
 
 
-@pytest.mark.parametrize("source_shape, cell, ltrb, expected", [
-    ((64, 128), (6, 4), (2, 1, 4, 2), [20, 12, 68, 36]),     # landscape: 32 rows of padding on top
-    ((128, 64), (4, 6), (1, 2, 2, 1), [12, 20, 36, 44]),     # portrait: 32 columns of padding on the left
-    ((256, 128), (4, 6), (1, 2, 2, 1), [24, 40, 72, 88]),    # portrait at gain 0.5
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "source_shape, cell, ltrb, expected",
+    [
+        ((64, 128), (6, 4), (2, 1, 4, 2), [20, 12, 68, 36]),  # landscape: 32 rows of padding on top
+        ((128, 64), (4, 6), (1, 2, 2, 1), [12, 20, 36, 44]),  # portrait: 32 columns of padding on the left
+        ((256, 128), (4, 6), (1, 2, 2, 1), [24, 40, 72, 88]),  # portrait at gain 0.5
+    ],
+)
 def test_boxes_undo_the_letterbox(source_shape, cell, ltrb, expected):
     outputs = hand_made_heads({(8, *cell): ({0: 4.0}, ltrb)})
     det = decode(outputs, INFO, letterbox_params(source_shape, INFO.imgsz), DecodeOptions(), with_masks=False)

@@ -54,9 +54,16 @@ class UltralyticsPostprocess:
         """(xyxy in original pixels, scores, class ids, full-image bool masks or None)."""
         pred, protos = self.layout(outputs)
         classes = list(options.classes) if options.classes is not None else None
-        r = nms.non_max_suppression(pred, options.conf, options.iou, classes=classes, agnostic=options.agnostic,
-                                    multi_label=options.multi_label, max_det=options.max_det,
-                                    nc=self.info.num_classes)[0]  # fmt: skip
+        r = nms.non_max_suppression(
+            pred,
+            options.conf,
+            options.iou,
+            classes=classes,
+            agnostic=options.agnostic,
+            multi_label=options.multi_label,
+            max_det=options.max_det,
+            nc=self.info.num_classes,
+        )[0]
         boxes = ops.scale_boxes(self.info.imgsz, r[:, :4].clone(), image_shape)
         masks = None
         if with_masks and len(r):
@@ -108,14 +115,18 @@ def test_segmenter_equals_ultralytics_postprocess(cases):
     assert total > 60  # the fixture model is confident on these images
 
 
-@pytest.mark.parametrize("options", [
-    DecodeOptions(conf=0.05),
-    DecodeOptions(conf=0.05, iou=0.5),
-    DecodeOptions(conf=0.05, agnostic=True, iou=0.5),
-    DecodeOptions(conf=0.05, classes=(0, 2, 56)),
-    DecodeOptions(conf=0.05, max_det=3),
-    DecodeOptions(conf=0.05, multi_label=True),
-], ids=["conf", "iou", "agnostic", "classes", "max-det", "multi-label"])  # fmt: skip
+@pytest.mark.parametrize(
+    "options",
+    [
+        DecodeOptions(conf=0.05),
+        DecodeOptions(conf=0.05, iou=0.5),
+        DecodeOptions(conf=0.05, agnostic=True, iou=0.5),
+        DecodeOptions(conf=0.05, classes=(0, 2, 56)),
+        DecodeOptions(conf=0.05, max_det=3),
+        DecodeOptions(conf=0.05, multi_label=True),
+    ],
+    ids=["conf", "iou", "agnostic", "classes", "max-det", "multi-label"],
+)
 def test_decode_options_equal_ultralytics_nms(cases, options):
     seg, oracle, items = cases
     total = 0

@@ -195,9 +195,11 @@ def test_corrupt_images_become_error_rows_and_the_good_ones_finish(ray_session, 
     rows = pq.read_table(parquet).to_pylist()
     assert sorted(r["index"] for r in rows) == list(range(SUBSET + 3))  # every image once
     errors = {Path(r["path"]).name: r["error"] for r in rows if r["error"] is not None}
-    assert errors == {"empty.jpg": "empty file, not an image",
-                      "noise.png": "not a readable image (corrupt or unsupported format)",
-                      "text.jpg": "not a readable image (corrupt or unsupported format)"}  # fmt: skip
+    assert errors == {
+        "empty.jpg": "empty file, not an image",
+        "noise.png": "not a readable image (corrupt or unsupported format)",
+        "text.jpg": "not a readable image (corrupt or unsupported format)",
+    }
     good = [r for r in rows if r["error"] is None]
     assert all(r["width"] > 0 and r["height"] > 0 for r in good)
     records = [d for r in good for d in r["detections"]]
@@ -236,8 +238,7 @@ def test_a_model_the_actors_cannot_open_fails_in_one_line(ray_session, default_m
     segmenter = Segmenter(model)
     model.unlink()  # as if the file were on this machine only, not on the Ray nodes
     with pytest.raises(EdgesegError) as err:
-        predict_on_ray(segmenter, [str(subset / "images")], config=RayConfig(actors=1), save_json=tmp_path / "x.json",
-                       show_progress=False)  # fmt: skip
+        predict_on_ray(segmenter, [str(subset / "images")], config=RayConfig(actors=1), save_json=tmp_path / "x.json", show_progress=False)
     assert str(err.value) == f"{model}: no such file"
 
 

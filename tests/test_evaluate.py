@@ -33,8 +33,17 @@ from edgeseg.predict import Segmenter
 from edgeseg.results import Detections
 
 # A few COCO category ids as the official instances json numbers them (not derived from our table).
-OFFICIAL_COCO_IDS = {"person": 1, "stop sign": 13, "backpack": 27, "bowl": 51, "cake": 61, "dining table": 67,
-                     "tv": 72, "book": 84, "toothbrush": 90}  # fmt: skip
+OFFICIAL_COCO_IDS = {
+    "person": 1,
+    "stop sign": 13,
+    "backpack": 27,
+    "bowl": 51,
+    "cake": 61,
+    "dining table": 67,
+    "tv": 72,
+    "book": 84,
+    "toothbrush": 90,
+}
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +86,11 @@ def test_cake_labels_of_coco128_become_category_61(coco128_dir, coco_names):
     ds = load_dataset(coco128_dir, names=coco_names)  # images/labels directory with the model's names
     cats = {c["id"]: c["name"] for c in ds.coco["categories"]}
     assert cats[61] == "cake" and cats[51] == "bowl"
-    cake_files = sorted(p.stem for p in (coco128_dir / "labels" / "train2017").glob("*.txt")
-                        if any(line.split()[0] == "55" for line in p.read_text().splitlines() if line.strip()))  # fmt: skip
+    cake_files = sorted(
+        p.stem
+        for p in (coco128_dir / "labels" / "train2017").glob("*.txt")
+        if any(line.split()[0] == "55" for line in p.read_text().splitlines() if line.strip())
+    )
     assert cake_files  # coco128 has cakes
     cake_images = {a["image_id"] for a in ds.coco["annotations"] if a["category_id"] == 61}
     assert cake_images == {int(s) for s in cake_files}
@@ -292,8 +304,7 @@ def test_cli_two_models_table_json_and_skipped_images(tmp_path, capsys, model_64
     shutil.copy(model_640, second)
     out = tmp_path / "out" / "val.json"
 
-    assert main(["val", str(model_640), str(second), "--data", str(root), "--imgsz", "640",
-                 "--save-json", str(out), "--verbose"]) == 0  # fmt: skip
+    assert main(["val", str(model_640), str(second), "--data", str(root), "--imgsz", "640", "--save-json", str(out), "--verbose"]) == 0
     cap = capsys.readouterr()
     assert "broken.jpg" in cap.err and "skipped 1 item(s)" in cap.err
     assert "retention (box / mask)" in cap.out and "100.0% / 100.0%" in cap.out
@@ -354,13 +365,31 @@ def test_multi_label_keeps_every_class_above_conf_like_ultralytics_val(quantized
 
 
 def _result(model: str, box: float) -> EvalResult:
-    return EvalResult(model=model, data="d.yaml", images=3, box_map50_95=box, box_map50=0.7, mask_map50_95=0.3,
-                      mask_map50=0.5, per_class={"cat": {"class_id": 0, "category_id": 1, "images": 2, "instances": 4,
-                                                         "box_map50_95": box, "box_map50": 0.7, "mask_map50_95": 0.3,
-                                                         "mask_map50": 0.5}},
-                      predictions=[{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.9}],
-                      skipped=[("x/broken.jpg", "not a readable image")], evaluator="pycocotools",
-                      settings={"conf": 0.001, "iou": 0.7, "max_det": 300, "multi_label": False})  # fmt: skip
+    return EvalResult(
+        model=model,
+        data="d.yaml",
+        images=3,
+        box_map50_95=box,
+        box_map50=0.7,
+        mask_map50_95=0.3,
+        mask_map50=0.5,
+        per_class={
+            "cat": {
+                "class_id": 0,
+                "category_id": 1,
+                "images": 2,
+                "instances": 4,
+                "box_map50_95": box,
+                "box_map50": 0.7,
+                "mask_map50_95": 0.3,
+                "mask_map50": 0.5,
+            }
+        },
+        predictions=[{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.9}],
+        skipped=[("x/broken.jpg", "not a readable image")],
+        evaluator="pycocotools",
+        settings={"conf": 0.001, "iou": 0.7, "max_det": 300, "multi_label": False},
+    )
 
 
 def test_metrics_json_reads_back_as_the_results_it_was_written_from(tmp_path):
@@ -371,8 +400,9 @@ def test_metrics_json_reads_back_as_the_results_it_was_written_from(tmp_path):
     assert [json.loads(p.read_text()) for p in preds] == [r.predictions for r in results]
     assert EvalResult.from_dict(results[0].to_dict()).to_dict() == results[0].to_dict()
     # Only what identifies a model and its numbers is required (report's hand-written inputs have no more).
-    short = EvalResult.from_dict({"model": "m.onnx", "images": 5, "box_map50_95": 0.5, "box_map50": 0.6,
-                                  "mask_map50_95": 0.3, "mask_map50": 0.4})  # fmt: skip
+    short = EvalResult.from_dict(
+        {"model": "m.onnx", "images": 5, "box_map50_95": 0.5, "box_map50": 0.6, "mask_map50_95": 0.3, "mask_map50": 0.4}
+    )
     assert (short.images, short.mask_map50, short.per_class, short.skipped, short.settings) == (5, 0.4, {}, [], {})
 
 
@@ -383,8 +413,10 @@ def test_metrics_json_reads_back_as_the_results_it_was_written_from(tmp_path):
         ("{not json", "not valid JSON"),
         ('{"layers": []}', "not an edgeseg val JSON"),
         ('{"models": [{"images": 3}]}', "not an edgeseg val JSON"),
-        ('{"models": [{"model": "m.onnx", "images": 3, "box_map50_95": 0.5, "box_map50": 0.6, "mask_map50_95": 0.3}]}',
-         "model 'm.onnx': 'mask_map50' must be a number"),
+        (
+            '{"models": [{"model": "m.onnx", "images": 3, "box_map50_95": 0.5, "box_map50": 0.6, "mask_map50_95": 0.3}]}',
+            "model 'm.onnx': 'mask_map50' must be a number",
+        ),
         ('{"models": [{"model": "m.onnx", "images": "3", "box_map50_95": 0.5}]}', "'images' must be a count"),
     ],
 )

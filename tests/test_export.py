@@ -27,9 +27,15 @@ def _shapes(path):
 def test_export_640_has_ten_named_nhwc_outputs(model_640):
     shapes, m = _shapes(model_640)
     assert shapes == {
-        "cls_stride8": [1, 80, 80, 80], "box_stride8": [1, 80, 80, 64], "mc_stride8": [1, 80, 80, 32],
-        "cls_stride16": [1, 40, 40, 80], "box_stride16": [1, 40, 40, 64], "mc_stride16": [1, 40, 40, 32],
-        "cls_stride32": [1, 20, 20, 80], "box_stride32": [1, 20, 20, 64], "mc_stride32": [1, 20, 20, 32],
+        "cls_stride8": [1, 80, 80, 80],
+        "box_stride8": [1, 80, 80, 64],
+        "mc_stride8": [1, 80, 80, 32],
+        "cls_stride16": [1, 40, 40, 80],
+        "box_stride16": [1, 40, 40, 64],
+        "mc_stride16": [1, 40, 40, 32],
+        "cls_stride32": [1, 20, 20, 80],
+        "box_stride32": [1, 20, 20, 64],
+        "mc_stride32": [1, 20, 20, 32],
         "protos": [1, 160, 160, 32],
     }
     assert [d.dim_value for d in m.graph.input[0].type.tensor_type.shape.dim] == [1, 3, 640, 640]

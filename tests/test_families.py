@@ -179,8 +179,9 @@ def test_yolo26_export_metadata_and_layout(yolo26):
     assert ul_meta["end2end"] == "True"  # Ultralytics' side really is the one-to-one top-k graph
 
 
-@pytest.mark.parametrize(("head", "theirs", "conf"), [("one2one", "end2end", 0.25), ("one2one", "end2end", 0.01),
-                                                       ("one2many", "default", 0.25)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("head", "theirs", "conf"), [("one2one", "end2end", 0.25), ("one2one", "end2end", 0.01), ("one2many", "default", 0.25)]
+)
 def test_yolo26_matches_ultralytics(yolo26, first_images, head, theirs, conf):
     result = compare(Segmenter(yolo26[head], conf=conf), yolo26[theirs], first_images, 320, conf)
     print("\n" + result.line(f"yolo26n-seg {head} vs Ultralytics {theirs}, conf {conf}"))
@@ -236,8 +237,18 @@ def yolo26_raw(yolo26, first_images):
     return seg.info, head_outputs(seg, first_images)
 
 
-@pytest.mark.parametrize("options", [dict(conf=0.25), dict(conf=0.01), dict(conf=0.01, max_det=3), dict(conf=0.01, classes=(0, 45)),
-                                     dict(conf=0.01, max_det=3, classes=(0,)), dict(conf=0.01, agnostic=True)], ids=str)  # fmt: skip
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(conf=0.25),
+        dict(conf=0.01),
+        dict(conf=0.01, max_det=3),
+        dict(conf=0.01, classes=(0, 45)),
+        dict(conf=0.01, max_det=3, classes=(0,)),
+        dict(conf=0.01, agnostic=True),
+    ],
+    ids=str,
+)
 def test_end2end_selection_equals_ultralytics_two_stage_topk(yolo26_raw, options):
     """The fast path (threshold logits, gather survivors, one sort) equals the reference decoder's step-by-step
     copy of Ultralytics' top-k (top anchors, then top anchor x class pairs, then conf, then classes)."""
@@ -275,8 +286,9 @@ def test_end2end_topk_is_capped_at_the_anchor_count():
     lb = letterbox_params((64, 64), info.imgsz)
     fast = decode(outputs, info, lb, DecodeOptions(conf=0.0), with_masks=False)
     assert info.anchors == 84 and len(fast) == 84
-    np.testing.assert_array_equal(np.sort(fast.scores), np.sort(reference_decode(outputs, info, lb, DecodeOptions(conf=0.0),
-                                                                                 with_masks=False).scores))  # fmt: skip
+    np.testing.assert_array_equal(
+        np.sort(fast.scores), np.sort(reference_decode(outputs, info, lb, DecodeOptions(conf=0.0), with_masks=False).scores)
+    )
 
 
 def test_four_distance_boxes_around_cell_centres():
@@ -388,8 +400,9 @@ def test_yolo26_bin_outputs_map_by_shape_whatever_their_order():
         return BoardOutput(i, str(500 + i), shape, False, scale, np.int32(0))
 
     info = ModelInfo(names={i: str(i) for i in range(80)}, strides=(8, 16, 32), imgsz=(320, 320), reg_max=1, end2end=True)
-    shapes = [(f"{k}_stride{s}", (1, 320 // s, 320 // s, c), k != "cls") for s in info.strides
-              for k, c in (("cls", 80), ("box", 4), ("mc", 32))] + [("protos", (1, 80, 80, 32), False)]  # fmt: skip
+    shapes = [
+        (f"{k}_stride{s}", (1, 320 // s, 320 // s, c), k != "cls") for s in info.strides for k, c in (("cls", 80), ("box", 4), ("mc", 32))
+    ] + [("protos", (1, 80, 80, 32), False)]
     order = np.random.default_rng(0).permutation(len(shapes))
     outs = [output(i, shapes[j][1], np.ones(shapes[j][1][3], np.float32) if shapes[j][2] else None) for i, j in enumerate(order)]
     mapped = map_outputs(outs, info, "yolo26.bin")
@@ -414,8 +427,10 @@ def test_bench_decoder_comparison_agrees_on_yolo26(yolo26, first_images):
 # --- what export refuses ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("yaml", "head"), [("yoloe-11s-seg.yaml", "YOLOESegment"), ("yolov8n-pose.yaml", "Pose"),
-                                            ("yolo26n-obb.yaml", "OBB26"), ("yolo26n.yaml", "Detect")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("yaml", "head"),
+    [("yoloe-11s-seg.yaml", "YOLOESegment"), ("yolov8n-pose.yaml", "Pose"), ("yolo26n-obb.yaml", "OBB26"), ("yolo26n.yaml", "Detect")],
+)
 def test_unsupported_heads_are_one_line_naming_what_is_supported(yaml, head):
     from corpus import error_reason, run_cli
 
@@ -426,6 +441,7 @@ def test_unsupported_heads_are_one_line_naming_what_is_supported(yaml, head):
 def test_head_option_errors(tmp_path):
     from corpus import error_reason, run_cli
 
-    reason = error_reason(run_cli("export", "yolov8n-seg.yaml", "--imgsz", 64, "--head", "one2one", "-o", tmp_path / "x.onnx"),
-                          "yolov8n-seg.yaml")  # fmt: skip
+    reason = error_reason(
+        run_cli("export", "yolov8n-seg.yaml", "--imgsz", 64, "--head", "one2one", "-o", tmp_path / "x.onnx"), "yolov8n-seg.yaml"
+    )
     assert reason.startswith("this Segment head has no one-to-one convs") and reason.endswith("use --head one2many")

@@ -193,41 +193,77 @@ def _bench(total_ms: tuple[float, float], ips: tuple[tuple[float, float], tuple[
 
     def entry(name: str, int8: bool, total: float, rates: tuple[float, float]) -> dict:
         stages = {"preprocess": 1.8, "inference": total - 3.0, "decode": 0.8, "masks": 0.4, "total": total}
-        return {"model": name, "imgsz": [640, 640], "classes": 80, "params": 3_400_000, "int8": int8, "size_mb": 13.7,
-                "source": "x.yaml", "latency_ms": {k: {"p50": v, "p90": v * 1.1, "p99": v * 1.2} for k, v in stages.items()},
-                "throughput_ips": {"workers": {"1": rates[0], "2": rates[1]}, "intra_op": {"1": rates[0]}},
-                "throughput_latency_p50_ms": {"workers": {"1": total, "2": total * 1.3}}}  # fmt: skip
+        return {
+            "model": name,
+            "imgsz": [640, 640],
+            "classes": 80,
+            "params": 3_400_000,
+            "int8": int8,
+            "size_mb": 13.7,
+            "source": "x.yaml",
+            "latency_ms": {k: {"p50": v, "p90": v * 1.1, "p99": v * 1.2} for k, v in stages.items()},
+            "throughput_ips": {"workers": {"1": rates[0], "2": rates[1]}, "intra_op": {"1": rates[0]}},
+            "throughput_latency_p50_ms": {"workers": {"1": total, "2": total * 1.3}},
+        }
 
-    doc = {"machine": {"cpu": "Test CPU", "usable_cores": 2, "onnxruntime": "1.0", "int8_dot_instructions": [],
-                       "loadavg_start": [0.1, 0.1, 0.1], "loadavg_end": [0.2, 0.2, 0.2], "date_utc": "2026-01-01T00:00:00Z"},
-           "settings": {"images": 64, "warmup": 2, "conf": conf},
-           "models": [entry("m-640.onnx", False, total_ms[0], ips[0]), entry("m-640-int8.onnx", True, total_ms[1], ips[1])]}  # fmt: skip
+    doc = {
+        "machine": {
+            "cpu": "Test CPU",
+            "usable_cores": 2,
+            "onnxruntime": "1.0",
+            "int8_dot_instructions": [],
+            "loadavg_start": [0.1, 0.1, 0.1],
+            "loadavg_end": [0.2, 0.2, 0.2],
+            "date_utc": "2026-01-01T00:00:00Z",
+        },
+        "settings": {"images": 64, "warmup": 2, "conf": conf},
+        "models": [entry("m-640.onnx", False, total_ms[0], ips[0]), entry("m-640-int8.onnx", True, total_ms[1], ips[1])],
+    }
     return BenchResult.from_dict(doc)
 
 
 def _similarity(low: float) -> SimilarityReport:
-    rows = [{"tensor": f"{k}_stride{s}", "cosine": low + (0.01 if s == 8 else 0.0), "max_abs_error": 0.1}
-            for k in ("cls", "box", "mc") for s in (8, 16, 32)]  # fmt: skip
+    rows = [
+        {"tensor": f"{k}_stride{s}", "cosine": low + (0.01 if s == 8 else 0.0), "max_abs_error": 0.1}
+        for k in ("cls", "box", "mc")
+        for s in (8, 16, 32)
+    ]
     rows.append({"tensor": "protos", "cosine": low - 0.01, "max_abs_error": 0.1})
     return SimilarityReport.from_dict({"outputs": rows, "nodes": [], "images": ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]})
 
 
 def _eval(model: str, box: float, mask: float) -> EvalResult:
-    return EvalResult(model=model, data="coco128-seg.yaml", images=128, box_map50_95=box, box_map50=0.8, mask_map50_95=mask,
-                      mask_map50=0.6, per_class={})  # fmt: skip
+    return EvalResult(
+        model=model, data="coco128-seg.yaml", images=128, box_map50_95=box, box_map50=0.8, mask_map50_95=mask, mask_map50=0.6, per_class={}
+    )
 
 
 @pytest.fixture()
 def family(tmp_path):
     """A two-row family JSON: yolov8n-seg (random weights) and the trained checkpoint with its mAP."""
     rows = [
-        family_model(FamilyInputs(name="yolov8n-seg", bench=_bench((96.4, 45.0), ((7.6, 14.5), (15.6, 29.7)), 1.0), gflops=12.04,
-                                  weights="random init from yolov8n-seg.yaml", similarity=_similarity(0.84),
-                                  calibration_images=32, seconds={"export": 10.0, "bench": 50.0})),
-        family_model(FamilyInputs(name="yolov8n-seg-coco128", bench=_bench((218.9, 142.7), ((4.65, 9.51), (7.39, 15.01)), 0.25),
-                                  gflops=12.04, similarity=_similarity(0.99), calibration_images=50,
-                                  val=[_eval("runs/m-640.onnx", 0.585, 0.323), _eval("m-640-int8.onnx", 0.593, 0.324)])),
-    ]  # fmt: skip
+        family_model(
+            FamilyInputs(
+                name="yolov8n-seg",
+                bench=_bench((96.4, 45.0), ((7.6, 14.5), (15.6, 29.7)), 1.0),
+                gflops=12.04,
+                weights="random init from yolov8n-seg.yaml",
+                similarity=_similarity(0.84),
+                calibration_images=32,
+                seconds={"export": 10.0, "bench": 50.0},
+            )
+        ),
+        family_model(
+            FamilyInputs(
+                name="yolov8n-seg-coco128",
+                bench=_bench((218.9, 142.7), ((4.65, 9.51), (7.39, 15.01)), 0.25),
+                gflops=12.04,
+                similarity=_similarity(0.99),
+                calibration_images=50,
+                val=[_eval("runs/m-640.onnx", 0.585, 0.323), _eval("m-640-int8.onnx", 0.593, 0.324)],
+            )
+        ),
+    ]
     result = FamilyResult(machine=_bench((1, 1), ((1, 1), (1, 1)), None).machine.to_dict(), imgsz=640, models=rows, seconds=3000.0)
     path = tmp_path / "family.json"
     path.write_text(json.dumps(result.to_dict()))

@@ -24,6 +24,7 @@ yaml = pytest.importorskip("yaml")
 
 pytestmark = pytest.mark.slow  # exports a checkpoint and writes hb_mapper artefacts
 
+
 @pytest.fixture(scope="module")
 def yolo11_320(tmp_path_factory):
     """A YOLO11n-seg with 3 classes (random weights) exported by edgeseg at 320: other node names
@@ -160,8 +161,7 @@ def test_sidecar_and_board_guide(which, request, calib_dir, tmp_path):
     assert copy[0][1:3] == [modified, r.sidecar.name] and copy[1][2] == str(calib_dir)
     assert blocks[4] == 'pip install "edgeseg[rdk]"'
     commands = [shlex.split(b) for b in blocks[5:]]
-    assert [c[:3] for c in commands] == [["edgeseg", "predict", on_board], ["edgeseg", "bench", on_board],
-                                         ["edgeseg", "report", "--bench"]]  # fmt: skip
+    assert [c[:3] for c in commands] == [["edgeseg", "predict", on_board], ["edgeseg", "bench", on_board], ["edgeseg", "report", "--bench"]]
     assert commands[1][commands[1].index("--threads") + 1] == "1,2,4,8" and len(blocks) == 8
     for c in commands:
         build_parser().parse_args(c[1:])  # exits on an option this CLI does not have

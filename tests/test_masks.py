@@ -59,9 +59,11 @@ def test_masks_match_ultralytics_process_mask_native(source_shape):
     h, w = source_shape
     boxes = np.float32([[0.1 * w, 0.1 * h, 0.6 * w, 0.7 * h], [0.3 * w, 0.2 * h, w, h]])
     coeffs = rng.normal(size=(2, 32)).astype(np.float32)
-    theirs = ops.process_mask_native(
-        torch.from_numpy(protos).permute(2, 0, 1), torch.from_numpy(coeffs), torch.from_numpy(boxes.copy()), (h, w)
-    ).numpy().astype(bool)
+    theirs = (
+        ops.process_mask_native(torch.from_numpy(protos).permute(2, 0, 1), torch.from_numpy(coeffs), torch.from_numpy(boxes.copy()), (h, w))
+        .numpy()
+        .astype(bool)
+    )
     mapping = ProtoMapping.from_letterbox(letterbox_params(source_shape, (640, 640)), (160, 160))
     for i in range(2):
         local, (x0, y0) = box_mask_logits(coeffs[i], protos, boxes[i], mapping)

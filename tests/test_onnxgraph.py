@@ -26,9 +26,12 @@ from edgeseg.onnxgraph import (
 
 def _graph_model(nodes, outputs=("y",), out_type=TensorProto.FLOAT, initializers=()):
     graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-        [helper.make_tensor_value_info(o, out_type, [1, 4]) for o in outputs], initializer=list(initializers),
-    )  # fmt: skip
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info(o, out_type, [1, 4]) for o in outputs],
+        initializer=list(initializers),
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
 
@@ -79,8 +82,7 @@ def test_is_quantized_answers_from_the_graph_never_the_file_name(tmp_path):
     assert not is_quantized(load_model(tmp_path / "named-int8.onnx"))
     scale = numpy_helper.from_array(np.float32(0.1), "s")
     zp = numpy_helper.from_array(np.uint8(128), "z")
-    qdq = _graph_model([helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"])], out_type=TensorProto.UINT8,
-                       initializers=[scale, zp])  # fmt: skip
+    qdq = _graph_model([helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"])], out_type=TensorProto.UINT8, initializers=[scale, zp])
     save_model(qdq, tmp_path / "plain.onnx")
     assert is_quantized(load_model(tmp_path / "plain.onnx"))
     int8_out = _graph_model([helper.make_node("Cast", ["x"], ["y"], to=TensorProto.INT8)], out_type=TensorProto.INT8)
@@ -116,9 +118,12 @@ def test_load_model_errors_are_one_line(tmp_path, name, content, reason):
     ("name", "reason"),
     [
         ("weights.pt", "is a PyTorch checkpoint, not an edgeseg model; export it first: edgeseg export {path}"),
-        ("model.bin", "is a Horizon .bin model: it runs on an RDK board, and the board runtime cannot be imported here "
-                      "(hbm_runtime comes with RDK OS >= 3.5, hobot_dnn with the board image; "
-                      'or pip install "edgeseg[rdk]" on the board for hobot-dnn-rdkx5)'),
+        (
+            "model.bin",
+            "is a Horizon .bin model: it runs on an RDK board, and the board runtime cannot be imported here "
+            "(hbm_runtime comes with RDK OS >= 3.5, hobot_dnn with the board image; "
+            'or pip install "edgeseg[rdk]" on the board for hobot-dnn-rdkx5)',
+        ),
         ("missing.onnx", "no such file"),
         ("a directory", "is a directory, expected an .onnx model"),
     ],

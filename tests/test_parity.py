@@ -66,8 +66,10 @@ def test_predictions_match_ultralytics(model_640, ultralytics_onnx, coco128_imag
                     mine = det.full_mask(j)
                     mask_ious.append((mine & masks[i]).sum() / max((mine | masks[i]).sum(), 1))
                     break
-    print(f"\nparity: {matched}/{theirs_total} Ultralytics detections matched ({ours_total} ours), "
-          f"mean mask IoU {np.mean(mask_ious):.5f}, min {np.min(mask_ious):.4f}")
+    print(
+        f"\nparity: {matched}/{theirs_total} Ultralytics detections matched ({ours_total} ours), "
+        f"mean mask IoU {np.mean(mask_ious):.5f}, min {np.min(mask_ious):.4f}"
+    )
     assert theirs_total > 600  # the fixture model is confident on its training images
     assert not count_differs, f"(image, ours, Ultralytics') where the counts differ: {count_differs}"
     assert ours_total == theirs_total == matched, (ours_total, theirs_total, matched)

@@ -123,8 +123,9 @@ def test_upsample_as_conv_is_exact(model_640, coco128_images):
 def test_keep_float_accepts_the_rewritten_upsample_names(model_640, calib_dir, tmp_path):
     """Names from the quantized graph (e.g. a mixed-precision search's ``.../as_conv``) can be given back."""
     name = "/model.22/proto/upsample/ConvTranspose/as_conv"
-    r = quantize(model_640, calib_dir, output=tmp_path / "k.onnx",
-                 config=QuantizeConfig(num=2, method="minmax", keep_float=[name], report_images=0))
+    r = quantize(
+        model_640, calib_dir, output=tmp_path / "k.onnx", config=QuantizeConfig(num=2, method="minmax", keep_float=[name], report_images=0)
+    )
     q = onnx.load(str(r.output))
     conv = next(n for n in q.graph.node if n.name == name)
     assert conv.input[1] in {i.name for i in q.graph.initializer}  # float weights: not quantized
@@ -142,8 +143,23 @@ def _stem_of(model) -> list[str]:
 
 def test_float_stem_keeps_the_input_stem_float_and_says_so(model_640, calib_dir, tmp_path):
     out = tmp_path / "q.onnx"
-    proc = run_cli("quantize", model_640, "--calib", calib_dir, "--num", 2, "--method", "minmax", "--report-images", 0,
-                   "--bench", 0, "--float-stem", "-o", out)  # fmt: skip
+    proc = run_cli(
+        "quantize",
+        model_640,
+        "--calib",
+        calib_dir,
+        "--num",
+        2,
+        "--method",
+        "minmax",
+        "--report-images",
+        0,
+        "--bench",
+        0,
+        "--float-stem",
+        "-o",
+        out,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "kept in float (--float-stem): the input stem (/model.0/conv/Conv, " in proc.stdout
     q = onnx.load(str(out))
@@ -160,8 +176,22 @@ def test_float_stem_keeps_the_input_stem_float_and_says_so(model_640, calib_dir,
 
 def test_quantize_cli_says_the_stem_is_int8_by_default(int8, model_640, calib_dir, tmp_path):
     assert int8.float_stem == []
-    proc = run_cli("quantize", model_640, "--calib", calib_dir, "--num", 1, "--method", "minmax", "--report-images", 0,
-                   "--bench", 0, "-o", tmp_path / "q.onnx")  # fmt: skip
+    proc = run_cli(
+        "quantize",
+        model_640,
+        "--calib",
+        calib_dir,
+        "--num",
+        1,
+        "--method",
+        "minmax",
+        "--report-images",
+        0,
+        "--bench",
+        0,
+        "-o",
+        tmp_path / "q.onnx",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "every layer INT8, the input stem too" in proc.stdout and "--float-stem keeps the stem float" in proc.stdout
 
@@ -199,8 +229,10 @@ def test_segmenter_decodes_int8_like_float(int8, model_640, held_out):
         for box, c in zip(a.xyxy, a.class_ids):
             if len(b) == 0:
                 continue
-            x1 = np.maximum(box[0], b.xyxy[:, 0]); y1 = np.maximum(box[1], b.xyxy[:, 1])  # noqa: E702
-            x2 = np.minimum(box[2], b.xyxy[:, 2]); y2 = np.minimum(box[3], b.xyxy[:, 3])  # noqa: E702
+            x1 = np.maximum(box[0], b.xyxy[:, 0])
+            y1 = np.maximum(box[1], b.xyxy[:, 1])  # noqa: E702
+            x2 = np.minimum(box[2], b.xyxy[:, 2])
+            y2 = np.minimum(box[3], b.xyxy[:, 3])  # noqa: E702
             inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
             union = (box[2] - box[0]) * (box[3] - box[1]) + np.prod(b.xyxy[:, 2:] - b.xyxy[:, :2], axis=1) - inter
             iou = inter / union
@@ -289,8 +321,12 @@ def test_keep_float_int16_and_float_head_stay_integer(model_640, calib_dir, tmp_
     proto = [n.name for n in m.graph.node if "/proto/" in n.name]
     box_conv = next(n.name for n in m.graph.node if n.output[0] == "/model.22/cv2.0/cv2.0.2/Conv_output_0")
     int16 = [n.name for n in m.graph.node if n.name.startswith("/model.22/cv4.0/cv4.0.0/")]
-    r = quantize(model_640, calib_dir, output=tmp_path / "mixed.onnx",
-                 config=QuantizeConfig(num=4, method="minmax", keep_float=proto + [box_conv], int16=int16, report_images=2))
+    r = quantize(
+        model_640,
+        calib_dir,
+        output=tmp_path / "mixed.onnx",
+        config=QuantizeConfig(num=4, method="minmax", keep_float=proto + [box_conv], int16=int16, report_images=2),
+    )
     q = onnx.load(str(r.output))
     consumers = {}
     for n in q.graph.node:
@@ -322,8 +358,9 @@ def test_keep_float_int16_and_float_head_stay_integer(model_640, calib_dir, tmp_
 def test_target_cosine_lifts_layers_until_reached(model_640, calib_dir, tmp_path):
     target = 0.999  # out of reach in 3 steps: the search must lift layers, improve, and say it stopped short
     with pytest.warns(UserWarning, match="not reached after 3 steps"):
-        config = QuantizeConfig(num=4, method="minmax", target_cosine=target, search_images=2, max_search_steps=3, report_images=0,
-                                bench_runs=2)  # fmt: skip
+        config = QuantizeConfig(
+            num=4, method="minmax", target_cosine=target, search_images=2, max_search_steps=3, report_images=0, bench_runs=2
+        )
         r = quantize(model_640, calib_dir, output=tmp_path / "auto.onnx", config=config)
     steps = r.search
     assert len(steps) == 4 and steps[0]["keep_float"] == [] and steps[0]["min_output_cosine"] < target
@@ -354,8 +391,13 @@ def test_read_similarity_report_errors_are_one_line(tmp_path):
     no_rows.write_text(json.dumps({"outputs": 3, "nodes": []}))
     bad_row = tmp_path / "badrow.json"
     bad_row.write_text(json.dumps({"outputs": [{"tensor": "protos", "max_abs_error": 1.0}], "nodes": []}))
-    cases = [(tmp_path / "missing.json", "no such file"), (tmp_path, "is a directory"), (junk, "not valid JSON"),
-             (no_rows, "'outputs' is not a list of rows"), (bad_row, "a row lacks 'cosine'")]  # fmt: skip
+    cases = [
+        (tmp_path / "missing.json", "no such file"),
+        (tmp_path, "is a directory"),
+        (junk, "not valid JSON"),
+        (no_rows, "'outputs' is not a list of rows"),
+        (bad_row, "a row lacks 'cosine'"),
+    ]
     for path, problem in cases:
         with pytest.raises(EdgesegError, match=problem) as e:
             read_similarity_report(path)
@@ -363,8 +405,11 @@ def test_read_similarity_report_errors_are_one_line(tmp_path):
 
 
 def test_quantize_config_rejects_bad_settings():
-    for kwargs, problem in [({"method": "kl"}, "unknown calibration method 'kl'"), ({"num": 0}, "--num must be >= 1"),
-                            ({"target_cosine": 1.0}, "target cosine must be between 0 and 1")]:  # fmt: skip
+    for kwargs, problem in [
+        ({"method": "kl"}, "unknown calibration method 'kl'"),
+        ({"num": 0}, "--num must be >= 1"),
+        ({"target_cosine": 1.0}, "target cosine must be between 0 and 1"),
+    ]:
         with pytest.raises(EdgesegError, match=problem):
             QuantizeConfig(**kwargs)
     assert QuantizeConfig(keep_float=["a"], int16=["b"]).keep_float == ("a",)
@@ -372,8 +417,10 @@ def test_quantize_config_rejects_bad_settings():
 
 def test_variants_from_one_calibration_equal_quantize(model_640, calib_dir, tmp_path):
     """``quantize_variants`` calibrates once for several settings; each model is the one ``quantize`` makes."""
-    configs = {"stem": QuantizeConfig(num=2, method="minmax", report_images=0, float_stem=True),
-               "nostem": QuantizeConfig(num=2, method="minmax", report_images=0)}  # fmt: skip
+    configs = {
+        "stem": QuantizeConfig(num=2, method="minmax", report_images=0, float_stem=True),
+        "nostem": QuantizeConfig(num=2, method="minmax", report_images=0),
+    }
     paths = quantize_variants(model_640, calib_dir, configs=configs, out_dir=tmp_path / "v")
     assert sorted(paths) == ["nostem", "stem"]
     for name, config in configs.items():
@@ -385,7 +432,11 @@ def test_variants_from_one_calibration_equal_quantize(model_640, calib_dir, tmp_
         quantize_variants(model_640, calib_dir, configs={"a": QuantizeConfig(num=2), "b": QuantizeConfig(num=3)}, out_dir=tmp_path)
     # one graph serves all: the original upsample's name (rewritten as a Conv there) is refused, not ignored
     with pytest.raises(EdgesegError, match="no node named '/model.22/proto/upsample/ConvTranspose'"):
-        quantize_variants(model_640, calib_dir, configs={"a": QuantizeConfig(num=2, keep_float=["/model.22/proto/upsample/ConvTranspose"])},
-                          out_dir=tmp_path)  # fmt: skip
+        quantize_variants(
+            model_640,
+            calib_dir,
+            configs={"a": QuantizeConfig(num=2, keep_float=["/model.22/proto/upsample/ConvTranspose"])},
+            out_dir=tmp_path,
+        )
     with pytest.raises(EdgesegError, match="cannot be a file name"):
         quantize_variants(model_640, calib_dir, configs={"neck P4/P5": QuantizeConfig(num=2)}, out_dir=tmp_path)

@@ -34,16 +34,27 @@ def _bench_model(path: str, int8: bool, total: float, ips1: float, ips2: float, 
 @pytest.fixture
 def inputs(tmp_path: Path) -> dict[str, Path]:
     bench = {
-        "machine": {"cpu": "Test CPU", "usable_cores": 2, "onnxruntime": "1.0", "numpy": "2.0",
-                    "loadavg_start": [0.1, 0.1, 0.1], "loadavg_end": [0.2, 0.1, 0.1]},
+        "machine": {
+            "cpu": "Test CPU",
+            "usable_cores": 2,
+            "onnxruntime": "1.0",
+            "numpy": "2.0",
+            "loadavg_start": [0.1, 0.1, 0.1],
+            "loadavg_end": [0.2, 0.1, 0.1],
+        },
         "settings": {"images": 128, "warmup": 3, "iters": 1, "threads": [1, 2]},
         "models": [
             _bench_model("run/yolov8n-seg-640.onnx", False, 102.3, 9.7, 17.1, 115.0),
             _bench_model("run/yolov8n-seg-640-int8.onnx", True, 44.4, 22.5, 40.2, 49.5),
         ],
         "decode_compare": {
-            "model": "run/yolov8n-seg-640.onnx", "images": 3, "mean_objects": 7.3, "max_objects": 20,
-            "fast_ms": 1.25, "reference_ms": 80.0, "ultralytics_ms": 40.0,
+            "model": "run/yolov8n-seg-640.onnx",
+            "images": 3,
+            "mean_objects": 7.3,
+            "max_objects": 20,
+            "fast_ms": 1.25,
+            "reference_ms": 80.0,
+            "ultralytics_ms": 40.0,
             "per_image": [
                 {"image": "a.jpg", "objects": 1, "fast_ms": 0.7, "reference_ms": 30.0, "ultralytics_ms": 10.0},
                 {"image": "b.jpg", "objects": 1, "fast_ms": 1.25, "reference_ms": 80.0, "ultralytics_ms": 40.0},
@@ -52,17 +63,44 @@ def inputs(tmp_path: Path) -> dict[str, Path]:
         },
     }
     # val wrote other paths for the same files: matched by file name
-    val = {"models": [
-        {"model": "elsewhere/yolov8n-seg-640.onnx", "data": "datasets/coco128-seg.yaml", "images": 126,
-         "box_map50_95": 0.5801, "box_map50": 0.7, "mask_map50_95": 0.3462, "mask_map50": 0.6, "per_class": {}},
-        {"model": "elsewhere/yolov8n-seg-640-int8.onnx", "data": "datasets/coco128-seg.yaml", "images": 126,
-         "box_map50_95": 0.5512, "box_map50": 0.68, "mask_map50_95": 0.3204, "mask_map50": 0.58, "per_class": {}},
-    ]}
+    val = {
+        "models": [
+            {
+                "model": "elsewhere/yolov8n-seg-640.onnx",
+                "data": "datasets/coco128-seg.yaml",
+                "images": 126,
+                "box_map50_95": 0.5801,
+                "box_map50": 0.7,
+                "mask_map50_95": 0.3462,
+                "mask_map50": 0.6,
+                "per_class": {},
+            },
+            {
+                "model": "elsewhere/yolov8n-seg-640-int8.onnx",
+                "data": "datasets/coco128-seg.yaml",
+                "images": 126,
+                "box_map50_95": 0.5512,
+                "box_map50": 0.68,
+                "mask_map50_95": 0.3204,
+                "mask_map50": 0.58,
+                "per_class": {},
+            },
+        ]
+    }
     quant = {  # the layout of edgeseg quantize's .similarity.json
-        "model": "x", "images": ["a.jpg"],
+        "model": "x",
+        "images": ["a.jpg"],
         "outputs": [{"tensor": "protos", "node": "protos", "op_type": "output", "cosine": 0.9935, "max_abs_error": 0.88}],
-        "nodes": [{"tensor": f"/model.{i}/conv/Conv_output_0", "node": f"/model.{i}/conv/Conv", "op_type": "Conv",
-                   "cosine": 0.999 - i * 1e-3, "max_abs_error": 0.01} for i in range(12)],
+        "nodes": [
+            {
+                "tensor": f"/model.{i}/conv/Conv_output_0",
+                "node": f"/model.{i}/conv/Conv",
+                "op_type": "Conv",
+                "cosine": 0.999 - i * 1e-3,
+                "max_abs_error": 0.01,
+            }
+            for i in range(12)
+        ],
     }
     paths = {}
     for name, doc in (("bench", bench), ("val", val), ("quant", quant)):
@@ -178,8 +216,15 @@ def test_bench_json_without_the_numbers_is_one_line(inputs, tmp_path):
 
 
 def _stream_run(mode: str, workers: int, fps: float, stages: dict, sha1: str | None = None, **ratios) -> dict:
-    run = {"mode": mode, "workers": workers, "frames": 300, "seconds": round(300 / fps, 3), "fps": fps,
-           "latency_ms": {"p50": 40.0 * workers, "p90": 45.0 * workers, "p99": 52.5 * workers}, "stages_ms": stages}  # fmt: skip
+    run = {
+        "mode": mode,
+        "workers": workers,
+        "frames": 300,
+        "seconds": round(300 / fps, 3),
+        "fps": fps,
+        "latency_ms": {"p50": 40.0 * workers, "p90": 45.0 * workers, "p99": 52.5 * workers},
+        "stages_ms": stages,
+    }
     if mode == "runner":
         run["age_ms"] = {"p50": 90.0, "p90": 120.0, "p99": 150.0}
     if sha1 is not None:
@@ -192,16 +237,27 @@ def test_stream_section_from_bench_video(inputs, tmp_path):
     doc = json.loads(inputs["bench"].read_text())
     full = {"read": 2.0, "preprocess": 3.0, "inference": 40.0, "decode": 1.5, "masks": 0.5, "draw": 1.0, "write": 2.0}
     doc["stream"] = {
-        "clip": "runs/clip-300.mp4", "frames": 300, "size": [640, 480], "fps": 25.0, "passes": 1, "turn_frames": 100,
+        "clip": "runs/clip-300.mp4",
+        "frames": 300,
+        "size": [640, 480],
+        "fps": 25.0,
+        "passes": 1,
+        "turn_frames": 100,
         "workers": [1, 2],
-        "models": [{"model": "run/yolov8n-seg-640-int8.onnx", "name": "yolov8n-seg-640-int8.onnx", "runs": [
-            _stream_run("sequential", 1, 20.0, full, "aa"),
-            _stream_run("runner", 1, 22.0, full, "aa", vs_sequential=1.1, vs_bare=0.88),
-            _stream_run("runner", 2, 38.0, full | {"inference": 48.0}, "bb", vs_sequential=1.9, vs_bare=0.8),
-            _stream_run("bare", 1, 25.0, {"inference": 40.0}, vs_sequential=1.25),
-            _stream_run("bare", 2, 47.5, {"inference": 42.1}, vs_sequential=2.375),
-        ]}],
-    }  # fmt: skip
+        "models": [
+            {
+                "model": "run/yolov8n-seg-640-int8.onnx",
+                "name": "yolov8n-seg-640-int8.onnx",
+                "runs": [
+                    _stream_run("sequential", 1, 20.0, full, "aa"),
+                    _stream_run("runner", 1, 22.0, full, "aa", vs_sequential=1.1, vs_bare=0.88),
+                    _stream_run("runner", 2, 38.0, full | {"inference": 48.0}, "bb", vs_sequential=1.9, vs_bare=0.8),
+                    _stream_run("bare", 1, 25.0, {"inference": 40.0}, vs_sequential=1.25),
+                    _stream_run("bare", 2, 47.5, {"inference": 42.1}, vs_sequential=2.375),
+                ],
+            }
+        ],
+    }
     bench = tmp_path / "bench-video.json"
     bench.write_text(json.dumps(doc))
     out = tmp_path / "out"
@@ -217,15 +273,17 @@ def test_stream_section_from_bench_video(inputs, tmp_path):
         ["yolov8n-seg-640-int8.onnx", "INT8", "runner, 2 workers", "38.00", "1.90×", "80 %", "80.0 / 105.0", "90.0 / 150.0", "**no**"],
         ["yolov8n-seg-640-int8.onnx", "INT8", "bare inference, 1 thread", "25.00", "1.25×", "—", "40.0 / 52.5", "—", "—"],
         ["yolov8n-seg-640-int8.onnx", "INT8", "bare inference, 2 threads", "47.50", "2.38×", "—", "80.0 / 105.0", "—", "—"],
-    ]  # fmt: skip
+    ]
     # the per-stage table: one row per configuration, stages in pipeline order
     assert rows[5] == ["yolov8n-seg-640-int8.onnx", "sequential loop, 1 thread", "2.00", "3.00", "40.00", "1.50", "0.50", "1.00", "2.00"]
     assert rows[7][4] == "48.00" and rows[9] == [name, "bare inference, 2 threads", "—", "—", "42.10", "—", "—", "—", "—"]
     # 40 ms of inference against 10 ms of everything else: at most 80 % of bare once both cores are busy
-    assert ("- yolov8n-seg-640-int8.onnx: besides 40.0 ms of inference a frame costs ≈10.0 ms of CPU (read 2.0, preprocess 3.0, "
-            "decode 1.5, masks 0.5, draw 1.0, write 2.0; sequential loop, p50). Once the workers keep all 2 cores busy that work "
-            "competes with inference, so the runner can reach at most ≈80 % of bare inference; measured: 2 worker(s) 80 %.") in section
-    # (1 worker leaves a core free for the rest: not a measure of this limit, so not listed)  # fmt: skip
+    assert (
+        "- yolov8n-seg-640-int8.onnx: besides 40.0 ms of inference a frame costs ≈10.0 ms of CPU (read 2.0, preprocess 3.0, "
+        "decode 1.5, masks 0.5, draw 1.0, write 2.0; sequential loop, p50). Once the workers keep all 2 cores busy that work "
+        "competes with inference, so the runner can reach at most ≈80 % of bare inference; measured: 2 worker(s) 80 %."
+    ) in section
+    # (1 worker leaves a core free for the rest: not a measure of this limit, so not listed)
     assert (out / "stream.png").read_bytes()[:8] == PNG_MAGIC and "](stream.png)" in md
 
 
@@ -236,8 +294,15 @@ def test_no_stream_section_without_bench_video(inputs, tmp_path):
 
 def test_malformed_stream_section_is_one_line(inputs, tmp_path):
     doc = json.loads(inputs["bench"].read_text())
-    doc["stream"] = {"clip": "c.mp4", "frames": 3, "size": [4, 4], "passes": 1, "turn_frames": 100, "workers": [1],
-                     "models": [{"model": "m.onnx", "runs": [{"mode": "turbo", "workers": 1}]}]}  # fmt: skip
+    doc["stream"] = {
+        "clip": "c.mp4",
+        "frames": 3,
+        "size": [4, 4],
+        "passes": 1,
+        "turn_frames": 100,
+        "workers": [1],
+        "models": [{"model": "m.onnx", "runs": [{"mode": "turbo", "workers": 1}]}],
+    }
     bad = tmp_path / "bench-stream-bad.json"
     bad.write_text(json.dumps(doc))
     with pytest.raises(EdgesegError, match=r"bench-stream-bad.json: not an edgeseg bench JSON \(stream.models\[0\].runs\[0\].mode is not"):

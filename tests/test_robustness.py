@@ -22,6 +22,7 @@ from edgeseg.preprocess import load_image
 
 # --- images -----------------------------------------------------------------------------------------
 
+
 def test_image_corpus_batch_keeps_good_items_and_lists_bad_ones(tmp_path, default_model):
     corpus = make_image_corpus(tmp_path / "corpus dir")
     seg = Segmenter(default_model)
@@ -97,12 +98,16 @@ def test_sources_that_match_nothing(tmp_path, default_model):
     assert error_reason(run_cli("predict", default_model, tmp_path / "empty"), tmp_path / "empty") == "directory holds no images"
     proc = run_cli("predict", default_model, tmp_path / "empty", tmp_path / "*.png", tmp_path / "fake.jpg")
     assert proc.returncode == 1 and error_reason(proc) == "no image could be processed"
-    for source, problem in ((tmp_path / "empty", "directory holds no images"), (tmp_path / "*.png", "pattern matches no image files"),
-                            (tmp_path / "fake.jpg", "directory holds no images")):  # fmt: skip
+    for source, problem in (
+        (tmp_path / "empty", "directory holds no images"),
+        (tmp_path / "*.png", "pattern matches no image files"),
+        (tmp_path / "fake.jpg", "directory holds no images"),
+    ):
         assert f"  {source}: {problem}\n" in proc.stderr, proc.stderr
 
 
 # --- models -----------------------------------------------------------------------------------------
+
 
 def _tiny_model(path: Path, metadata: dict[str, str] | None = None) -> Path:
     x = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 32, 32])
@@ -138,11 +143,18 @@ def test_foreign_and_broken_models_are_named(tmp_path, ultralytics_exports, coco
         seg_std: "not an edgeseg split-head model",
         det: "not an edgeseg split-head model",
         _tiny_model(tmp_path / "future.onnx", {"edgeseg.layout": "edgeseg-split-head-nhwc/99"}): "unsupported edgeseg layout",
-        _tiny_model(tmp_path / "corrupt meta.onnx", {"edgeseg.layout": "edgeseg-split-head-nhwc/1", "edgeseg.names": "{"}):
-            "corrupt edgeseg metadata",
-        _tiny_model(tmp_path / "lacks outputs.onnx", {
-            "edgeseg.layout": "edgeseg-split-head-nhwc/1", "edgeseg.names": '{"0": "a"}',
-            "edgeseg.strides": "[8, 16, 32]", "edgeseg.imgsz": "[32, 32]"}): "model lacks the split-head outputs",
+        _tiny_model(
+            tmp_path / "corrupt meta.onnx", {"edgeseg.layout": "edgeseg-split-head-nhwc/1", "edgeseg.names": "{"}
+        ): "corrupt edgeseg metadata",
+        _tiny_model(
+            tmp_path / "lacks outputs.onnx",
+            {
+                "edgeseg.layout": "edgeseg-split-head-nhwc/1",
+                "edgeseg.names": '{"0": "a"}',
+                "edgeseg.strides": "[8, 16, 32]",
+                "edgeseg.imgsz": "[32, 32]",
+            },
+        ): "model lacks the split-head outputs",
     }
     truncated = tmp_path / "truncated.onnx"
     truncated.write_bytes(seg_std.read_bytes()[:1000])
@@ -162,13 +174,17 @@ def test_foreign_and_broken_models_are_named(tmp_path, ultralytics_exports, coco
 
 # --- command-line values ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("args, reason", [
-    (["--conf", "-0.5"], "argument --conf: conf must be between 0 and 1, got -0.5"),
-    (["--conf", "abc"], "argument --conf: conf must be a number, got 'abc'"),
-    (["--iou", "1.01"], "argument --iou: iou must be between 0 and 1, got 1.01"),
-    (["--max-det", "0"], "argument --max-det: expected an integer >= 1, got 0"),
-    (["--threads", "-2"], "argument --threads: expected an integer >= 0, got -2"),
-])  # fmt: skip
+
+@pytest.mark.parametrize(
+    "args, reason",
+    [
+        (["--conf", "-0.5"], "argument --conf: conf must be between 0 and 1, got -0.5"),
+        (["--conf", "abc"], "argument --conf: conf must be a number, got 'abc'"),
+        (["--iou", "1.01"], "argument --iou: iou must be between 0 and 1, got 1.01"),
+        (["--max-det", "0"], "argument --max-det: expected an integer >= 1, got 0"),
+        (["--threads", "-2"], "argument --threads: expected an integer >= 0, got -2"),
+    ],
+)
 def test_bad_predict_values(args, reason, default_model, coco128_images):
     assert usage_error(run_cli("predict", default_model, coco128_images[0], *args)) == reason
 
@@ -178,17 +194,21 @@ def test_class_ids_out_of_range(default_model, coco128_images):
     assert reason == "class ids [80] not in this model (0..79)"
 
 
-@pytest.mark.parametrize("imgsz, reason", [
-    ("300", "imgsz must be a positive multiple of 32, got 300"),
-    ("0", "imgsz must be a positive multiple of 32, got 0"),
-    ("-32", "imgsz must be a positive multiple of 32, got -32"),
-    ("abc", "imgsz must be an integer, got 'abc'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "imgsz, reason",
+    [
+        ("300", "imgsz must be a positive multiple of 32, got 300"),
+        ("0", "imgsz must be a positive multiple of 32, got 0"),
+        ("-32", "imgsz must be a positive multiple of 32, got -32"),
+        ("abc", "imgsz must be an integer, got 'abc'"),
+    ],
+)
 def test_export_imgsz_must_be_a_multiple_of_32(imgsz, reason, checkpoint):
     assert usage_error(run_cli("export", checkpoint, "--imgsz", imgsz)) == f"argument --imgsz: {reason}"
 
 
 # --- concurrency and atomic outputs -----------------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_shared_segmenter_across_8_threads_equals_sequential(default_model, coco128_images):
@@ -224,6 +244,7 @@ def test_interrupted_write_leaves_the_old_file_and_no_temp(tmp_path, monkeypatch
 
 # --- datasets and calibration directories -----------------------------------------------------------
 
+
 def _tiny_dataset(root: Path, coco128_images, labels: dict[str, str]) -> Path:
     """images/ + labels/ with real images and the given label texts (keyed by image stem)."""
     (root / "images").mkdir(parents=True)
@@ -234,15 +255,18 @@ def _tiny_dataset(root: Path, coco128_images, labels: dict[str, str]) -> Path:
     return root
 
 
-@pytest.mark.parametrize("line, problem", [
-    ("0 0.1 0.1 0.5 0.1 0.5", "got 6 values"),                       # odd coordinate count
-    ("0 0.1 0.1 0.5 0.1 0.5 0.5 0.7", "got 8 values"),                # odd again (7 coordinates)
-    ("95 0.1 0.1 0.5 0.1 0.5 0.5", "class 95 is not a class id"),     # class id out of range
-    ("1.5 0.1 0.1 0.5 0.1 0.5 0.5", "class 1.5 is not a class id"),   # non-integer class
-    ("0 0.1 0.1 1.7 0.1 0.5 0.5", "normalised to 0..1"),              # coordinate outside [0, 1]
-    ("0 0.1 nan 0.5 0.1 0.5 0.5", "non-finite"),
-    ("person 0.1 0.1 0.5 0.1 0.5 0.5", "not a number"),
-])
+@pytest.mark.parametrize(
+    "line, problem",
+    [
+        ("0 0.1 0.1 0.5 0.1 0.5", "got 6 values"),  # odd coordinate count
+        ("0 0.1 0.1 0.5 0.1 0.5 0.5 0.7", "got 8 values"),  # odd again (7 coordinates)
+        ("95 0.1 0.1 0.5 0.1 0.5 0.5", "class 95 is not a class id"),  # class id out of range
+        ("1.5 0.1 0.1 0.5 0.1 0.5 0.5", "class 1.5 is not a class id"),  # non-integer class
+        ("0 0.1 0.1 1.7 0.1 0.5 0.5", "normalised to 0..1"),  # coordinate outside [0, 1]
+        ("0 0.1 nan 0.5 0.1 0.5 0.5", "non-finite"),
+        ("person 0.1 0.1 0.5 0.1 0.5 0.5", "not a number"),
+    ],
+)
 def test_malformed_label_lines_name_file_and_line(tmp_path, coco128_images, default_model, line, problem):
     data = _tiny_dataset(tmp_path / "ds", coco128_images, {"a": "0 0.2 0.2 0.6 0.2 0.6 0.6\n", "b": f"0 0.1 0.1 0.3 0.1 0.3 0.3\n{line}\n"})
     reason = error_reason(run_cli("val", default_model, "--data", data), data / "labels" / "b.txt:2")

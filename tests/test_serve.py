@@ -34,8 +34,16 @@ pytest.importorskip("aiohttp", reason='the live view needs the serve extra: pip 
 # A stalled server or runner shows as a hang: fail the test, not the run. Slow: a server, runners and a browser.
 pytestmark = [pytest.mark.timeout(60), pytest.mark.slow]
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 class PacedSource:
@@ -172,8 +180,13 @@ def test_addresses_and_tokens_are_checked_before_anything_binds(monkeypatch):
 
 def test_a_non_loopback_bind_without_a_token_refuses_to_start_with_one_line(default_model):
     env = {k: v for k, v in os.environ.items() if k != "EDGESEG_SERVE_TOKEN"}
-    proc = subprocess.run([sys.executable, "-m", "edgeseg.cli", "predict", str(default_model), str(SAMPLE_IMAGE), "--serve", "0.0.0.0:0"],
-                          capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgeseg.cli", "predict", str(default_model), str(SAMPLE_IMAGE), "--serve", "0.0.0.0:0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.strip().splitlines() == [
         "edgeseg: error: --serve 0.0.0.0: binding off loopback needs a token (--serve-token TOKEN or $EDGESEG_SERVE_TOKEN)"
@@ -203,7 +216,7 @@ def test_a_wrong_or_missing_token_gets_401_and_the_right_one_gets_in():
             assert get(base + path + "?token=wrong")[0] == 401, path
             assert get(base + path, headers={"Authorization": "Bearer wrong"})[0] == 401, path
         status, body = get(base + "?token=s3cret")
-        assert status == 200 and b"<img id=\"video\"" in body
+        assert status == 200 and b'<img id="video"' in body
         assert get(base + "health", headers={"Authorization": "Bearer s3cret"})[0] == 200
         assert server.url == base + "?token=s3cret"
         assert get(base + "app.js")[0] == get(base + "style.css")[0] == 200  # the page's own code: no data in it
@@ -242,8 +255,9 @@ def test_a_viewer_that_drops_mid_mjpeg_is_released_even_when_no_frame_comes():
                 yield item
 
     with start_server(ServeConfig(port=0)) as server:
-        thread, out = run_in_thread(predict_sources, BoxSegmenter(), [Pausing(sample_slides(), fps=30, count=6)],
-                                    show_progress=False, observers=[server.hub])  # fmt: skip
+        thread, out = run_in_thread(
+            predict_sources, BoxSegmenter(), [Pausing(sample_slides(), fps=30, count=6)], show_progress=False, observers=[server.hub]
+        )
         clients = []
         for path in ("/stream.mjpg", "/stream.mjpg", "/events"):
             s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
@@ -264,8 +278,9 @@ def test_a_viewer_that_drops_mid_mjpeg_is_released_even_when_no_frame_comes():
 def test_viewers_past_the_limit_get_503_and_a_freed_slot_is_taken_again():
     stop = threading.Event()
     with start_server(ServeConfig(port=0, max_viewers=2)) as server:
-        thread, _ = run_in_thread(predict_sources, BoxSegmenter(), [PacedSource(sample_slides(), fps=30, stop=stop)],
-                                  show_progress=False, observers=[server.hub])  # fmt: skip
+        thread, _ = run_in_thread(
+            predict_sources, BoxSegmenter(), [PacedSource(sample_slides(), fps=30, stop=stop)], show_progress=False, observers=[server.hub]
+        )
         try:
             first = urllib.request.urlopen(server.url + "stream.mjpg", timeout=10)
             second = urllib.request.urlopen(server.url + "events", timeout=10)
@@ -306,8 +321,9 @@ def test_only_the_page_and_its_endpoints_are_served():
 def test_mjpeg_frames_are_valid_jpegs_whose_count_grows_while_the_stream_runs():
     stop = threading.Event()
     with start_server(ServeConfig(port=0)) as server:
-        thread, out = run_in_thread(predict_sources, BoxSegmenter(), [PacedSource(sample_slides(), fps=30, stop=stop)],
-                                    show_progress=False, observers=[server.hub])  # fmt: skip
+        thread, out = run_in_thread(
+            predict_sources, BoxSegmenter(), [PacedSource(sample_slides(), fps=30, stop=stop)], show_progress=False, observers=[server.hub]
+        )
         try:
             with urllib.request.urlopen(server.url + "stream.mjpg", timeout=10) as r:
                 assert r.headers["Content-Type"] == "multipart/x-mixed-replace; boundary=edgeseg-frame"
@@ -338,8 +354,13 @@ def test_events_are_the_save_jsonl_lines_one_per_frame(tmp_path, coco128_images,
     with start_server(ServeConfig(port=0)) as server, urllib.request.urlopen(server.url + "events", timeout=30) as r:
         assert r.headers["Content-Type"] == "text/event-stream"
         wait_until(lambda: server.hub.viewers == 1, what="the events client")
-        summary = predict_sources(Segmenter(default_model, threads=1), [clip], outputs=PredictOutputs(save_jsonl=jsonl),
-                                  show_progress=False, observers=[server.hub])  # fmt: skip
+        summary = predict_sources(
+            Segmenter(default_model, threads=1),
+            [clip],
+            outputs=PredictOutputs(save_jsonl=jsonl),
+            show_progress=False,
+            observers=[server.hub],
+        )
         events = read_events(r)
     lines = jsonl.read_text().splitlines()
     assert summary.processed == len(lines) == 6 and summary.detections > 0
@@ -356,8 +377,9 @@ def test_nothing_is_encoded_without_viewers_and_each_frame_at_most_once_with_man
     with start_server(ServeConfig(port=0)) as server:
         encoded, encode = [], server.hub._encode
         server.hub._encode = lambda frame: encoded.append(frame.index) or encode(frame)
-        thread, _ = run_in_thread(predict_sources, BoxSegmenter(), [PacedSource(sample_slides(), fps=30, stop=stop)],
-                                  show_progress=False, observers=[server.hub])  # fmt: skip
+        thread, _ = run_in_thread(
+            predict_sources, BoxSegmenter(), [PacedSource(sample_slides(), fps=30, stop=stop)], show_progress=False, observers=[server.hub]
+        )
         responses = [urllib.request.urlopen(server.url + "stream.mjpg", timeout=10) for _ in range(4)]
         with ThreadPoolExecutor(4) as pool:
             list(pool.map(lambda r: read_jpegs(r, 5), responses))
@@ -373,8 +395,9 @@ def test_the_view_works_at_a_lower_priority_than_the_pipeline():
     from edgeseg.serve.hub import VIEW_NICE
 
     with start_server(ServeConfig(port=0)) as server:
-        thread, _ = run_in_thread(predict_sources, BoxSegmenter(), [PacedSource(sample_slides(), fps=30, count=10)],
-                                  show_progress=False, observers=[server.hub])  # fmt: skip
+        thread, _ = run_in_thread(
+            predict_sources, BoxSegmenter(), [PacedSource(sample_slides(), fps=30, count=10)], show_progress=False, observers=[server.hub]
+        )
         with urllib.request.urlopen(server.url + "stream.mjpg", timeout=10) as r:
             read_jpegs(r, 1)
         view = [t for t in threading.enumerate() if t.name.startswith("edgeseg-view")]
@@ -430,6 +453,7 @@ def test_a_client_that_never_reads_does_not_stall_the_runner():
         assert not thread.is_alive(), "the runner stalled behind a client that does not read"
         assert "error" not in out and out["result"].processed == 60 and server.hub.seq == 60
         assert seqs == sorted(seqs) and seqs[-1] > seqs[0]
+
         # The stalled clients were served, not skipped: what waits in their sockets is a whole JPEG part (MJPEG)
         # and an event, pushed at them until their buffers filled.
         def received(s: socket.socket, enough) -> bytes:
@@ -444,9 +468,9 @@ def test_a_client_that_never_reads_does_not_stall_the_runner():
 
         def whole_jpeg(data: bytes) -> bytes | None:
             head = b"--edgeseg-frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
-            if head not in data or b"\r\n\r\n" not in data[data.index(head):]:
+            if head not in data or b"\r\n\r\n" not in data[data.index(head) :]:
                 return None
-            part = data[data.index(head) + len(head):]
+            part = data[data.index(head) + len(head) :]
             length, body = int(part.split(b"\r\n", 1)[0]), part.split(b"\r\n\r\n", 1)[1]
             return body[:length] if len(body) >= length else None
 
@@ -459,8 +483,9 @@ def test_a_client_that_never_reads_does_not_stall_the_runner():
 def test_ten_concurrent_clients_are_served():
     stop = threading.Event()
     with start_server(ServeConfig(port=0)) as server:
-        thread, _ = run_in_thread(predict_sources, BoxSegmenter(), [PacedSource(sample_slides(), fps=30, stop=stop)],
-                                  show_progress=False, observers=[server.hub])  # fmt: skip
+        thread, _ = run_in_thread(
+            predict_sources, BoxSegmenter(), [PacedSource(sample_slides(), fps=30, stop=stop)], show_progress=False, observers=[server.hub]
+        )
 
         all_in = threading.Barrier(10, timeout=20)
 
@@ -527,8 +552,9 @@ def open_page(url: str, screenshot: Path | None = None, size=(1280, 720)) -> dic
     from playwright.sync_api import expect, sync_playwright
 
     with tempfile.TemporaryDirectory() as profile, sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(profile, executable_path=_chromium(), headless=True, args=CHROMIUM_FLAGS,
-                                                        viewport={"width": size[0], "height": size[1]})  # fmt: skip
+        context = pw.chromium.launch_persistent_context(
+            profile, executable_path=_chromium(), headless=True, args=CHROMIUM_FLAGS, viewport={"width": size[0], "height": size[1]}
+        )
         try:
             page = context.new_page()
             page.goto(url, timeout=20_000)
@@ -551,8 +577,9 @@ def test_a_real_browser_shows_the_video_and_the_detections(tmp_path, default_mod
     stop = threading.Event()
     with start_server(ServeConfig(port=0, token="t0k")) as server:
         seg = Segmenter(default_model, threads=1)
-        thread, out = run_in_thread(predict_sources, seg, [PacedSource(sample_slides(), fps=5, stop=stop)],
-                                    show_progress=False, observers=[server.hub])  # fmt: skip
+        thread, out = run_in_thread(
+            predict_sources, seg, [PacedSource(sample_slides(), fps=5, stop=stop)], show_progress=False, observers=[server.hub]
+        )
         try:
             page = open_page(server.url, screenshot=tmp_path / "page.png")
         finally:
@@ -576,9 +603,14 @@ def test_tracked_events_carry_ids_events_and_counts_as_the_jsonl_does(tmp_path, 
     tracking = TrackingOptions(lines=(parse_line("gate=0.4,0,0.4,1"),))
     with start_server(ServeConfig(port=0)) as server, urllib.request.urlopen(server.url + "events", timeout=30) as r:
         wait_until(lambda: server.hub.viewers == 1, what="the events client")
-        predict_sources(Segmenter(default_model, threads=1), [PacedSource(sample_slides(6), fps=50, count=6)],
-                        outputs=PredictOutputs(save_jsonl=jsonl), stream=StreamOptions(tracking=tracking), show_progress=False,
-                        observers=[server.hub])  # fmt: skip
+        predict_sources(
+            Segmenter(default_model, threads=1),
+            [PacedSource(sample_slides(6), fps=50, count=6)],
+            outputs=PredictOutputs(save_jsonl=jsonl),
+            stream=StreamOptions(tracking=tracking),
+            show_progress=False,
+            observers=[server.hub],
+        )
         events = read_events(r)
         jpeg = server.hub._encode(server.hub._newest)
     lines = jsonl.read_text().splitlines()

@@ -127,8 +127,10 @@ def test_an_encoder_that_fails_mid_run_keeps_the_frames_before_it(monkeypatch, c
     captured = capsys.readouterr()
     errors = error_lines(captured.err)
     partial = tmp_path / ".out.partial.mp4"
-    assert errors == [f"edgeseg: error: {video}: cannot write the video (OpenCV's mp4v encoder failed at frame 4); "
-                      f"the 4 frame(s) before it were written to {partial}"]  # fmt: skip
+    assert errors == [
+        f"edgeseg: error: {video}: cannot write the video (OpenCV's mp4v encoder failed at frame 4); "
+        f"the 4 frame(s) before it were written to {partial}"
+    ]
     assert not video.exists()
     assert decoded_count(partial) == 4 == assert_whole_lines(jsonl)  # the frames before the failure, playable
     assert "4 image(s)/frame(s)" in captured.out

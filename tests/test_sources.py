@@ -37,15 +37,26 @@ def test_directories_are_recursive_sorted_and_skip_hidden_entries(tree):
 
 
 def test_collect_images_mixes_files_directories_and_globs_in_argument_order(tree, tmp_path):
-    found = collect_images([tree / "b", str(tree / "*.png"), tree / "notes.txt", tmp_path / "missing.jpg",
-                            str(tmp_path / "nothing*.png"), tmp_path])  # fmt: skip
+    found = collect_images(
+        [tree / "b", str(tree / "*.png"), tree / "notes.txt", tmp_path / "missing.jpg", str(tmp_path / "nothing*.png"), tmp_path]
+    )
     rel = [p.relative_to(tmp_path).as_posix() for p in found.paths]
     # a directory's images, then the glob's (the hidden .g.png matches '*.png' only with the dot: glob skips it),
     # then a file named directly (tried whatever its suffix), then the parent directory's images, recursively
-    assert rel == ["images/b/c.png", "images/b/d/e.PNG", "images/a.png", "images/notes.txt",
-                   "images/a.png", "images/b/c.png", "images/b/d/e.PNG", "images/broken.jpg"]  # fmt: skip
-    assert found.problems == [(str(tmp_path / "missing.jpg"), "no such file or directory"),
-                              (str(tmp_path / "nothing*.png"), "pattern matches no image files")]  # fmt: skip
+    assert rel == [
+        "images/b/c.png",
+        "images/b/d/e.PNG",
+        "images/a.png",
+        "images/notes.txt",
+        "images/a.png",
+        "images/b/c.png",
+        "images/b/d/e.PNG",
+        "images/broken.jpg",
+    ]
+    assert found.problems == [
+        (str(tmp_path / "missing.jpg"), "no such file or directory"),
+        (str(tmp_path / "nothing*.png"), "pattern matches no image files"),
+    ]
 
 
 def test_empty_directory_is_a_problem_not_an_error(tmp_path):
@@ -68,8 +79,10 @@ def test_readable_images_replace_unreadable_ones_and_record_them(tree):
     skipped: list[tuple[str, str]] = []
     got = [item.name for item in readable_images(paths, 2, skipped)]
     assert got == [str(tree / "a.png"), str(tree / "b" / "c.png")]
-    assert skipped == [(str(tree / "broken.jpg"), "not a readable image (corrupt or unsupported format)"),
-                       (str(tree / "missing.png"), "no such file")]  # fmt: skip
+    assert skipped == [
+        (str(tree / "broken.jpg"), "not a readable image (corrupt or unsupported format)"),
+        (str(tree / "missing.png"), "no such file"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -94,8 +107,12 @@ def test_images_with_the_same_name_get_distinct_overlays(tmp_path, default_model
     for d in ("a", "b", "c"):
         (tmp_path / d).mkdir()
         (tmp_path / d / "frame.jpg").write_bytes(SAMPLE_IMAGE.read_bytes())
-    summary = predict_sources(Segmenter(default_model), [tmp_path / "a", tmp_path / "b", tmp_path / "c"],
-                              outputs=PredictOutputs(out_dir=tmp_path / "out"), show_progress=False)  # fmt: skip
+    summary = predict_sources(
+        Segmenter(default_model),
+        [tmp_path / "a", tmp_path / "b", tmp_path / "c"],
+        outputs=PredictOutputs(out_dir=tmp_path / "out"),
+        show_progress=False,
+    )
     assert [p.name for p in summary.overlays] == ["frame.jpg", "frame_1.jpg", "frame_2.jpg"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["frame.jpg", "frame_1.jpg", "frame_2.jpg"]
 

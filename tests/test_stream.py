@@ -134,8 +134,17 @@ def test_predict_writes_a_frame_for_every_frame_and_a_line_for_every_frame(clip,
 
 @pytest.mark.slow
 def test_images_and_videos_in_one_call(clip, default_model, coco128_images, tmp_path):
-    proc = run_cli("predict", str(default_model), str(coco128_images[0]), str(clip), str(coco128_images[1]),
-                   "--save-json", str(tmp_path / "images.json"), "--save-jsonl", str(tmp_path / "frames.jsonl"))  # fmt: skip
+    proc = run_cli(
+        "predict",
+        str(default_model),
+        str(coco128_images[0]),
+        str(clip),
+        str(coco128_images[1]),
+        "--save-json",
+        str(tmp_path / "images.json"),
+        "--save-jsonl",
+        str(tmp_path / "frames.jsonl"),
+    )
     assert proc.returncode == 0, proc.stderr
     images = {r["image"] for r in json.loads((tmp_path / "images.json").read_text())}
     assert images == {str(coco128_images[0]), str(coco128_images[1])}
@@ -167,8 +176,9 @@ def test_a_size_change_mid_stream_is_resized_into_the_video_with_a_warning(tmp_p
             for i, p in enumerate(coco128_images[:4]):
                 yield SourceItem(i, self.name, image=cv2.resize(cv2.imread(str(p)), (320, 240) if i < 2 else (200, 300)))
 
-    summary = predict_sources(Segmenter(default_model), [TwoSizes()], outputs=PredictOutputs(save_video=tmp_path / "v.mp4"),
-                              show_progress=False)  # fmt: skip
+    summary = predict_sources(
+        Segmenter(default_model), [TwoSizes()], outputs=PredictOutputs(save_video=tmp_path / "v.mp4"), show_progress=False
+    )
     assert summary.processed == 4 and frame_count(tmp_path / "v.mp4") == 4
     assert summary.warnings == [f"{tmp_path / 'v.mp4'}: frame 2 is 200x300, not 320x240; frames of another size are resized to fit"]
 
@@ -176,8 +186,9 @@ def test_a_size_change_mid_stream_is_resized_into_the_video_with_a_warning(tmp_p
 def test_sigint_mid_run_leaves_a_playable_video_and_complete_lines(tmp_path, coco128_images, default_model):
     long_clip = make_clip(tmp_path / "long.mp4", coco128_images[:60])
     video, jsonl = tmp_path / "v.mp4", tmp_path / "v.jsonl"
-    proc = start_cli(["predict", default_model, long_clip, "--save-video", video, "--save-jsonl", jsonl],
-                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = start_cli(
+        ["predict", default_model, long_clip, "--save-video", video, "--save-jsonl", jsonl], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and (not jsonl.exists() or len(jsonl.read_text().splitlines()) < 3):
         time.sleep(0.1)
@@ -193,8 +204,11 @@ def test_sigint_mid_run_leaves_a_playable_video_and_complete_lines(tmp_path, coc
 def test_sigterm_ends_like_ctrl_c(tmp_path, coco128_images, default_model):
     long_clip = make_clip(tmp_path / "long.avi", coco128_images[:40])
     video = tmp_path / "v.avi"
-    proc = subprocess.Popen([sys.executable, "-m", "edgeseg.cli", "predict", str(default_model), str(long_clip),
-                             "--save-video", str(video)], stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeseg.cli", "predict", str(default_model), str(long_clip), "--save-video", str(video)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (tmp_path / ".v.partial.avi").exists():
         time.sleep(0.1)

@@ -150,8 +150,9 @@ def test_bytetrack_gives_the_same_tracks_as_ultralytics(seed):
     pytest.importorskip("ultralytics")
     from ultralytics.trackers.byte_tracker import BYTETracker
 
-    yaml_settings = dict(track_high_thresh=0.25, track_low_thresh=0.1, new_track_thresh=0.25, track_buffer=30, match_thresh=0.8,
-                         fuse_score=True)  # fmt: skip
+    yaml_settings = dict(
+        track_high_thresh=0.25, track_low_thresh=0.1, new_track_thresh=0.25, track_buffer=30, match_thresh=0.8, fuse_score=True
+    )
     ref = BYTETracker(SimpleNamespace(tracker_type="bytetrack", **yaml_settings))
     ours = ByteTracker(TrackerConfig(**yaml_settings, motion="xyah"))
     ours_to_ref: dict[int, int] = {}

@@ -64,9 +64,17 @@ def ground_truth(data: Path) -> dict:
             polygon = (np.float64(xy).reshape(-1, 2) * [w, h]).ravel().tolist()
             xs, ys = polygon[0::2], polygon[1::2]
             area = float(mask_api.area(mask_api.merge(mask_api.frPyObjects([polygon], h, w))))
-            gt["annotations"].append({"id": len(gt["annotations"]) + 1, "image_id": int(path.stem),
-                                      "category_id": int(cls) + 1, "segmentation": [polygon], "area": area,
-                                      "bbox": [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)], "iscrowd": 0})  # fmt: skip
+            gt["annotations"].append(
+                {
+                    "id": len(gt["annotations"]) + 1,
+                    "image_id": int(path.stem),
+                    "category_id": int(cls) + 1,
+                    "segmentation": [polygon],
+                    "area": area,
+                    "bbox": [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)],
+                    "iscrowd": 0,
+                }
+            )
     return gt
 
 
@@ -93,8 +101,22 @@ def ultralytics_val(checkpoint: Path, data: Path, work: Path) -> list[dict]:
 
     work.mkdir(parents=True, exist_ok=True)
     pt = shutil.copy(checkpoint, work / checkpoint.name)
-    metrics = YOLO(str(pt)).val(data=str(data), imgsz=640, batch=8, workers=0, save_json=True, conf=0.001, iou=0.7, plots=False,
-                                rect=False, device="cpu", project=str(work), name="val", exist_ok=True, verbose=False)  # fmt: skip
+    metrics = YOLO(str(pt)).val(
+        data=str(data),
+        imgsz=640,
+        batch=8,
+        workers=0,
+        save_json=True,
+        conf=0.001,
+        iou=0.7,
+        plots=False,
+        rect=False,
+        device="cpu",
+        project=str(work),
+        name="val",
+        exist_ok=True,
+        verbose=False,
+    )
     return json.loads((Path(metrics.save_dir) / "predictions.json").read_text())
 
 
@@ -116,9 +138,11 @@ def test_val_agrees_with_ultralytics_val(tmp_path, data_yaml, model_640, checkpo
     assert max(p["category_id"] for p in theirs) <= 80
     mine, ref = coco_map(gt, ours), coco_map(gt, theirs)
     with capsys.disabled():
-        print(f"\nval cross-check on {len(gt['images'])} images: edgeseg reports box {reported['box_map50_95']:.4f} mask "
-              f"{reported['mask_map50_95']:.4f}; pycocotools here: edgeseg's results box {mine['box']:.4f} mask "
-              f"{mine['mask']:.4f}, Ultralytics' box {ref['box']:.4f} mask {ref['mask']:.4f}")  # fmt: skip
+        print(
+            f"\nval cross-check on {len(gt['images'])} images: edgeseg reports box {reported['box_map50_95']:.4f} mask "
+            f"{reported['mask_map50_95']:.4f}; pycocotools here: edgeseg's results box {mine['box']:.4f} mask "
+            f"{mine['mask']:.4f}, Ultralytics' box {ref['box']:.4f} mask {ref['mask']:.4f}"
+        )
     # What edgeseg val reports is what an independent scoring of its own results gives (edgeseg keeps
     # label polygons to 3 decimals: a few boundary pixels of the rasterised ground truth differ, 8e-4 mask mAP) ...
     assert abs(reported["box_map50_95"] - mine["box"]) < 1e-4 and abs(reported["mask_map50_95"] - mine["mask"]) < 2e-3

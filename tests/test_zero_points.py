@@ -96,8 +96,20 @@ def int_cls_model(tmp_path_factory, default_model, coco128_images):
     for p in coco128_images[:4]:
         shutil.copy(p, work / "calib" / p.name)
     out = work / "int-cls.onnx"
-    args = [str(default_model), "--calib", str(work / "calib"), "--num", "4", "--int-cls", "--report-images", "0",
-            "--bench", "0", "-o", str(out)]  # fmt: skip
+    args = [
+        str(default_model),
+        "--calib",
+        str(work / "calib"),
+        "--num",
+        "4",
+        "--int-cls",
+        "--report-images",
+        "0",
+        "--bench",
+        "0",
+        "-o",
+        str(out),
+    ]
     assert main(["quantize", *args]) == 0
     return out
 

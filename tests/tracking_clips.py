@@ -108,8 +108,16 @@ def _paste(image: np.ndarray, inst: Instance, top_left: np.ndarray) -> None:
     image[y0:y1, x0:x1][m] = inst.patch[y0 - y : y1 - y, x0 - x : x1 - x][m]
 
 
-def make_clip(name: str, instances: list[Instance], background: np.ndarray, *, seed: int, objects: int, frames: int = 120,
-              speed: tuple[float, float] = (2.0, 6.0)) -> Clip:  # fmt: skip
+def make_clip(
+    name: str,
+    instances: list[Instance],
+    background: np.ndarray,
+    *,
+    seed: int,
+    objects: int,
+    frames: int = 120,
+    speed: tuple[float, float] = (2.0, 6.0),
+) -> Clip:
     """Objects enter at one edge and leave at the opposite one (left/right or top/bottom), at constant speed,
     starting at random frames; the ground truth of every frame, with occlusion by later objects."""
     rng = np.random.default_rng(seed)
@@ -133,7 +141,7 @@ def make_clip(name: str, instances: list[Instance], background: np.ndarray, *, s
         v = (end - start) / np.linalg.norm(end - start) * rng.uniform(*speed)
         t0 = int(rng.integers(0, frames // 2))
         tops = start + (np.arange(frames) - t0)[:, None] * v
-        tops[: t0] = -1e4  # not yet in the scene
+        tops[:t0] = -1e4  # not yet in the scene
         sprites[k] = (inst, tops)
     truth = []
     for f in range(frames):
@@ -155,8 +163,15 @@ def make_clip(name: str, instances: list[Instance], background: np.ndarray, *, s
             layers.append((tid, [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], inst.class_id, vis.sum() / area, vis))
         for tid, box, cls, vf, vis in sorted(layers):
             ids.append(tid), boxes.append(box), classes.append(cls), visible.append(vf), masks.append(vis)
-        truth.append(TruthFrame(np.asarray(ids, np.int64), np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(classes, np.int64),
-                                np.asarray(visible), masks))  # fmt: skip
+        truth.append(
+            TruthFrame(
+                np.asarray(ids, np.int64),
+                np.asarray(boxes, np.float64).reshape(-1, 4),
+                np.asarray(classes, np.int64),
+                np.asarray(visible),
+                masks,
+            )
+        )
     return Clip(name, truth, bg, sprites)
 
 
@@ -171,8 +186,9 @@ class DetectorModel:
     false_positives: float = 0.3  # mean false positives per frame
 
 
-def simulate_detections(clip: Clip, names: dict[int, str], *, seed: int, model: DetectorModel = DetectorModel()
-                        ) -> tuple[list[Detections], dict[int, float]]:  # fmt: skip
+def simulate_detections(
+    clip: Clip, names: dict[int, str], *, seed: int, model: DetectorModel = DetectorModel()
+) -> tuple[list[Detections], dict[int, float]]:
     """Per frame ``Detections`` (box-local masks included) and, per object, the fraction of its frames it
     was detected in."""
     rng = np.random.default_rng(seed)
@@ -208,8 +224,17 @@ def simulate_detections(clip: Clip, names: dict[int, str], *, seed: int, model: 
             m = np.zeros((int(np.ceil(y0 + bh)) - int(y0), int(np.ceil(x0 + bw)) - int(x0)), bool)
             cv2.ellipse(m.view(np.uint8), (m.shape[1] // 2, m.shape[0] // 2), (m.shape[1] // 2, m.shape[0] // 2), 0, 0, 360, 1, -1)
             masks.append(m), origins.append((int(x0), int(y0)))
-        out.append(Detections(np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(scores, np.float32),
-                              np.asarray(classes, np.int64), SIZE, names, masks, np.asarray(origins, np.int64).reshape(-1, 2)))  # fmt: skip
+        out.append(
+            Detections(
+                np.asarray(boxes, np.float32).reshape(-1, 4),
+                np.asarray(scores, np.float32),
+                np.asarray(classes, np.int64),
+                SIZE,
+                names,
+                masks,
+                np.asarray(origins, np.int64).reshape(-1, 2),
+            )
+        )
     return out, {tid: float(np.mean(v)) for tid, v in seen.items()}
 
 
@@ -218,8 +243,9 @@ def standard_clips(coco128: Path) -> list[Clip]:
     instances = load_instances(coco128)
     backgrounds = sorted((coco128 / "images" / "train2017").glob("*.jpg"))
     specs = [("crossing", 11, 8, (2.0, 5.0)), ("dense", 12, 16, (2.0, 5.0)), ("fast", 13, 10, (5.0, 10.0))]
-    return [make_clip(name, instances, cv2.imread(str(backgrounds[seed])), seed=seed, objects=n, speed=speed)
-            for name, seed, n, speed in specs]  # fmt: skip
+    return [
+        make_clip(name, instances, cv2.imread(str(backgrounds[seed])), seed=seed, objects=n, speed=speed) for name, seed, n, speed in specs
+    ]
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -244,8 +270,14 @@ def score_tracks(clip: Clip, tracks: list[tuple[np.ndarray, np.ndarray]]) -> dic
     hota = compute_hota_metrics(gt_ids, tr_ids, sims)
     clear = compute_clear_metrics(gt_ids, tr_ids, sims)
     ident = compute_identity_metrics(gt_ids, tr_ids, sims)
-    return {"HOTA": float(hota["HOTA"]), "AssA": float(hota["AssA"]), "DetA": float(hota["DetA"]), "IDF1": float(ident["IDF1"]),
-            "MOTA": float(clear["MOTA"]), "IDSW": int(clear["IDSW"])}  # fmt: skip
+    return {
+        "HOTA": float(hota["HOTA"]),
+        "AssA": float(hota["AssA"]),
+        "DetA": float(hota["DetA"]),
+        "IDF1": float(ident["IDF1"]),
+        "MOTA": float(clear["MOTA"]),
+        "IDSW": int(clear["IDSW"]),
+    }
 
 
 def run_edgeseg(detections: list[Detections], **config) -> list[tuple[np.ndarray, np.ndarray]]:

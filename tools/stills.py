@@ -29,8 +29,10 @@ def annotated_still(out: Path, *, shifts: Sequence[int], predict_args: Sequence[
         for dx in shifts:
             writer.write(cv2.warpAffine(image, np.float32([[1, 0, dx], [0, 1, 0]]), (w, h), borderValue=(114, 114, 114)))
         writer.release()
-        subprocess.run([sys.executable, "-m", "edgeseg.cli", "predict", str(MODEL), str(clip), "--save-video", str(annotated),
-                        *predict_args], check=True)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-m", "edgeseg.cli", "predict", str(MODEL), str(clip), "--save-video", str(annotated), *predict_args],
+            check=True,
+        )
         cap = cv2.VideoCapture(str(annotated))
         cap.set(cv2.CAP_PROP_POS_FRAMES, frame)
         ok, picture = cap.read()

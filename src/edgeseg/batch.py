@@ -121,8 +121,9 @@ class _StreamOutputs:
         if self.video is not None:
             self.video.write(annotate(frame.image, frame.detections, frame.tracking), frame.index)
         if self.jsonl is not None:
-            self.jsonl.write(index=frame.index, time_s=frame.time_s, source=frame.source, detections=frame.detections,
-                             tracking=frame.tracking)  # fmt: skip
+            self.jsonl.write(
+                index=frame.index, time_s=frame.time_s, source=frame.source, detections=frame.detections, tracking=frame.tracking
+            )
 
     def close(self) -> None:
         for sink in (self.video, self.jsonl):
@@ -155,8 +156,10 @@ def predict_sources(
     opened = open_sources(sources, live=stream.live, vid_stride=stream.vid_stride, board=board)
     summary = PredictSummary(failed=list(opened.problems))
     streams = [s for s in opened.sources if not isinstance(s, ImageFiles)]
-    targets = {id(s): (_numbered(outputs.save_video, k, len(streams)), _numbered(outputs.save_jsonl, k, len(streams)))
-               for k, s in enumerate(streams, 1)}  # fmt: skip
+    targets = {
+        id(s): (_numbered(outputs.save_video, k, len(streams)), _numbered(outputs.save_jsonl, k, len(streams)))
+        for k, s in enumerate(streams, 1)
+    }
     for video, jsonl in targets.values():
         for path, what in ((video, "video"), (jsonl, "JSON Lines")):
             if path is not None:
@@ -167,8 +170,10 @@ def predict_sources(
         check_writable(outputs.save_counts, "counts JSON")
     if stream.tracking is not None:
         for single in (s for s in opened.sources if isinstance(s, ImageFiles) and len(s) == 1):
-            summary.warnings.append(f"--track: {single.paths[0]} is a single image, not a sequence: its objects get ids, "
-                                    "but nothing moves and nothing is counted")  # fmt: skip
+            summary.warnings.append(
+                f"--track: {single.paths[0]} is a single image, not a sequence: its objects get ids, "
+                "but nothing moves and nothing is counted"
+            )
     workers = segmenter.workers(stream.workers) if stream.workers > 1 else [segmenter]
     try:
         for source in opened.sources:
@@ -188,17 +193,29 @@ def predict_sources(
     return summary
 
 
-def _run_source(source: Source, workers: list[Segmenter], outputs: PredictOutputs,
-                stream_paths: tuple[Path | None, Path | None] | None, summary: PredictSummary, show_progress: bool,
-                observers: Sequence[FrameObserver], *, tracking: TrackingOptions | None = None) -> None:  # fmt: skip
+def _run_source(
+    source: Source,
+    workers: list[Segmenter],
+    outputs: PredictOutputs,
+    stream_paths: tuple[Path | None, Path | None] | None,
+    summary: PredictSummary,
+    show_progress: bool,
+    observers: Sequence[FrameObserver],
+    *,
+    tracking: TrackingOptions | None = None,
+) -> None:
     is_images = isinstance(source, ImageFiles)
     sink = _ImageOutputs(outputs, summary) if is_images else _StreamOutputs(source, *stream_paths, summary)
     runner = StreamRunner(workers, live=None if is_images else source.live, tracking=tracking)
     total = len(source) if is_images else getattr(source, "frame_count", None)
     if total and not is_images:
         total = -(-total // getattr(source, "vid_stride", 1))
-    bar = progress(desc="predict" if is_images else f"predict {Path(source.name).name}", total=total,
-                   enabled=show_progress, unit="img" if is_images else "frame")  # fmt: skip
+    bar = progress(
+        desc="predict" if is_images else f"predict {Path(source.name).name}",
+        total=total,
+        enabled=show_progress,
+        unit="img" if is_images else "frame",
+    )
     try:
         for frame in runner.run(source):
             bar.update(1)

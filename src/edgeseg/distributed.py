@@ -129,8 +129,10 @@ def actor_cpus(actors: int, cluster_cpus: int) -> float:
     if actors < 1 or cluster_cpus < 1:
         raise EdgesegError(f"need at least one actor and one CPU, got {actors} actor(s) on {cluster_cpus} CPU(s)")
     if actors > PER_CORE_LIMIT * cluster_cpus:
-        raise EdgesegError(f"--actors: at most {PER_CORE_LIMIT * cluster_cpus} ({PER_CORE_LIMIT} per CPU of the cluster, "
-                           f"{cluster_cpus} CPU(s)): each actor loads its own model, so more only add memory; got {actors}")
+        raise EdgesegError(
+            f"--actors: at most {PER_CORE_LIMIT * cluster_cpus} ({PER_CORE_LIMIT} per CPU of the cluster, "
+            f"{cluster_cpus} CPU(s)): each actor loads its own model, so more only add memory; got {actors}"
+        )
     return 1.0 / math.ceil(actors / cluster_cpus)
 
 
@@ -146,16 +148,38 @@ def row_schema(kind: str) -> pa.Schema:
     import pyarrow as pa
 
     if kind == "records":
-        record = pa.struct([("image", pa.string()), ("class_id", pa.int64()), ("class_name", pa.string()),
-                            ("score", pa.float64()), ("bbox_xyxy", pa.list_(pa.float64())),
-                            ("segmentation", _segmentation_type())])  # fmt: skip
+        record = pa.struct(
+            [
+                ("image", pa.string()),
+                ("class_id", pa.int64()),
+                ("class_name", pa.string()),
+                ("score", pa.float64()),
+                ("bbox_xyxy", pa.list_(pa.float64())),
+                ("segmentation", _segmentation_type()),
+            ]
+        )
     elif kind == "coco":
-        record = pa.struct([("image_id", pa.int64()), ("category_id", pa.int64()), ("bbox", pa.list_(pa.float64())),
-                            ("score", pa.float64()), ("segmentation", _segmentation_type())])  # fmt: skip
+        record = pa.struct(
+            [
+                ("image_id", pa.int64()),
+                ("category_id", pa.int64()),
+                ("bbox", pa.list_(pa.float64())),
+                ("score", pa.float64()),
+                ("segmentation", _segmentation_type()),
+            ]
+        )
     else:
         raise ValueError(f"kind must be 'records' or 'coco', got {kind!r}")
-    return pa.schema([("index", pa.int64()), ("path", pa.string()), ("width", pa.int64()), ("height", pa.int64()),
-                      ("detections", pa.list_(record)), ("error", pa.string())])  # fmt: skip
+    return pa.schema(
+        [
+            ("index", pa.int64()),
+            ("path", pa.string()),
+            ("width", pa.int64()),
+            ("height", pa.int64()),
+            ("detections", pa.list_(record)),
+            ("error", pa.string()),
+        ]
+    )
 
 
 @dataclass(frozen=True)
@@ -234,15 +258,20 @@ class SegmenterActor:
         died = ray.get(counter.start.remote(item["index"]))
         if died >= most:
             counter.finish.remote(item["index"])
-            return {"index": item["index"], "path": item["path"], "width": None, "height": None, "detections": [],
-                    "error": f"the worker died on this image {died} times (a crash, or out of memory); not tried again"}  # fmt: skip
+            return {
+                "index": item["index"],
+                "path": item["path"],
+                "width": None,
+                "height": None,
+                "detections": [],
+                "error": f"the worker died on this image {died} times (a crash, or out of memory); not tried again",
+            }
         out = self.row(item)
         counter.finish.remote(item["index"])  # in order before this actor's next start: Ray keeps a caller's order
         return out
 
     def row(self, item: dict[str, Any]) -> dict[str, Any]:
-        out = {"index": item["index"], "path": item["path"], "width": None, "height": None, "detections": [],
-               "error": item["error"]}  # fmt: skip
+        out = {"index": item["index"], "path": item["path"], "width": None, "height": None, "detections": [], "error": item["error"]}
         if out["error"] is not None:
             return out
         try:
@@ -433,13 +462,13 @@ def _written_rows(directory: Path, expected: int, summary: PredictSummary) -> li
     import pyarrow.parquet as pq
 
     table = pq.read_table(directory, columns=["index", "path", "detections", "error"])
-    table = table.append_column("objects", pc.fill_null(pc.list_value_length(table.column("detections")), 0)).drop_columns(
-        ["detections"]
-    )
+    table = table.append_column("objects", pc.fill_null(pc.list_value_length(table.column("detections")), 0)).drop_columns(["detections"])
     summary.outputs.append(directory)
     if table.num_rows != expected:
-        summary.warnings.append(f"{directory}: {table.num_rows} of {expected} rows are visible from this machine; "
-                                "on a cluster the Parquet directory must be on storage every node shares")  # fmt: skip
+        summary.warnings.append(
+            f"{directory}: {table.num_rows} of {expected} rows are visible from this machine; "
+            "on a cluster the Parquet directory must be on storage every node shares"
+        )
     return sorted(table.to_pylist(), key=lambda r: r["index"])
 
 

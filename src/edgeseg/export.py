@@ -95,8 +95,9 @@ def select_head(model, head: str | None, weights: Path):
         raise EdgesegError(f"head must be one of {', '.join(HEADS)}, got {head!r}", weights)
     one2one = _has_one2one(seg) if head is None else head == "one2one"
     if one2one and not _has_one2one(seg):
-        raise EdgesegError(f"this {type(seg).__name__} head has no one-to-one convs (only YOLO26-seg has them): "
-                           "use --head one2many", weights)  # fmt: skip
+        raise EdgesegError(
+            f"this {type(seg).__name__} head has no one-to-one convs (only YOLO26-seg has them): use --head one2many", weights
+        )
     if not one2one and seg.cv2 is None:
         raise EdgesegError("the one-to-many head was removed from this checkpoint: use --head one2one", weights)
     if _has_one2one(seg):
@@ -115,9 +116,7 @@ def load_checkpoint(weights: str | os.PathLike, head: str | None = None):
         try:
             from ultralytics.nn.tasks import attempt_load_one_weight as ul_load
         except ImportError as exc:
-            raise EdgesegError(
-                "export needs Ultralytics and PyTorch: pip install 'edgeseg[export]'", weights
-            ) from exc
+            raise EdgesegError("export needs Ultralytics and PyTorch: pip install 'edgeseg[export]'", weights) from exc
     try:
         with contextlib.redirect_stdout(io.StringIO()), _quiet_ultralytics():
             model, _ = ul_load(str(weights), device="cpu", fuse=False)
@@ -150,8 +149,11 @@ def build_from_yaml(name: str | os.PathLike, imgsz: int | Sequence[int], head: s
     ``edgeseg.weights``."""
     text = str(name)
     if "://" in text:
-        raise EdgesegError("a model yaml must be a local file or the name of one of Ultralytics' model yamls "
-                           "(e.g. yolov8s-seg.yaml); nothing is downloaded", text)  # fmt: skip
+        raise EdgesegError(
+            "a model yaml must be a local file or the name of one of Ultralytics' model yamls "
+            "(e.g. yolov8s-seg.yaml); nothing is downloaded",
+            text,
+        )
     try:
         import torch
         import ultralytics
@@ -163,8 +165,9 @@ def build_from_yaml(name: str | os.PathLike, imgsz: int | Sequence[int], head: s
         try:
             model = SegmentationModel(text, verbose=False)
         except FileNotFoundError:
-            raise EdgesegError("unknown model yaml: neither a file nor one of Ultralytics' model yamls "
-                               "(e.g. yolov8s-seg.yaml, yolo11n-seg.yaml)", text) from None  # fmt: skip
+            raise EdgesegError(
+                "unknown model yaml: neither a file nor one of Ultralytics' model yamls (e.g. yolov8s-seg.yaml, yolo11n-seg.yaml)", text
+            ) from None
         except Exception as exc:
             head = _yaml_head(text)
             if head is not None and head not in SUPPORTED_HEADS:  # e.g. YOLOE's, which needs text embeddings to build
@@ -174,8 +177,10 @@ def build_from_yaml(name: str | os.PathLike, imgsz: int | Sequence[int], head: s
         seg = select_head(model, head, Path(text))
         images = _settle_batchnorm(model, normalise_imgsz(imgsz, int(max(seg.stride.tolist()))))
         model = model.fuse(verbose=False)
-    how = (f"random init from {Path(text).name} (Ultralytics {ultralytics.__version__}, torch.manual_seed(0)), "
-           f"BatchNorm statistics from {' and '.join(images)}")  # fmt: skip
+    how = (
+        f"random init from {Path(text).name} (Ultralytics {ultralytics.__version__}, torch.manual_seed(0)), "
+        f"BatchNorm statistics from {' and '.join(images)}"
+    )
     return model.float().eval(), how
 
 

@@ -36,7 +36,6 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     return write_bytes_atomic(path, (json.dumps(obj, indent=1) + "\n").encode("utf-8"))
 
 
-
 def unique_name(stem: str, suffix: str, used: set[str]) -> str:
     """``stem + suffix``, or ``stem_1 + suffix``, ``stem_2 + suffix``, ... when taken; the name is added to ``used``
     (outputs of several inputs with the same file name in one folder)."""

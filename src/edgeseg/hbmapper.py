@@ -134,8 +134,9 @@ def _node_info(int16_nodes: Sequence[str]) -> str:
     )
 
 
-def mapper_yaml(onnx_model: str, *, working_dir: str, prefix: str, cal_data_dir: str, config: HorizonConfig,
-                int16_nodes: Sequence[str] = ()) -> str:  # fmt: skip
+def mapper_yaml(
+    onnx_model: str, *, working_dir: str, prefix: str, cal_data_dir: str, config: HorizonConfig, int16_nodes: Sequence[str] = ()
+) -> str:
     """The ``hb_mapper makertbin`` config in the layout of Horizon's / the RDK model zoo's yamls;
     ``int16_nodes`` run on the BPU with int16 inputs and outputs (``node_info``)."""
     march, input_type_rt = config.march, config.input_type_rt
@@ -241,8 +242,9 @@ class HorizonConfig:
             raise EdgesegError(f"--num must be >= 1, got {self.num}")
 
 
-def _write_calibration_data(files: Sequence[Path], cal_dir: Path, imgsz: tuple[int, int], num: int,
-                            show_progress: bool) -> tuple[list[Path], list[tuple[str, str]]]:  # fmt: skip
+def _write_calibration_data(
+    files: Sequence[Path], cal_dir: Path, imgsz: tuple[int, int], num: int, show_progress: bool
+) -> tuple[list[Path], list[tuple[str, str]]]:
     """The first ``num`` readable images of ``files`` as ``.rgbchw`` raw files in ``cal_dir``; returns
     the files written and the (image, problem) of the unreadable ones."""
     for old in cal_dir.glob("*.rgbchw"):  # a rerun must not leave stale samples behind
@@ -269,8 +271,14 @@ def _int16_stem(model) -> list[str]:
     return [n for n in stem_nodes(model) if kinds[n] in ("Conv", "Mul")]
 
 
-def horizon_artefacts(model: str | os.PathLike, calib: str | os.PathLike, out_dir: str | os.PathLike, *,
-                      config: HorizonConfig | None = None, show_progress: bool = False) -> HorizonArtefacts:  # fmt: skip
+def horizon_artefacts(
+    model: str | os.PathLike,
+    calib: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    config: HorizonConfig | None = None,
+    show_progress: bool = False,
+) -> HorizonArtefacts:
     """Write into ``out_dir``: a copy of the float model, ``<prefix>.yaml`` for ``hb_mapper makertbin``,
     the calibration data it names (``config.num`` images of ``calib``, letterboxed like inference, float32
     RGB NCHW 0..255, ``.rgbchw`` raw files), and ``convert.sh`` with the checker, makertbin and
@@ -304,29 +312,50 @@ def horizon_artefacts(model: str | os.PathLike, calib: str | os.PathLike, out_di
     working_dir = "bpu_model_output"
     yaml_path = write_bytes_atomic(
         out / f"{prefix}.yaml",
-        mapper_yaml(f"./{model_copy.name}", working_dir=working_dir, prefix=prefix, cal_data_dir=f"./{cal_name}",
-                    config=config, int16_nodes=_int16_stem(float_model) if config.int16_stem else ()).encode(),  # fmt: skip
+        mapper_yaml(
+            f"./{model_copy.name}",
+            working_dir=working_dir,
+            prefix=prefix,
+            cal_data_dir=f"./{cal_name}",
+            config=config,
+            int16_nodes=_int16_stem(float_model) if config.int16_stem else (),
+        ).encode(),
     )
     bin_path = f"{working_dir}/{prefix}.bin"
     command = modifier_command(bin_path, heads)
-    script = "\n".join([
-        "#!/usr/bin/env bash",
-        "# Written by `edgeseg horizon`. Run inside Horizon's OpenExplorer docker, from this directory.",
-        "set -euo pipefail",
-        'cd "$(dirname "$0")"',
-        f"hb_mapper checker --model-type onnx --march {march} --model {shlex.quote('./' + model_copy.name)}",
-        f"hb_mapper makertbin --model-type onnx --config {shlex.quote(yaml_path.name)}",
-        "# Remove the Dequantize nodes of the box and mask-coefficient heads: the board's CPU then",
-        f"# dequantizes only the rows it keeps (hb_model_modifier writes {prefix}_modified.bin).",
-        command,
-        "",
-    ])  # fmt: skip
+    script = "\n".join(
+        [
+            "#!/usr/bin/env bash",
+            "# Written by `edgeseg horizon`. Run inside Horizon's OpenExplorer docker, from this directory.",
+            "set -euo pipefail",
+            'cd "$(dirname "$0")"',
+            f"hb_mapper checker --model-type onnx --march {march} --model {shlex.quote('./' + model_copy.name)}",
+            f"hb_mapper makertbin --model-type onnx --config {shlex.quote(yaml_path.name)}",
+            "# Remove the Dequantize nodes of the box and mask-coefficient heads: the board's CPU then",
+            f"# dequantizes only the rows it keeps (hb_model_modifier writes {prefix}_modified.bin).",
+            command,
+            "",
+        ]
+    )
     script_path = write_bytes_atomic(out / "convert.sh", script.encode())
     script_path.chmod(0o755)
     sidecar = Sidecar(info, input_type_rt=input_type_rt, onnx_model=src.name, params=parameter_count(float_model))
     sidecar_path = write_json_atomic(out / f"{src.stem}{SIDECAR_SUFFIX}", sidecar.to_dict())
-    r = HorizonArtefacts(out, model_copy, yaml_path, cal_dir, written, skipped, heads, bin_path, command,
-                         script_path, sidecar_path, out / "run_on_board.md", warnings)  # fmt: skip
+    r = HorizonArtefacts(
+        out,
+        model_copy,
+        yaml_path,
+        cal_dir,
+        written,
+        skipped,
+        heads,
+        bin_path,
+        command,
+        script_path,
+        sidecar_path,
+        out / "run_on_board.md",
+        warnings,
+    )
     write_bytes_atomic(r.board_guide, board_guide(r, config, calib).encode())
     return r
 
@@ -338,31 +367,38 @@ def board_guide(r: HorizonArtefacts, config: HorizonConfig, images: str | os.Pat
     board_bin = Path(modified).name
     board = {"bayes-e": "RDK X5", "bernoulli2": "RDK X3"}[config.march]
     step = "\n```bash\n{}\n```\n".format
-    return "\n".join([
-        f"# Run {r.onnx_model.name} on the {board}",
-        "",
-        "Written by `edgeseg horizon`; paths are relative to this directory. Steps 1-3 run inside Horizon's "
-        "OpenExplorer docker (`./convert.sh` runs the same three), step 4 here, steps 5-8 on the board.",
-        "",
-        "1. Check that every operator maps to the BPU:" + step(
-            f"hb_mapper checker --model-type onnx --march {config.march} --model {shlex.quote('./' + r.onnx_model.name)}"),
-        f"2. Compile: calibrate on `{r.calibration_dir.name}/` and write `{r.bin_path}`:"
-        + step(f"hb_mapper makertbin --model-type onnx --config {shlex.quote(r.yaml.name)}"),
-        f"3. Remove the Dequantize nodes of the {len(r.heads)} box and mask-coefficient heads (the board's CPU then "
-        f"dequantizes only the rows it keeps); this writes `{modified}`:" + step(r.modifier_command),
-        f"4. Copy the model, its sidecar `{r.sidecar.name}` (the class names and geometry a .bin lacks; keep it in the "
-        "same directory as the .bin) and some test images to the board:" + step("\n".join([
-            'BOARD="root@<board-ip>"  # your board\'s user@address',
-            'ssh "$BOARD" mkdir -p edgeseg',
-            f'scp {shlex.quote(modified)} {shlex.quote(r.sidecar.name)} "$BOARD:edgeseg/"',
-            f'scp -r {shlex.quote(os.fspath(images))} "$BOARD:edgeseg/images"',
-        ])),
-        '5. On the board (`ssh "$BOARD"`, then `cd edgeseg`): install edgeseg with the board runtime:'
-        + step('pip install "edgeseg[rdk]"'),
-        "6. Segment the test images with the BPU model and edgeseg's decoder:"
-        + step(f"edgeseg predict {board_bin} images --out predictions --save-json predictions/detections.json"),
-        "7. Benchmark: per-stage latency and throughput with 1, 2, 4 and 8 worker threads:"
-        + step(f"edgeseg bench {board_bin} --images images --threads 1,2,4,8 --json bench.json"),
-        "8. The report (table and plots; add `--val val.json` from `edgeseg val` for the accuracy columns):"
-        + step("edgeseg report --bench bench.json -o report"),
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            f"# Run {r.onnx_model.name} on the {board}",
+            "",
+            "Written by `edgeseg horizon`; paths are relative to this directory. Steps 1-3 run inside Horizon's "
+            "OpenExplorer docker (`./convert.sh` runs the same three), step 4 here, steps 5-8 on the board.",
+            "",
+            "1. Check that every operator maps to the BPU:"
+            + step(f"hb_mapper checker --model-type onnx --march {config.march} --model {shlex.quote('./' + r.onnx_model.name)}"),
+            f"2. Compile: calibrate on `{r.calibration_dir.name}/` and write `{r.bin_path}`:"
+            + step(f"hb_mapper makertbin --model-type onnx --config {shlex.quote(r.yaml.name)}"),
+            f"3. Remove the Dequantize nodes of the {len(r.heads)} box and mask-coefficient heads (the board's CPU then "
+            f"dequantizes only the rows it keeps); this writes `{modified}`:" + step(r.modifier_command),
+            f"4. Copy the model, its sidecar `{r.sidecar.name}` (the class names and geometry a .bin lacks; keep it in the "
+            "same directory as the .bin) and some test images to the board:"
+            + step(
+                "\n".join(
+                    [
+                        'BOARD="root@<board-ip>"  # your board\'s user@address',
+                        'ssh "$BOARD" mkdir -p edgeseg',
+                        f'scp {shlex.quote(modified)} {shlex.quote(r.sidecar.name)} "$BOARD:edgeseg/"',
+                        f'scp -r {shlex.quote(os.fspath(images))} "$BOARD:edgeseg/images"',
+                    ]
+                )
+            ),
+            '5. On the board (`ssh "$BOARD"`, then `cd edgeseg`): install edgeseg with the board runtime:'
+            + step('pip install "edgeseg[rdk]"'),
+            "6. Segment the test images with the BPU model and edgeseg's decoder:"
+            + step(f"edgeseg predict {board_bin} images --out predictions --save-json predictions/detections.json"),
+            "7. Benchmark: per-stage latency and throughput with 1, 2, 4 and 8 worker threads:"
+            + step(f"edgeseg bench {board_bin} --images images --threads 1,2,4,8 --json bench.json"),
+            "8. The report (table and plots; add `--val val.json` from `edgeseg val` for the accuracy columns):"
+            + step("edgeseg report --bench bench.json -o report"),
+        ]
+    )

@@ -73,9 +73,11 @@ def int8_speed_note(ratio: float, dot: list[str] | None) -> str | None:
     """A one-line explanation when INT8 is under 2x float on a CPU without int8 dot products."""
     if ratio >= 2.0 or dot is None or dot:
         return None
-    return (f"INT8 is {ratio:.2f}x float here: this CPU has no int8 dot-product instructions (VNNI / ARM dotprod), "
-            "so integer convolutions are only about 2x float and SiLU, concat and requantization do not speed up; "
-            "on CPUs with them, and on NPUs, the gap is larger")  # fmt: skip
+    return (
+        f"INT8 is {ratio:.2f}x float here: this CPU has no int8 dot-product instructions (VNNI / ARM dotprod), "
+        "so integer convolutions are only about 2x float and SiLU, concat and requantization do not speed up; "
+        "on CPUs with them, and on NPUs, the gap is larger"
+    )
 
 
 def loadavg() -> list[float] | None:

@@ -20,10 +20,19 @@ if TYPE_CHECKING:  # onnx is imported lazily: reading a model is the only thing 
 # Ops that only move or relabel values: an output behind them holds the same numbers as their input.
 LAYOUT_OPS = frozenset({"Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
 # Operators of a quantized graph, QDQ or QOperator form.
-QUANTIZED_OPS = frozenset({
-    "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul",
-    "QLinearAdd", "QLinearMul", "ConvInteger", "MatMulInteger",
-})  # fmt: skip
+QUANTIZED_OPS = frozenset(
+    {
+        "QuantizeLinear",
+        "DequantizeLinear",
+        "DynamicQuantizeLinear",
+        "QLinearConv",
+        "QLinearMatMul",
+        "QLinearAdd",
+        "QLinearMul",
+        "ConvInteger",
+        "MatMulInteger",
+    }
+)
 _INT8_ELEM_TYPES = (2, 3)  # TensorProto.UINT8, TensorProto.INT8
 
 

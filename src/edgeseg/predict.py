@@ -105,11 +105,19 @@ class Segmenter:
             raise EdgesegError(f"workers must be >= 1, got {count}")
         if self.model_path is None:
             return [self] * count
-        return [Segmenter(self.model_path, options=self.options, threads=1, providers=self.providers, board=self.board)
-                for _ in range(count)]  # fmt: skip
+        return [
+            Segmenter(self.model_path, options=self.options, threads=1, providers=self.providers, board=self.board) for _ in range(count)
+        ]
 
-    def stream(self, source: str | os.PathLike | Source, *, workers: int = 1, live: bool | None = None,
-               vid_stride: int = 1, track: bool | TrackingOptions = False) -> FrameStream:  # fmt: skip
+    def stream(
+        self,
+        source: str | os.PathLike | Source,
+        *,
+        workers: int = 1,
+        live: bool | None = None,
+        vid_stride: int = 1,
+        track: bool | TrackingOptions = False,
+    ) -> FrameStream:
         """Frames of a video file, camera (``0``), stream URL or image directory, in order, with
         ``frame.index``, ``frame.time_s`` and ``frame.detections`` (see ``stream.StreamRunner``); the returned
         iterator's ``stats`` (``StreamStats``: frames, failed, dropped, fps, latencies) are live while iterating

@@ -78,9 +78,7 @@ def letterbox_params(source_shape: tuple[int, int], input_shape: tuple[int, int]
     ih, iw = input_shape
     gain = min(ih / h, iw / w)
     new_w, new_h = max(round(w * gain), 1), max(round(h * gain), 1)
-    return Letterbox(
-        (int(h), int(w)), (int(ih), int(iw)), (new_h, new_w), round((iw - new_w) / 2 - 0.1), round((ih - new_h) / 2 - 0.1)
-    )
+    return Letterbox((int(h), int(w)), (int(ih), int(iw)), (new_h, new_w), round((iw - new_w) / 2 - 0.1), round((ih - new_h) / 2 - 0.1))
 
 
 def letterbox(image_bgr: np.ndarray, input_shape: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
@@ -94,9 +92,7 @@ def letterbox(image_bgr: np.ndarray, input_shape: tuple[int, int]) -> tuple[np.n
         image_bgr = cv2.resize(image_bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     bottom = ih - new_h - lb.pad_top
     right = iw - new_w - lb.pad_left
-    padded = cv2.copyMakeBorder(
-        image_bgr, lb.pad_top, bottom, lb.pad_left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3
-    )
+    padded = cv2.copyMakeBorder(image_bgr, lb.pad_top, bottom, lb.pad_left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3)
     return padded, lb
 
 
@@ -160,8 +156,9 @@ def to_nv12(padded_bgr: np.ndarray, lb: Letterbox | None = None) -> np.ndarray:
         rows, cols = _even_span(lb.pad_top, lb.content_shape[0], h), _even_span(lb.pad_left, lb.content_shape[1], w)
         pad_y, pad_uv = _pad_yuv()
         _fill_outside(y_plane, rows, cols, pad_y)
-        _fill_outside(nv12[h * w :].view(np.uint16).reshape(h // 2, w // 2), (rows[0] // 2, rows[1] // 2),
-                      (cols[0] // 2, cols[1] // 2), pad_uv)  # fmt: skip
+        _fill_outside(
+            nv12[h * w :].view(np.uint16).reshape(h // 2, w // 2), (rows[0] // 2, rows[1] // 2), (cols[0] // 2, cols[1] // 2), pad_uv
+        )
     (y0, y1), (x0, x1) = rows, cols
     ch, cw = y1 - y0, x1 - x0
     i420 = cv2.cvtColor(padded_bgr[y0:y1, x0:x1], cv2.COLOR_BGR2YUV_I420).reshape(-1)  # Y, then U plane, then V plane
@@ -203,8 +200,10 @@ class Nv12Frame:
             raise EdgesegError(f"an NV12 frame needs an even, positive height and width, got {self.height}x{self.width}")
         expected = self.height * self.width * 3 // 2
         if self.data.dtype != np.uint8 or self.data.ndim != 1 or self.data.size != expected:
-            raise EdgesegError(f"an NV12 frame of {self.height}x{self.width} is {expected} uint8 bytes in one flat "
-                               f"array, got {self.data.dtype} {list(self.data.shape)}")  # fmt: skip
+            raise EdgesegError(
+                f"an NV12 frame of {self.height}x{self.width} is {expected} uint8 bytes in one flat "
+                f"array, got {self.data.dtype} {list(self.data.shape)}"
+            )
 
     @classmethod
     def from_bytes(cls, data: bytes | np.ndarray, height: int, width: int, source_shape: tuple[int, int] | None = None) -> Nv12Frame:

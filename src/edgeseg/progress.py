@@ -7,7 +7,12 @@ from collections.abc import Iterable
 
 
 def progress(
-    iterable: Iterable | None = None, *, desc: str, total: int | None = None, enabled: bool = True, unit: str = "img",
+    iterable: Iterable | None = None,
+    *,
+    desc: str,
+    total: int | None = None,
+    enabled: bool = True,
+    unit: str = "img",
     leave: bool = True,
 ):
     """The one progress bar (tqdm on stderr); ``enabled=False`` makes it silent."""

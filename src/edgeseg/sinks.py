@@ -74,13 +74,16 @@ class VideoSink:
                 raise EdgesegError(f"OpenCV cannot write {self.fourcc} video here", self.path)
         if (w, h) != self.size:
             if not self.warnings:
-                self.warnings.append(f"{self.path}: frame {index} is {w}x{h}, not {self.size[0]}x{self.size[1]}; "
-                                     "frames of another size are resized to fit")  # fmt: skip
+                self.warnings.append(
+                    f"{self.path}: frame {index} is {w}x{h}, not {self.size[0]}x{self.size[1]}; frames of another size are resized to fit"
+                )
             image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
         if self._writer.write(image) is False:  # OpenCV says so (disk full, file gone, encoder error), it never raises
             self.failed = True
-            raise EdgesegError(f"cannot write the video ({self._write_problem(index)}); "
-                               f"the {self.frames} frame(s) before it were written to {self._tmp}", self.path)  # fmt: skip
+            raise EdgesegError(
+                f"cannot write the video ({self._write_problem(index)}); the {self.frames} frame(s) before it were written to {self._tmp}",
+                self.path,
+            )
         self.frames += 1
 
     def _write_problem(self, index: int) -> str:
@@ -105,8 +108,9 @@ class VideoSink:
         try:
             os.replace(self._tmp, self.path)
         except OSError as exc:
-            raise EdgesegError(f"cannot move the finished video into place ({exc.strerror or exc}); it is in {self._tmp}",
-                               self.path) from None  # fmt: skip
+            raise EdgesegError(
+                f"cannot move the finished video into place ({exc.strerror or exc}); it is in {self._tmp}", self.path
+            ) from None
         return self.path
 
 
@@ -132,8 +136,7 @@ class JsonlSink:
         self.failed = False
         self._whole_bytes = 0  # the file's size up to its last whole line
 
-    def write(self, *, index: int, time_s: float | None, source: str, detections: Detections,
-              tracking: TrackedFrame | None = None) -> None:  # fmt: skip
+    def write(self, *, index: int, time_s: float | None, source: str, detections: Detections, tracking: TrackedFrame | None = None) -> None:
         record = frame_record(index=index, time_s=time_s, source=source, detections=detections, tracking=tracking)
         rest = memoryview((json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8"))
         size = len(rest)
@@ -147,8 +150,9 @@ class JsonlSink:
                 os.ftruncate(file.fileno(), self._whole_bytes)  # back to the last whole line
             with contextlib.suppress(OSError):
                 file.close()
-            raise EdgesegError(f"cannot write the JSON Lines ({(exc.strerror or str(exc)).lower()}); "
-                               f"its {self.lines} whole line(s) are kept", self.path) from None  # fmt: skip
+            raise EdgesegError(
+                f"cannot write the JSON Lines ({(exc.strerror or str(exc)).lower()}); its {self.lines} whole line(s) are kept", self.path
+            ) from None
         self.lines += 1
         self._whole_bytes += size
 

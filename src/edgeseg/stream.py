@@ -103,8 +103,14 @@ class StreamRunner:
     ``live`` overrides the source's own flag; ``capacity`` bounds the frames in flight (default
     2 per worker + 2); ``tracking`` tracks and counts the frames of each run (``self.session``)."""
 
-    def __init__(self, segmenters: Sequence[Segmenter], *, live: bool | None = None, capacity: int | None = None,
-                 tracking: TrackingOptions | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        segmenters: Sequence[Segmenter],
+        *,
+        live: bool | None = None,
+        capacity: int | None = None,
+        tracking: TrackingOptions | None = None,
+    ) -> None:
         if not segmenters:
             raise EdgesegError("a stream needs at least one worker")
         self.segmenters = list(segmenters)

@@ -31,26 +31,67 @@ import onnxruntime as ort
 
 MAGIC = b"FAKE-HBM edgeseg-test-stand-in/2\n"
 SEED_OUTPUTS = (
-    ("mc_stride8", "output0", "int32"), ("mc_stride16", "output1", "int32"), ("mc_stride32", "371", "int32"),
-    ("box_stride8", "379", "int32"), ("box_stride16", "387", "int32"), ("box_stride32", "395", "int32"),
-    ("cls_stride8", "403", "float32"), ("cls_stride16", "411", "float32"), ("cls_stride32", "419", "float32"),
+    ("mc_stride8", "output0", "int32"),
+    ("mc_stride16", "output1", "int32"),
+    ("mc_stride32", "371", "int32"),
+    ("box_stride8", "379", "int32"),
+    ("box_stride16", "387", "int32"),
+    ("box_stride32", "395", "int32"),
+    ("cls_stride8", "403", "float32"),
+    ("cls_stride16", "411", "float32"),
+    ("cls_stride32", "419", "float32"),
     ("protos", "347", "float32"),
-)  # fmt: skip
+)
 # hbDNNDataType, in the order of the runtime's own tables (dnn_python.cpp ``TensorType``, hbDNNDataType enum).
-TYPES = ("Y", "NV12", "NV12_SEPARATE", "YUV444", "RGB", "BGR", "int4", "uint4", "int8", "uint8", "float16",
-         "int16", "uint16", "float32", "int32", "uint32", "float64", "int64", "uint64")  # fmt: skip
+TYPES = (
+    "Y",
+    "NV12",
+    "NV12_SEPARATE",
+    "YUV444",
+    "RGB",
+    "BGR",
+    "int4",
+    "uint4",
+    "int8",
+    "uint8",
+    "float16",
+    "int16",
+    "uint16",
+    "float32",
+    "int32",
+    "uint32",
+    "float64",
+    "int64",
+    "uint64",
+)
 LAYOUTS = {"NHWC": 0, "NCHW": 2, "NONE": 255}
 
 
-def write_fake_bin(onnx_path: str | os.PathLike, bin_path: str | os.PathLike, *, input_type: str = "NV12",
-                   input_layout: str = "NCHW", outputs: tuple[tuple[str, str, str], ...] = SEED_OUTPUTS, align: int = 0,
-                   output_layout: str = "NHWC", zero_point: int = 0, batch: int = 1) -> Path:  # fmt: skip
+def write_fake_bin(
+    onnx_path: str | os.PathLike,
+    bin_path: str | os.PathLike,
+    *,
+    input_type: str = "NV12",
+    input_layout: str = "NCHW",
+    outputs: tuple[tuple[str, str, str], ...] = SEED_OUTPUTS,
+    align: int = 0,
+    output_layout: str = "NHWC",
+    zero_point: int = 0,
+    batch: int = 1,
+) -> Path:
     """``outputs``: (ONNX output, name in the .bin, dtype) in the .bin's order; dtype float32, int32, int16 or
     int8. ``align``: pad every output's last axis to a multiple of it (aligned != valid shape). ``output_layout``
     NCHW transposes every output. ``zero_point``: the zero point of int8/int16 outputs. ``batch``: the batch the
     model was compiled for."""
-    header = {"input_type": input_type, "input_layout": input_layout, "outputs": [list(o) for o in outputs],
-              "align": align, "output_layout": output_layout, "zero_point": zero_point, "batch": batch}  # fmt: skip
+    header = {
+        "input_type": input_type,
+        "input_layout": input_layout,
+        "outputs": [list(o) for o in outputs],
+        "align": align,
+        "output_layout": output_layout,
+        "zero_point": zero_point,
+        "batch": batch,
+    }
     Path(bin_path).write_bytes(MAGIC + json.dumps(header).encode() + b"\n" + Path(onnx_path).read_bytes())
     return Path(bin_path)
 
@@ -112,8 +153,9 @@ class _Head:
         valid = (nhwc[0], nhwc[3], nhwc[1], nhwc[2]) if self.nchw else nhwc
         align = header.get("align", 0)
         aligned = valid[:-1] + ((-(-valid[-1] // align) * align) if align else valid[-1],)
-        self.spec = TensorSpec(name, TYPES.index(dtype), LAYOUTS["NCHW" if self.nchw else "NHWC"], valid, aligned,
-                               scale, zp, 1 if self.nchw else 3)  # fmt: skip
+        self.spec = TensorSpec(
+            name, TYPES.index(dtype), LAYOUTS["NCHW" if self.nchw else "NHWC"], valid, aligned, scale, zp, 1 if self.nchw else 3
+        )
         self.memory = np.zeros(self.spec.aligned_bytes, np.uint8)
 
     def store(self, value: np.ndarray) -> None:
@@ -164,8 +206,9 @@ class CompiledModel:
             valid = (batch, h, w, 3) if self.input_layout == "NHWC" else (batch, 3, h, w)
             type_index = TYPES.index(self.input_type)
             nbytes = int(np.prod(valid)) * (4 if self.input_type == "float32" else 1)
-        self.input = TensorSpec("images", type_index, LAYOUTS[self.input_layout], valid, valid,
-                                np.zeros(0, np.float32), np.zeros(0, np.int32), 0)  # fmt: skip
+        self.input = TensorSpec(
+            "images", type_index, LAYOUTS[self.input_layout], valid, valid, np.zeros(0, np.float32), np.zeros(0, np.int32), 0
+        )
         self.input_memory = np.zeros(nbytes, np.uint8)
         self.heads = []
         for source, name, out_dtype in header["outputs"]:

@@ -97,9 +97,7 @@ class ModelInfo:
     def from_metadata(cls, meta: Mapping[str, str], path: str | os.PathLike = "<model>") -> ModelInfo:
         layout = meta.get(META_PREFIX + "layout")
         if layout is None:
-            raise EdgesegError(
-                "not an edgeseg split-head model (no edgeseg metadata); create one with `edgeseg export`", path
-            )
+            raise EdgesegError("not an edgeseg split-head model (no edgeseg metadata); create one with `edgeseg export`", path)
         if layout not in LAYOUT_VERSIONS:
             readable = " and ".join(repr(v) for v in LAYOUT_VERSIONS)
             raise EdgesegError(f"unsupported edgeseg layout {layout!r} (this version reads {readable})", path)

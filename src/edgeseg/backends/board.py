@@ -55,8 +55,13 @@ class Sidecar:
             "format": SIDECAR_FORMAT,
             "onnx_model": self.onnx_model,
             "params": self.params,
-            "input": {"shape": [1, 3, ih, iw], "layout_train": "NCHW", "type_train": "rgb", "type_rt": self.input_type_rt,
-                      "space_and_range": NV12_RANGE if self.input_type_rt == "nv12" else None},  # fmt: skip
+            "input": {
+                "shape": [1, 3, ih, iw],
+                "layout_train": "NCHW",
+                "type_train": "rgb",
+                "type_rt": self.input_type_rt,
+                "space_and_range": NV12_RANGE if self.input_type_rt == "nv12" else None,
+            },
             "metadata": self.info.to_metadata(),
         }
 
@@ -87,14 +92,18 @@ def find_sidecar(bin_path: str | os.PathLike) -> Path:
     if len(found) == 1:
         return found[0]
     if not found:
-        raise EdgesegError(f"no sidecar *{SIDECAR_SUFFIX} beside this .bin: copy the one `edgeseg horizon` wrote into "
-                           f"{p.parent} (it holds the class names a .bin lacks)", p)  # fmt: skip
+        raise EdgesegError(
+            f"no sidecar *{SIDECAR_SUFFIX} beside this .bin: copy the one `edgeseg horizon` wrote into "
+            f"{p.parent} (it holds the class names a .bin lacks)",
+            p,
+        )
     named = [s for s in found if p.name.startswith(s.name[: -len(SIDECAR_SUFFIX)])]
     longest = max((len(s.name) for s in named), default=0)
     best = [s for s in named if len(s.name) == longest]
     if len(best) != 1:
-        raise EdgesegError(f"{len(found)} sidecars beside this .bin and none is named after it: keep one of "
-                           f"{', '.join(s.name for s in found)}", p)  # fmt: skip
+        raise EdgesegError(
+            f"{len(found)} sidecars beside this .bin and none is named after it: keep one of {', '.join(s.name for s in found)}", p
+        )
     return best[0]
 
 
@@ -213,14 +222,20 @@ def map_outputs(outs: Sequence[BoardOutput], info: ModelInfo, path: str | os.Pat
         at_grid = [o for o in outs if o.shape[1:3] == (ih // s, iw // s)]
         options = _narrow(_assignments(at_grid, channels))
         if len(options) > 1:
-            raise EdgesegError(f"cannot tell the stride-{s} heads apart by shape ({', '.join(map(str, at_grid))}); "
-                               "name the ONNX outputs as `edgeseg export` does", path)  # fmt: skip
+            raise EdgesegError(
+                f"cannot tell the stride-{s} heads apart by shape ({', '.join(map(str, at_grid))}); "
+                "name the ONNX outputs as `edgeseg export` does",
+                path,
+            )
         if not options:
             box_mc = [o for o in at_grid if o.shape[3] in (channels["box"], channels["mc"])]
             others = sorted({o.shape[3] for o in at_grid} - {channels["box"], channels["mc"]})
             if len(box_mc) == 2 and protos and len(others) == 1:
-                raise EdgesegError(f"the sidecar has {info.num_classes} class names but the model's class outputs have "
-                                   f"{others[0]} channels (wrong sidecar?)", path)  # fmt: skip
+                raise EdgesegError(
+                    f"the sidecar has {info.num_classes} class names but the model's class outputs have "
+                    f"{others[0]} channels (wrong sidecar?)",
+                    path,
+                )
             raise EdgesegError(
                 f"not a split-head segmentation model for {ih}x{iw}: expected per stride {list(info.strides)} cls "
                 f"[1,H,W,{channels['cls']}], box [1,H,W,{channels['box']}] and mc [1,H,W,{channels['mc']}], and protos "
@@ -279,8 +294,9 @@ def input_form(kind: str, dtype: str, layout: str, shape: Sequence[int], info: M
 
         form = InputForm("float32", tensor, from_nv12_via_bgr)
     else:
-        raise EdgesegError(f"model input type {kind} ({dtype}, {layout}) is not one edgeseg prepares "
-                           "(NV12, NV12_SEPARATE, RGB/BGR uint8, float32)", path)  # fmt: skip
+        raise EdgesegError(
+            f"model input type {kind} ({dtype}, {layout}) is not one edgeseg prepares (NV12, NV12_SEPARATE, RGB/BGR uint8, float32)", path
+        )
     return form
 
 
@@ -353,9 +369,11 @@ def import_pyeasy_dnn() -> tuple[ModuleType | None, str]:
     return None, "; ".join(reasons)
 
 
-NO_RUNTIME = ("is a Horizon .bin model: it runs on an RDK board, and the board runtime cannot be imported here "
-              "(hbm_runtime comes with RDK OS >= 3.5, hobot_dnn with the board image; or pip install \"edgeseg[rdk]\" "
-              "on the board for hobot-dnn-rdkx5)")  # fmt: skip
+NO_RUNTIME = (
+    "is a Horizon .bin model: it runs on an RDK board, and the board runtime cannot be imported here "
+    '(hbm_runtime comes with RDK OS >= 3.5, hobot_dnn with the board image; or pip install "edgeseg[rdk]" '
+    "on the board for hobot-dnn-rdkx5)"
+)
 
 
 def open_board_backend(path: str | os.PathLike, *, options: BoardOptions | None = None, meta: str | os.PathLike | None = None):

@@ -25,8 +25,19 @@ from .base import QuantizedTensor
 from .board import BoardBackend, BoardOptions, OutputDescription, describe_output, input_form, map_outputs
 
 # hbDNNDataType names -> numpy names (the image types keep their own names).
-_TYPE_NAMES = {"S8": "int8", "U8": "uint8", "F16": "float16", "S16": "int16", "U16": "uint16", "F32": "float32",
-               "S32": "int32", "U32": "uint32", "F64": "float64", "S64": "int64", "U64": "uint64"}  # fmt: skip
+_TYPE_NAMES = {
+    "S8": "int8",
+    "U8": "uint8",
+    "F16": "float16",
+    "S16": "int16",
+    "U16": "uint16",
+    "F32": "float32",
+    "S32": "int32",
+    "U32": "uint32",
+    "F64": "float64",
+    "S64": "int64",
+    "U64": "uint64",
+}
 _RUNS_ON_HBM = ("NV12", "float32")
 
 
@@ -58,8 +69,9 @@ class HbmRuntimeBackend(BoardBackend):
 
     runtime_name = "hbm_runtime"
 
-    def __init__(self, path: str | os.PathLike, *, runtime: ModuleType, options: BoardOptions | None = None,
-                 meta: str | os.PathLike | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, path: str | os.PathLike, *, runtime: ModuleType, options: BoardOptions | None = None, meta: str | os.PathLike | None = None
+    ) -> None:
         super().__init__(path, options=options, meta=meta)
         try:
             self.runtime = runtime.HB_HBMRuntime(str(self.path))
@@ -78,9 +90,11 @@ class HbmRuntimeBackend(BoardBackend):
         layout = "NHWC" if shape[-1] in (1, 3) and shape[1] not in (1, 3) else "NCHW"
         self.input = input_form(kind, "uint8" if kind in ("NV12", "RGB", "BGR") else kind, layout, shape, self.info, self.path)
         if self.input.kind not in _RUNS_ON_HBM:
-            raise EdgesegError(f"the model's input is {self.input.kind}, which hbm_runtime cannot take (it has no numpy type "
-                               "for it): run it with --runtime pyeasy, or compile for NV12 (edgeseg horizon's default)",
-                               self.path)  # fmt: skip
+            raise EdgesegError(
+                f"the model's input is {self.input.kind}, which hbm_runtime cannot take (it has no numpy type "
+                "for it): run it with --runtime pyeasy, or compile for NV12 (edgeseg horizon's default)",
+                self.path,
+            )
         quants, dtypes = self.runtime.output_quants[name], self.runtime.output_dtypes[name]
         out_names = list(self.runtime.output_names[name])
         shapes = {n: tuple(int(v) for v in self.runtime.output_shapes[name][n]) for n in out_names}

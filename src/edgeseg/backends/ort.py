@@ -33,9 +33,7 @@ class OnnxRuntimeBackend:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(
-                str(self.path), sess_options=opts, providers=providers or ["CPUExecutionProvider"]
-            )
+            self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=providers or ["CPUExecutionProvider"])
         except Exception as exc:
             raise EdgesegError(f"ONNX Runtime cannot load this model: {first_line(exc)}", self.path) from None
         names = [o.name for o in self.session.get_outputs()]

@@ -29,8 +29,10 @@ from .board import BoardBackend, BoardOptions, OutputDescription, describe_outpu
 # hbBPUCore as forward's core_id takes it: 0 = any core, else one bit per core.
 _ANY_CORE = 0
 
-RGB_WARNING = ("pyeasy_dnn subtracts 128 from RGB inputs and clamps at 0 (dnn_python.cpp, forward): channel values "
-               "below 128 reach the BPU as 128; compile for NV12 (edgeseg horizon's default) to avoid it")  # fmt: skip
+RGB_WARNING = (
+    "pyeasy_dnn subtracts 128 from RGB inputs and clamps at 0 (dnn_python.cpp, forward): channel values "
+    "below 128 reach the BPU as 128; compile for NV12 (edgeseg horizon's default) to avoid it"
+)
 
 
 class PyeasyDnnBackend(BoardBackend):
@@ -42,8 +44,9 @@ class PyeasyDnnBackend(BoardBackend):
 
     runtime_name = "pyeasy_dnn"
 
-    def __init__(self, path: str | os.PathLike, *, runtime: ModuleType, options: BoardOptions | None = None,
-                 meta: str | os.PathLike | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, path: str | os.PathLike, *, runtime: ModuleType, options: BoardOptions | None = None, meta: str | os.PathLike | None = None
+    ) -> None:
         super().__init__(path, options=options, meta=meta)
         try:
             models = runtime.load(str(self.path))

@@ -26,8 +26,6 @@ OBJECT_BINS = ((0, 4), (5, 9), (10, 19), (20, None))  # decode cost grows with t
 DECODERS = ("fast", "reference", "ultralytics")
 
 
-
-
 def ultralytics_layout(outputs: Mapping[str, np.ndarray | QuantizedTensor], info: ModelInfo) -> tuple[np.ndarray, np.ndarray]:
     """What Ultralytics' standard ONNX export would have returned for the same image: ``output0``
     [1, 4+nc+nm, A] (xywh in input pixels from DFL + dist2bbox, sigmoid class scores, mask coefficients;
@@ -80,8 +78,15 @@ class UltralyticsPost:
 
         x = pred.permute(0, 2, 1)
         boxes = self.ops.xywh2xyxy(x[..., :4])
-        head = types.SimpleNamespace(nc=info.num_classes, max_det=options.max_det, agnostic_nms=options.agnostic,
-                                     export=False, format=None, dynamic=False, _grouped_topk=Detect._grouped_topk)  # fmt: skip
+        head = types.SimpleNamespace(
+            nc=info.num_classes,
+            max_det=options.max_det,
+            agnostic_nms=options.agnostic,
+            export=False,
+            format=None,
+            dynamic=False,
+            _grouped_topk=Detect._grouped_topk,
+        )
         head.get_topk_index = types.MethodType(Detect.get_topk_index, head)
         head._gather = types.MethodType(Detect._gather, head)
         return Detect.postprocess(head, self.torch.cat([boxes, x[..., 4:]], -1))
@@ -90,8 +95,9 @@ class UltralyticsPost:
         pred, proto = prepared
         if info.end2end:  # one-to-one heads (YOLO26): top-k, then the predictor's conf filter, no NMS
             pred = self._end2end_topk(pred, info, options)
-        out = self.nms.non_max_suppression(pred, options.conf, options.iou, None, False, max_det=options.max_det,
-                                           nc=info.num_classes, end2end=info.end2end)[0]  # fmt: skip
+        out = self.nms.non_max_suppression(
+            pred, options.conf, options.iou, None, False, max_det=options.max_det, nc=info.num_classes, end2end=info.end2end
+        )[0]
         if out.shape[0] == 0:
             return 0
         out[:, :4] = self.ops.scale_boxes(lb.input_shape, out[:, :4], lb.source_shape)
@@ -114,7 +120,12 @@ def _linear_fit(objects: Sequence[int], ms: Sequence[float]) -> LinearFit | None
 
 
 def compare_decoders(
-    model: str | os.PathLike, images: BenchImages, *, repeats: int, options: DecodeOptions, ultralytics: bool = True,
+    model: str | os.PathLike,
+    images: BenchImages,
+    *,
+    repeats: int,
+    options: DecodeOptions,
+    ultralytics: bool = True,
     show_progress: bool = True,
 ) -> DecoderComparison:
     """Time the fast decoder, the reference decoder and Ultralytics' post-processing on the same raw
@@ -179,7 +190,11 @@ def _compare_one(name: str, image: np.ndarray, segmenter: Segmenter, ul: Ultraly
 
 
 def _summarise(
-    rows: list[DecoderTimes], model: str | os.PathLike, ul: UltralyticsPost | None, note: str | None, repeats: int,
+    rows: list[DecoderTimes],
+    model: str | os.PathLike,
+    ul: UltralyticsPost | None,
+    note: str | None,
+    repeats: int,
     options: DecodeOptions,
 ) -> DecoderComparison:
     def med(decoder: str, subset: list[DecoderTimes] | None = None) -> float | None:
@@ -217,14 +232,16 @@ def _summarise(
     for lo, hi in OBJECT_BINS:
         subset = [r for r in rows if r.objects >= lo and (hi is None or r.objects <= hi)]
         if subset:
-            result.by_objects.append(ObjectBin(
-                objects=f"{lo}-{hi}" if hi is not None else f"{lo}+",
-                images=len(subset),
-                mean_objects=round(float(np.mean([r.objects for r in subset])), 2),
-                fast_ms=med("fast", subset),
-                reference_ms=med("reference", subset),
-                ultralytics_ms=med("ultralytics", subset),
-            ))  # fmt: skip
+            result.by_objects.append(
+                ObjectBin(
+                    objects=f"{lo}-{hi}" if hi is not None else f"{lo}+",
+                    images=len(subset),
+                    mean_objects=round(float(np.mean([r.objects for r in subset])), 2),
+                    fast_ms=med("fast", subset),
+                    reference_ms=med("reference", subset),
+                    ultralytics_ms=med("ultralytics", subset),
+                )
+            )
     for decoder in DECODERS:
         timed = [r for r in rows if getattr(r, f"{decoder}_ms") is not None]
         result.fit[decoder] = _linear_fit([r.objects for r in timed], [getattr(r, f"{decoder}_ms") for r in timed])

@@ -126,8 +126,14 @@ def throughput_frames(images: int, iters: int, threads: int) -> int:
 
 
 def throughput_in_turns(
-    models: Sequence[str | os.PathLike], images: BenchImages, *, threads: Sequence[int], warmup: int, iters: int,
-    segmenter_of: Callable[[str | os.PathLike, int], Segmenter], bar: Any,
+    models: Sequence[str | os.PathLike],
+    images: BenchImages,
+    *,
+    threads: Sequence[int],
+    warmup: int,
+    iters: int,
+    segmenter_of: Callable[[str | os.PathLike, int], Segmenter],
+    bar: Any,
 ) -> list[tuple[ThreadSeries, ThreadSeries]]:
     """Per model: images/s with N workers (each its own 1-thread session, made by ``segmenter_of(model,
     threads)``) and with one N-intra-op-thread session, and the p50 per-image latency under that load. A board
@@ -141,10 +147,7 @@ def throughput_in_turns(
         frames = throughput_frames(len(images), iters, n)
         on_board = any(Path(m).suffix.lower() == ".bin" for m in models)
         for mode in THREAD_MODES[:1] if on_board else THREAD_MODES:
-            sessions = [
-                [segmenter_of(model, 1) for _ in range(n)] if mode == "workers" else [segmenter_of(model, n)]
-                for model in models
-            ]  # fmt: skip
+            sessions = [[segmenter_of(model, 1) for _ in range(n)] if mode == "workers" else [segmenter_of(model, n)] for model in models]
             for segmenters in sessions:
                 for s in segmenters:
                     for i in range(max(warmup, 1)):

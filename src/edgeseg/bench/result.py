@@ -239,8 +239,21 @@ class DecoderComparison:
 
     @classmethod
     def from_dict(cls, doc: _Fields) -> DecoderComparison:
-        scalars = ("mean_objects", "median_objects", "max_objects", "fast_ms", "reference_ms", "ultralytics_ms", "fast_default_blas_ms",
-                   "repeats", "conf", "iou", "max_det", "speedup_vs_reference", "speedup_vs_ultralytics")  # fmt: skip
+        scalars = (
+            "mean_objects",
+            "median_objects",
+            "max_objects",
+            "fast_ms",
+            "reference_ms",
+            "ultralytics_ms",
+            "fast_default_blas_ms",
+            "repeats",
+            "conf",
+            "iou",
+            "max_det",
+            "speedup_vs_reference",
+            "speedup_vs_ultralytics",
+        )
         fit = doc.optional("fit") or {}
         return cls(
             model=str(doc.required("model")),
@@ -248,12 +261,11 @@ class DecoderComparison:
             **{k: doc.optional(k) for k in scalars},
             objects_agree=doc.optional("objects_agree") or {},
             by_objects=[_read(ObjectBin, b) for b in doc.items("by_objects", required=False)],
-            fit={k: _read(LinearFit, _Fields(v, doc.place(f"fit.{k}"), doc.path)) if v is not None else None
-                 for k, v in fit.items()},
+            fit={k: _read(LinearFit, _Fields(v, doc.place(f"fit.{k}"), doc.path)) if v is not None else None for k, v in fit.items()},
             ultralytics=doc.optional("ultralytics"),
             note=doc.optional("note"),
             per_image=[_read(DecoderTimes, r) for r in doc.items("per_image", required=False)],
-        )  # fmt: skip
+        )
 
 
 STREAM_MODES = ("sequential", "runner", "bare")  # the loop on one thread / StreamRunner with N workers / N bare sessions
@@ -335,10 +347,13 @@ class StreamBench:
     @classmethod
     def from_dict(cls, doc: _Fields) -> StreamBench:
         models = [
-            ModelStream(model=str(m.required("model")), name=m.optional("name", Path(str(m.required("model"))).name),
-                        runs=[StreamRun.from_dict(r) for r in m.items("runs")])
+            ModelStream(
+                model=str(m.required("model")),
+                name=m.optional("name", Path(str(m.required("model"))).name),
+                runs=[StreamRun.from_dict(r) for r in m.items("runs")],
+            )
             for m in doc.items("models")
-        ]  # fmt: skip
+        ]
         return cls(
             clip=str(doc.required("clip")),
             frames=doc.required("frames", _is_count, "a count"),
@@ -422,9 +437,7 @@ def bench_summary(result: BenchResult) -> str:
     lines = [f"{m.cpu}, {m.usable_cores} cores, onnxruntime {m.onnxruntime}, load {m.loadavg_start} -> {m.loadavg_end}"]
     for r in result.models:
         stages = "  ".join(f"{s} {r.latency_ms[s].p50:.2f}" for s in STAGES)
-        tp = "  ".join(
-            f"{mode} " + "/".join(f"{n}:{v:.2f}" for n, v in r.throughput_ips.mode(mode).items()) for mode in THREAD_MODES
-        )
+        tp = "  ".join(f"{mode} " + "/".join(f"{n}:{v:.2f}" for n, v in r.throughput_ips.mode(mode).items()) for mode in THREAD_MODES)
         lines.append(f"{r.name}{' (INT8)' if r.int8 else ''}: p50 ms  {stages}")
         lines.append(f"  throughput img/s  {tp}")
     d = result.decode_compare

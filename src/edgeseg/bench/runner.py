@@ -62,13 +62,21 @@ def run_bench(config: BenchConfig, *, json_path: str | os.PathLike | None = None
     clip = read_clip(config.stream.clip) if config.stream is not None else None
     machine = machine_info()
     settings = BenchSettings(
-        images=len(images), image_sources=[os.fspath(s) for s in config.sources], warmup=config.warmup, iters=config.iters,
-        threads=list(config.threads), conf=options.conf, iou=options.iou, max_det=options.max_det,
-    )  # fmt: skip
+        images=len(images),
+        image_sources=[os.fspath(s) for s in config.sources],
+        warmup=config.warmup,
+        iters=config.iters,
+        threads=list(config.threads),
+        conf=options.conf,
+        iou=options.iou,
+        max_det=options.max_det,
+    )
     with helper_threads(1) as pinned:
         settings.helper_threads = pinned
-        bar = progress(desc="bench latency (models interleaved)", total=config.iters * len(images) * len(models),
-                       enabled=show_progress, leave=False)  # fmt: skip
+        bar = progress(
+            desc="bench latency (models interleaved)", total=config.iters * len(images) * len(models), enabled=show_progress, leave=False
+        )
+
         def segmenter_of(model: str | os.PathLike, threads: int) -> Segmenter:
             return Segmenter(model, options=options, threads=threads, board=config.board)
 
@@ -78,32 +86,43 @@ def run_bench(config: BenchConfig, *, json_path: str | os.PathLike | None = None
         del segmenters
         frames = sum(throughput_frames(len(images), config.iters, n) for n in config.threads) * len(THREAD_MODES) * len(models)
         bar = progress(desc="bench throughput (models taking turns)", total=frames, enabled=show_progress, leave=False)
-        throughputs = throughput_in_turns(models, images, threads=config.threads, warmup=config.warmup, iters=config.iters,
-                                          segmenter_of=segmenter_of, bar=bar)  # fmt: skip
+        throughputs = throughput_in_turns(
+            models, images, threads=config.threads, warmup=config.warmup, iters=config.iters, segmenter_of=segmenter_of, bar=bar
+        )
         bar.close()
         entries = []
         for model, info, (latency, objects), (ips, tp_latency) in zip(models, infos, latencies, throughputs):
             stats = onnx_model_stats(model)
-            entries.append(ModelBench(
-                model=os.fspath(model),
-                name=Path(model).name,
-                source=info.source,
-                imgsz=info.imgsz,
-                classes=info.num_classes,
-                params=stats.params,
-                int8=stats.int8,
-                size_mb=stats.size_mb,
-                objects_mean=round(float(np.mean(objects)), 2),
-                latency_ms=latency,
-                throughput_ips=ips,
-                throughput_latency_p50_ms=tp_latency,
-            ))  # fmt: skip
-        compare = compare_decoders(models[0], images, repeats=config.compare_repeats, options=options,
-                                   ultralytics=config.ultralytics, show_progress=show_progress)  # fmt: skip
+            entries.append(
+                ModelBench(
+                    model=os.fspath(model),
+                    name=Path(model).name,
+                    source=info.source,
+                    imgsz=info.imgsz,
+                    classes=info.num_classes,
+                    params=stats.params,
+                    int8=stats.int8,
+                    size_mb=stats.size_mb,
+                    objects_mean=round(float(np.mean(objects)), 2),
+                    latency_ms=latency,
+                    throughput_ips=ips,
+                    throughput_latency_p50_ms=tp_latency,
+                )
+            )
+        compare = compare_decoders(
+            models[0], images, repeats=config.compare_repeats, options=options, ultralytics=config.ultralytics, show_progress=show_progress
+        )
         stream = None
         if clip is not None:
-            stream = stream_bench(models, clip, workers=config.stream.workers, options=options, warmup=config.warmup,
-                                  passes=config.iters, show_progress=show_progress)  # fmt: skip
+            stream = stream_bench(
+                models,
+                clip,
+                workers=config.stream.workers,
+                options=options,
+                warmup=config.warmup,
+                passes=config.iters,
+                show_progress=show_progress,
+            )
     machine.loadavg_end = loadavg()
     result = BenchResult(machine=machine, settings=settings, models=entries, decode_compare=compare, stream=stream)
     if json_path is not None:

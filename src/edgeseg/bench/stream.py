@@ -87,8 +87,7 @@ class ClipFacts:
 def read_clip(path: str | os.PathLike) -> ClipFacts:
     spec = os.fspath(path)
     if source_kind(spec) in ("camera", "url"):
-        raise EdgesegError("the stream benchmark needs a video file (a camera or stream cannot be replayed for every configuration)",
-                           spec)  # fmt: skip
+        raise EdgesegError("the stream benchmark needs a video file (a camera or stream cannot be replayed for every configuration)", spec)
     video = VideoSource(spec, live=False)
     frames, first = 0, []
     for item in video:
@@ -293,15 +292,26 @@ def _model_result(model: str | os.PathLike, configs: list[_Config]) -> ModelStre
 
 
 def stream_bench(
-    models: Sequence[str | os.PathLike], clip: ClipFacts, *, workers: Sequence[int], options: DecodeOptions, warmup: int,
-    passes: int, show_progress: bool = True,
+    models: Sequence[str | os.PathLike],
+    clip: ClipFacts,
+    *,
+    workers: Sequence[int],
+    options: DecodeOptions,
+    warmup: int,
+    passes: int,
+    show_progress: bool = True,
 ) -> StreamBench:
     """Every model's configurations on ``clip`` (``read_clip``), taking turns (see the module docstring);
     ``passes`` readings of the whole clip per configuration; ``warmup`` untimed frames per session."""
     per_model = [_configs(model, clip, workers, options, warmup) for model in models]
     configs = [c for cs in per_model for c in cs]
-    bar = progress(desc="bench stream (configurations taking turns)", total=passes * clip.frames * len(configs),
-                   enabled=show_progress, unit="frame", leave=False)  # fmt: skip
+    bar = progress(
+        desc="bench stream (configurations taking turns)",
+        total=passes * clip.frames * len(configs),
+        enabled=show_progress,
+        unit="frame",
+        leave=False,
+    )
     with tempfile.TemporaryDirectory(prefix="edgeseg-bench-stream-") as tmp:
         for k, c in enumerate(configs):
             if c.mode != "bare":
@@ -322,6 +332,12 @@ def stream_bench(
                     c.sink.close()
                 c.items = c.video = None  # release the captures before the folder goes
     return StreamBench(
-        clip=clip.path, frames=clip.frames, size=clip.size, fps=clip.fps, passes=passes, turn_frames=STREAM_TURN_FRAMES,
-        workers=list(workers), models=[_model_result(m, cs) for m, cs in zip(models, per_model)],
-    )  # fmt: skip
+        clip=clip.path,
+        frames=clip.frames,
+        size=clip.size,
+        fps=clip.fps,
+        passes=passes,
+        turn_frames=STREAM_TURN_FRAMES,
+        workers=list(workers),
+        models=[_model_result(m, cs) for m, cs in zip(models, per_model)],
+    )

@@ -32,9 +32,12 @@ from .options import (
 def register(sub) -> dict:
     """Add the parsers of this module's commands; their handlers by name."""
     p = sub.add_parser("export", help="checkpoint (.pt) or model yaml -> split-head ONNX")
-    p.add_argument("weights", help="Ultralytics segmentation checkpoint (YOLOv8/v9/11/12/26-seg), or a model yaml name "
-                                   "(yolov8s-seg.yaml, yolo26n-seg.yaml): that architecture with random weights, for speed "
-                                   "and size (nothing downloaded)")
+    p.add_argument(
+        "weights",
+        help="Ultralytics segmentation checkpoint (YOLOv8/v9/11/12/26-seg), or a model yaml name "
+        "(yolov8s-seg.yaml, yolo26n-seg.yaml): that architecture with random weights, for speed "
+        "and size (nothing downloaded)",
+    )
     p.add_argument("--imgsz", type=positive_multiple_of_32, nargs="+", default=[640], help="input size: S or H W")
     p.add_argument("--opset", type=int, default=11, help="ONNX opset (default 11, what Horizon's toolchain takes)")
     p.add_argument("-o", "--output", default=None, help="output .onnx (default: beside the checkpoint)")
@@ -43,9 +46,12 @@ def register(sub) -> dict:
 
     p = sub.add_parser("predict", help="segment images, videos, cameras and streams: overlays, annotated video, JSON")
     p.add_argument("model", help="edgeseg .onnx model (float or INT8), or a Horizon .bin on the RDK board")
-    p.add_argument("sources", nargs="+",
-                   help="image files, directories, glob patterns, video files, cameras (0, /dev/video0), rtsp/rtmp/http(s) URLs, "
-                        "the RDK board's MIPI camera (mipi:0, mipi:0@1920x1080)")
+    p.add_argument(
+        "sources",
+        nargs="+",
+        help="image files, directories, glob patterns, video files, cameras (0, /dev/video0), rtsp/rtmp/http(s) URLs, "
+        "the RDK board's MIPI camera (mipi:0, mipi:0@1920x1080)",
+    )
     add_decode_options(p)
     add_threads_option(p)
     add_board_options(p)
@@ -54,19 +60,40 @@ def register(sub) -> dict:
     p.add_argument("--save-video", default=None, metavar="OUT.mp4", help="annotated video of each video/camera/stream")
     p.add_argument("--save-jsonl", default=None, metavar="OUT.jsonl", help="one JSON line per video frame")
     p.add_argument("--vid-stride", type=positive_int, default=1, help="use every N-th video frame (default 1)")
-    p.add_argument("--workers", type=per_core_count("inference threads"), default=1,
-                   help="inference threads, each its own 1-thread session (default 1; try the core count; at most 4 per core)")
-    p.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
-                   help="drop stale frames to keep up (default: on for cameras and URLs, off for files)")
+    p.add_argument(
+        "--workers",
+        type=per_core_count("inference threads"),
+        default=1,
+        help="inference threads, each its own 1-thread session (default 1; try the core count; at most 4 per core)",
+    )
+    p.add_argument(
+        "--live",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="drop stale frames to keep up (default: on for cameras and URLs, off for files)",
+    )
     add_tracking_options(p)
     p.set_defaults(conf=None)  # 0.25, or TRACK_CONF with --track (see _cmd_predict)
     add_ray_options(p)
-    p.add_argument("--save-parquet", default=None, metavar="DIR",
-                   help="with --ray: Parquet files in DIR, a row per image (path, width, height, detections, error)")
-    p.add_argument("--serve", type=serve_address, default=None, metavar="[HOST:]PORT",
-                   help="watch the run live in a browser at http://HOST:PORT/ (host default 127.0.0.1; needs the serve extra)")
-    p.add_argument("--serve-token", default=None, metavar="TOKEN",
-                   help="token viewers must give (?token= or Authorization: Bearer); required off loopback (default: $EDGESEG_SERVE_TOKEN)")
+    p.add_argument(
+        "--save-parquet",
+        default=None,
+        metavar="DIR",
+        help="with --ray: Parquet files in DIR, a row per image (path, width, height, detections, error)",
+    )
+    p.add_argument(
+        "--serve",
+        type=serve_address,
+        default=None,
+        metavar="[HOST:]PORT",
+        help="watch the run live in a browser at http://HOST:PORT/ (host default 127.0.0.1; needs the serve extra)",
+    )
+    p.add_argument(
+        "--serve-token",
+        default=None,
+        metavar="TOKEN",
+        help="token viewers must give (?token= or Authorization: Bearer); required off loopback (default: $EDGESEG_SERVE_TOKEN)",
+    )
 
     p = sub.add_parser("demo", help="run the embedded model on the embedded sample image")
     p.add_argument("--source", default=None, help="image to use instead of the embedded sample")
@@ -80,14 +107,15 @@ def _cmd_export(args) -> int:
 
     t0 = time.perf_counter()
     imgsz = args.imgsz[0] if len(args.imgsz) == 1 else args.imgsz
-    path = export_onnx(args.weights, imgsz=imgsz, opset=args.opset, output=args.output, simplify=not args.no_simplify,
-                       head=args.head)
+    path = export_onnx(args.weights, imgsz=imgsz, opset=args.opset, output=args.output, simplify=not args.no_simplify, head=args.head)
     from ..backends import read_model_info
 
     info = read_model_info(path)
-    print(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB, {info.num_classes} classes, imgsz "
-          f"{info.imgsz[0]}x{info.imgsz[1]}, {'one-to-one head, no NMS' if info.end2end else 'NMS'}, "
-          f"outputs {', '.join(info.output_names)}) in {time.perf_counter() - t0:.1f}s")
+    print(
+        f"exported {path} ({path.stat().st_size / 1e6:.1f} MB, {info.num_classes} classes, imgsz "
+        f"{info.imgsz[0]}x{info.imgsz[1]}, {'one-to-one head, no NMS' if info.end2end else 'NMS'}, "
+        f"outputs {', '.join(info.output_names)}) in {time.perf_counter() - t0:.1f}s"
+    )
     return 0
 
 
@@ -101,10 +129,20 @@ def _cmd_predict(args) -> int:
     if args.conf is None:  # low-score detections only extend existing tracks: the tracked output stays clean
         args.conf = TRACK_CONF if args.track else 0.25
 
-    ray_config = ray_config_of(args, local_only={"--out": args.out, "--save-video": args.save_video, "--save-jsonl": args.save_jsonl,
-                                               "--serve": args.serve, "--workers": args.workers != 1, "--live": args.live is not None,
-                                               "--vid-stride": args.vid_stride != 1, "--threads": args.threads,
-                                               "--track": args.track})  # fmt: skip
+    ray_config = ray_config_of(
+        args,
+        local_only={
+            "--out": args.out,
+            "--save-video": args.save_video,
+            "--save-jsonl": args.save_jsonl,
+            "--serve": args.serve,
+            "--workers": args.workers != 1,
+            "--live": args.live is not None,
+            "--vid-stride": args.vid_stride != 1,
+            "--threads": args.threads,
+            "--track": args.track,
+        },
+    )
     if ray_config is not None:
         return _predict_on_ray(args, ray_config)
     tracking = tracking_options_of(args)
@@ -114,17 +152,23 @@ def _cmd_predict(args) -> int:
 
         serve = ServeConfig.from_cli(args.serve, token=args.serve_token)  # a bad address or a missing token: before any work
     seg = Segmenter(args.model, options=decode_options(args), threads=args.threads, board=board_options(args))
-    outputs = PredictOutputs(out_dir=args.out, save_json=args.save_json, save_video=args.save_video, save_jsonl=args.save_jsonl,
-                             save_counts=args.save_counts)  # fmt: skip
-    stream = StreamOptions(workers=args.workers, live=args.live, vid_stride=args.vid_stride, hw_decode=args.hw_decode,
-                           tracking=tracking)  # fmt: skip
+    outputs = PredictOutputs(
+        out_dir=args.out, save_json=args.save_json, save_video=args.save_video, save_jsonl=args.save_jsonl, save_counts=args.save_counts
+    )
+    stream = StreamOptions(workers=args.workers, live=args.live, vid_stride=args.vid_stride, hw_decode=args.hw_decode, tracking=tracking)
     server = start_server(serve) if serve is not None else None
     if server is not None:
         print(f"edgeseg: live view on {server.url} (it stops with the run; Ctrl-C ends both)", file=sys.stderr)
     t0 = time.perf_counter()
     try:
-        summary = predict_sources(seg, args.sources, outputs=outputs, stream=stream, show_progress=sys.stderr.isatty(),
-                                  observers=[server.hub] if server is not None else ())  # fmt: skip
+        summary = predict_sources(
+            seg,
+            args.sources,
+            outputs=outputs,
+            stream=stream,
+            show_progress=sys.stderr.isatty(),
+            observers=[server.hub] if server is not None else (),
+        )
     finally:
         if server is not None:
             server.stop()
@@ -151,11 +195,13 @@ def _report_predict(args, summary, dt: float) -> int:
             print(f"{name}: line {line}: in {c['in']}, out {c['out']}")
         for zone, c in counts["zones"].items():
             print(f"{name}: zone {zone}: entered {c['entered']}, exited {c['exited']}, inside now {c['occupancy']}")
-    print(f"{summary.processed} image(s)/frame(s), {summary.detections} object(s) in {dt:.2f}s"
-          + (f"; overlays in {args.out}" if args.out and summary.overlays else "")
-          + (f"; JSON in {args.save_json}" if args.save_json else "")
-          + (f"; counts in {args.save_counts}" if getattr(args, "save_counts", None) and summary.counts else "")
-          + "".join(f"; {p}" for p in summary.outputs))  # fmt: skip
+    print(
+        f"{summary.processed} image(s)/frame(s), {summary.detections} object(s) in {dt:.2f}s"
+        + (f"; overlays in {args.out}" if args.out and summary.overlays else "")
+        + (f"; JSON in {args.save_json}" if args.save_json else "")
+        + (f"; counts in {args.save_counts}" if getattr(args, "save_counts", None) and summary.counts else "")
+        + "".join(f"; {p}" for p in summary.outputs)
+    )
     return 1 if summary.incomplete else 0
 
 
@@ -167,8 +213,9 @@ def _predict_on_ray(args, config) -> int:
         raise EdgesegError("--ray writes its results to --save-json FILE or to --save-parquet DIR: give one of them")
     seg = Segmenter(args.model, options=decode_options(args))  # here it checks the model and options before Ray starts
     t0 = time.perf_counter()
-    summary = predict_on_ray(seg, args.sources, config=config, save_json=args.save_json, save_parquet=args.save_parquet,
-                             show_progress=sys.stderr.isatty())  # fmt: skip
+    summary = predict_on_ray(
+        seg, args.sources, config=config, save_json=args.save_json, save_parquet=args.save_parquet, show_progress=sys.stderr.isatty()
+    )
     return _report_predict(args, summary, time.perf_counter() - t0)
 
 

@@ -69,7 +69,8 @@ def per_core_count(what: str):
         if value > PER_CORE_LIMIT * cores:
             raise argparse.ArgumentTypeError(
                 f"at most {PER_CORE_LIMIT * cores} ({PER_CORE_LIMIT} per core, {cores} core(s) here): each of the {what} "
-                f"loads its own model, so more only add memory, not speed; got {value}")
+                f"loads its own model, so more only add memory, not speed; got {value}"
+            )
         return value
 
     return parse
@@ -134,31 +135,59 @@ def add_threads_option(p: argparse.ArgumentParser) -> None:
 
 def add_head_option(p: argparse.ArgumentParser) -> None:
     """--head: which head convs an end-to-end model (YOLO26-seg) is exported with (``export.HEADS``)."""
-    p.add_argument("--head", choices=("one2one", "one2many"), default=None,
-                   help="YOLO26-seg: one2one (default; NMS-free, Ultralytics' nms=False) or one2many (decoded with NMS, "
-                        "Ultralytics' default); other models have only one2many")  # fmt: skip
+    p.add_argument(
+        "--head",
+        choices=("one2one", "one2many"),
+        default=None,
+        help="YOLO26-seg: one2one (default; NMS-free, Ultralytics' nms=False) or one2many (decoded with NMS, "
+        "Ultralytics' default); other models have only one2many",
+    )
 
 
 def decode_options(args, multi_label: bool = False):
     """The ``DecodeOptions`` of parsed decode options."""
     from ..decode import DecodeOptions
 
-    return DecodeOptions(conf=args.conf, iou=args.iou, max_det=args.max_det, classes=getattr(args, "classes", None),
-                         agnostic=getattr(args, "agnostic", False), multi_label=multi_label)  # fmt: skip
+    return DecodeOptions(
+        conf=args.conf,
+        iou=args.iou,
+        max_det=args.max_det,
+        classes=getattr(args, "classes", None),
+        agnostic=getattr(args, "agnostic", False),
+        multi_label=multi_label,
+    )
 
 
 def add_board_options(p: argparse.ArgumentParser, inputs: bool = True) -> None:
     """How a Horizon .bin runs on the RDK board (``BoardOptions``), and its own inputs, declared once."""
-    p.add_argument("--runtime", choices=["auto", "hbm", "pyeasy"], default="auto",
-                   help=".bin models: the board runtime (auto: hbm_runtime where it imports, RDK OS >= 3.5; else pyeasy_dnn)")
-    p.add_argument("--bpu-core", type=int_in_range("--bpu-core", 0, 3), default=None, metavar="N",
-                   help=".bin models: run on this BPU core (default: any)")
-    p.add_argument("--priority", type=int_in_range("--priority", 0, 255), default=None, metavar="P",
-                   help=".bin models: BPU task priority 0..255 (default: the runtime's)")
+    p.add_argument(
+        "--runtime",
+        choices=["auto", "hbm", "pyeasy"],
+        default="auto",
+        help=".bin models: the board runtime (auto: hbm_runtime where it imports, RDK OS >= 3.5; else pyeasy_dnn)",
+    )
+    p.add_argument(
+        "--bpu-core",
+        type=int_in_range("--bpu-core", 0, 3),
+        default=None,
+        metavar="N",
+        help=".bin models: run on this BPU core (default: any)",
+    )
+    p.add_argument(
+        "--priority",
+        type=int_in_range("--priority", 0, 255),
+        default=None,
+        metavar="P",
+        help=".bin models: BPU task priority 0..255 (default: the runtime's)",
+    )
     if inputs:
-        p.add_argument("--hw-decode", action=argparse.BooleanOptionalAction, default=None,
-                       help="decode H.264/H.265/MJPEG videos and streams with the RDK board's hardware decoder to NV12 "
-                            "(default: on where the board's library imports)")
+        p.add_argument(
+            "--hw-decode",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="decode H.264/H.265/MJPEG videos and streams with the RDK board's hardware decoder to NV12 "
+            "(default: on where the board's library imports)",
+        )
 
 
 def int_in_range(name: str, low: int, high: int):
@@ -188,14 +217,24 @@ def add_calibration_options(p: argparse.ArgumentParser, verb: str) -> None:
 
 def add_ray_options(p: argparse.ArgumentParser) -> None:
     """--ray and its options (``edgeseg.distributed``), declared once for predict and val."""
-    p.add_argument("--ray", action="store_true",
-                   help="predict on Ray: a local Ray with this machine's cores, or the cluster at --ray-address "
-                        '(pip install "edgeseg[ray]")')
-    p.add_argument("--ray-address", type=ray_address, default=None, metavar="ADDRESS",
-                   help="with --ray: the cluster's head as HOST:PORT (what `ray start --head` prints), or auto on a node of it")
-    p.add_argument("--actors", type=positive_int, default=None,
-                   help="with --ray: models loaded at once, one per actor (default: one per CPU of the cluster; "
-                        "at most 4 per CPU of the cluster)")
+    p.add_argument(
+        "--ray",
+        action="store_true",
+        help='predict on Ray: a local Ray with this machine\'s cores, or the cluster at --ray-address (pip install "edgeseg[ray]")',
+    )
+    p.add_argument(
+        "--ray-address",
+        type=ray_address,
+        default=None,
+        metavar="ADDRESS",
+        help="with --ray: the cluster's head as HOST:PORT (what `ray start --head` prints), or auto on a node of it",
+    )
+    p.add_argument(
+        "--actors",
+        type=positive_int,
+        default=None,
+        help="with --ray: models loaded at once, one per actor (default: one per CPU of the cluster; at most 4 per CPU of the cluster)",
+    )
 
 
 def thread_list(text: str) -> list[int]:
@@ -238,17 +277,38 @@ def ray_config_of(args, local_only: dict[str, object]):
 
 def add_tracking_options(p: argparse.ArgumentParser) -> None:
     """--track and what goes with it (``edgeseg.tracking``), declared once."""
-    p.add_argument("--track", action="store_true",
-                   help="give objects ids that persist from frame to frame (ByteTrack; decodes down to --conf 0.1 unless given, "
-                        "as `yolo track` does); the images of a source are one sorted sequence")
-    p.add_argument("--tracker", default="bytetrack", metavar="bytetrack|FILE.yaml",
-                   help="with --track: the tracker, or an Ultralytics-style tracker yaml with its settings (default bytetrack)")
-    p.add_argument("--track-iou", choices=("box", "mask"), default=None,
-                   help="with --track: associate by box IoU (default) or by box and mask IoU together")
-    p.add_argument("--line", action="append", default=[], metavar="NAME=x1,y1,x2,y2",
-                   help="with --track: count tracks crossing this line, once each, in/out (pixels or 0..1 fractions); repeatable")
-    p.add_argument("--zone", action="append", default=[], metavar="NAME=x1,y1,x2,y2,x3,y3,...",
-                   help="with --track: count tracks entering and leaving this polygon, and those inside per class; repeatable")
+    p.add_argument(
+        "--track",
+        action="store_true",
+        help="give objects ids that persist from frame to frame (ByteTrack; decodes down to --conf 0.1 unless given, "
+        "as `yolo track` does); the images of a source are one sorted sequence",
+    )
+    p.add_argument(
+        "--tracker",
+        default="bytetrack",
+        metavar="bytetrack|FILE.yaml",
+        help="with --track: the tracker, or an Ultralytics-style tracker yaml with its settings (default bytetrack)",
+    )
+    p.add_argument(
+        "--track-iou",
+        choices=("box", "mask"),
+        default=None,
+        help="with --track: associate by box IoU (default) or by box and mask IoU together",
+    )
+    p.add_argument(
+        "--line",
+        action="append",
+        default=[],
+        metavar="NAME=x1,y1,x2,y2",
+        help="with --track: count tracks crossing this line, once each, in/out (pixels or 0..1 fractions); repeatable",
+    )
+    p.add_argument(
+        "--zone",
+        action="append",
+        default=[],
+        metavar="NAME=x1,y1,x2,y2,x3,y3,...",
+        help="with --track: count tracks entering and leaving this polygon, and those inside per class; repeatable",
+    )
     p.add_argument("--save-counts", default=None, metavar="FILE.json", help="with --track: write the final line and zone counts here")
 
 
@@ -256,8 +316,13 @@ def tracking_options_of(args):
     """The ``TrackingOptions`` of --track and its options (None without --track); bad values are one-line
     errors before any work."""
     if not args.track:
-        for option, value in (("--line", args.line), ("--zone", args.zone), ("--save-counts", args.save_counts),
-                              ("--track-iou", args.track_iou), ("--tracker", args.tracker != "bytetrack")):  # fmt: skip
+        for option, value in (
+            ("--line", args.line),
+            ("--zone", args.zone),
+            ("--save-counts", args.save_counts),
+            ("--track-iou", args.track_iou),
+            ("--tracker", args.tracker != "bytetrack"),
+        ):
             if value:
                 raise EdgesegError(f"{option} needs --track (counting and association work on tracks)")
         return None

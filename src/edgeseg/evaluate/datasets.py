@@ -48,9 +48,7 @@ class Dataset:
         """Model class id -> category id of this ground truth, or an EdgesegError when they cannot match."""
         if self.source == "yolo":
             if len(model_names) != len(self.names):
-                raise EdgesegError(
-                    f"the model has {len(model_names)} classes but the dataset has {len(self.names)}", self.name
-                )
+                raise EdgesegError(f"the model has {len(model_names)} classes but the dataset has {len(self.names)}", self.name)
             return dict(self.category_ids)
         # COCO json: match by name (older COCO spellings accepted), else by position when counts agree.
         by_name = {canonical_class_name(n): self.category_ids[c] for c, n in self.names.items()}
@@ -117,8 +115,7 @@ def parse_yolo_label(path: Path, height: int, width: int, num_classes: int) -> l
         coords = values[1:]
         if len(coords) != 4 and (len(coords) < 6 or len(coords) % 2):
             raise EdgesegError(
-                f"expected 'class x1 y1 x2 y2 x3 y3 ...' (a polygon of >= 3 points) or 'class cx cy w h', "
-                f"got {len(fields)} values",
+                f"expected 'class x1 y1 x2 y2 x3 y3 ...' (a polygon of >= 3 points) or 'class cx cy w h', got {len(fields)} values",
                 where,
             )
         if min(coords) < 0 or max(coords) > 1:
@@ -225,9 +222,7 @@ def _yaml_root(cfg: dict, yaml_path: Path) -> Path:
     for c in candidates:
         if c.is_dir():
             return c.resolve()
-    raise EdgesegError(
-        f"dataset root not found (path: {cfg.get('path')!r}; tried {', '.join(str(c) for c in candidates)})", yaml_path
-    )
+    raise EdgesegError(f"dataset root not found (path: {cfg.get('path')!r}; tried {', '.join(str(c) for c in candidates)})", yaml_path)
 
 
 def _split_images(entry: Any, root: Path, yaml_path: Path) -> tuple[list[Path], list[tuple[Path, Path]]]:

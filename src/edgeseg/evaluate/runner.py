@@ -153,8 +153,13 @@ def _per_class(dataset: Dataset, per_category: dict[int, dict[str, float]], done
     for cat, m in per_category.items():
         c = inv.get(cat, cat)
         name = dataset.names.get(c, str(cat))
-        per_class[name] = {"class_id": c, "category_id": cat, "images": len(image_counts.get(cat, ())),
-                           "instances": counts.get(cat, 0), **m}  # fmt: skip
+        per_class[name] = {
+            "class_id": c,
+            "category_id": cat,
+            "images": len(image_counts.get(cat, ())),
+            "instances": counts.get(cat, 0),
+            **m,
+        }
     return per_class
 
 

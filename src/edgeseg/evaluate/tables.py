@@ -32,7 +32,7 @@ def format_metrics_table(results: Sequence[EvalResult]) -> str:
         rows = [
             ["model", "images", "box mAP50-95", "box mAP50", "mask mAP50-95", "mask mAP50"],
             [labels[0], str(r.images), f"{r.box_map50_95:.4f}", f"{r.box_map50:.4f}", f"{r.mask_map50_95:.4f}", f"{r.mask_map50:.4f}"],
-        ]  # fmt: skip
+        ]
         return _table(rows)
     ref = results[0]
     header = ["metric", f"{labels[0]} (box / mask)"]

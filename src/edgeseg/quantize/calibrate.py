@@ -83,8 +83,9 @@ def calibration_method(method: str):
     from onnxruntime.quantization import CalibrationMethod
 
     try:
-        return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                "percentile": CalibrationMethod.Percentile}[method]  # fmt: skip
+        return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}[
+            method
+        ]
     except KeyError:
         raise EdgesegError(f"unknown calibration method {method!r} (choose from {', '.join(METHODS)})") from None
 
@@ -145,8 +146,9 @@ class Calibration:
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # the calibrated range per tensor
 
 
-def calibrate(model13_path: Path, files: Sequence[Path], plan: CalibrationPlan, *, workdir: Path,
-              show_progress: bool = True) -> Calibration:  # fmt: skip
+def calibrate(
+    model13_path: Path, files: Sequence[Path], plan: CalibrationPlan, *, workdir: Path, show_progress: bool = True
+) -> Calibration:
     """Run the float model over up to ``plan.num`` images of ``files`` and compute activation ranges.
 
     ``minmax`` keeps every observed value; ``percentile`` (the central 99.999 %) and ``entropy`` (KL)
@@ -161,8 +163,13 @@ def calibrate(model13_path: Path, files: Sequence[Path], plan: CalibrationPlan, 
         # symmetric range would waste half of the codes
         options = {"percentile": PERCENTILE, "symmetric": False}
     with quiet_ort():
-        calibrator = create_calibrator(model13_path, None, augmented_model_path=str(workdir / "augmented.onnx"),
-                                       calibrate_method=calibration_method(plan.method), extra_options=options)  # fmt: skip
+        calibrator = create_calibrator(
+            model13_path,
+            None,
+            augmented_model_path=str(workdir / "augmented.onnx"),
+            calibrate_method=calibration_method(plan.method),
+            extra_options=options,
+        )
     input_name = calibrator.infer_session.get_inputs()[0].name
     skipped: list[tuple[str, str]] = []
     used: list[Path] = []
@@ -220,8 +227,9 @@ def _apply_floors(ranges, observed: Mapping[str, tuple[float, float]], plan: Cal
         if name in ranges.data and name not in plan.head_ranges:
             lo, hi = ranges.data[name].range_value
             if float(np.max(hi)) > floor:
-                ranges.data[name] = TensorData(lowest=np.maximum(lo, np.float32(floor)).astype(np.float32),
-                                               highest=np.asarray(hi, np.float32))  # fmt: skip
+                ranges.data[name] = TensorData(
+                    lowest=np.maximum(lo, np.float32(floor)).astype(np.float32), highest=np.asarray(hi, np.float32)
+                )
     final = {}
     for name, td in ranges.data.items():
         lo, hi = td.range_value

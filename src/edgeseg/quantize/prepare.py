@@ -32,10 +32,16 @@ def prepare_float_model(model, path: Path):
 
 def _is_plain_upsample(attrs: dict) -> bool:
     """A ConvTranspose with a 2x2 kernel, stride 2, no padding, groups, dilation or explicit output size."""
-    return (list(attrs.get("kernel_shape", [])) == [2, 2] and list(attrs.get("strides", [])) == [2, 2]
-            and not any(attrs.get("pads", [0])) and attrs.get("group", 1) == 1 and all(d == 1 for d in attrs.get("dilations", [1]))
-            and not attrs.get("output_padding") and not attrs.get("output_shape")
-            and attrs.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET"))  # fmt: skip
+    return (
+        list(attrs.get("kernel_shape", [])) == [2, 2]
+        and list(attrs.get("strides", [])) == [2, 2]
+        and not any(attrs.get("pads", [0]))
+        and attrs.get("group", 1) == 1
+        and all(d == 1 for d in attrs.get("dilations", [1]))
+        and not attrs.get("output_padding")
+        and not attrs.get("output_shape")
+        and attrs.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET")
+    )
 
 
 def upsample_as_conv(model, keep: Iterable[str] = ()) -> list[str]:
@@ -73,15 +79,24 @@ def upsample_as_conv(model, keep: Iterable[str] = ()) -> list[str]:
         bias = numpy_helper.to_array(inits[node.input[2]]) if len(node.input) > 2 and node.input[2] else np.zeros(c_out, np.float32)
         # channel (i * 2 + j) * Cout + c of the 1x1 conv is output pixel (2y + i, 2x + j), channel c
         p = node.name
-        graph.initializer.extend([
-            numpy_helper.from_array(weight.transpose(2, 3, 1, 0).reshape(4 * c_out, c_in, 1, 1).astype(np.float32), p + "/as_conv/weight"),
-            numpy_helper.from_array(np.tile(bias, 4).astype(np.float32), p + "/as_conv/bias"),
-            numpy_helper.from_array(np.array([n, h, w, 2, 2, c_out], np.int64), p + "/blocks_shape"),
-            numpy_helper.from_array(np.array([n, 2 * h, 2 * w, c_out], np.int64), p + "/upsampled_shape"),
-        ])  # fmt: skip
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(
+                    weight.transpose(2, 3, 1, 0).reshape(4 * c_out, c_in, 1, 1).astype(np.float32), p + "/as_conv/weight"
+                ),
+                numpy_helper.from_array(np.tile(bias, 4).astype(np.float32), p + "/as_conv/bias"),
+                numpy_helper.from_array(np.array([n, h, w, 2, 2, c_out], np.int64), p + "/blocks_shape"),
+                numpy_helper.from_array(np.array([n, 2 * h, 2 * w, c_out], np.int64), p + "/upsampled_shape"),
+            ]
+        )
         new = [
-            helper.make_node("Conv", [node.input[0], p + "/as_conv/weight", p + "/as_conv/bias"], [p + "/as_conv_output"],
-                             name=p + "/as_conv", kernel_shape=[1, 1]),  # fmt: skip
+            helper.make_node(
+                "Conv",
+                [node.input[0], p + "/as_conv/weight", p + "/as_conv/bias"],
+                [p + "/as_conv_output"],
+                name=p + "/as_conv",
+                kernel_shape=[1, 1],
+            ),
             helper.make_node("Transpose", [p + "/as_conv_output"], [p + "/blocks_nhwc"], name=p + "/to_nhwc", perm=[0, 2, 3, 1]),
             helper.make_node("Reshape", [p + "/blocks_nhwc", p + "/blocks_shape"], [p + "/blocks"], name=p + "/split_blocks"),
             helper.make_node("Transpose", [p + "/blocks"], [p + "/interleaved"], name=p + "/interleave", perm=[0, 1, 3, 2, 4, 5]),

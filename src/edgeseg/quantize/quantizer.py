@@ -126,8 +126,14 @@ class _Job:
     warnings: list[str]
 
 
-def quantize(model: str | os.PathLike, calib: str | os.PathLike, *, config: QuantizeConfig | None = None,
-             output: str | os.PathLike | None = None, show_progress: bool = False) -> QuantizeResult:  # fmt: skip
+def quantize(
+    model: str | os.PathLike,
+    calib: str | os.PathLike,
+    *,
+    config: QuantizeConfig | None = None,
+    output: str | os.PathLike | None = None,
+    show_progress: bool = False,
+) -> QuantizeResult:
     """Quantize an edgeseg float model to INT8 (QDQ) with integer ``box``/``mc`` heads, calibrated on
     the images of the directory ``calib`` (unreadable files are skipped and listed in the result);
     written to ``output`` (default ``MODEL-int8.onnx`` beside the model) with a similarity report
@@ -160,9 +166,14 @@ def quantize(model: str | os.PathLike, calib: str | os.PathLike, *, config: Quan
         qdq_path, search = all_int8_path, []
         if config.target_cosine is not None:
             heads = tuple(output_name(k, s) for s in info.strides for k in HEAD_KINDS)
-            found = search_mixed_precision(graph, cal.search_tensors, settings=settings, qdq_path=all_int8_path,
-                                           target=SearchTarget(config.target_cosine, heads, config.max_search_steps),
-                                           show_progress=show_progress)  # fmt: skip
+            found = search_mixed_precision(
+                graph,
+                cal.search_tensors,
+                settings=settings,
+                qdq_path=all_int8_path,
+                target=SearchTarget(config.target_cosine, heads, config.max_search_steps),
+                show_progress=show_progress,
+            )
             settings, qdq_path, search = found.settings, found.qdq_path, found.steps
             for st in search:  # the steps name what the search lifted; the stem is reported apart
                 st["keep_float"] = [n for n in st["keep_float"] if n not in stem]
@@ -170,19 +181,27 @@ def quantize(model: str | os.PathLike, calib: str | os.PathLike, *, config: Quan
 
         quantization = quantization_record(config, settings=settings, stem=stem, images=len(cal.used), rewritten=rewritten)
         job = _Job(src, calib, out, info, config, metadata(float_model), graph, cal, quantization, warn)
-        final = finish_model(qdq_path, float_meta=job.float_meta, info=info, settings=settings, ranges=cal.ranges,
-                             config=quantization)  # fmt: skip
+        final = finish_model(qdq_path, float_meta=job.float_meta, info=info, settings=settings, ranges=cal.ranges, config=quantization)
         final_bytes = final.SerializeToString()
         check_loads(final_bytes, out)
         write_bytes_atomic(out, final_bytes)
         integer = [o.name for o in final.graph.output if o.type.tensor_type.elem_type != TensorProto.FLOAT]
-        result = QuantizeResult(out, cal.used, cal.skipped, config.method, quantization["keep_float"], list(settings.int16), integer,
-                                search=search, warnings=warn, float_stem=list(stem))  # fmt: skip
+        result = QuantizeResult(
+            out,
+            cal.used,
+            cal.skipped,
+            config.method,
+            quantization["keep_float"],
+            list(settings.int16),
+            integer,
+            search=search,
+            warnings=warn,
+            float_stem=list(stem),
+        )
         if config.report_images > 0:
             _similarity_report(job, result, qdq_path=qdq_path, final_bytes=final_bytes)
         if config.bench_runs > 0:
-            result.latency_ms = _latency(job, all_int8_path=all_int8_path, final_bytes=final_bytes,
-                                         mixed=qdq_path != all_int8_path)  # fmt: skip
+            result.latency_ms = _latency(job, all_int8_path=all_int8_path, final_bytes=final_bytes, mixed=qdq_path != all_int8_path)
     for w in warn:
         warnings.warn(w, stacklevel=2)
     return result
@@ -199,12 +218,19 @@ def load_float_model(src: Path) -> tuple[ModelInfo, Any]:
 
 def calibration_plan(model13, info: ModelInfo, config: QuantizeConfig) -> CalibrationPlan:
     """What ``calibrate`` computes for ``config`` on the prepared graph (the search keeps a few inputs)."""
-    return CalibrationPlan(info.imgsz, config.method, config.num, head_floors(model13, info), silu_input_floors(model13),
-                           keep_tensors=config.search_images if config.target_cosine is not None else 0)  # fmt: skip
+    return CalibrationPlan(
+        info.imgsz,
+        config.method,
+        config.num,
+        head_floors(model13, info),
+        silu_input_floors(model13),
+        keep_tensors=config.search_images if config.target_cosine is not None else 0,
+    )
 
 
-def quantization_record(config: QuantizeConfig, *, settings: QuantSettings, stem: tuple[str, ...], images: int,
-                        rewritten: list[str]) -> dict[str, Any]:  # fmt: skip
+def quantization_record(
+    config: QuantizeConfig, *, settings: QuantSettings, stem: tuple[str, ...], images: int, rewritten: list[str]
+) -> dict[str, Any]:
     """The ``edgeseg.quantization`` metadata: the settings a model was made with."""
     return {
         "tool": "onnxruntime.quantization.quantize_static (QDQ)",
@@ -263,15 +289,24 @@ def _similarity_report(job: _Job, result: QuantizeResult, *, qdq_path: Path, fin
     held = _held_out(job)
     result.skipped.extend(held.skipped)
     if not held.tensors:
-        job.warnings.append(f"{job.config.holdout or job.calib}: no held-out image left for the similarity report "
-                            "(give more images than --num, or --holdout DIR)")  # fmt: skip
+        job.warnings.append(
+            f"{job.config.holdout or job.calib}: no held-out image left for the similarity report "
+            "(give more images than --num, or --holdout DIR)"
+        )
         return
     model13 = job.graph.model
     nodes = compare_tensors(model13, load_model(qdq_path), held.tensors)
     outs = compare_outputs(job.graph.path, final_bytes, job.info.output_names, held.tensors, floors=head_floors(model13, job.info))
     activations = [s for s in nodes.values() if s.name not in outs]
-    report = SimilarityReport([str(p) for p in held.used], list(outs.values()), activations, model=job.out.name,
-                              float_model=job.src.name, quantization=job.quantization, search=result.search)  # fmt: skip
+    report = SimilarityReport(
+        [str(p) for p in held.used],
+        list(outs.values()),
+        activations,
+        model=job.out.name,
+        float_model=job.src.name,
+        quantization=job.quantization,
+        search=result.search,
+    )
     result.report = report
     stem = job.out.with_suffix("")
     result.report_json = write_json_atomic(stem.with_name(stem.name + ".similarity.json"), report.to_dict())
@@ -289,9 +324,14 @@ def _latency(job: _Job, *, all_int8_path: Path, final_bytes: bytes, mixed: bool)
     models: dict[str, Any] = {"float": job.graph.path}
     if mixed:
         with quiet_ort():
-            all_int8 = finish_model(all_int8_path, float_meta=job.float_meta, info=job.info, ranges=cal.ranges,
-                                    settings=QuantSettings(config.per_channel, config.reduce_range, int_cls=config.int_cls),
-                                    config=job.quantization)  # fmt: skip
+            all_int8 = finish_model(
+                all_int8_path,
+                float_meta=job.float_meta,
+                info=job.info,
+                ranges=cal.ranges,
+                settings=QuantSettings(config.per_channel, config.reduce_range, int_cls=config.int_cls),
+                config=job.quantization,
+            )
         models["int8"] = all_int8.SerializeToString()
         models["mixed"] = final_bytes
     else:

@@ -56,7 +56,8 @@ def check_node_names(model, names: Iterable[str], option: str, path: Path, also=
 
         hint = difflib.get_close_matches(bad[0], list(nodes), n=3)
         raise EdgesegError(
-            f"{option}: no node named {bad[0]!r}" + (f" (did you mean {', '.join(map(repr, hint))}?)" if hint else "")
+            f"{option}: no node named {bad[0]!r}"
+            + (f" (did you mean {', '.join(map(repr, hint))}?)" if hint else "")
             + (f" and {len(bad) - 1} more unknown" if len(bad) > 1 else ""),
             path,
         )
@@ -165,13 +166,15 @@ def _append_quantize(model, name: str, value_range: tuple[float, float], writers
         for i, inp in enumerate(c.input):
             if inp == name:
                 c.input[i] = float_name
-    graph.initializer.extend([
-        numpy_helper.from_array(np.asarray(scale, np.float32), name + "_scale"),
-        numpy_helper.from_array(np.asarray(zp, np.uint8), name + "_zero_point"),
-    ])  # fmt: skip
-    graph.node.append(helper.make_node(
-        "QuantizeLinear", [float_name, name + "_scale", name + "_zero_point"], [name], name=name + "_QuantizeLinear"
-    ))  # fmt: skip
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.asarray(scale, np.float32), name + "_scale"),
+            numpy_helper.from_array(np.asarray(zp, np.uint8), name + "_zero_point"),
+        ]
+    )
+    graph.node.append(
+        helper.make_node("QuantizeLinear", [float_name, name + "_scale", name + "_zero_point"], [name], name=name + "_QuantizeLinear")
+    )
     return scale, zp, TensorProto.UINT8
 
 
@@ -213,8 +216,15 @@ def head_outputs(info: ModelInfo, int_cls: bool = False) -> list[str]:
     return [output_name(k, s) for s in info.strides for k in kinds]
 
 
-def finish_model(qdq_path: Path, *, float_meta: Mapping[str, str], info: ModelInfo, settings: QuantSettings,
-                 ranges: Mapping[str, tuple[float, float]], config: Mapping[str, Any]):  # fmt: skip
+def finish_model(
+    qdq_path: Path,
+    *,
+    float_meta: Mapping[str, str],
+    info: ModelInfo,
+    settings: QuantSettings,
+    ranges: Mapping[str, tuple[float, float]],
+    config: Mapping[str, Any],
+):
     """The deliverable: integer heads, the float model's edgeseg metadata plus the quantization keys."""
     model = load_model(qdq_path)
     params = integer_heads(model, head_outputs(info, settings.int_cls), ranges)

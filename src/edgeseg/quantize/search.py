@@ -92,8 +92,15 @@ class SearchOutcome:
     warning: str | None = None
 
 
-def search_mixed_precision(graph: CalibratedGraph, tensors: Sequence[np.ndarray], *, settings: QuantSettings,
-                           target: SearchTarget, qdq_path: Path, show_progress: bool = False) -> SearchOutcome:  # fmt: skip
+def search_mixed_precision(
+    graph: CalibratedGraph,
+    tensors: Sequence[np.ndarray],
+    *,
+    settings: QuantSettings,
+    target: SearchTarget,
+    qdq_path: Path,
+    show_progress: bool = False,
+) -> SearchOutcome:
     """Greedy mixed precision from the all-quantized model at ``qdq_path``: measure on ``tensors``, lift
     the most lossy unit upstream of each target output below the target cosine to float, re-quantize
     (calibration is cached, so a step is cheap), repeat."""
@@ -104,12 +111,20 @@ def search_mixed_precision(graph: CalibratedGraph, tensors: Sequence[np.ndarray]
         stats = compare_tensors(graph.model, load_model(outcome.qdq_path), tensors, float_session=float_session)
         cos = {o: stats[o].cosine for o in target.outputs if o in stats}
         failing = sorted((o for o in target.outputs if cos.get(o, 1.0) < target.cosine), key=lambda o: cos[o])
-        outcome.steps.append({"step": step, "keep_float": list(keep), "min_output_cosine": min(cos.values()),
-                              "outputs": {k: round(v, 6) for k, v in cos.items()}})  # fmt: skip
+        outcome.steps.append(
+            {
+                "step": step,
+                "keep_float": list(keep),
+                "min_output_cosine": min(cos.values()),
+                "outputs": {k: round(v, 6) for k, v in cos.items()},
+            }
+        )
         if show_progress:
             worst = min(cos, key=cos.get)
-            print(f"mixed precision step {step}: {len(keep)} node(s) float, weakest output {worst} "
-                  f"{cos[worst]:.5f} (target {target.cosine})", file=sys.stderr)  # fmt: skip
+            print(
+                f"mixed precision step {step}: {len(keep)} node(s) float, weakest output {worst} {cos[worst]:.5f} (target {target.cosine})",
+                file=sys.stderr,
+            )
         if not failing:
             break
         weakest = f"(weakest output {failing[0]} {cos[failing[0]]:.5f})"

@@ -56,8 +56,14 @@ class TensorStat:
         return self.dot / math.sqrt(self.ref_sq * self.q_sq)
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"tensor": self.name, "node": self.node, "op_type": self.op_type, "cosine": round(self.cosine, 6),
-             "max_abs_error": round(self.max_abs, 6), "float_max_abs": round(self.ref_max_abs, 6)}  # fmt: skip
+        d = {
+            "tensor": self.name,
+            "node": self.node,
+            "op_type": self.op_type,
+            "cosine": round(self.cosine, 6),
+            "max_abs_error": round(self.max_abs, 6),
+            "float_max_abs": round(self.ref_max_abs, 6),
+        }
         if self.floor is not None:
             d["range_floor"] = self.floor
             d["max_abs_error_above_floor"] = round(self.max_abs_in_range, 6)
@@ -70,10 +76,18 @@ class TensorStat:
         for key in ("tensor", "cosine", "max_abs_error"):
             if key not in d:
                 raise ValueError(f"a row lacks {key!r}")
-        return cls(str(d["tensor"]), str(d.get("node", "")), str(d.get("op_type", "")), dot=float(d["cosine"]), ref_sq=1.0,
-                   q_sq=1.0, max_abs=float(d["max_abs_error"]), ref_max_abs=float(d.get("float_max_abs", 0.0)),
-                   floor=None if d.get("range_floor") is None else float(d["range_floor"]),
-                   max_abs_in_range=float(d.get("max_abs_error_above_floor", 0.0)))  # fmt: skip
+        return cls(
+            str(d["tensor"]),
+            str(d.get("node", "")),
+            str(d.get("op_type", "")),
+            dot=float(d["cosine"]),
+            ref_sq=1.0,
+            q_sq=1.0,
+            max_abs=float(d["max_abs_error"]),
+            ref_max_abs=float(d.get("float_max_abs", 0.0)),
+            floor=None if d.get("range_floor") is None else float(d["range_floor"]),
+            max_abs_in_range=float(d.get("max_abs_error_above_floor", 0.0)),
+        )
 
 
 def _with_outputs(model, names: Sequence[str]) -> bytes:
@@ -127,8 +141,9 @@ def float_activations_session(float_model):
     return cpu_session(_with_outputs(float_model, names), threads=0)
 
 
-def compare_tensors(float_model, qdq_model, tensors: Sequence[np.ndarray], *, input_name: str = "images",
-                    float_session=None) -> dict[str, TensorStat]:  # fmt: skip
+def compare_tensors(
+    float_model, qdq_model, tensors: Sequence[np.ndarray], *, input_name: str = "images", float_session=None
+) -> dict[str, TensorStat]:
     """Cosine / max abs error of every activation (see ``tensor_pairs``), pooled over ``tensors``.
     ``float_session`` (from ``float_activations_session``) saves rebuilding it in a loop."""
     pairs = tensor_pairs(float_model, qdq_model)
@@ -146,8 +161,15 @@ def compare_tensors(float_model, qdq_model, tensors: Sequence[np.ndarray], *, in
     return {k: v for k, v in stats.items() if v.ref_sq > 0 or v.q_sq > 0}
 
 
-def compare_outputs(float_model: Path | bytes, int8_model: Path | bytes, names: Sequence[str], tensors: Sequence[np.ndarray], *,
-                    input_name: str = "images", floors: Mapping[str, float | None] | None = None) -> dict[str, TensorStat]:  # fmt: skip
+def compare_outputs(
+    float_model: Path | bytes,
+    int8_model: Path | bytes,
+    names: Sequence[str],
+    tensors: Sequence[np.ndarray],
+    *,
+    input_name: str = "images",
+    floors: Mapping[str, float | None] | None = None,
+) -> dict[str, TensorStat]:
     """Cosine / max abs error of the model outputs, integer heads dequantized with their metadata.
     ``floors``: output -> range floor (also reports the error against the float values raised to it)."""
     f_sess = cpu_session(float_model, threads=0)
@@ -207,10 +229,15 @@ class SimilarityReport:
             if not isinstance(d.get(key), list) or not all(isinstance(row, Mapping) for row in d[key]):
                 raise ValueError(f"{key!r} is not a list of rows")
         try:
-            return cls(images=[str(i) for i in d.get("images", [])], outputs=[TensorStat.from_dict(r) for r in d["outputs"]],
-                       nodes=[TensorStat.from_dict(r) for r in d["nodes"]], model=str(d.get("model", "")),
-                       float_model=str(d.get("float_model", "")), quantization=dict(d.get("quantization") or {}),
-                       search=list(d.get("search") or []))  # fmt: skip
+            return cls(
+                images=[str(i) for i in d.get("images", [])],
+                outputs=[TensorStat.from_dict(r) for r in d["outputs"]],
+                nodes=[TensorStat.from_dict(r) for r in d["nodes"]],
+                model=str(d.get("model", "")),
+                float_model=str(d.get("float_model", "")),
+                quantization=dict(d.get("quantization") or {}),
+                search=list(d.get("search") or []),
+            )
         except (TypeError, ValueError) as exc:
             raise ValueError(str(exc)) from None
 

@@ -27,8 +27,14 @@ from .rewrite import CalibratedGraph, finish_model, quantize_qdq
 from .sessions import check_loads
 
 
-def quantize_variants(model: str | os.PathLike, calib: str | os.PathLike, *, configs: Mapping[str, QuantizeConfig],
-                      out_dir: str | os.PathLike, show_progress: bool = False) -> dict[str, Path]:  # fmt: skip
+def quantize_variants(
+    model: str | os.PathLike,
+    calib: str | os.PathLike,
+    *,
+    configs: Mapping[str, QuantizeConfig],
+    out_dir: str | os.PathLike,
+    show_progress: bool = False,
+) -> dict[str, Path]:
     """Quantize ``model`` once per named config, all from one calibration on the images of ``calib``;
     writes ``out_dir/<name>.onnx`` for each and returns the paths. Each model is what ``quantize`` makes
     with that config (same graph, same metadata), without the similarity report, latency or search.
@@ -43,8 +49,10 @@ def quantize_variants(model: str | os.PathLike, calib: str | os.PathLike, *, con
         raise EdgesegError(f"settings name {bad[0]!r} cannot be a file name (it names <name>.onnx in out_dir)")
     for name, c in configs.items():
         if (c.num, c.method) != (first.num, first.method):
-            raise EdgesegError(f"settings {name!r}: num/method differ from the others ({c.num}/{c.method} vs "
-                               f"{first.num}/{first.method}); one calibration serves all")  # fmt: skip
+            raise EdgesegError(
+                f"settings {name!r}: num/method differ from the others ({c.num}/{c.method} vs "
+                f"{first.num}/{first.method}); one calibration serves all"
+            )
         if c.target_cosine is not None:
             raise EdgesegError(f"settings {name!r}: a mixed-precision search (target_cosine) needs quantize()")
     src = Path(model)

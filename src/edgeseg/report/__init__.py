@@ -101,8 +101,9 @@ def build_report(
     return write_bytes_atomic(out / "report.md", "\n".join(md).encode("utf-8"))
 
 
-def build_family_report(family_path: str | os.PathLike, out_dir: str | os.PathLike, *,
-                        command: str = "python benchmarks/family.py") -> Path:  # fmt: skip
+def build_family_report(
+    family_path: str | os.PathLike, out_dir: str | os.PathLike, *, command: str = "python benchmarks/family.py"
+) -> Path:
     """Write ``family.md`` (the "Model family" section) and ``family-latency.png`` into ``out_dir``; returns
     the Markdown path. Without matplotlib the section has no plot."""
     result = read_family(family_path)

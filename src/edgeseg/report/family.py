@@ -85,18 +85,27 @@ class Speed:
 
     @classmethod
     def of(cls, m: ModelBench) -> Speed:
-        return cls(model=Path(m.model).name, size_mb=m.size_mb,
-                   stages_p50_ms={s: m.latency_ms[s].p50 for s in SPEED_STAGES if s in m.latency_ms},
-                   total_p90_ms=m.latency_ms["total"].p90 if "total" in m.latency_ms else None,
-                   ips=dict(m.throughput_ips.workers), loaded_latency_p50_ms=dict(m.throughput_latency_p50_ms.workers),
-                   objects_mean=m.objects_mean)  # fmt: skip
+        return cls(
+            model=Path(m.model).name,
+            size_mb=m.size_mb,
+            stages_p50_ms={s: m.latency_ms[s].p50 for s in SPEED_STAGES if s in m.latency_ms},
+            total_p90_ms=m.latency_ms["total"].p90 if "total" in m.latency_ms else None,
+            ips=dict(m.throughput_ips.workers),
+            loaded_latency_p50_ms=dict(m.throughput_latency_p50_ms.workers),
+            objects_mean=m.objects_mean,
+        )
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Speed:
-        return cls(model=str(d["model"]), size_mb=d.get("size_mb"), stages_p50_ms=dict(d["stages_p50_ms"]),
-                   total_p90_ms=d.get("total_p90_ms"), ips={int(k): v for k, v in d["ips"].items()},
-                   loaded_latency_p50_ms={int(k): v for k, v in d.get("loaded_latency_p50_ms", {}).items()},
-                   objects_mean=d.get("objects_mean"))  # fmt: skip
+        return cls(
+            model=str(d["model"]),
+            size_mb=d.get("size_mb"),
+            stages_p50_ms=dict(d["stages_p50_ms"]),
+            total_p90_ms=d.get("total_p90_ms"),
+            ips={int(k): v for k, v in d["ips"].items()},
+            loaded_latency_p50_ms={int(k): v for k, v in d.get("loaded_latency_p50_ms", {}).items()},
+            objects_mean=d.get("objects_mean"),
+        )
 
     @property
     def total_ms(self) -> float | None:
@@ -130,10 +139,21 @@ class FamilyModel:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> FamilyModel:
         speed = {k: Speed.from_dict(d[k]) if d.get(k) else None for k in ("fp32", "int8")}
-        return cls(name=str(d["name"]), weights=str(d["weights"]), trained=bool(d["trained"]), imgsz=tuple(d["imgsz"]),
-                   classes=int(d["classes"]), params=int(d["params"]), gflops=float(d["gflops"]), conf=d.get("conf"),
-                   **speed, cosines=dict(d.get("cosines") or {}), accuracy=dict(d.get("accuracy") or {}),
-                   images=dict(d.get("images") or {}), seconds=dict(d.get("seconds") or {}))  # fmt: skip
+        return cls(
+            name=str(d["name"]),
+            weights=str(d["weights"]),
+            trained=bool(d["trained"]),
+            imgsz=tuple(d["imgsz"]),
+            classes=int(d["classes"]),
+            params=int(d["params"]),
+            gflops=float(d["gflops"]),
+            conf=d.get("conf"),
+            **speed,
+            cosines=dict(d.get("cosines") or {}),
+            accuracy=dict(d.get("accuracy") or {}),
+            images=dict(d.get("images") or {}),
+            seconds=dict(d.get("seconds") or {}),
+        )
 
     def speedup(self, workers: int | None = None) -> float | None:
         """INT8 over FP32: 1-thread latency p50 ratio (``workers`` None) or images/s ratio with N workers."""
@@ -169,8 +189,12 @@ def read_family(path: str | os.PathLike) -> FamilyResult:
     """A ``family.json`` written by ``benchmarks/family.py``, or a one-line EdgesegError naming it."""
     doc = read_json(path, "family")
     try:
-        return FamilyResult(machine=dict(doc.get("machine") or {}), imgsz=int(doc["imgsz"]),
-                            models=[FamilyModel.from_dict(m) for m in doc["models"]], seconds=doc.get("seconds"))  # fmt: skip
+        return FamilyResult(
+            machine=dict(doc.get("machine") or {}),
+            imgsz=int(doc["imgsz"]),
+            models=[FamilyModel.from_dict(m) for m in doc["models"]],
+            seconds=doc.get("seconds"),
+        )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise EdgesegError(f"not a family JSON ({type(exc).__name__}: {exc})", path) from None
 
@@ -207,16 +231,29 @@ def family_model(inputs: FamilyInputs) -> FamilyModel:
         if r is not None:
             accuracy[key] = {"box": r.box_map50_95, "mask": r.mask_map50_95}
     val_images = {r.images for r in inputs.val}
-    images = {"calibration": inputs.calibration_images, "report": len(inputs.similarity.images) if inputs.similarity else None,
-              "bench": bench.settings.images, "warmup": bench.settings.warmup,
-              "val": val_images.pop() if len(val_images) == 1 else None}  # fmt: skip
+    images = {
+        "calibration": inputs.calibration_images,
+        "report": len(inputs.similarity.images) if inputs.similarity else None,
+        "bench": bench.settings.images,
+        "warmup": bench.settings.warmup,
+        "val": val_images.pop() if len(val_images) == 1 else None,
+    }
     return FamilyModel(
-        name=inputs.name, weights=inputs.weights or (shown.source or Path(shown.model).name), trained=inputs.weights is None,
-        imgsz=tuple(shown.imgsz), classes=shown.classes, params=shown.params, gflops=round(inputs.gflops, 2),
-        conf=bench.settings.conf, fp32=Speed.of(fp32) if fp32 else None, int8=Speed.of(int8) if int8 else None,
-        cosines=inputs.similarity.output_cosines() if inputs.similarity else {}, accuracy=accuracy, images=images,
+        name=inputs.name,
+        weights=inputs.weights or (shown.source or Path(shown.model).name),
+        trained=inputs.weights is None,
+        imgsz=tuple(shown.imgsz),
+        classes=shown.classes,
+        params=shown.params,
+        gflops=round(inputs.gflops, 2),
+        conf=bench.settings.conf,
+        fp32=Speed.of(fp32) if fp32 else None,
+        int8=Speed.of(int8) if int8 else None,
+        cosines=inputs.similarity.output_cosines() if inputs.similarity else {},
+        accuracy=accuracy,
+        images=images,
         seconds=dict(inputs.seconds),
-    )  # fmt: skip
+    )
 
 
 # ---------------------------------------------------------------------------------------------- Markdown
@@ -259,9 +296,11 @@ def family_table(result: FamilyResult) -> list[str]:
         "|---|---|---:|---:|---:|---|---|---:|---:|---:|---:|",
     ]
     for m in result.models:
-        lines.append(f"| {_label(m)} | {m.imgsz[0]}×{m.imgsz[1]} | {m.classes} | {m.params / 1e6:.2f} | {m.gflops:.1f} "
-                     f"| {_map(m, 'fp32')} | {_map(m, 'int8')} | {_lat_tp(m.fp32, 1)} | {_lat_tp(m.int8, 1)} "
-                     f"| {_lat_tp(m.fp32, n)} | {_lat_tp(m.int8, n)} |")  # fmt: skip
+        lines.append(
+            f"| {_label(m)} | {m.imgsz[0]}×{m.imgsz[1]} | {m.classes} | {m.params / 1e6:.2f} | {m.gflops:.1f} "
+            f"| {_map(m, 'fp32')} | {_map(m, 'int8')} | {_lat_tp(m.fp32, 1)} | {_lat_tp(m.int8, 1)} "
+            f"| {_lat_tp(m.fp32, n)} | {_lat_tp(m.int8, n)} |"
+        )
     return lines
 
 
@@ -285,15 +324,17 @@ def int8_table(result: FamilyResult) -> list[str]:
     ]
     for m in result.models:
         cos = " / ".join(_fmt(m.min_cosine(k), 3) for k in HEAD_KINDS)
-        lines.append(f"| {_label(m)} | {_fmt(_stage(m.fp32, 'inference'))} / {_fmt(_stage(m.int8, 'inference'))} "
-                     f"| {_ratio(m.speedup())} | {_ratio(m.speedup(n))} "
-                     f"| {_fmt(_stage(m.fp32, 'decode', 'masks'), 2)} / {_fmt(_stage(m.int8, 'decode', 'masks'), 2)} "
-                     f"| {cos} |")  # fmt: skip
+        lines.append(
+            f"| {_label(m)} | {_fmt(_stage(m.fp32, 'inference'))} / {_fmt(_stage(m.int8, 'inference'))} "
+            f"| {_ratio(m.speedup())} | {_ratio(m.speedup(n))} "
+            f"| {_fmt(_stage(m.fp32, 'decode', 'masks'), 2)} / {_fmt(_stage(m.int8, 'decode', 'masks'), 2)} "
+            f"| {cos} |"
+        )
     return lines
 
 
 def _counts(result: FamilyResult) -> str:
-    """"yolov8n-seg 32/4/64" per row: calibration / report / bench images."""
+    """ "yolov8n-seg 32/4/64" per row: calibration / report / bench images."""
     parts = []
     for m in result.models:
         c = m.images
@@ -304,9 +345,11 @@ def _counts(result: FamilyResult) -> str:
 def _machine_clause(machine: Mapping[str, Any]) -> str:
     dot = machine.get("int8_dot_instructions")
     dots = "" if dot is None else (f", int8 dot products: {', '.join(dot)}" if dot else ", no int8 dot-product instructions")
-    return (f"{machine.get('cpu') or '?'}, {machine.get('usable_cores') or '?'} usable cores{dots}; ONNX Runtime "
-            f"{machine.get('onnxruntime') or '?'}; load average {machine.get('loadavg_start')} at the start, "
-            f"{machine.get('loadavg_end')} at the end; {_dates(machine)}")  # fmt: skip
+    return (
+        f"{machine.get('cpu') or '?'}, {machine.get('usable_cores') or '?'} usable cores{dots}; ONNX Runtime "
+        f"{machine.get('onnxruntime') or '?'}; load average {machine.get('loadavg_start')} at the start, "
+        f"{machine.get('loadavg_end')} at the end; {_dates(machine)}"
+    )
 
 
 def _dates(machine: Mapping[str, Any]) -> str:
@@ -341,13 +384,18 @@ def family_notes(result: FamilyResult) -> list[str]:
         "untrained network (BatchNorm statistics settled on two sample images, so activations are normalised as in "
         "a trained one, but errors are amplified from layer to layer more than in a trained network): compare "
         "yolov8n-seg (random) with the trained checkpoint of the same architecture before reading it as accuracy.",
-        "7. Images per row, calibration / similarity report / bench: " + _counts(result) + ". Warm-up: "
-        + ", ".join(sorted({f"{m.images.get('warmup')}" for m in result.models})) + " image(s) per session.",
-        "8. Machine: " + _machine_clause(result.machine) + "."
+        "7. Images per row, calibration / similarity report / bench: "
+        + _counts(result)
+        + ". Warm-up: "
+        + ", ".join(sorted({f"{m.images.get('warmup')}" for m in result.models}))
+        + " image(s) per session.",
+        "8. Machine: "
+        + _machine_clause(result.machine)
+        + "."
         + (f" The run's steps took {result.seconds / 60:.0f} min." if is_number(result.seconds) else "")
         + " Rows are benchmarked one after another: FP32 and INT8 of a row side by side, but the machine's load may"
         " differ between rows (compare ratios within a row).",
-    ]  # fmt: skip
+    ]
     return notes
 
 

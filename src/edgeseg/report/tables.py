@@ -130,7 +130,7 @@ def summary_table(rows: Sequence[Row], val: Sequence[EvalResult]) -> list[str]:
 
 
 def _evaluator_clause(val: Sequence[EvalResult]) -> str:
-    """", with <evaluator>, conf <x>" from the val results (nothing when they do not say)."""
+    """ ", with <evaluator>, conf <x>" from the val results (nothing when they do not say)."""
     names = sorted({r.evaluator for r in val if r.evaluator})
     confs = sorted({r.settings["conf"] for r in val if is_number(r.settings.get("conf"))})
     parts = ([f"with {'/'.join(names)}"] if names else []) + ([f"conf {'/'.join(map(str, confs))}"] if confs else [])
@@ -138,7 +138,7 @@ def _evaluator_clause(val: Sequence[EvalResult]) -> str:
 
 
 def _val_images(val: Sequence[EvalResult]) -> str:
-    """"126 coco128-seg images": the image counts and dataset names of the val results."""
+    """ "126 coco128-seg images": the image counts and dataset names of the val results."""
     counts = "/".join(map(str, sorted({r.images for r in val}))) or "?"
     datasets = "/".join(sorted({Path(r.data).stem for r in val if r.data}))
     return f"{counts} {datasets} images" if datasets else f"{counts} images"
@@ -157,8 +157,9 @@ def footnotes(bench: BenchResult, val: Sequence[EvalResult] | None, extra: Seque
     acc = (
         f"4. box/mask mAP50-95 from `edgeseg val` (COCO evaluation{_evaluator_clause(val)}, masks at original resolution) "
         f"on {_val_images(val)}."
-        if val is not None else "4. Accuracy columns: no `edgeseg val` results were given."
-    )  # fmt: skip
+        if val is not None
+        else "4. Accuracy columns: no `edgeseg val` results were given."
+    )
     notes = [
         f"1. Machine: {_known(m.cpu)}, {_known(m.usable_cores)} usable cores{_dot_note(m.int8_dot_instructions)}; ONNX Runtime "
         f"{_known(m.onnxruntime)} (CPU execution provider), numpy {_known(m.numpy)}, OpenCV {_known(m.opencv)}; "
@@ -211,8 +212,10 @@ def ratio_lines(rows: Sequence[Row], bench: BenchResult) -> list[str]:
             for n in sorted(set(f_ips) & set(q_ips)):
                 f, q = f_ips[n], q_ips[n]
                 if f:
-                    out.append(f"- {row.name}: INT8 end-to-end throughput is **{q / f:.2f}×** FP32 with {n} worker thread(s) "
-                               f"({q:.2f} vs {f:.2f} img/s).")  # fmt: skip
+                    out.append(
+                        f"- {row.name}: INT8 end-to-end throughput is **{q / f:.2f}×** FP32 with {n} worker thread(s) "
+                        f"({q:.2f} vs {f:.2f} img/s)."
+                    )
     for m in bench.models:
         if not all(s in m.latency_ms for s in TIMED_STAGES):
             continue
@@ -239,8 +242,11 @@ def decoder_section(d: DecoderComparison | None) -> list[str]:
         "| decoder | ms per image (median) | vs fast |",
         "|---|---:|---:|",
     ]
-    for v, label in ((d.fast_ms, "edgeseg fast decoder"), (d.reference_ms, "reference decoder (public pipeline)"),
-                     (d.ultralytics_ms, "Ultralytics post-processing (NMS + process_mask_native)")):  # fmt: skip
+    for v, label in (
+        (d.fast_ms, "edgeseg fast decoder"),
+        (d.reference_ms, "reference decoder (public pipeline)"),
+        (d.ultralytics_ms, "Ultralytics post-processing (NMS + process_mask_native)"),
+    ):
         ratio = f"{v / d.fast_ms:.1f}×" if is_number(v) and d.fast_ms else DASH
         lines.append(f"| {label} | {_fmt(v)} | {ratio} |")
     if d.note:
@@ -253,8 +259,11 @@ def decoder_section(d: DecoderComparison | None) -> list[str]:
     if fits:
         lines += ["", "Least-squares fit of ms against object count, evaluated at 20 objects: " + ", ".join(fits) + "."]
     if is_number(d.fast_default_blas_ms):
-        lines += ["", f"With the BLAS library's default thread count (not pinned to one thread) the fast decoder took "
-                      f"{_fmt(d.fast_default_blas_ms)} ms per image (median)."]  # fmt: skip
+        lines += [
+            "",
+            f"With the BLAS library's default thread count (not pinned to one thread) the fast decoder took "
+            f"{_fmt(d.fast_default_blas_ms)} ms per image (median).",
+        ]
     parts = [f"{k} {v}/{d.images}" for k, v in d.objects_agree.items() if v is not None]
     if parts:
         lines += ["", "Images where the object count equals the fast decoder's: " + ", ".join(parts) + "."]
@@ -323,10 +332,17 @@ def stream_section(bench: BenchResult) -> list[str]:
         for r in m.runs:
             ratio = f"{r.vs_sequential:.2f}×" if is_number(r.vs_sequential) else DASH
             share = f"{r.vs_bare * 100:.0f} %" if is_number(r.vs_bare) else DASH
-            lines.append(f"| {m.name} | {precision} | {r.label} | {_fmt(r.fps)} | {ratio} | {share} | {_p50_p99(r.latency_ms)} "
-                         f"| {_p50_p99(r.age_ms)} | {_same_as_sequential(m, r)} |")  # fmt: skip
-    lines += ["", "Per-stage p50, ms per frame (a runner's pipeline stages are timed inside its workers, under load):", "",
-              "| model | configuration | " + " | ".join(STREAM_STAGES) + " |", "|---|---|" + "---:|" * len(STREAM_STAGES)]  # fmt: skip
+            lines.append(
+                f"| {m.name} | {precision} | {r.label} | {_fmt(r.fps)} | {ratio} | {share} | {_p50_p99(r.latency_ms)} "
+                f"| {_p50_p99(r.age_ms)} | {_same_as_sequential(m, r)} |"
+            )
+    lines += [
+        "",
+        "Per-stage p50, ms per frame (a runner's pipeline stages are timed inside its workers, under load):",
+        "",
+        "| model | configuration | " + " | ".join(STREAM_STAGES) + " |",
+        "|---|---|" + "---:|" * len(STREAM_STAGES),
+    ]
     for m in st.models:
         for r in m.runs:
             lines.append(f"| {m.name} | {r.label} | " + " | ".join(_fmt(r.stages_ms.get(s)) for s in STREAM_STAGES) + " |")

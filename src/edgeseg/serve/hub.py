@@ -176,8 +176,9 @@ class FrameHub:
 
 
 def _message_json(message: FrameMessage) -> str:
-    record = frame_record(index=message.index, time_s=message.time_s, source=message.source, detections=message.detections,
-                          tracking=message.tracking)  # fmt: skip
+    record = frame_record(
+        index=message.index, time_s=message.time_s, source=message.source, detections=message.detections, tracking=message.tracking
+    )
     return json.dumps(record, separators=(",", ":"))
 
 

@@ -41,8 +41,9 @@ class LiveServer:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="edgeseg-serve", daemon=True)
         self._runner: web.AppRunner | None = None
-        self._assets = {route: (resources.files(__package__).joinpath("static", name).read_bytes(), kind)
-                        for route, (name, kind) in ASSETS.items()}  # fmt: skip
+        self._assets = {
+            route: (resources.files(__package__).joinpath("static", name).read_bytes(), kind) for route, (name, kind) in ASSETS.items()
+        }
 
     @property
     def url(self) -> str:
@@ -110,8 +111,10 @@ class LiveServer:
         if token and request.match_info.get("name") is None:  # the script and style sheet hold no data: they load without it
             given = request.query.get("token") or request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
             if not hmac.compare_digest(given.encode(), token.encode()):
-                raise web.HTTPUnauthorized(text="401: the live view needs its token (?token=... or Authorization: Bearer ...)\n",
-                                           headers={"WWW-Authenticate": 'Bearer realm="edgeseg"'})  # fmt: skip
+                raise web.HTTPUnauthorized(
+                    text="401: the live view needs its token (?token=... or Authorization: Bearer ...)\n",
+                    headers={"WWW-Authenticate": 'Bearer realm="edgeseg"'},
+                )
         return await handler(request)
 
     async def _asset(self, request: web.Request) -> web.Response:
@@ -131,8 +134,9 @@ class LiveServer:
     def _admit(self) -> None:
         """A slot for one more /stream.mjpg or /events response, or 503 past ``config.max_viewers``."""
         if self.hub.viewers >= self.config.max_viewers:
-            raise web.HTTPServiceUnavailable(text=f"503: the live view already has {self.config.max_viewers} viewers\n",
-                                             headers={"Retry-After": "5"})  # fmt: skip
+            raise web.HTTPServiceUnavailable(
+                text=f"503: the live view already has {self.config.max_viewers} viewers\n", headers={"Retry-After": "5"}
+            )
 
     async def _mjpeg(self, request: web.Request) -> web.StreamResponse:
         self._admit()
@@ -177,4 +181,3 @@ class LiveServer:
 
 async def _add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
     response.headers.update(SECURITY_HEADERS)
-

@@ -87,8 +87,14 @@ def _board_source(spec: str, kind: str, board: BoardInputs, live: bool | None, v
         raise
 
 
-def open_sources(args: Iterable[str | os.PathLike | Source], *, live: bool | None = None, vid_stride: int = 1,
-                 retry: RetryPolicy = RetryPolicy(), board: BoardInputs = BoardInputs()) -> OpenedSources:  # fmt: skip
+def open_sources(
+    args: Iterable[str | os.PathLike | Source],
+    *,
+    live: bool | None = None,
+    vid_stride: int = 1,
+    retry: RetryPolicy = RetryPolicy(),
+    board: BoardInputs = BoardInputs(),
+) -> OpenedSources:
     """Arguments -> sources. A video, camera or URL that cannot be opened is a problem of its own (the
     other arguments still run); a ``Source`` object (e.g. a camera of your own) is taken as it is. ``board``:
     the RDK board's MIPI camera (``mipi:N``) and hardware decoder."""

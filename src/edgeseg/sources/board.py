@@ -53,8 +53,11 @@ def import_libsrcampy(spec: str) -> ModuleType:
             return importlib.import_module(f"{package}.libsrcampy")
         except (ImportError, OSError, AttributeError) as exc:
             reasons.append(f"{package}: {exc}")
-    raise EdgesegError("needs the RDK board's camera and codec library (hobot_vio, on the board image), which cannot be "
-                       f"imported here ({'; '.join(reasons)})", spec)  # fmt: skip
+    raise EdgesegError(
+        "needs the RDK board's camera and codec library (hobot_vio, on the board image), which cannot be "
+        f"imported here ({'; '.join(reasons)})",
+        spec,
+    )
 
 
 @dataclass(frozen=True)
@@ -85,8 +88,9 @@ class MipiCamera:
     gone: the source ends and says why in ``failed`` (predict reports it and exits 1). ``live`` (default True): runners drop stale
     frames rather than fall behind."""
 
-    def __init__(self, spec: str, *, imgsz: tuple[int, int], live: bool | None = None, missing_after: int = 3,
-                 vio: ModuleType | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, spec: str, *, imgsz: tuple[int, int], live: bool | None = None, missing_after: int = 3, vio: ModuleType | None = None
+    ) -> None:
         self.name = spec
         self.live = True if live is None else live
         self.spec = MipiSpec.parse(spec)

@@ -149,8 +149,9 @@ class VideoSource:
                             break
                         if not self._reconnect():
                             what = "stream" if self.kind == "url" else "camera"
-                            raise EdgesegError(f"the {what} stopped after frame {index} and did not come back in "
-                                               f"{self.retry.attempts} tries", self.name)  # fmt: skip
+                            raise EdgesegError(
+                                f"the {what} stopped after frame {index} and did not come back in {self.retry.attempts} tries", self.name
+                            )
                         self.warnings.append(f"{self.name}: stream dropped after frame {index}; reconnected")
                         cap, frame = self._cap, self._first
                         index += 1
@@ -161,8 +162,6 @@ class VideoSource:
                 yield SourceItem(index, self.name, image=frame, time_s=time_s)
                 frame = None
             if self.frame_count and index + 1 < self.frame_count - self.vid_stride:
-                self.warnings.append(
-                    f"{self.name}: stopped at frame {index + 1} of {self.frame_count}: the file is truncated or corrupt"
-                )
+                self.warnings.append(f"{self.name}: stopped at frame {index + 1} of {self.frame_count}: the file is truncated or corrupt")
         finally:
             cap.release()

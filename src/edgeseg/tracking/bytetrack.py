@@ -160,8 +160,9 @@ class ByteTracker:
             unconfirmed = (self.ids == 0).nonzero()[0]
             if unconfirmed.size:
                 if free_high.size:
-                    m, free_unconfirmed, free = linear_assignment(similarity.cost(unconfirmed, free_high, cfg.fuse_score),
-                                                                  UNCONFIRMED_THRESH)  # fmt: skip
+                    m, free_unconfirmed, free = linear_assignment(
+                        similarity.cost(unconfirmed, free_high, cfg.fuse_score), UNCONFIRMED_THRESH
+                    )
                     assigned[unconfirmed[m[:, 0]]] = free_high[m[:, 1]]
                     newly_confirmed = unconfirmed[m[:, 0]]
                     self.ids[newly_confirmed] = np.arange(self._next_id, self._next_id + newly_confirmed.size)
@@ -258,8 +259,13 @@ class _Similarity:
             p = self.predicted[tracks]
             shift = (p[:, :2] + p[:, 2:]) / 2 - (t.boxes[tracks, :2] + t.boxes[tracks, 2:]) / 2
             origins = t.mask_origins[tracks] + np.round(shift).astype(np.int64)
-            masks = mask_iou([t.masks[i] for i in tracks.tolist()], origins, [self.detections.masks[j] for j in dets.tolist()],
-                             self.detections.mask_origins[dets], sim > 0)  # fmt: skip
+            masks = mask_iou(
+                [t.masks[i] for i in tracks.tolist()],
+                origins,
+                [self.detections.masks[j] for j in dets.tolist()],
+                self.detections.mask_origins[dets],
+                sim > 0,
+            )
             sim = (sim + masks) / 2  # mask IoU alone runs lower than box IoU and drops true matches at the gate
         if fuse_score:
             sim = sim * self.scores[dets][None, :]

@@ -148,12 +148,23 @@ class ZoneCounter:
                 continue
             self.totals[event] += 1
             self.by_class.setdefault(cls_name, {"entered": 0, "exited": 0})[event] += 1
-            events.append({"type": "zone", "name": self.name, "track_id": tid, "class_name": cls_name,
-                           "event": "enter" if event == "entered" else "exit"})  # fmt: skip
+            events.append(
+                {
+                    "type": "zone",
+                    "name": self.name,
+                    "track_id": tid,
+                    "class_name": cls_name,
+                    "event": "enter" if event == "entered" else "exit",
+                }
+            )
         self.occupancy = occupancy
         self.tracks.forget_stale(frame_index)
         return events
 
     def counts(self) -> dict:
-        return {**self.totals, "occupancy": sum(self.occupancy.values()), "occupancy_by_class": dict(sorted(self.occupancy.items())),
-                "by_class": {c: dict(v) for c, v in sorted(self.by_class.items())}}  # fmt: skip
+        return {
+            **self.totals,
+            "occupancy": sum(self.occupancy.values()),
+            "occupancy_by_class": dict(sorted(self.occupancy.items())),
+            "by_class": {c: dict(v) for c, v in sorted(self.by_class.items())},
+        }

@@ -43,8 +43,12 @@ class Geometry:
         """One warning per geometry with a point far outside a frame of ``image_shape``."""
         h, w = image_shape
         pts = self.pixels(image_shape)
-        far = (pts[:, 0] < -FAR_OUTSIDE * w) | (pts[:, 0] > (1 + FAR_OUTSIDE) * w) | (pts[:, 1] < -FAR_OUTSIDE * h) | (
-            pts[:, 1] > (1 + FAR_OUTSIDE) * h)  # fmt: skip
+        far = (
+            (pts[:, 0] < -FAR_OUTSIDE * w)
+            | (pts[:, 0] > (1 + FAR_OUTSIDE) * w)
+            | (pts[:, 1] < -FAR_OUTSIDE * h)
+            | (pts[:, 1] > (1 + FAR_OUTSIDE) * h)
+        )
         if not far.any():
             return []
         x, y = pts[int(np.argmax(far))]

@@ -77,8 +77,10 @@ class TrackSession:
             self._start(shape)
         elif shape != self.image_shape:
             old = self.image_shape
-            self.warnings.append(f"{self.name + ': ' if self.name else ''}frame {frame_index} is {shape[1]}x{shape[0]}, not "
-                                 f"{old[1]}x{old[0]}: tracks were reset (ids start again; counts so far are kept)")  # fmt: skip
+            self.warnings.append(
+                f"{self.name + ': ' if self.name else ''}frame {frame_index} is {shape[1]}x{shape[0]}, not "
+                f"{old[1]}x{old[0]}: tracks were reset (ids start again; counts so far are kept)"
+            )
             self.tracker.reset()
             self.trails.clear()
             self._start(shape)

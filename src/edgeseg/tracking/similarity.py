@@ -33,8 +33,9 @@ def local_mask_iou(mask_a: np.ndarray, origin_a: tuple[int, int], mask_b: np.nda
     return inter / union if union else 0.0
 
 
-def mask_iou(track_masks: list[np.ndarray], track_origins: np.ndarray, det_masks: list[np.ndarray], det_origins: np.ndarray,
-             candidates: np.ndarray) -> np.ndarray:  # fmt: skip
+def mask_iou(
+    track_masks: list[np.ndarray], track_origins: np.ndarray, det_masks: list[np.ndarray], det_origins: np.ndarray, candidates: np.ndarray
+) -> np.ndarray:
     """(N, M) mask IoU, computed only where ``candidates`` (N, M) is set (boxes that overlap); 0 elsewhere."""
     out = np.zeros(candidates.shape)
     for i, j in zip(*np.nonzero(candidates)):

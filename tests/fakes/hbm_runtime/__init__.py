@@ -32,14 +32,38 @@ import numpy as np
 from fake_bpu import TYPES, CompiledModel, TensorSpec
 
 if os.environ.get("EDGESEG_FAKE_HBM_MISSING_LIBS") == "1" and os.environ.get("HBM_RUNTIME_SKIP_CHECK", "0") != "1":
-    raise RuntimeError(
-        "Missing Horizon runtime libraries (provided by the 'hobot-dnn' package):\n  - libdnn.so (Horizon DNN library)"
-    )
+    raise RuntimeError("Missing Horizon runtime libraries (provided by the 'hobot-dnn' package):\n  - libdnn.so (Horizon DNN library)")
 
 hbDNNDataType = enum.IntEnum(  # noqa: N816 - the runtime's names
-    "hbDNNDataType", {name: i for i, name in enumerate(
-        ["Y", "NV12", "NV12_SEPARATE", "YUV444", "RGB", "BGR", "S4", "U4", "S8", "U8", "F16", "S16", "U16", "F32",
-         "S32", "U32", "F64", "S64", "U64", "MAX"])})  # fmt: skip
+    "hbDNNDataType",
+    {
+        name: i
+        for i, name in enumerate(
+            [
+                "Y",
+                "NV12",
+                "NV12_SEPARATE",
+                "YUV444",
+                "RGB",
+                "BGR",
+                "S4",
+                "U4",
+                "S8",
+                "U8",
+                "F16",
+                "S16",
+                "U16",
+                "F32",
+                "S32",
+                "U32",
+                "F64",
+                "S64",
+                "U64",
+                "MAX",
+            ]
+        )
+    },
+)
 
 
 class hbDNNQuantiType(enum.IntEnum):  # noqa: N801
@@ -155,8 +179,10 @@ class HB_HBMRuntime:  # noqa: N801
         array = np.ascontiguousarray(inputs[spec.name])
         expected = _numpy_format(spec.tensor_type)
         if array.dtype.char != expected:
-            raise RuntimeError(f"Data type mismatch for input tensor '{spec.name}' in model '{self._name}': expected numpy "
-                               f"dtype format '{expected}', but received '{array.dtype.char}'")  # fmt: skip
+            raise RuntimeError(
+                f"Data type mismatch for input tensor '{spec.name}' in model '{self._name}': expected numpy "
+                f"dtype format '{expected}', but received '{array.dtype.char}'"
+            )
         if spec.tensor_type != TYPES.index("NV12") and tuple(array.shape) != tuple(spec.valid):
             raise RuntimeError(f"Mismatch in tensor dimensions for model: {self._name}, input: {spec.name}")
         raw = array.reshape(-1).view(np.uint8)
