@@ -32,7 +32,7 @@ DEFAULT_IMAGES = REPO.parent / "shared" / "datasets" / "coco128-seg" / "images" 
 
 def local_rate(model: Path, paths: list[Path], workers: int) -> tuple[float, int]:
     """(wall seconds, detections) of ``edgeseg predict`` with ``--workers``, no outputs written."""
-    from edgeseg.batch import PredictOutputs, StreamOptions, predict_sources
+    from edgeseg.engines.command import PredictOutputs, StreamOptions, predict_sources
     from edgeseg.predict import Segmenter
 
     seg = Segmenter(model)
@@ -55,7 +55,7 @@ def actor_rss_mb() -> list[float]:
 
 def ray_rate(model: Path, paths: list[Path], actors: int, cpus: int) -> dict:
     """Wall time, time to the first row, steady rate after it, detections and actor RSS of one Ray run."""
-    from edgeseg.distributed import ActorSpec, RayConfig, prediction_dataset, quiet_ray_data
+    from edgeseg.engines.cluster import ActorSpec, RayConfig, prediction_dataset, quiet_ray_data
     from edgeseg.predict import Segmenter
 
     quiet_ray_data(progress_bars=False)

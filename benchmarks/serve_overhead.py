@@ -24,7 +24,7 @@ import urllib.request
 import cv2
 import numpy as np
 
-from edgeseg.batch import StreamOptions, predict_sources
+from edgeseg.engines.command import StreamOptions, predict_sources
 from edgeseg.fileio import write_json_atomic
 from edgeseg.predict import DEFAULT_MODEL, SAMPLE_IMAGE, Segmenter
 from edgeseg.serve import ServeConfig, start_server

@@ -34,13 +34,13 @@ import cv2
 
 from edgeseg.bench import read_bench_result
 from edgeseg.draw import draw_detections
+from edgeseg.engines.threads import StreamRunner
 from edgeseg.errors import EdgesegError
 from edgeseg.fileio import write_json_atomic
 from edgeseg.machine import helper_threads
 from edgeseg.predict import Segmenter
 from edgeseg.sinks import VideoSink
 from edgeseg.sources import SourceItem, VideoSource, image_directory
-from edgeseg.stream import StreamRunner
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EDGESEG_SHARED", REPO.parent / "shared"))

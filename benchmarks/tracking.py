@@ -173,7 +173,7 @@ def update_times(repeats: int) -> list[dict]:
 
 
 def stream_fps(frames: int, repeats: int) -> dict:
-    from edgeseg.batch import PredictOutputs, StreamOptions, predict_sources
+    from edgeseg.engines.command import PredictOutputs, StreamOptions, predict_sources
     from edgeseg.predict import DEFAULT_MODEL, SAMPLE_IMAGE, Segmenter
     from edgeseg.sources import SourceItem
     from edgeseg.tracking import TrackingOptions, parse_line

@@ -320,7 +320,7 @@ def test_board_errors_are_one_line(board, int8_onnx, fakes, tmp_path, monkeypatc
     )
     small = Sidecar(ModelInfo(names={0: "a"}, strides=(8, 16, 32), imgsz=(320, 320)))
     (tmp_path / "small.edgeseg.json").write_text(json.dumps(small.to_dict()))
-    from edgeseg.backends.board import open_board_backend
+    from edgeseg.backends import open_board_backend
 
     with pytest.raises(EdgesegError, match=r"model input \[1, 3, 640, 640\] \(NCHW\) does not match the sidecar's imgsz \[320, 320\]"):
         open_board_backend(board["nv12"], meta=tmp_path / "small.edgeseg.json")

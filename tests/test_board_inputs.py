@@ -18,7 +18,7 @@ import pytest
 from conftest import FAKES
 from corpus import matched
 from edgeseg.backends import BoardOptions
-from edgeseg.batch import PredictOutputs, StreamOptions, predict_sources
+from edgeseg.engines.command import PredictOutputs, StreamOptions, predict_sources
 from edgeseg.errors import EdgesegError
 from edgeseg.predict import Segmenter
 from edgeseg.preprocess import Nv12Frame, letterbox, letterbox_nv12, load_image, nv12_to_bgr, to_nv12

@@ -112,7 +112,8 @@ def test_debug_shows_the_traceback(tmp_path, default_model):
 
 def test_workers_are_bounded_by_a_multiple_of_the_cores_with_the_reason(default_model, coco128_images):
     from edgeseg.cli import build_parser
-    from edgeseg.machine import PER_CORE_LIMIT, usable_cores
+    from edgeseg.engines.base import PER_CORE_LIMIT
+    from edgeseg.machine import usable_cores
 
     limit = PER_CORE_LIMIT * usable_cores()
     args = build_parser().parse_args(["predict", str(default_model), "x.jpg", "--workers", str(limit)])
@@ -130,9 +131,10 @@ def test_workers_are_bounded_by_a_multiple_of_the_cores_with_the_reason(default_
 
 
 def test_actors_are_bounded_by_a_multiple_of_the_cpus(default_model, tmp_path):
-    from edgeseg.distributed import actor_cpus
+    from edgeseg.engines.base import PER_CORE_LIMIT
+    from edgeseg.engines.cluster import actor_cpus
     from edgeseg.errors import EdgesegError
-    from edgeseg.machine import PER_CORE_LIMIT, usable_cores
+    from edgeseg.machine import usable_cores
 
     assert actor_cpus(PER_CORE_LIMIT * 2, 2) == 1 / PER_CORE_LIMIT  # the bound itself is accepted
     with pytest.raises(EdgesegError, match=rf"^--actors: at most {PER_CORE_LIMIT * 2} \({PER_CORE_LIMIT} per CPU of the cluster, 2 CPU"):
@@ -176,7 +178,7 @@ def test_host_port_options_reject_bad_ports_in_one_usage_line(option, value, rea
 
 
 def test_the_one_host_port_parser():
-    from edgeseg.cli.options import parse_host_port
+    from edgeseg.address import parse_host_port
 
     assert parse_host_port("8080", default_host="127.0.0.1") == ("127.0.0.1", 8080)
     assert parse_host_port("0.0.0.0:80") == ("0.0.0.0", 80)

@@ -1,4 +1,4 @@
-"""Prediction and evaluation on Ray (``edgeseg.distributed``): one local Ray with 2 CPUs for the module, a
+"""Prediction and evaluation on Ray (``edgeseg.engines.cluster``): one local Ray with 2 CPUs for the module, a
 16-image subset of coco128-seg (the first 16 files of train2017, labels included), results compared with
 the local commands'."""
 
@@ -15,10 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from edgeseg.cli import main
-from edgeseg.distributed import (
+from edgeseg.engines.cluster import (
     ActorSpec,
+    PredictorActor,
     RayConfig,
-    SegmenterActor,
     actor_cpus,
     check_address,
     import_ray,
@@ -141,7 +141,7 @@ def test_actor_reads_the_pixels_load_image_reads_exif_included(default_model, tm
     Image.fromarray(image).save(path, exif=exif.tobytes())
     assert load_image(path).shape[:2] == (100, 60)
 
-    actor = SegmenterActor(ActorSpec(str(default_model), Segmenter(default_model).options))
+    actor = PredictorActor(ActorSpec(str(default_model), Segmenter(default_model).options))
     rows = actor(read_files(pa.table({"index": [0], "path": [str(path)]}))).to_pylist()
     assert (rows[0]["height"], rows[0]["width"]) == (100, 60) and rows[0]["error"] is None
     assert rows[0]["detections"] == Segmenter(default_model)(load_image(path)).to_records(str(path))
@@ -161,11 +161,11 @@ def test_predict_ray_records_equal_predict_save_json(ray_session, default_model,
 
 @pytest.mark.timeout(RAY_TIMEOUT)
 def test_val_ray_equals_val(ray_session, default_model, subset, tmp_path, monkeypatch):
-    import edgeseg.distributed
+    import edgeseg.engines.cluster
 
     pipelines = []
-    build = edgeseg.distributed.prediction_dataset
-    monkeypatch.setattr(edgeseg.distributed, "prediction_dataset", lambda *a, **k: pipelines.append(1) or build(*a, **k))
+    build = edgeseg.engines.cluster.prediction_dataset
+    monkeypatch.setattr(edgeseg.engines.cluster, "prediction_dataset", lambda *a, **k: pipelines.append(1) or build(*a, **k))
     metrics = {}
     for name, extra in (("local", []), ("ray", ["--ray", "--actors", "2"])):
         out = tmp_path / f"{name}.json"
@@ -210,7 +210,7 @@ def test_corrupt_images_become_error_rows_and_the_good_ones_finish(ray_session, 
 def test_an_actor_that_dies_mid_job_still_leaves_every_image_processed_once(ray_session, default_model, subset, tmp_path):
     marker = tmp_path / "died"
 
-    class DyingActor(SegmenterActor):  # defined here, so Ray ships it by value to the workers
+    class DyingActor(PredictorActor):  # defined here, so Ray ships it by value to the workers
         calls = 0
 
         def __call__(self, batch):
@@ -246,7 +246,7 @@ def test_memory_error_on_an_image_is_an_error_row_not_a_failed_job(default_model
     """In-process (no Ray): the actor's rows for a batch in which one image runs out of memory."""
     pa = pytest.importorskip("pyarrow")
 
-    actor = SegmenterActor(ActorSpec(str(default_model), Segmenter(default_model).options))
+    actor = PredictorActor(ActorSpec(str(default_model), Segmenter(default_model).options))
     segment = actor.segmenter
 
     def out_of_memory_on_the_second(image):
@@ -271,7 +271,7 @@ def test_an_image_that_kills_every_actor_is_tried_a_bounded_number_of_times(ray_
     tries = tmp_path / "tries"
     tries.mkdir()
 
-    class PoisonedActor(SegmenterActor):  # defined here, so Ray ships it by value to the workers
+    class PoisonedActor(PredictorActor):  # defined here, so Ray ships it by value to the workers
         def row(self, item):
             if item["path"].endswith("poison.jpg"):
                 (tries / str(len(list(tries.iterdir())))).touch()

@@ -596,7 +596,7 @@ def test_a_real_browser_shows_the_video_and_the_detections(tmp_path, default_mod
 
 
 def test_tracked_events_carry_ids_events_and_counts_as_the_jsonl_does(tmp_path, default_model):
-    from edgeseg.batch import StreamOptions
+    from edgeseg.engines.command import StreamOptions
     from edgeseg.tracking import TrackingOptions, parse_line
 
     jsonl = tmp_path / "frames.jsonl"

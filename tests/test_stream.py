@@ -16,8 +16,8 @@ import pytest
 
 from corpus import start_cli
 from edgeseg import Detections, EdgesegError, PredictOutputs, Segmenter, StreamOptions, StreamStats, predict_sources
+from edgeseg.engines.threads import StreamRunner
 from edgeseg.sources import RetryPolicy, SourceItem, VideoSource, open_sources
-from edgeseg.stream import StreamRunner
 
 pytestmark = pytest.mark.timeout(180)  # a runner bug shows as a hang: fail the test, not the run
 

@@ -47,7 +47,11 @@ def rounded(value: object) -> object:
     if isinstance(value, float):
         return round(value, 4)
     if isinstance(value, dict):
-        return {key: rounded(item) for key, item in value.items() if "time" not in key and "path" not in key}
+        return {
+            key: Path(item).name if key in ("model", "data") else rounded(item)
+            for key, item in value.items()
+            if "time" not in key and "path" not in key
+        }
     if isinstance(value, list):
         return [rounded(item) for item in value]
     return value

@@ -6,16 +6,17 @@ Split-head export, INT8 with integer heads, and a decoder that only touches the 
 from importlib.metadata import PackageNotFoundError, version
 
 from .backends import Backend, BoardOptions, ModelInfo, OnnxRuntimeBackend, QuantizedTensor, open_backend, read_model_info
-from .batch import PredictOutputs, StreamOptions, predict_sources
 from .decode import DecodeOptions, decode
 from .draw import draw_detections
+from .engines import Predictor
+from .engines.command import PredictOutputs, StreamOptions, predict_sources
+from .engines.threads import FrameStream, StreamFrame, StreamRunner, StreamStats
 from .errors import EdgesegError
 from .predict import DEFAULT_MODEL, Segmenter
 from .preprocess import Nv12Frame
 from .reference import reference_decode
 from .results import Detections
 from .sources import Source, SourceItem, open_sources
-from .stream import FrameStream, StreamFrame, StreamRunner, StreamStats
 
 try:
     __version__ = version("edgeseg")  # the one place it is written is pyproject.toml
@@ -34,6 +35,7 @@ __all__ = [
     "Nv12Frame",
     "OnnxRuntimeBackend",
     "PredictOutputs",
+    "Predictor",
     "QuantizedTensor",
     "Segmenter",
     "Source",

@@ -88,11 +88,6 @@ def loadavg() -> list[float] | None:
         return None
 
 
-# Inference threads (predict --workers) and Ray actors each hold a loaded model (~60 MB for the n model in ONNX
-# Runtime) and no more than one core's work: past a few per core they add memory, not speed.
-PER_CORE_LIMIT = 4
-
-
 def usable_cores() -> int | None:
     """Cores this process may run on (its affinity mask), else all of them."""
     try:

@@ -1,26 +1,24 @@
-"""The Python API for inference: ``Segmenter`` (one image -> Detections, or a stream of frames) and
-prediction over images (overlays, a JSON of COCO-RLE records) and videos, cameras and streams (an
-annotated video, JSON Lines), all through the pipelined runner of ``stream.py``."""
+"""The Python API for inference: ``Segmenter``, the one pipeline (one image -> ``Detections``: preprocess, backend,
+decode, masks), which every engine drives as its ``Predictor``; ``Segmenter.stream()`` runs it over a video,
+camera or stream on the local-threads engine."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
 from .backends import Backend, BoardOptions, ModelInfo, open_backend
 from .decode import DecodeOptions, StageClock, decode
+from .engines.threads import FrameStream, StreamRunner
 from .errors import EdgesegError
 from .preprocess import Nv12Frame, as_bgr, letterbox, letterbox_nv12, load_image, nv12_input_tensor, to_input_tensor
 from .results import Detections
 from .sources import Source, open_sources
-
-if TYPE_CHECKING:
-    from .stream import FrameStream
-    from .tracking import TrackingOptions
+from .tracking import TrackingOptions
 
 ASSETS = Path(__file__).with_name("assets")
 DEFAULT_MODEL = ASSETS / "yolov8n-seg-coco128-640.onnx"
@@ -109,6 +107,14 @@ class Segmenter:
             Segmenter(self.model_path, options=self.options, threads=1, providers=self.providers, board=self.board) for _ in range(count)
         ]
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as the recipe to load the model again (what an engine in other processes, Ray, needs); one
+        intra-op thread per copy, as ``workers`` gives."""
+        if self.model_path is None:
+            raise EdgesegError("running in other processes needs a Segmenter made from a model file (each copy loads it)")
+        recipe = {"options": self.options, "threads": 1, "providers": self.providers, "board": self.board}
+        return (_load, (os.fspath(self.model_path), recipe))
+
     def stream(
         self,
         source: str | os.PathLike | Source,
@@ -125,9 +131,6 @@ class Segmenter:
         worker is this Segmenter itself). ``track`` (True, or ``tracking.TrackingOptions`` with lines and
         zones) gives the detections ``track_ids`` and each frame its ``frame.tracking`` (counting events,
         running counts, trails)."""
-        from .stream import FrameStream, StreamRunner
-        from .tracking import TrackingOptions
-
         if isinstance(source, (str, os.PathLike)):
             opened = open_sources([source], live=live, vid_stride=vid_stride)
             if not opened.sources:
@@ -136,3 +139,7 @@ class Segmenter:
         tracking = TrackingOptions() if track is True else (track or None)
         segmenters = [self] if workers == 1 else self.workers(workers)
         return FrameStream(StreamRunner(segmenters, live=live, tracking=tracking), source)
+
+
+def _load(model: str, recipe: dict[str, Any]) -> Segmenter:
+    return Segmenter(model, **recipe)

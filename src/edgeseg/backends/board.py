@@ -1,24 +1,22 @@
 """What every RDK board runtime shares: the sidecar (``<model>.edgeseg.json``: the class names and geometry a
 ``.bin`` lacks), the outputs mapped to edgeseg's names by shape (output names are whatever the ONNX had), integer
 outputs as ``QuantizedTensor``s (the decoder dequantizes only the rows it keeps), NCHW outputs as NHWC views, the
-input made in the form the model declares, and the choice of runtime: ``hbm_runtime`` (RDK OS >= 3.5) when it
-imports, else ``pyeasy_dnn`` (``pyeasy.py``, ``hbm.py``).
+input made in the form the model declares, and ``BoardOptions`` (which runtime, BPU core, priority). The runtimes
+are ``hbm.py`` and ``pyeasy.py``; ``open_board_backend`` (the package's ``__init__``) chooses between them.
 """
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from ..errors import EdgesegError, first_line
+from ..errors import EdgesegError
 from ..fileio import read_json
 from ..preprocess import Letterbox, nv12_to_bgr, to_input_tensor, to_nv12
 from .base import PROTOS, ModelInfo, QuantizedTensor, output_name
@@ -328,7 +326,6 @@ class BoardBackend:
 # choosing the runtime
 
 RUNTIMES = ("auto", "hbm", "pyeasy")
-PYEASY_PACKAGES = ("hobot_dnn", "hobot_dnn_rdkx5")  # the board image's, then the PyPI wheel's (edgeseg[rdk])
 
 
 @dataclass(frozen=True)
@@ -347,51 +344,3 @@ class BoardOptions:
             raise EdgesegError(f"bpu core must be 0..3, got {self.bpu_core}")
         if self.priority is not None and not 0 <= self.priority <= 255:
             raise EdgesegError(f"priority must be 0..255, got {self.priority}")
-
-
-def import_hbm_runtime() -> tuple[ModuleType | None, str]:
-    """``hbm_runtime`` or None, and why not: its package raises RuntimeError (not ImportError) when the board's
-    libdnn.so is missing (python/hbm_runtime/__init__.py, ``_check_system_libs``)."""
-    try:
-        return importlib.import_module("hbm_runtime"), ""
-    except (ImportError, OSError, RuntimeError) as exc:
-        return None, first_line(exc)
-
-
-def import_pyeasy_dnn() -> tuple[ModuleType | None, str]:
-    """``pyeasy_dnn`` from the board image's ``hobot_dnn`` or the wheel's ``hobot_dnn_rdkx5``, or None and why not."""
-    reasons = []
-    for package in PYEASY_PACKAGES:
-        try:
-            return importlib.import_module(f"{package}.pyeasy_dnn"), ""
-        except (ImportError, OSError, AttributeError) as exc:  # the wheel installs anywhere but loads only on the board
-            reasons.append(f"{package}: {exc}")
-    return None, "; ".join(reasons)
-
-
-NO_RUNTIME = (
-    "is a Horizon .bin model: it runs on an RDK board, and the board runtime cannot be imported here "
-    '(hbm_runtime comes with RDK OS >= 3.5, hobot_dnn with the board image; or pip install "edgeseg[rdk]" '
-    "on the board for hobot-dnn-rdkx5)"
-)
-
-
-def open_board_backend(path: str | os.PathLike, *, options: BoardOptions | None = None, meta: str | os.PathLike | None = None):
-    """The backend for a ``.bin``: ``HbmRuntimeBackend`` or ``PyeasyDnnBackend`` as ``options.runtime`` says."""
-    from .hbm import HbmRuntimeBackend
-    from .pyeasy import PyeasyDnnBackend
-
-    options = options or BoardOptions()
-    p = Path(path)
-    if not p.is_file():
-        raise EdgesegError("no such file" if not p.exists() else "is a directory, expected a .bin model", p)
-    if options.runtime in ("auto", "hbm"):
-        hbm, why = import_hbm_runtime()
-        if hbm is not None:
-            return HbmRuntimeBackend(p, runtime=hbm, options=options, meta=meta)
-        if options.runtime == "hbm":
-            raise EdgesegError(f"--runtime hbm: hbm_runtime cannot be imported here ({why})", p)
-    dnn, why = import_pyeasy_dnn()
-    if dnn is None:
-        raise EdgesegError(NO_RUNTIME if options.runtime == "auto" else f"--runtime pyeasy: pyeasy_dnn cannot be imported here ({why})", p)
-    return PyeasyDnnBackend(p, runtime=dnn, options=options, meta=meta)

@@ -30,6 +30,7 @@ import numpy as np
 
 from ..decode import DecodeOptions
 from ..draw import draw_detections
+from ..engines.threads import StreamRunner
 from ..errors import EdgesegError
 from ..predict import Segmenter
 from ..preprocess import preprocess
@@ -37,7 +38,6 @@ from ..progress import progress
 from ..results import Detections
 from ..sinks import VideoSink
 from ..sources import SourceItem, VideoSource, source_kind
-from ..stream import StreamRunner
 from .result import STREAM_STAGES, ModelStream, StreamBench, StreamRun
 from .timing import PIPELINE_STAGES, StageStamps, percentiles
 

@@ -123,7 +123,7 @@ TRACK_CONF = 0.1  # ByteTrack's low band (0.1..0.25) needs those detections; `yo
 
 
 def _cmd_predict(args) -> int:
-    from ..batch import PredictOutputs, StreamOptions, predict_sources
+    from ..engines.command import PredictOutputs, StreamOptions, predict_sources
     from ..predict import Segmenter
 
     if args.conf is None:  # low-score detections only extend existing tracks: the tracked output stays clean
@@ -206,7 +206,7 @@ def _report_predict(args, summary, dt: float) -> int:
 
 
 def _predict_on_ray(args, config) -> int:
-    from ..distributed import predict_on_ray
+    from ..engines.cluster import predict_on_ray
     from ..predict import Segmenter
 
     if (args.save_json is None) == (args.save_parquet is None):
@@ -220,7 +220,7 @@ def _predict_on_ray(args, config) -> int:
 
 
 def _cmd_demo(args) -> int:
-    from ..batch import PredictOutputs, predict_sources
+    from ..engines.command import PredictOutputs, predict_sources
     from ..predict import DEFAULT_MODEL, SAMPLE_IMAGE, Segmenter
 
     source = args.source or SAMPLE_IMAGE

@@ -4,9 +4,9 @@ calibration images, Ray), and how skipped items are printed."""
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 
+from ..address import ASCII_INTEGER, parse_host_port
 from ..errors import EdgesegError
 
 
@@ -51,17 +51,16 @@ def int_at_least(minimum: int):
 positive_int = int_at_least(1)
 non_negative_int = int_at_least(0)
 
-_ASCII_INTEGER = re.compile(r"[0-9]+")  # int() also takes '٣' and '²'-like digits (and '_'): a port or count is ASCII
-
 
 def per_core_count(what: str):
     """argparse type: an integer from 1 to ``PER_CORE_LIMIT`` per usable core of this machine (``what`` names
     the unit: each one is a loaded model, so past that they only add memory)."""
 
     def parse(text: str) -> int:
-        from ..machine import PER_CORE_LIMIT, usable_cores
+        from ..engines.base import PER_CORE_LIMIT
+        from ..machine import usable_cores
 
-        if not _ASCII_INTEGER.fullmatch(text.strip()):
+        if not ASCII_INTEGER.fullmatch(text.strip()):
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
         value, cores = int(text), usable_cores() or 1
         if value < 1:
@@ -74,28 +73,6 @@ def per_core_count(what: str):
         return value
 
     return parse
-
-
-def parse_host_port(text: str, *, default_host: str | None = None) -> tuple[str, int]:
-    """``HOST:PORT``, ``[IPv6]:PORT`` (and ``PORT`` alone when ``default_host`` is given) -> (host, port): the one
-    parser of network addresses (``--serve``, ``--ray-address``). The port is 0..65535 in ASCII digits; a
-    ``scheme://`` prefix (Ray's ``ray://``) is kept with the host. Raises ValueError with the reason."""
-    scheme, sep, rest = text.strip().rpartition("://")
-    host, colon, port = rest.rpartition(":")
-    if not colon and default_host is None:
-        raise ValueError(f"expected HOST:PORT, got {text!r}")
-    if host.startswith("["):
-        if not host.endswith("]") or len(host) < 3:
-            raise ValueError(f"expected [IPv6]:PORT, got {text!r}")
-        host = host[1:-1]
-    elif "[" in host or "]" in host or (host.count(":") and not sep):
-        raise ValueError(f"an IPv6 host goes in brackets ([::1]:PORT), got {text!r}")
-    if colon and not host:
-        raise ValueError(f"the host is missing before ':', got {text!r}")
-    if not _ASCII_INTEGER.fullmatch(port) or int(port) > 65535:
-        raise ValueError(f"the port must be a number from 0 to 65535, got {port!r}")
-    host = host or default_host or ""
-    return (f"{scheme}{sep}{host}" if sep else host), int(port)
 
 
 def serve_address(text: str) -> tuple[str, int]:
@@ -216,7 +193,7 @@ def add_calibration_options(p: argparse.ArgumentParser, verb: str) -> None:
 
 
 def add_ray_options(p: argparse.ArgumentParser) -> None:
-    """--ray and its options (``edgeseg.distributed``), declared once for predict and val."""
+    """--ray and its options (``edgeseg.engines.cluster``), declared once for predict and val."""
     p.add_argument(
         "--ray",
         action="store_true",
@@ -266,7 +243,7 @@ def ray_config_of(args, local_only: dict[str, object]):
     for option, value in local_only.items():
         if value:
             raise EdgesegError(f"{option} does not work with --ray (it runs here only); drop one of them")
-    from ..distributed import RayConfig, actor_cpus, import_ray
+    from ..engines.cluster import RayConfig, actor_cpus, import_ray
     from ..machine import usable_cores
 
     if args.actors is not None and args.ray_address is None:  # a local Ray gets this machine's cores: check before it starts

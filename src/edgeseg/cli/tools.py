@@ -160,7 +160,7 @@ def _cmd_val(args) -> int:
     ray_config = ray_config_of(args, local_only={"--threads": args.threads})
     on_ray = {}  # evaluate predicts in this process unless told otherwise
     if ray_config is not None:
-        from ..distributed import RayPredictions
+        from ..evaluate.on_ray import RayPredictions
 
         on_ray = {"predict": RayPredictions(ray_config)}
     ds, results = evaluate_models(args.models, args.data, config=config, images=args.images, show_progress=sys.stderr.isatty(), **on_ray)

@@ -24,9 +24,9 @@ import cv2
 import numpy as np
 
 from ..draw import annotate
+from ..engines.threads import StreamFrame, StreamStats
 from ..results import Detections
 from ..sinks import frame_record
-from ..stream import StreamFrame, StreamStats
 from ..tracking import TrackedFrame
 
 _RATE_FRAMES, _RATE_MAX_AGE_S = 30, 10.0  # frames/s and latency on the page: the last 30 frames of the last 10 s

@@ -31,15 +31,28 @@ class SourceItem:
 
 
 class Source(Protocol):
-    """An ordered run of images: image files, a video file, a camera or a network stream.
+    """An ordered run of images: image files, a video file, a camera or a network stream; what engines need of it.
 
-    ``live`` sources (cameras, URLs) produce frames whether or not anyone keeps up: runners drop stale
+    ``live`` sources (cameras, URLs) produce frames whether or not anyone keeps up: engines drop stale
     frames of a live source rather than fall behind. ``fps`` is the source's frame rate where it has one.
-    ``warnings`` collects one-line notes found while reading (a truncated file, a size change)."""
+    ``warnings`` collects one-line notes found while reading (a truncated file, a size change). ``stills``: the
+    items are separate pictures (image files: overlays and JSON records) rather than frames of one video
+    (an annotated video and JSON Lines). ``length``: the items it will yield where known (a progress bar's
+    total), None for cameras and streams. ``failed``: why it stopped for good mid-way (a board camera or
+    decoder that ran dry), which makes the run incomplete. A source of your own may subclass ``Source`` to
+    take the defaults."""
 
     name: str
     live: bool
     fps: float | None
     warnings: list[str]
+    stills: bool = False
+    length: int | None = None
+    failed: str | None = None
 
     def __iter__(self) -> Iterator[SourceItem]: ...
+
+
+def strided_length(frame_count: int | None, vid_stride: int) -> int | None:
+    """The frames a source yields of ``frame_count`` when it keeps every ``vid_stride``-th one."""
+    return -(-frame_count // vid_stride) if frame_count else None

@@ -31,7 +31,7 @@ import cv2
 
 from ..errors import EdgesegError
 from ..preprocess import Nv12Frame, letterbox_params
-from .base import SourceItem
+from .base import Source, SourceItem, strided_length
 
 VIO_PACKAGES = ("hobot_vio", "hobot_vio_rdkx5")
 _MIPI = re.compile(r"^mipi(?::(-?\d+))?(?:@(\d+)x(\d+))?$")
@@ -80,7 +80,7 @@ class MipiSpec:
         return cls(index, width, height)
 
 
-class MipiCamera:
+class MipiCamera(Source):
     """Frames of the board's MIPI camera as ``Nv12Frame``s at the letterbox's inner size for a model of
     ``imgsz`` (scaled by the hardware; ``source_shape`` is the scene size, so detections land in scene pixels).
 
@@ -129,7 +129,7 @@ class MipiCamera:
             self._cam.close_cam()
 
 
-class HardwareDecoded:
+class HardwareDecoded(Source):
     """A video file or stream decoded by the board's hardware decoder into ``Nv12Frame``s (H.264, H.265, MJPEG):
     OpenCV demuxes (packets, not pictures), the decoder decodes."""
 
@@ -154,6 +154,7 @@ class HardwareDecoded:
         self.fps: float | None = float(fps) if fps and 0 < fps < 1000 else None
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self.frame_count: int | None = count if count > 0 and not live else None
+        self.length = strided_length(self.frame_count, vid_stride)
         self._cap = cap
         self.channel = next(_DECODER_CHANNELS) % 32
         self._decoder = vio.Decoder()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..errors import EdgesegError
 from ..preprocess import load_image
-from .base import SourceItem
+from .base import Source, SourceItem
 
 IMAGE_SUFFIXES = (".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm", ".heic")
 
@@ -83,16 +83,18 @@ def image_directory(directory: str | os.PathLike, purpose: str) -> list[Path]:
     return files
 
 
-class ImageFiles:
-    """Image files read one by one, in order (a ``Source``; never live, no frame rate)."""
+class ImageFiles(Source):
+    """Image files read one by one, in order (a ``Source`` of stills; never live, no frame rate)."""
 
     live = False
+    stills = True
     fps: float | None = None
 
-    def __init__(self, paths: Sequence[str | os.PathLike], name: str = "images") -> None:
+    def __init__(self, paths: Sequence[str | os.PathLike], name: str | None = None) -> None:
         self.paths = [Path(p) for p in paths]
-        self.name = name
+        self.name = name or (str(self.paths[0]) if len(self.paths) == 1 else "images")
         self.warnings: list[str] = []
+        self.length = len(self.paths)
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from ..errors import EdgesegError
-from .base import SourceItem
+from .base import Source, SourceItem, strided_length
 
 VIDEO_SUFFIXES = (".asf", ".avi", ".flv", ".gif", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg", ".mpg", ".ts", ".webm", ".wmv")
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "rtmps://", "http://", "https://", "udp://", "tcp://", "srt://")
@@ -70,7 +70,7 @@ def _open_capture(spec: str, kind: str, timeout_s: float) -> cv2.VideoCapture:
     return cv2.VideoCapture(spec, cv2.CAP_FFMPEG, params)
 
 
-class VideoSource:
+class VideoSource(Source):
     """Frames of a video file, a camera or a network stream, as ``SourceItem``s (frame index, timestamp).
 
     ``live`` defaults to True for cameras and URLs (runners then drop stale frames), False for files.
@@ -104,6 +104,7 @@ class VideoSource:
         self.fps: float | None = float(fps) if fps and np.isfinite(fps) and 0 < fps < 1000 else None
         count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if self.kind == "video" else 0
         self.frame_count: int | None = count if count > 0 else None
+        self.length = strided_length(self.frame_count, vid_stride)
         self.size = (int(self._first.shape[1]), int(self._first.shape[0]))  # (width, height) of the first frame
 
     def _open(self, attempts: int | None = None) -> tuple[cv2.VideoCapture, np.ndarray]:

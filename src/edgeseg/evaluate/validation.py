@@ -1,22 +1,23 @@
-"""The evaluation run: predict every image of a dataset with ``Segmenter``, turn the detections into
+"""The evaluation run: predict every image of a dataset with ``Segmenter`` through the one pipeline, turn the detections into
 COCO results at original resolution, and score them (``coco.score_predictions``)."""
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..backends import read_model_info
-from ..decode import DecodeOptions, decode
+from ..decode import DecodeOptions
+from ..engines.base import Predictor
+from ..engines.threads import StreamRunner
 from ..errors import EdgesegError
 from ..predict import Segmenter
 from ..preprocess import normalise_imgsz
 from ..progress import progress
-from ..sources import ImageFiles, SourceItem
+from ..sources import ImageFiles
 from .coco import canonical_class_name, score_predictions
 from .datasets import Dataset, load_dataset
 from .metrics import EvalResult
@@ -63,31 +64,6 @@ def check_imgsz(model_imgsz: tuple[int, int], imgsz: int | Sequence[int] | None,
         )
 
 
-def _network_outputs(segmenter: Segmenter, paths: Sequence[Path]) -> Iterator[tuple[SourceItem, Any]]:
-    """(item, (outputs, letterbox)) per image, in order; ``item.error`` set (and None) when it could
-    not be read or run. The next image is read and run in a worker thread while the caller decodes this
-    one (ORT and most of numpy release the GIL, so the two overlap)."""
-    items = iter(ImageFiles(paths))  # advanced by the one worker thread only
-
-    def work() -> tuple[SourceItem, Any]:
-        item = next(items)
-        if not item.ok:
-            return item, None
-        try:
-            return item, segmenter.raw(item.image)
-        except EdgesegError as exc:
-            item.error = exc.problem
-            return item, None
-
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pending = [pool.submit(work) for _ in paths[:2]]
-        for k in range(len(paths)):
-            result = pending.pop(0).result()
-            if k + 2 < len(paths):
-                pending.append(pool.submit(work))
-            yield result
-
-
 def size_mismatch(image_shape: Sequence[int], annotated: tuple[int, int]) -> str | None:
     """The problem of an image whose (h, w) differs from its annotation's, else None."""
     h, w = annotated
@@ -97,35 +73,33 @@ def size_mismatch(image_shape: Sequence[int], annotated: tuple[int, int]) -> str
 
 
 def predict_records(
-    segmenter: Segmenter, dataset: Dataset, *, desc: str = "val", show_progress: bool = False
+    segmenter: Predictor, dataset: Dataset, *, desc: str = "val", show_progress: bool = False
 ) -> tuple[list[dict], list[int], list[tuple[str, str]]]:
-    """Run ``segmenter`` (its options as they are) over the dataset: (COCO results records, evaluated
-    image ids, skipped images as (path, problem))."""
-    cats = dataset.category_map(segmenter.names)
+    """Run ``segmenter`` (its options as they are) over the dataset on the local-threads engine: (COCO results
+    records, evaluated image ids, skipped images as (path, problem)). One session, two threads: one image's
+    decode and masks overlap the next one's inference (ONNX Runtime's ``run`` is thread-safe)."""
+    cats = dataset.category_map(segmenter.info.names)
     sizes = dataset.image_sizes()
+    ids = [image_id for image_id, _ in dataset.images]
     records: list[dict] = []
     done: list[int] = []
     skipped: list[tuple[str, str]] = []
     bar = progress(desc=desc, total=len(dataset.images), enabled=show_progress)
-    ids = [image_id for image_id, _ in dataset.images]
-    for image_id, (item, result) in zip(ids, _network_outputs(segmenter, [p for _, p in dataset.images])):
+    for frame in StreamRunner([segmenter, segmenter]).run(ImageFiles([p for _, p in dataset.images])):
         bar.update(1)
-        if not item.ok:
-            skipped.append((item.name, item.error))
-            continue
-        problem = size_mismatch(item.image.shape, sizes[image_id])
+        image_id = ids[frame.index]
+        problem = frame.error or size_mismatch(frame.image.shape, sizes[image_id])
         if problem:
-            skipped.append((item.name, problem))
+            skipped.append((frame.source, problem))
             continue
-        outputs, lb = result
-        records += decode(outputs, segmenter.info, lb, segmenter.options).to_coco(image_id, cats)
+        records += frame.detections.to_coco(image_id, cats)
         done.append(image_id)
         bar.set_postfix(objects=len(records), skipped=len(skipped) + len(dataset.skipped))
     bar.close()
     return records, done, skipped
 
 
-# What produces a dataset's COCO results: ``predict_records`` (this process) or ``distributed.RayPredictions``.
+# What produces a dataset's COCO results: ``predict_records`` (this process) or ``on_ray.RayPredictions``.
 PredictRecords = Callable[..., tuple[list[dict], list[int], list[tuple[str, str]]]]
 
 

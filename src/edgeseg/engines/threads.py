@@ -1,5 +1,5 @@
-"""The pipelined stream runner (the local-threads engine): a reader thread -> N inference workers (each
-its own Segmenter, i.e. its own backend session) -> results handed back in source order.
+"""The local-threads engine: a reader thread -> N inference workers (each its own ``Predictor``, i.e. its own
+backend session) -> results handed back in source order (``StreamRunner``).
 
 Memory stays flat: at most ``capacity`` frames are in flight (queued, in a worker, or finished and
 waiting for their turn), so a reader that is faster than the workers waits (file sources lose no frame
@@ -16,17 +16,14 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import EdgesegError
-from .results import Detections
-from .sources.base import Source, SourceItem
-from .tracking import TrackedFrame, TrackingOptions, TrackSession
-
-if TYPE_CHECKING:
-    from .predict import Segmenter
+from ..errors import EdgesegError
+from ..results import Detections
+from ..sources.base import Source, SourceItem
+from ..tracking import TrackedFrame, TrackingOptions, TrackSession
+from .base import Predictor
 
 _POLL_S = 0.05  # how often blocked threads look at the stop flag
 
@@ -98,24 +95,24 @@ class _Pipeline:
 
 
 class StreamRunner:
-    """Runs ``segmenters`` (one per worker thread) over a source; see the module docstring.
+    """Runs ``predictors`` (one per worker thread) over a source; see the module docstring.
 
     ``live`` overrides the source's own flag; ``capacity`` bounds the frames in flight (default
     2 per worker + 2); ``tracking`` tracks and counts the frames of each run (``self.session``)."""
 
     def __init__(
         self,
-        segmenters: Sequence[Segmenter],
+        predictors: Sequence[Predictor],
         *,
         live: bool | None = None,
         capacity: int | None = None,
         tracking: TrackingOptions | None = None,
     ) -> None:
-        if not segmenters:
+        if not predictors:
             raise EdgesegError("a stream needs at least one worker")
-        self.segmenters = list(segmenters)
+        self.predictors = list(predictors)
         self.live = live
-        self.capacity = capacity or 2 * len(self.segmenters) + 2
+        self.capacity = capacity or 2 * len(self.predictors) + 2
         self.stats = StreamStats()
         self.tracking = tracking
         self.session: TrackSession | None = None
@@ -126,8 +123,8 @@ class StreamRunner:
         p = _Pipeline(self.capacity)
         threads = [threading.Thread(target=self._read, args=(p, source, live), name="edgeseg-reader", daemon=True)]
         threads += [
-            threading.Thread(target=self._work, args=(p, seg), name=f"edgeseg-worker-{k}", daemon=True)
-            for k, seg in enumerate(self.segmenters)
+            threading.Thread(target=self._work, args=(p, predictor), name=f"edgeseg-worker-{k}", daemon=True)
+            for k, predictor in enumerate(self.predictors)
         ]
         t0, wall_before = time.perf_counter(), self.stats.wall_s
         if self.tracking is not None:
@@ -181,7 +178,7 @@ class StreamRunner:
                 p.total = seq
                 p.cond.notify_all()
 
-    def _work(self, p: _Pipeline, segmenter: Segmenter) -> None:
+    def _work(self, p: _Pipeline, predictor: Predictor) -> None:
         while True:
             with p.cond:
                 while not p.queue and p.total is None and not p.stop.is_set():
@@ -195,7 +192,7 @@ class StreamRunner:
             t_start = time.perf_counter_ns()
             if item.ok:
                 try:
-                    frame.detections = segmenter(item.image)
+                    frame.detections = predictor(item.image)
                 except EdgesegError as exc:
                     frame.error = str(exc)
                 except BaseException as exc:  # a bug or a runtime failure: stop the run, report it in order

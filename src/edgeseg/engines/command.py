@@ -14,15 +14,15 @@ from typing import Protocol
 
 import cv2
 
-from .draw import annotate
-from .errors import EdgesegError
-from .fileio import unique_name, write_bytes_atomic, write_json_atomic
-from .predict import Segmenter
-from .progress import progress
-from .sinks import JsonlSink, VideoSink, check_writable
-from .sources import BoardInputs, ImageFiles, Source, open_sources
-from .stream import StreamFrame, StreamRunner, StreamStats
-from .tracking import TrackingOptions
+from ..draw import annotate
+from ..errors import EdgesegError
+from ..fileio import unique_name, write_bytes_atomic, write_json_atomic
+from ..progress import progress
+from ..sinks import JsonlSink, VideoSink, check_writable
+from ..sources import BoardInputs, Source, open_sources
+from ..tracking import TrackingOptions
+from .base import Predictor
+from .threads import StreamFrame, StreamRunner, StreamStats
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ class _StreamOutputs:
 
 
 def predict_sources(
-    segmenter: Segmenter,
+    predictor: Predictor,
     sources: Iterable[str | os.PathLike],
     *,
     outputs: PredictOutputs = PredictOutputs(),
@@ -151,11 +151,10 @@ def predict_sources(
     """Predict every image, video, camera or stream in ``sources``; bad items are skipped and listed in
     ``summary.failed``. Output files are checked before any work; videos and JSON Lines are complete up to
     the last frame written even when interrupted (Ctrl-C). Every frame also goes to each of ``observers``."""
-    info = getattr(segmenter, "info", None)  # a stand-in segmenter may have none: then no MIPI camera
-    board = BoardInputs(imgsz=info.imgsz if info is not None else None, hw_decode=stream.hw_decode)
+    board = BoardInputs(imgsz=predictor.info.imgsz, hw_decode=stream.hw_decode)
     opened = open_sources(sources, live=stream.live, vid_stride=stream.vid_stride, board=board)
     summary = PredictSummary(failed=list(opened.problems))
-    streams = [s for s in opened.sources if not isinstance(s, ImageFiles)]
+    streams = [s for s in opened.sources if not s.stills]
     targets = {
         id(s): (_numbered(outputs.save_video, k, len(streams)), _numbered(outputs.save_jsonl, k, len(streams)))
         for k, s in enumerate(streams, 1)
@@ -169,12 +168,11 @@ def predict_sources(
     if outputs.save_counts is not None:
         check_writable(outputs.save_counts, "counts JSON")
     if stream.tracking is not None:
-        for single in (s for s in opened.sources if isinstance(s, ImageFiles) and len(s) == 1):
+        for single in (s for s in opened.sources if s.stills and s.length == 1):
             summary.warnings.append(
-                f"--track: {single.paths[0]} is a single image, not a sequence: its objects get ids, "
-                "but nothing moves and nothing is counted"
+                f"--track: {single.name} is a single image, not a sequence: its objects get ids, but nothing moves and nothing is counted"
             )
-    workers = segmenter.workers(stream.workers) if stream.workers > 1 else [segmenter]
+    workers = predictor.workers(stream.workers) if stream.workers > 1 else [predictor]
     try:
         for source in opened.sources:
             _run_source(source, workers, outputs, targets.get(id(source)), summary, show_progress, observers, tracking=stream.tracking)
@@ -195,7 +193,7 @@ def predict_sources(
 
 def _run_source(
     source: Source,
-    workers: list[Segmenter],
+    workers: list[Predictor],
     outputs: PredictOutputs,
     stream_paths: tuple[Path | None, Path | None] | None,
     summary: PredictSummary,
@@ -204,15 +202,12 @@ def _run_source(
     *,
     tracking: TrackingOptions | None = None,
 ) -> None:
-    is_images = isinstance(source, ImageFiles)
+    is_images = source.stills
     sink = _ImageOutputs(outputs, summary) if is_images else _StreamOutputs(source, *stream_paths, summary)
     runner = StreamRunner(workers, live=None if is_images else source.live, tracking=tracking)
-    total = len(source) if is_images else getattr(source, "frame_count", None)
-    if total and not is_images:
-        total = -(-total // getattr(source, "vid_stride", 1))
     bar = progress(
         desc="predict" if is_images else f"predict {Path(source.name).name}",
-        total=total,
+        total=source.length,
         enabled=show_progress,
         unit="img" if is_images else "frame",
     )
@@ -236,7 +231,7 @@ def _run_source(
         sink.close()
         if not is_images:
             summary.streams.append((source.name, runner.stats))
-        if getattr(source, "failed", None):  # a board camera or decoder that stopped: the run is incomplete
+        if source.failed:  # a board camera or decoder that stopped: the run is incomplete
             summary.incomplete.append((source.name, source.failed))
         if runner.session is not None:
             key = source.name if source.name not in summary.counts else f"{source.name}#{len(summary.counts) + 1}"

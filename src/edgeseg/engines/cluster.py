@@ -1,8 +1,8 @@
-"""Prediction and evaluation on a Ray cluster (``pip install "edgeseg[ray]"``): the same code on a laptop
+"""The Ray engine: prediction and evaluation on a Ray cluster (``pip install "edgeseg[ray]"``): the same code on a laptop
 and on a cluster (``ray start``, KubeRay).
 
 Ray Data does the work. The image list (``sources.collect_images``, the one listing rule) becomes a dataset
-of ``(index, path)`` rows; a read stage loads each file's bytes; a pool of ``SegmenterActor``s, each with one
+of ``(index, path)`` rows; a read stage loads each file's bytes; a pool of ``PredictorActor``s (``actors.py``), each with one
 loaded model and one intra-op thread, decodes the bytes (``preprocess.decode_image``: the pixels
 ``load_image`` gives) and predicts. Each output row holds the image's ``path``, ``width``, ``height``, its
 ``detections`` (the records of ``predict --save-json``, or COCO results records for ``val``) and ``error``:
@@ -31,19 +31,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .decode import DecodeOptions
-from .errors import EdgesegError, first_line
-from .predict import Segmenter
-from .preprocess import decode_image, read_image_file
-from .progress import progress
-from .sources import collect_images, source_kind
+from ..errors import EdgesegError, first_line
+from ..fileio import write_json_atomic
+from ..progress import progress
+from ..sinks import check_writable
+from ..sources import collect_images, source_kind
+from .actors import ActorSpec, PredictorActor, TryCounter, read_files
+from .base import PER_CORE_LIMIT, Predictor
+from .command import PredictSummary
 
 if TYPE_CHECKING:
     import pyarrow as pa
     import ray.data
-
-    from .batch import PredictSummary
-    from .evaluate import Dataset
 
 RAY_EXTRA = 'pip install "edgeseg[ray]"'
 ACTORS_PER_READER = 4  # read tasks per actor pool: reading bytes is ~100x faster than predicting them
@@ -83,7 +82,7 @@ class RayConfig:
 
 def check_address(address: str) -> None:
     """Fail in seconds, not minutes, when nothing listens at ``address`` (Ray itself retries for long)."""
-    from .cli.options import parse_host_port  # the one parser of HOST:PORT
+    from ..address import parse_host_port
 
     if address in ("auto", "local"):
         return
@@ -124,8 +123,6 @@ def connect(address: str | None = None) -> int:
 def actor_cpus(actors: int, cluster_cpus: int) -> float:
     """CPUs each actor asks for: one, or ``1/k`` when ``k`` actors must share a CPU. Always a unit
     fraction, so a node's whole CPUs hold whole actors (``C/N`` would leave slivers no actor fits in)."""
-    from .machine import PER_CORE_LIMIT
-
     if actors < 1 or cluster_cpus < 1:
         raise EdgesegError(f"need at least one actor and one CPU, got {actors} actor(s) on {cluster_cpus} CPU(s)")
     if actors > PER_CORE_LIMIT * cluster_cpus:
@@ -136,167 +133,12 @@ def actor_cpus(actors: int, cluster_cpus: int) -> float:
     return 1.0 / math.ceil(actors / cluster_cpus)
 
 
-def _segmentation_type() -> pa.DataType:
-    import pyarrow as pa
-
-    return pa.struct([("size", pa.list_(pa.int64())), ("counts", pa.string())])
-
-
-def row_schema(kind: str) -> pa.Schema:
-    """The output rows: ``detections`` are ``Detections.to_records`` records (``kind="records"``, predict) or
-    ``Detections.to_coco`` records (``kind="coco"``, val). Explicit, so empty batches and Parquet files agree."""
-    import pyarrow as pa
-
-    if kind == "records":
-        record = pa.struct(
-            [
-                ("image", pa.string()),
-                ("class_id", pa.int64()),
-                ("class_name", pa.string()),
-                ("score", pa.float64()),
-                ("bbox_xyxy", pa.list_(pa.float64())),
-                ("segmentation", _segmentation_type()),
-            ]
-        )
-    elif kind == "coco":
-        record = pa.struct(
-            [
-                ("image_id", pa.int64()),
-                ("category_id", pa.int64()),
-                ("bbox", pa.list_(pa.float64())),
-                ("score", pa.float64()),
-                ("segmentation", _segmentation_type()),
-            ]
-        )
-    else:
-        raise ValueError(f"kind must be 'records' or 'coco', got {kind!r}")
-    return pa.schema(
-        [
-            ("index", pa.int64()),
-            ("path", pa.string()),
-            ("width", pa.int64()),
-            ("height", pa.int64()),
-            ("detections", pa.list_(record)),
-            ("error", pa.string()),
-        ]
-    )
-
-
-@dataclass(frozen=True)
-class ActorSpec:
-    """What each actor loads: the model file (reachable on every node), decode options, and for COCO rows
-    (``category_map`` set) the model class id -> category id map; input rows then carry ``image_id``."""
-
-    model: str
-    options: DecodeOptions
-    category_map: Mapping[int, int] | None = None
-
-    @property
-    def kind(self) -> str:
-        return "records" if self.category_map is None else "coco"
-
-
-def read_files(batch: pa.Table) -> pa.Table:
-    """Read stage: the bytes of each row's ``path`` (``data``), or the one-line problem (``error``)."""
-    import pyarrow as pa
-
-    data, errors = [], []
-    for path in batch.column("path").to_pylist():
-        try:
-            data.append(read_image_file(path).tobytes())
-            errors.append(None)
-        except EdgesegError as exc:
-            data.append(None)
-            errors.append(exc.problem)
-    return batch.append_column(pa.field("data", pa.binary()), pa.array(data, pa.binary())).append_column(
-        pa.field("error", pa.string()), pa.array(errors, pa.string())
-    )
-
-
-class TryCounter:
-    """Counts, per image index, the tries that started and never finished (the actor died on it). One per job, as
-    a Ray actor with no CPU: the counts outlive the actors that die."""
-
-    def __init__(self) -> None:
-        self.unfinished: dict[int, int] = {}
-
-    def start(self, index: int) -> int:
-        """The tries of ``index`` that died before this one."""
-        died = self.unfinished.get(index, 0)
-        self.unfinished[index] = died + 1
-        return died
-
-    def finish(self, index: int) -> None:
-        self.unfinished.pop(index, None)
-
-
-class SegmenterActor:
-    """One loaded model (one intra-op thread) that turns batches of image bytes into output rows. With ``tries``
-    (a ``TryCounter`` actor and the most tries), an image whose earlier tries killed their actor that many
-    times is an error row instead of a new try."""
-
-    def __init__(self, spec: ActorSpec, tries: tuple[Any, int] | None = None) -> None:
-        import cv2
-
-        cv2.setNumThreads(1)  # one CPU per actor: OpenCV's resize pool would take the others
-        self.spec = spec
-        self.tries = tries
-        self.segmenter = Segmenter(spec.model, options=spec.options, threads=1)
-        self.schema = row_schema(spec.kind)
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        import pyarrow as pa
-
-        return pa.Table.from_pylist([self._counted_row(item) for item in batch.to_pylist()], schema=self.schema)
-
-    def _counted_row(self, item: dict[str, Any]) -> dict[str, Any]:
-        if self.tries is None:
-            return self.row(item)
-        import ray
-
-        counter, most = self.tries
-        died = ray.get(counter.start.remote(item["index"]))
-        if died >= most:
-            counter.finish.remote(item["index"])
-            return {
-                "index": item["index"],
-                "path": item["path"],
-                "width": None,
-                "height": None,
-                "detections": [],
-                "error": f"the worker died on this image {died} times (a crash, or out of memory); not tried again",
-            }
-        out = self.row(item)
-        counter.finish.remote(item["index"])  # in order before this actor's next start: Ray keeps a caller's order
-        return out
-
-    def row(self, item: dict[str, Any]) -> dict[str, Any]:
-        out = {"index": item["index"], "path": item["path"], "width": None, "height": None, "detections": [], "error": item["error"]}
-        if out["error"] is not None:
-            return out
-        try:
-            image = decode_image(item["data"], item["path"])
-            detections = self.segmenter(image)
-        except EdgesegError as exc:  # anything else but memory is a bug or a runtime failure: the job stops and says so
-            out["error"] = exc.problem
-            return out
-        except MemoryError:  # a huge image: this one fails, the actor (its memory freed) goes on with the others
-            out["error"] = "out of memory on this image"
-            return out
-        out["height"], out["width"] = (int(v) for v in image.shape[:2])
-        if self.spec.category_map is None:
-            out["detections"] = detections.to_records(item["path"])
-        else:
-            out["detections"] = detections.to_coco(item["image_id"], self.spec.category_map)
-        return out
-
-
 def prediction_dataset(
-    items: Sequence[Mapping[str, Any]], spec: ActorSpec, *, config: RayConfig, cluster_cpus: int, actor: type = SegmenterActor
+    items: Sequence[Mapping[str, Any]], spec: ActorSpec, *, config: RayConfig, cluster_cpus: int, actor: type = PredictorActor
 ) -> ray.data.Dataset:
     """The Ray Data pipeline (lazy): ``items`` (``index``, ``path`` and, for COCO rows, ``image_id``) -> read
     stage -> a pool of ``actor``s -> rows of ``row_schema(spec.kind)``, in no particular order. ``actor``
-    is ``SegmenterActor`` or a subclass of it."""
+    is ``PredictorActor`` or a subclass of it."""
     ray = import_ray()
     actors = min(config.actors or cluster_cpus, max(len(items), 1))
     ds = ray.data.from_items([dict(item) for item in items])
@@ -329,7 +171,7 @@ def quiet_ray_data(*, progress_bars: bool) -> None:
     ray.util.debug.log_once("ray_data_progress_manager_disabled")  # its "progress bars disabled" hint: we chose that
 
 
-def _rows(ds: ray.data.Dataset, *, desc: str, total: int, show_progress: bool) -> list[dict[str, Any]]:
+def gather_rows(ds: ray.data.Dataset, *, desc: str, total: int, show_progress: bool) -> list[dict[str, Any]]:
     """All output rows, gathered on this process with edgeseg's progress bar, sorted by ``index``."""
     rows: list[dict[str, Any]] = []
     failed = objects = 0
@@ -380,12 +222,6 @@ def _one_line(exc: BaseException) -> EdgesegError:
     return EdgesegError(f"the Ray job failed ({kind}: {message}{hint})")
 
 
-def _model_file(segmenter: Segmenter) -> str:
-    if segmenter.model_path is None:
-        raise EdgesegError("running on Ray needs a Segmenter made from a model file (each actor loads it)")
-    return os.fspath(segmenter.model_path.resolve())
-
-
 def _check_parquet_dir(path: str | os.PathLike) -> Path:
     p = Path(path)
     if p.exists() and not p.is_dir():
@@ -400,7 +236,7 @@ def _check_parquet_dir(path: str | os.PathLike) -> Path:
 
 
 def predict_on_ray(
-    segmenter: Segmenter,
+    predictor: Predictor,
     sources: Sequence[str | os.PathLike],
     *,
     config: RayConfig = RayConfig(),
@@ -409,14 +245,10 @@ def predict_on_ray(
     show_progress: bool = True,
 ) -> PredictSummary:
     """``predict`` on Ray: the images of ``sources`` (files, directories, globs; videos, cameras and
-    streams are refused) through a pool of actors running ``segmenter``'s model and options. ``save_json``
+    streams are refused) through a pool of actors, each with its own copy of ``predictor`` (model and options). ``save_json``
     gets the records of ``predict --save-json`` (gathered here, in listing order); ``save_parquet`` a
     directory of Parquet files written by the workers (one row per image, ``row_schema("records")``). Bad
     images are listed in ``summary.failed``."""
-    from .batch import PredictSummary
-    from .fileio import write_json_atomic
-    from .sinks import check_writable
-
     if (save_json is None) == (save_parquet is None):
         raise EdgesegError("give one of save_json (a JSON file) or save_parquet (a directory) for the results")
     streams = [os.fspath(s) for s in sources if source_kind(os.fspath(s)) != "files"]
@@ -428,7 +260,7 @@ def predict_on_ray(
     if save_json is not None:
         check_writable(save_json, "JSON")
     parquet_dir = _check_parquet_dir(save_parquet) if save_parquet is not None else None
-    spec = ActorSpec(_model_file(segmenter), segmenter.options)
+    spec = ActorSpec(predictor)
     items = [{"index": i, "path": str(p)} for i, p in enumerate(found.paths)]
     cpus = connect(config.address)
     # Written by the workers, Ray Data's bars show progress; gathered here, edgeseg's bar counts images.
@@ -439,7 +271,7 @@ def predict_on_ray(
             ds.write_parquet(os.fspath(parquet_dir.resolve()), ray_remote_args={"num_cpus": 0})
         rows = _written_rows(parquet_dir, len(items), summary)
     else:
-        rows = _rows(ds, desc="predict on Ray", total=len(items), show_progress=show_progress)
+        rows = gather_rows(ds, desc="predict on Ray", total=len(items), show_progress=show_progress)
     for row in rows:
         if row["error"] is not None:
             summary.failed.append((row["path"], row["error"]))
@@ -470,35 +302,3 @@ def _written_rows(directory: Path, expected: int, summary: PredictSummary) -> li
             "on a cluster the Parquet directory must be on storage every node shares"
         )
     return sorted(table.to_pylist(), key=lambda r: r["index"])
-
-
-class RayPredictions:
-    """``evaluate``'s ``predict`` step on Ray: the dataset's images through a pool of actors, COCO results
-    records back in dataset order, the image-size check done here as in ``evaluate.predict_records``."""
-
-    def __init__(self, config: RayConfig = RayConfig()) -> None:
-        self.config = config
-
-    def __call__(
-        self, segmenter: Segmenter, dataset: Dataset, *, desc: str = "val", show_progress: bool = False
-    ) -> tuple[list[dict], list[int], list[tuple[str, str]]]:
-        from .evaluate import size_mismatch
-
-        spec = ActorSpec(_model_file(segmenter), segmenter.options, dict(dataset.category_map(segmenter.names)))
-        items = [{"index": i, "path": str(p), "image_id": image_id} for i, (image_id, p) in enumerate(dataset.images)]
-        cpus = connect(self.config.address)
-        quiet_ray_data(progress_bars=False)
-        ds = prediction_dataset(items, spec, config=self.config, cluster_cpus=cpus)
-        sizes = dataset.image_sizes()
-        records: list[dict] = []
-        done: list[int] = []
-        skipped: list[tuple[str, str]] = []
-        for row in _rows(ds, desc=f"{desc} on Ray", total=len(items), show_progress=show_progress):
-            image_id = items[row["index"]]["image_id"]
-            problem = row["error"] or size_mismatch((row["height"], row["width"]), sizes[image_id])
-            if problem:
-                skipped.append((row["path"], problem))
-                continue
-            records += row["detections"]
-            done.append(image_id)
-        return records, done, skipped
