@@ -59,7 +59,7 @@ def ray_rate(model: Path, paths: list[Path], actors: int, cpus: int) -> dict:
     from edgeseg.predict import Segmenter
 
     quiet_ray_data(progress_bars=False)
-    spec = ActorSpec(os.fspath(model), Segmenter(model).options)
+    spec = ActorSpec(Segmenter(model))
     items = [{"index": i, "path": str(p)} for i, p in enumerate(paths)]
     t0 = time.perf_counter()
     ds = prediction_dataset(items, spec, config=RayConfig(actors=actors), cluster_cpus=cpus)

@@ -28,10 +28,10 @@ from edgeseg.engines.command import StreamOptions, predict_sources
 from edgeseg.fileio import write_json_atomic
 from edgeseg.predict import DEFAULT_MODEL, SAMPLE_IMAGE, Segmenter
 from edgeseg.serve import ServeConfig, start_server
-from edgeseg.sources import SourceItem
+from edgeseg.sources import Source, SourceItem
 
 
-class SlidingSample:
+class SlidingSample(Source):
     """``count`` frames of the sample image, slid by 0..96 px, from memory as fast as they are taken."""
 
     def __init__(self, count: int) -> None:

@@ -40,7 +40,7 @@ from edgeseg.fileio import write_json_atomic
 from edgeseg.machine import helper_threads
 from edgeseg.predict import Segmenter
 from edgeseg.sinks import VideoSink
-from edgeseg.sources import SourceItem, VideoSource, image_directory
+from edgeseg.sources import Source, SourceItem, VideoSource, image_directory
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EDGESEG_SHARED", REPO.parent / "shared"))
@@ -80,7 +80,7 @@ def rss_mib() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
-class LoopedClip:
+class LoopedClip(Source):
     """A ``Source``: the clip read again and again until ``frames`` frames were given (video decoding included)."""
 
     live = False

@@ -115,12 +115,32 @@ def assert_same_detections(a, b, mask_atol: float = 0) -> None:
             assert (ma != mb).sum() <= mask_atol * ma.size
 
 
+def iou_of_two(a, b) -> float:
+    """IoU of two xyxy boxes, in plain Python (an oracle that shares no code with edgeseg's)."""
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+CLIP_FOURCC = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
+
+
+def make_clip(path: Path, images: list[Path], size=(320, 240), fps=10.0) -> Path:
+    """A clip of ``images``, each resized to ``size`` (codec by suffix: mp4v, or MJPG in .avi)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*CLIP_FOURCC[path.suffix]), fps, size)
+    for p in images:
+        writer.write(cv2.resize(cv2.imread(str(p)), size))
+    writer.release()
+    return path
+
+
 # --- the command line as a user meets it -------------------------------------------------------------
 
 
-def run_cli(*args, cwd=None) -> subprocess.CompletedProcess:
-    """``python -m edgeseg.cli ARGS`` in a fresh process, output captured as text."""
-    return subprocess.run([sys.executable, "-m", "edgeseg.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd)
+def run_cli(*args, cwd=None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python -m edgeseg.cli ARGS`` in a fresh process, output captured as text (a hang fails after ``timeout``)."""
+    return subprocess.run([sys.executable, "-m", "edgeseg.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout)
 
 
 def error_reason(proc, path=None) -> str:

@@ -21,7 +21,7 @@ from edgeseg.backends import BoardOptions
 from edgeseg.engines.command import PredictOutputs, StreamOptions, predict_sources
 from edgeseg.errors import EdgesegError
 from edgeseg.predict import Segmenter
-from edgeseg.preprocess import Nv12Frame, letterbox, letterbox_nv12, load_image, nv12_to_bgr, to_nv12
+from edgeseg.preprocess import Nv12Frame, _pad_yuv, letterbox, letterbox_nv12, load_image, nv12_to_bgr, to_nv12
 from edgeseg.sources import HardwareDecoded, MipiCamera, VideoSource, open_sources
 from edgeseg.sources.board import MipiSpec
 
@@ -126,6 +126,7 @@ def test_nv12_frames_reach_an_nv12_bin_with_no_colour_conversion(board, clip, mo
     each frame once, to draw it (the counter does count)."""
     monkeypatch.setenv("EDGESEG_FAKE_MIPI_CLIP", str(clip))
     seg = Segmenter(board["nv12"], board=BoardOptions(runtime="hbm"))
+    _pad_yuv()  # the pad colour in YUV: one conversion per process, made once and kept, not per frame
     counter = ConversionCounter(monkeypatch)
     every = StreamOptions(live=False)  # the stand-in camera is faster than real time: keep every frame
     summary = predict_sources(

@@ -141,7 +141,7 @@ def test_actor_reads_the_pixels_load_image_reads_exif_included(default_model, tm
     Image.fromarray(image).save(path, exif=exif.tobytes())
     assert load_image(path).shape[:2] == (100, 60)
 
-    actor = PredictorActor(ActorSpec(str(default_model), Segmenter(default_model).options))
+    actor = PredictorActor(ActorSpec(Segmenter(default_model)))
     rows = actor(read_files(pa.table({"index": [0], "path": [str(path)]}))).to_pylist()
     assert (rows[0]["height"], rows[0]["width"]) == (100, 60) and rows[0]["error"] is None
     assert rows[0]["detections"] == Segmenter(default_model)(load_image(path)).to_records(str(path))
@@ -222,7 +222,7 @@ def test_an_actor_that_dies_mid_job_still_leaves_every_image_processed_once(ray_
 
     images = sorted((subset / "images").glob("*.jpg"))
     items = [{"index": i, "path": str(p)} for i, p in enumerate(images)]
-    spec = ActorSpec(str(default_model), Segmenter(default_model).options)
+    spec = ActorSpec(Segmenter(default_model))
     ds = prediction_dataset(items, spec, config=RayConfig(actors=2, batch_size=2), cluster_cpus=2, actor=DyingActor)
     rows = [r for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None) for r in batch.to_pylist()]
     assert marker.exists()  # an actor did die mid-job
@@ -246,7 +246,7 @@ def test_memory_error_on_an_image_is_an_error_row_not_a_failed_job(default_model
     """In-process (no Ray): the actor's rows for a batch in which one image runs out of memory."""
     pa = pytest.importorskip("pyarrow")
 
-    actor = PredictorActor(ActorSpec(str(default_model), Segmenter(default_model).options))
+    actor = PredictorActor(ActorSpec(Segmenter(default_model)))
     segment = actor.segmenter
 
     def out_of_memory_on_the_second(image):
@@ -283,7 +283,7 @@ def test_an_image_that_kills_every_actor_is_tried_a_bounded_number_of_times(ray_
     shutil.copy(images[0], poison)
     paths = [*images[:3], poison, *images[3:]]
     items = [{"index": i, "path": str(p)} for i, p in enumerate(paths)]
-    spec = ActorSpec(str(default_model), Segmenter(default_model).options)
+    spec = ActorSpec(Segmenter(default_model))
     config = RayConfig(actors=2, batch_size=2, max_tries=2)
     ds = prediction_dataset(items, spec, config=config, cluster_cpus=2, actor=PoisonedActor)
     rows = [r for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None) for r in batch.to_pylist()]

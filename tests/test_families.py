@@ -23,6 +23,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("ultralytics")
 
+from corpus import iou_of_two  # noqa: E402
 from edgeseg.backends import OnnxRuntimeBackend, read_model_info  # noqa: E402
 from edgeseg.export import export_onnx  # noqa: E402
 from edgeseg.predict import Segmenter  # noqa: E402
@@ -58,13 +59,6 @@ class Parity:
         assert np.mean(self.mask_ious) >= 0.98, np.mean(self.mask_ious)
 
 
-def _box_iou(a, b) -> float:
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
 def compare(ours: Segmenter, ultralytics_onnx: Path, images: list[Path], imgsz: int, conf: float) -> Parity:
     """Ultralytics' predictor on its own export against ``ours``, image by image, matched one to one."""
     from ultralytics import YOLO
@@ -88,7 +82,7 @@ def compare(ours: Segmenter, ultralytics_onnx: Path, images: list[Path], imgsz: 
             for j in range(len(det)):
                 if j in used or det.class_ids[j] != classes[i] or abs(det.scores[j] - scores[i]) > 1e-3:
                     continue
-                if _box_iou(boxes[i], det.xyxy[j]) >= 0.99:
+                if iou_of_two(boxes[i], det.xyxy[j]) >= 0.99:
                     used.add(j)
                     out.matched += 1
                     mine = det.full_mask(j)

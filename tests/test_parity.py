@@ -15,16 +15,10 @@ import pytest
 
 pytest.importorskip("ultralytics")
 
+from corpus import iou_of_two  # noqa: E402
 from edgeseg.predict import Segmenter  # noqa: E402
 
 pytestmark = pytest.mark.slow  # exports the checkpoint with edgeseg's and Ultralytics' export and runs both
-
-
-def _box_iou(a, b):
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +54,7 @@ def test_predictions_match_ultralytics(model_640, ultralytics_onnx, coco128_imag
             for j in range(len(det)):
                 if j in used or det.class_ids[j] != classes[i] or abs(det.scores[j] - scores[i]) > 1e-3:
                     continue
-                if _box_iou(boxes[i], det.xyxy[j]) >= 0.99:
+                if iou_of_two(boxes[i], det.xyxy[j]) >= 0.99:
                     used.add(j)
                     matched += 1
                     mine = det.full_mask(j)

@@ -28,7 +28,7 @@ from edgeseg import Detections, EdgesegError, PredictOutputs, Segmenter, predict
 from edgeseg.cli.options import serve_address
 from edgeseg.predict import SAMPLE_IMAGE
 from edgeseg.serve import ServeConfig, start_server
-from edgeseg.sources import SourceItem
+from edgeseg.sources import Source, SourceItem
 
 pytest.importorskip("aiohttp", reason='the live view needs the serve extra: pip install "edgeseg[serve]"')
 # A stalled server or runner shows as a hang: fail the test, not the run. Slow: a server, runners and a browser.
@@ -46,7 +46,7 @@ CHROMIUM_FLAGS = [
 ]
 
 
-class PacedSource:
+class PacedSource(Source):
     """A Source of in-memory frames at ``fps``, cycling through ``images`` until ``count`` frames or ``stop``."""
 
     def __init__(self, images: list[np.ndarray], *, fps: float = 30.0, count: int = 10_000, stop: threading.Event | None = None):

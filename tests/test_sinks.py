@@ -11,20 +11,12 @@ from pathlib import Path
 import cv2
 import pytest
 
-from corpus import run_cli
+from corpus import make_clip, run_cli
 from edgeseg.cli import main
 
 pytestmark = pytest.mark.timeout(180)
 
 FRAMES = 30
-
-
-def make_clip(path: Path, images: list[Path], size=(320, 240), fps=10.0) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-    for p in images:
-        writer.write(cv2.resize(cv2.imread(str(p)), size))
-    writer.release()
-    return path
 
 
 def decoded_count(path: Path) -> int:

@@ -14,23 +14,12 @@ import cv2
 import numpy as np
 import pytest
 
-from corpus import start_cli
+from corpus import error_reason, make_clip, run_cli, start_cli
 from edgeseg import Detections, EdgesegError, PredictOutputs, Segmenter, StreamOptions, StreamStats, predict_sources
 from edgeseg.engines.threads import StreamRunner
-from edgeseg.sources import RetryPolicy, SourceItem, VideoSource, open_sources
+from edgeseg.sources import RetryPolicy, Source, SourceItem, VideoSource, open_sources
 
 pytestmark = pytest.mark.timeout(180)  # a runner bug shows as a hang: fail the test, not the run
-
-FOURCC = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
-
-
-def make_clip(path: Path, images: list[Path], size=(320, 240), fps=10.0) -> Path:
-    """A clip of ``images``, each resized to ``size``."""
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*FOURCC[path.suffix]), fps, size)
-    for p in images:
-        w.write(cv2.resize(cv2.imread(str(p)), size))
-    w.release()
-    return path
 
 
 def decoded_frames(path: Path) -> list[np.ndarray]:
@@ -45,16 +34,6 @@ def decoded_frames(path: Path) -> list[np.ndarray]:
 
 def frame_count(path: Path) -> int:
     return len(decoded_frames(path))
-
-
-def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edgeseg.cli", *args], capture_output=True, text=True, timeout=timeout)
-
-
-def error_reason(proc: subprocess.CompletedProcess) -> str:
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("edgeseg: error: ")]
-    assert proc.returncode == 1 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    return lines[0].removeprefix("edgeseg: error: ")
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +80,8 @@ def test_segmenter_stream_defaults_to_one_worker_as_the_command_line(clip, defau
 
     assert inspect.signature(Segmenter.stream).parameters["workers"].default == StreamOptions().workers == 1
     seg = Segmenter(default_model, threads=1)
-    assert seg.stream(clip).runner.segmenters == [seg]  # one worker: this Segmenter's own session
-    two = seg.stream(clip, workers=2).runner.segmenters
+    assert seg.stream(clip).runner.predictors == [seg]  # one worker: this Segmenter's own session
+    two = seg.stream(clip, workers=2).runner.predictors
     assert len(two) == 2 and seg not in two and two[0] is not two[1]
     with pytest.raises(EdgesegError, match="workers must be >= 1"):
         seg.stream(clip, workers=0)
@@ -169,7 +148,7 @@ def test_a_corrupt_tail_keeps_the_frames_before_it(tmp_path, coco128_images, def
 
 
 def test_a_size_change_mid_stream_is_resized_into_the_video_with_a_warning(tmp_path, coco128_images, default_model):
-    class TwoSizes:
+    class TwoSizes(Source):
         name, live, fps, warnings = "two-sizes", False, 5.0, []
 
         def __iter__(self):
@@ -219,7 +198,7 @@ def test_sigterm_ends_like_ctrl_c(tmp_path, coco128_images, default_model):
     assert 0 < frame_count(video) < 40
 
 
-class FastLiveSource:
+class FastLiveSource(Source):
     """A fake camera: 60 frames as fast as it can, whether anyone keeps up or not."""
 
     name, live, fps = "fake-camera", True, 30.0
@@ -260,7 +239,7 @@ def test_a_live_source_ahead_of_a_busy_worker_drops_the_oldest_waiting_frames():
             assert release.wait(30)
         return Detections.empty(image.shape[:2])
 
-    class Camera:
+    class Camera(Source):
         name, live, fps, warnings = "held-camera", True, 30.0, []
 
         def __iter__(self):
@@ -340,17 +319,17 @@ def test_sources_that_cannot_be_read_are_one_line_problems(tmp_path, spec, reaso
 
 @pytest.mark.slow
 def test_bad_sources_and_unwritable_outputs_fail_with_one_line_before_any_work(tmp_path, clip, default_model):
-    assert error_reason(run_cli("predict", str(default_model), str(tmp_path / "none.mp4"))) == f"{tmp_path / 'none.mp4'}: no such file"
+    assert error_reason(run_cli("predict", default_model, tmp_path / "none.mp4"), tmp_path / "none.mp4") == "no such file"
     blocked = tmp_path / "file-not-dir"
     blocked.write_text("x")
     proc = run_cli("predict", str(default_model), str(clip), "--save-video", str(blocked / "out.mp4"))
-    assert error_reason(proc).startswith(f"{blocked / 'out.mp4'}: cannot write the video here (")
+    assert error_reason(proc, blocked / "out.mp4").startswith("cannot write the video here (")
     proc = run_cli("predict", str(default_model), str(clip), "--save-video", str(tmp_path / "out.xyz"))
-    assert error_reason(proc) == f"{tmp_path / 'out.xyz'}: unsupported video container; use one of .avi, .m4v, .mkv, .mov, .mp4, .webm"
+    assert error_reason(proc, tmp_path / "out.xyz") == "unsupported video container; use one of .avi, .m4v, .mkv, .mov, .mp4, .webm"
 
 
 def test_a_checkpoint_where_a_model_is_expected_names_the_export_command(tmp_path, coco128_images):
     weights = tmp_path / "yolov8n-seg.pt"
     weights.write_bytes(b"PK\x03\x04 not really")
-    reason = error_reason(run_cli("predict", str(weights), str(coco128_images[0])))
-    assert reason == f"{weights}: is a PyTorch checkpoint, not an edgeseg model; export it first: edgeseg export {weights}"
+    reason = error_reason(run_cli("predict", weights, coco128_images[0]), weights)
+    assert reason == f"is a PyTorch checkpoint, not an edgeseg model; export it first: edgeseg export {weights}"

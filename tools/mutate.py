@@ -379,7 +379,7 @@ MUTATIONS = (
     ),
     Mutation(
         "hbm-import-error",
-        "src/edgeseg/backends/board.py",
+        "src/edgeseg/backends/__init__.py",
         "    except (ImportError, OSError, RuntimeError) as exc:\n        return None",
         "    except (ImportError, OSError) as exc:\n        return None",
         "hbm_runtime's RuntimeError on a missing libdnn.so not caught",
