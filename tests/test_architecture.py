@@ -117,6 +117,20 @@ def test_imports_point_down_the_layers(path):
     assert not bad, f"{relative} ({LAYER[_top(path)]}) imports {bad} of a higher layer: arrows point down (core, engines, api, tools)"
 
 
+@pytest.mark.parametrize(
+    ("relative", "text", "caught"),
+    [
+        ("engines/threads.py", "from ..predict import Segmenter\n", [("predict", 1)]),
+        ("sources/files.py", "def f():\n    from ..engines.threads import StreamRunner\n", [("engines", 2)]),
+        ("predict.py", "from .bench import run_bench\n", [("bench", 1)]),
+        ("predict.py", "from .engines.threads import StreamRunner\n", []),
+    ],
+    ids=["engine->api", "core->engine", "api->tools", "api->engine (allowed)"],
+)
+def test_a_planted_upward_import_is_caught(relative, text, caught):
+    assert layer_violations(relative, text) == caught
+
+
 def _module_name(path: Path) -> str:
     parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts) or "edgeseg"

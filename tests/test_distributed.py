@@ -247,7 +247,7 @@ def test_memory_error_on_an_image_is_an_error_row_not_a_failed_job(default_model
     pa = pytest.importorskip("pyarrow")
 
     actor = PredictorActor(ActorSpec(Segmenter(default_model)))
-    segment = actor.segmenter
+    segment = actor.predictor
 
     def out_of_memory_on_the_second(image):
         if out_of_memory_on_the_second.calls == 1:
@@ -257,7 +257,7 @@ def test_memory_error_on_an_image_is_an_error_row_not_a_failed_job(default_model
         return segment(image)
 
     out_of_memory_on_the_second.calls = 0
-    actor.segmenter = out_of_memory_on_the_second
+    actor.predictor = out_of_memory_on_the_second
     paths = [str(p) for p in coco128_images[:3]]
     rows = actor(read_files(pa.table({"index": [0, 1, 2], "path": paths}))).to_pylist()
     assert [r["error"] for r in rows] == [None, "out of memory on this image", None]
