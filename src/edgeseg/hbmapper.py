@@ -23,7 +23,7 @@ from .backends import ModelInfo, Sidecar, read_model_info
 from .backends.board import NV12_RANGE, SIDECAR_SUFFIX, output_kind
 from .errors import EdgesegError
 from .fileio import unique_name, write_bytes_atomic, write_json_atomic
-from .onnxgraph import layout_chain, load_model, metadata, parameter_count, producers, tensor_dims
+from .onnxgraph import layout_chain, load_model, metadata, parameter_count, producers, stem_nodes, tensor_dims
 from .preprocess import as_bgr, letterbox
 from .progress import progress
 from .sources import image_directory, readable_images
@@ -265,8 +265,6 @@ def _write_calibration_data(
 def _int16_stem(model) -> list[str]:
     """The stem nodes as Horizon names them: the Conv that reads the image and the Mul of its SiLU (the
     toolchain fuses Sigmoid + Mul into one HzSwish that keeps the Mul's name)."""
-    from .quantize.rewrite import stem_nodes
-
     kinds = {n.name: n.op_type for n in model.graph.node}
     return [n for n in stem_nodes(model) if kinds[n] in ("Conv", "Mul")]
 

@@ -13,8 +13,8 @@ quantization tool):
    zero point travel in the metadata keys ``edgeseg.quant.<output>``, which ``OnnxRuntimeBackend`` reads
    so that the decoder dequantizes only the rows it keeps;
 4. ``search``: optional mixed precision (the most sensitive layers lifted to float);
-5. ``similarity`` / ``report``: every quantized tensor and every output compared with the float model on
-   held-out images, as JSON, a table and a plot;
+5. ``similarity``: every quantized tensor and every output compared with the float model on held-out
+   images, as JSON, a table and a plot;
 6. ``quantizer``: ``quantize(model, calib, config=QuantizeConfig(...))`` orders the steps.
 """
 
@@ -34,7 +34,6 @@ from .calibrate import (
 )
 from .prepare import QUANT_OPSET, prepare_float_model, upsample_as_conv
 from .quantizer import QuantizeConfig, QuantizeResult, default_output, quantize
-from .report import format_report, plot_report
 from .rewrite import (
     CONFIG_META,
     HEAD_KINDS,
@@ -45,11 +44,18 @@ from .rewrite import (
     head_outputs,
     integer_heads,
     quantize_qdq,
-    stem_nodes,
 )
 from .search import SearchTarget, search_mixed_precision
 from .sessions import session_latency_ms
-from .similarity import SimilarityReport, TensorStat, compare_outputs, compare_tensors, read_similarity_report
+from .similarity import (
+    SimilarityReport,
+    TensorStat,
+    compare_outputs,
+    compare_tensors,
+    format_report,
+    plot_report,
+    read_similarity_report,
+)
 from .variants import quantize_variants
 
 __all__ = [
@@ -90,7 +96,6 @@ __all__ = [
     "read_similarity_report",
     "search_mixed_precision",
     "session_latency_ms",
-    "stem_nodes",
     "silu_input_floors",
     "upsample_as_conv",
 ]

@@ -14,7 +14,7 @@ from typing import Any
 from ..backends import ModelInfo, output_name, read_model_info
 from ..errors import EdgesegError
 from ..fileio import write_bytes_atomic, write_json_atomic
-from ..onnxgraph import is_quantized, load_model, metadata, save_model
+from ..onnxgraph import is_quantized, load_model, metadata, save_model, stem_nodes
 from ..sources import image_directory
 from .calibrate import (
     DEFAULT_METHOD,
@@ -30,11 +30,10 @@ from .calibrate import (
     silu_input_floors,
 )
 from .prepare import prepare_float_model, upsample_as_conv
-from .report import plot_report
-from .rewrite import HEAD_KINDS, CalibratedGraph, QuantSettings, check_node_names, finish_model, quantize_qdq, stem_nodes
+from .rewrite import HEAD_KINDS, CalibratedGraph, QuantSettings, check_node_names, finish_model, quantize_qdq
 from .search import SearchTarget, search_mixed_precision
 from .sessions import check_loads, quiet_ort, session_latency_ms
-from .similarity import SimilarityReport, compare_outputs, compare_tensors
+from .similarity import SimilarityReport, compare_outputs, compare_tensors, plot_report
 
 
 @dataclass(frozen=True)
