@@ -56,7 +56,6 @@ from .similarity import (
     plot_report,
     read_similarity_report,
 )
-from .variants import quantize_variants
 
 __all__ = [
     "BOX_LOGIT_FLOOR",
@@ -91,7 +90,6 @@ __all__ = [
     "plot_report",
     "prepare_float_model",
     "quantize",
-    "quantize_variants",
     "quantize_qdq",
     "read_similarity_report",
     "search_mixed_precision",
