@@ -1,8 +1,7 @@
 """INT8 post-training quantization of edgeseg models with ONNX Runtime (static, QDQ), integer heads, a
 float-vs-INT8 similarity report and mixed precision.
 
-The seed's steps 2-3 with open tools, one module per step (the layout of ONNX Runtime's own
-quantization tool):
+Open tools, one module per step (the layout of ONNX Runtime's own quantization tool):
 
 1. ``prepare``: the float graph at opset 13, the proto upsample rewritten as an integer-friendly Conv;
 2. ``calibrate``: ranges from images read and letterboxed exactly like inference, with head and
