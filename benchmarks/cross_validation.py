@@ -37,8 +37,9 @@ from edgeseg.backends import read_model_info
 from edgeseg.evaluate import ValConfig, evaluate, load_dataset, score_predictions
 from edgeseg.predict import DEFAULT_MODEL, Segmenter
 from edgeseg.preprocess import load_image, preprocess
-from edgeseg.quantize import QuantizeConfig, quantize_variants, session_latency_ms
+from edgeseg.quantize import QuantizeConfig, session_latency_ms
 from edgeseg.quantize.similarity import compare_outputs
+from quantize_variants import quantize_variants
 
 REPO = Path(__file__).resolve().parents[1]
 CLOSE_CONF = 0.25  # closeness is measured on what predict shows, not on val's conf 0.001 tail

@@ -288,7 +288,7 @@ def compare_section(equal_json: Path, trained_json: Path) -> str:
     """The markdown of ``--compare``'s two runs."""
     from edgeseg.backends import read_model_info
     from edgeseg.bench.result import read_bench_result
-    from edgeseg.report.family import graph_gflops
+    from edgeseg.onnxgraph import graph_gflops
 
     def ms(m, stage: str) -> float:
         return m.latency_ms[stage].p50
@@ -365,9 +365,9 @@ def collect(work: Path) -> Path:
     from edgeseg.bench.result import read_bench_result
     from edgeseg.evaluate import read_eval_results
     from edgeseg.fileio import write_json_atomic
-    from edgeseg.onnxgraph import load_model, metadata
+    from edgeseg.onnxgraph import graph_gflops, load_model, metadata
     from edgeseg.quantize import read_similarity_report
-    from edgeseg.report.family import FamilyInputs, FamilyResult, family_model, graph_gflops
+    from family_report import FamilyInputs, FamilyResult, family_model
 
     models, benches, total = [], [], 0.0
     for name in (*FAMILY, TRAINED):
@@ -402,7 +402,7 @@ def collect(work: Path) -> Path:
 
 def write_section(family_json: Path, work: Path, docs: Path, command: str) -> Path:
     """Render the section and splice it into docs/performance.md (its plot copied to docs/performance/)."""
-    from edgeseg.report import build_family_report, splice_family
+    from family_report import build_family_report, splice_family
 
     md = build_family_report(family_json, work / "report", command=command)
     text = md.read_text(encoding="utf-8")
@@ -483,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
         command = "python benchmarks/family.py" + (" --quick" if a.quick else "")
         print(f"wrote {rel(write_section(family_json, work, a.docs, command))} (the family section)")
     else:
-        from edgeseg.report import build_family_report
+        from family_report import build_family_report
 
         print(f"rendered {rel(build_family_report(family_json, work / 'report'))} (page not written)")
     return 0

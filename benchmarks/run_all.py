@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edgeseg.report.family import family_block, splice_family
+from family_report import family_block, splice_family
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "edgeseg.cli"]

@@ -17,7 +17,7 @@ from edgeseg.bench.result import BenchResult
 from edgeseg.errors import EdgesegError
 from edgeseg.evaluate import EvalResult
 from edgeseg.quantize import SimilarityReport
-from edgeseg.report.family import (
+from family_report import (
     FAMILY_END,
     FAMILY_START,
     FamilyInputs,
@@ -70,8 +70,7 @@ def _meta(path) -> dict[str, str]:
 
 
 def test_yaml_export_has_random_weights_coco_names_and_ultralytics_size(v8s):
-    from edgeseg.onnxgraph import load_model, parameter_count
-    from edgeseg.report.family import graph_gflops
+    from edgeseg.onnxgraph import graph_gflops, load_model, parameter_count
 
     model, _ = v8s
     meta = _meta(model)
@@ -310,7 +309,7 @@ def test_splice_family_inserts_once_then_replaces():
 
 def test_build_family_report_writes_markdown_and_plot(family, tmp_path):
     pytest.importorskip("matplotlib")
-    from edgeseg.report import build_family_report
+    from family_report import build_family_report
 
     md = build_family_report(family, tmp_path / "report")
     assert md.name == "family.md" and md.read_text().startswith("## Model family")

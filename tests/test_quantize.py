@@ -21,10 +21,10 @@ from edgeseg.quantize import (
     head_outputs,
     prepare_float_model,
     quantize,
-    quantize_variants,
     read_similarity_report,
     upsample_as_conv,
 )
+from quantize_variants import quantize_variants
 
 NUM_CALIB = 16
 NUM_HELD_OUT = 6

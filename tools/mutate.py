@@ -2,7 +2,7 @@
 
 Each mutation replaces one exact piece of text in one file under src/ (it must occur exactly once, so a
 mutation that no longer matches the code is reported, not silently skipped). For each mutation a fresh
-copy of src/, tests/ and pyproject.toml goes to a temporary directory, the line is changed there, and
+copy of src/, tests/, benchmarks/ and pyproject.toml goes to a temporary directory, the line is changed there, and
 pytest runs the chosen tests with PYTHONPATH at the copy's src/ (subprocesses such as
 ``python -m edgeseg.cli`` inherit it). The working tree is never touched.
 
@@ -499,7 +499,7 @@ class Outcome:
 
 def copy_tree(dest: Path) -> None:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", ".pytest_cache")
-    for name in ("src", "tests"):
+    for name in ("src", "tests", "benchmarks"):  # tests import the repository-only modules of benchmarks/
         shutil.copytree(REPO / name, dest / name, ignore=ignore)
     shutil.copy(REPO / "pyproject.toml", dest / "pyproject.toml")
 

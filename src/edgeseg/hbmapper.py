@@ -1,6 +1,6 @@
 """Artefacts for Horizon's toolchain (RDK X3 / X5 boards): the ``hb_mapper makertbin`` yaml, the
 calibration data it points at, the ``hb_model_modifier -r`` command that removes the Dequantize nodes of
-the box and mask-coefficient heads (the seed's steps 2-3 on the board's own toolchain), the sidecar the
+the box and mask-coefficient heads (integer heads, as ``quantize`` makes them, on the board's own toolchain), the sidecar the
 board backends read (``backends/board.py``) and ``run_on_board.md``, every command from here to a report.
 
 Horizon names the Dequantize node of an output ``<name of the Conv output tensor>_HzDequantize``. The Conv
@@ -23,7 +23,7 @@ from .backends import ModelInfo, Sidecar, read_model_info
 from .backends.board import NV12_RANGE, SIDECAR_SUFFIX, output_kind
 from .errors import EdgesegError
 from .fileio import unique_name, write_bytes_atomic, write_json_atomic
-from .onnxgraph import layout_chain, load_model, metadata, parameter_count, producers, tensor_dims
+from .onnxgraph import layout_chain, load_model, metadata, parameter_count, producers, stem_nodes, tensor_dims
 from .preprocess import as_bgr, letterbox
 from .progress import progress
 from .sources import image_directory, readable_images
@@ -102,12 +102,12 @@ def head_convs(model_path: str | os.PathLike) -> list[HeadConv]:
 
 
 def _shell_word(text: str) -> str:
-    """Double-quoted like the seed's commands when that is safe, else shell-escaped."""
+    """Double-quoted when that is safe (as these commands are usually written), else shell-escaped."""
     return f'"{text}"' if re.fullmatch(r"[A-Za-z0-9_./:+-]+", text) else shlex.quote(text)
 
 
 def modifier_command(bin_path: str, heads: Sequence[HeadConv]) -> str:
-    """``hb_model_modifier BIN -r "NODE" ...`` in the seed's one-flag-per-line shell form."""
+    """``hb_model_modifier BIN -r "NODE" ...`` in one-flag-per-line shell form."""
     lines = [f"hb_model_modifier {shlex.quote(bin_path)}"]
     lines += [f"-r {_shell_word(h.dequantize_node)}" for h in heads]
     return " \\\n".join(lines)
@@ -265,8 +265,6 @@ def _write_calibration_data(
 def _int16_stem(model) -> list[str]:
     """The stem nodes as Horizon names them: the Conv that reads the image and the Mul of its SiLU (the
     toolchain fuses Sigmoid + Mul into one HzSwish that keeps the Mul's name)."""
-    from .quantize.rewrite import stem_nodes
-
     kinds = {n.name: n.op_type for n in model.graph.node}
     return [n for n in stem_nodes(model) if kinds[n] in ("Conv", "Mul")]
 

@@ -1,6 +1,7 @@
 """The one place that reads, walks and writes ONNX graphs: loading with a one-line error, producer and
 consumer maps, the layout-op chain behind an output, topological order, initializer values, "is this
-model quantized?" (from its operators, never its file name) and edgeseg metadata."""
+model quantized?" (from its operators, never its file name), edgeseg metadata, the input stem's nodes and
+the graph's GFLOPs."""
 
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ QUANTIZED_OPS = frozenset(
     }
 )
 _INT8_ELEM_TYPES = (2, 3)  # TensorProto.UINT8, TensorProto.INT8
+# Operators whose multiply-accumulates ``graph_gflops`` counts.
+_MAC_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 
 
 def load_model(path: str | os.PathLike, external_data: bool = False) -> onnx.ModelProto:
@@ -172,3 +175,49 @@ def parameter_count(model: onnx.ModelProto) -> int:
         for init in model.graph.initializer
         if init.name not in skip and init.data_type != TensorProto.INT64
     )
+
+
+def stem_nodes(model: onnx.ModelProto) -> tuple[str, ...]:
+    """The input stem: every Conv that reads a graph input (the image), and its SiLU (Sigmoid + Mul) when
+    that is all the Conv feeds. ``QuantizeConfig.float_stem`` keeps these in float."""
+    graph = model.graph
+    inputs = {i.name for i in graph.input} - {i.name for i in graph.initializer}
+    users = consumers(graph)
+    stem: list[str] = []
+    for node in graph.node:
+        if node.op_type != "Conv" or node.input[0] not in inputs:
+            continue
+        stem.append(node.name)
+        after = users.get(node.output[0], [])
+        sig = [n for n in after if n.op_type == "Sigmoid"]
+        mul = [n for n in after if n.op_type == "Mul"]
+        if len(after) == 2 and len(sig) == 1 and len(mul) == 1 and sig[0].output[0] in mul[0].input:
+            stem += [sig[0].name, mul[0].name]
+    return tuple(stem)
+
+
+def graph_gflops(path: str | os.PathLike) -> float:
+    """Multiply-accumulates of the Conv, ConvTranspose, MatMul and Gemm nodes of an ONNX model (shapes inferred
+    for its static input), times 2, in 10^9: Ultralytics' GFLOPs convention. Elementwise ops are not counted."""
+    from onnx import shape_inference
+
+    model = shape_inference.infer_shapes(load_model(path, external_data=True))
+    g = model.graph
+    dims = {v.name: tensor_dims(v) for v in (*g.input, *g.value_info, *g.output)}
+    dims.update({i.name: tuple(int(d) for d in i.dims) for i in g.initializer})
+    macs = 0
+    for node in g.node:
+        if node.op_type not in _MAC_OPS:
+            continue
+        x, w = dims.get(node.input[0], ()), dims.get(node.input[1], ())
+        y = dims.get(node.output[0], ())
+        if not x or not w or not y or 0 in (*x, *w, *y):
+            raise EdgesegError(f"cannot count the multiply-accumulates of node {node.name!r} (unknown shapes)", path)
+        if node.op_type == "Conv":  # y [N, Cout, ...], w [Cout, Cin/group, k...]: groups are in the weight's shape
+            macs += int(np.prod(y, dtype=np.int64)) * int(np.prod(w[1:], dtype=np.int64))
+        elif node.op_type == "ConvTranspose":  # x [N, Cin, ...], w [Cin, Cout/group, k...]
+            macs += int(np.prod(x, dtype=np.int64)) * int(np.prod(w[1:], dtype=np.int64))
+        else:  # MatMul / Gemm: every output element is a dot product over the shared axis
+            trans_a = next((a.i for a in node.attribute if a.name == "transA"), 0)
+            macs += int(np.prod(y, dtype=np.int64)) * int(x[-2] if trans_a else x[-1])
+    return 2 * macs / 1e9

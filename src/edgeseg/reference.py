@@ -1,4 +1,5 @@
-"""The public pipeline the seed improves on, as a baseline and a test oracle (pure numpy).
+"""The public pipeline (dense decode) the fast decoder is measured against, as a baseline and a test oracle
+(pure numpy).
 
 Sigmoid over every class of every cell, DFL over every anchor, concatenation of all scales, NMS (or, for
 one-to-one heads, Ultralytics' end-to-end top-k step by step: top anchors, then top anchor x class pairs, then

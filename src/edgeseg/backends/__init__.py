@@ -96,7 +96,7 @@ def _is_bin(path: Path) -> bool:
 def read_model_info(path: str | os.PathLike) -> ModelInfo:
     """The ModelInfo of a model file: an ONNX's metadata or, for a Horizon ``.bin``, its sidecar's."""
     p = Path(path)
-    return read_bin_info(p) if _is_bin(p) else base.read_model_info(p)
+    return read_bin_info(p) if _is_bin(p) else base.read_onnx_model_info(p)
 
 
 def open_backend(

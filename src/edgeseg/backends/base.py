@@ -131,7 +131,7 @@ class Backend(Protocol):
     def run(self, tensor: np.ndarray) -> dict[str, np.ndarray | QuantizedTensor]: ...
 
 
-def read_model_info(path: str | os.PathLike) -> ModelInfo:
+def read_onnx_model_info(path: str | os.PathLike) -> ModelInfo:
     """Read the ModelInfo of an edgeseg ONNX file, with one-line errors for anything else."""
     from ..onnxgraph import load_model, metadata
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EdgesegError, first_line
-from .base import QuantizedTensor, quantization_metadata, read_model_info
+from .base import QuantizedTensor, quantization_metadata, read_onnx_model_info
 
 
 class OnnxRuntimeBackend:
@@ -26,7 +26,7 @@ class OnnxRuntimeBackend:
         import onnxruntime as ort
 
         self.path = Path(path)
-        self.info = read_model_info(self.path)
+        self.info = read_onnx_model_info(self.path)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = intra_op_threads
         opts.inter_op_num_threads = inter_op_threads

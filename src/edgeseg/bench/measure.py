@@ -137,8 +137,8 @@ def throughput_in_turns(
 ) -> list[tuple[ThreadSeries, ThreadSeries]]:
     """Per model: images/s with N workers (each its own 1-thread session, made by ``segmenter_of(model,
     threads)``) and with one N-intra-op-thread session, and the p50 per-image latency under that load. A board
-    model (.bin) has no intra-op threads: only workers, each its own BPU task stream, as the seed's notes
-    measure the board (1 thread: one frame at a time; N threads: N frames in flight).
+    model (.bin) has no intra-op threads: only workers, each its own BPU task stream, as a board is measured
+    (1 thread: one frame at a time; N threads: N frames in flight).
 
     The models take turns in chunks of ``TURN_FRAMES`` frames until each has pushed its frames, so that
     drift of a shared machine hits them alike; images/s is a model's frames over the time of its own chunks."""

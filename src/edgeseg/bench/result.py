@@ -1,9 +1,9 @@
 """The results of ``edgeseg bench`` as types: what ``run_bench`` returns, what the JSON holds, what
 ``edgeseg report`` reads.
 
-``to_dict`` writes the JSON layout the bench command has always written (same keys, same order);
-``from_dict`` reads it back, including files written before these types existed. Machine facts and
-settings are descriptive and optional; the numbers a report is built from are required, and a file
+``to_dict`` writes the bench command's JSON layout (same keys, same order); ``from_dict`` reads it back,
+also a file that lacks the optional sections and fields. Machine facts and settings are descriptive and
+optional; the numbers a report is built from are required, and a file
 without them is a one-line error naming the file and the missing field.
 """
 
@@ -408,8 +408,8 @@ class BenchResult:
 
     @classmethod
     def from_dict(cls, doc: Any, path: str | os.PathLike | None = None) -> BenchResult:
-        """Read the JSON layout of ``to_dict`` (also as written before these types); ``path`` names the
-        file in errors."""
+        """Read the JSON layout of ``to_dict`` (optional sections and fields may be absent); ``path`` names
+        the file in errors."""
         top = _Fields(doc, "", path)
         models = top.items("models")
         if not models:

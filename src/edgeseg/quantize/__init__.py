@@ -1,8 +1,7 @@
 """INT8 post-training quantization of edgeseg models with ONNX Runtime (static, QDQ), integer heads, a
 float-vs-INT8 similarity report and mixed precision.
 
-The seed's steps 2-3 with open tools, one module per step (the layout of ONNX Runtime's own
-quantization tool):
+Open tools, one module per step (the layout of ONNX Runtime's own quantization tool):
 
 1. ``prepare``: the float graph at opset 13, the proto upsample rewritten as an integer-friendly Conv;
 2. ``calibrate``: ranges from images read and letterboxed exactly like inference, with head and
@@ -13,8 +12,8 @@ quantization tool):
    zero point travel in the metadata keys ``edgeseg.quant.<output>``, which ``OnnxRuntimeBackend`` reads
    so that the decoder dequantizes only the rows it keeps;
 4. ``search``: optional mixed precision (the most sensitive layers lifted to float);
-5. ``similarity`` / ``report``: every quantized tensor and every output compared with the float model on
-   held-out images, as JSON, a table and a plot;
+5. ``similarity``: every quantized tensor and every output compared with the float model on held-out
+   images, as JSON, a table and a plot;
 6. ``quantizer``: ``quantize(model, calib, config=QuantizeConfig(...))`` orders the steps.
 """
 
@@ -34,7 +33,6 @@ from .calibrate import (
 )
 from .prepare import QUANT_OPSET, prepare_float_model, upsample_as_conv
 from .quantizer import QuantizeConfig, QuantizeResult, default_output, quantize
-from .report import format_report, plot_report
 from .rewrite import (
     CONFIG_META,
     HEAD_KINDS,
@@ -45,12 +43,18 @@ from .rewrite import (
     head_outputs,
     integer_heads,
     quantize_qdq,
-    stem_nodes,
 )
 from .search import SearchTarget, search_mixed_precision
 from .sessions import session_latency_ms
-from .similarity import SimilarityReport, TensorStat, compare_outputs, compare_tensors, read_similarity_report
-from .variants import quantize_variants
+from .similarity import (
+    SimilarityReport,
+    TensorStat,
+    compare_outputs,
+    compare_tensors,
+    format_report,
+    plot_report,
+    read_similarity_report,
+)
 
 __all__ = [
     "BOX_LOGIT_FLOOR",
@@ -85,12 +89,10 @@ __all__ = [
     "plot_report",
     "prepare_float_model",
     "quantize",
-    "quantize_variants",
     "quantize_qdq",
     "read_similarity_report",
     "search_mixed_precision",
     "session_latency_ms",
-    "stem_nodes",
     "silu_input_floors",
     "upsample_as_conv",
 ]

@@ -14,7 +14,7 @@ from typing import Any
 from ..backends import ModelInfo, output_name, read_model_info
 from ..errors import EdgesegError
 from ..fileio import write_bytes_atomic, write_json_atomic
-from ..onnxgraph import is_quantized, load_model, metadata, save_model
+from ..onnxgraph import is_quantized, load_model, metadata, save_model, stem_nodes
 from ..sources import image_directory
 from .calibrate import (
     DEFAULT_METHOD,
@@ -30,11 +30,10 @@ from .calibrate import (
     silu_input_floors,
 )
 from .prepare import prepare_float_model, upsample_as_conv
-from .report import plot_report
-from .rewrite import HEAD_KINDS, CalibratedGraph, QuantSettings, check_node_names, finish_model, quantize_qdq, stem_nodes
+from .rewrite import HEAD_KINDS, CalibratedGraph, QuantSettings, check_node_names, finish_model, quantize_qdq
 from .search import SearchTarget, search_mixed_precision
 from .sessions import check_loads, quiet_ort, session_latency_ms
-from .similarity import SimilarityReport, compare_outputs, compare_tensors
+from .similarity import SimilarityReport, compare_outputs, compare_tensors, plot_report
 
 
 @dataclass(frozen=True)
@@ -110,6 +109,44 @@ def default_output(model: str | os.PathLike) -> Path:
     return p.with_name(f"{p.stem}-int8.onnx")
 
 
+@dataclass(frozen=True)
+class FloatModel:
+    """The float model to quantize: its path, info and metadata, and the graph that is calibrated and
+    quantized (``quantizable_graph``) with the nodes rewritten there."""
+
+    path: Path
+    info: ModelInfo
+    meta: dict[str, str]
+    graph13: Any  # onnx.ModelProto
+    rewritten: list[str]
+
+
+@dataclass(frozen=True)
+class CalibratedModel:
+    """A float model and its calibration: what every INT8 build of it starts from (``quantize`` makes one;
+    builds with other settings from the same calibration use ``build_int8`` on it too)."""
+
+    float_model: FloatModel
+    graph: CalibratedGraph
+    calibration: Calibration
+
+
+@dataclass
+class Int8Build:
+    """One INT8 model written by ``build_int8``: its settings, the QDQ graphs behind it (all-INT8 and, after a
+    search, the mixed one), the search steps and warning, its ``edgeseg.quantization`` metadata and bytes."""
+
+    settings: QuantSettings
+    stem: tuple[str, ...]
+    all_int8_path: Path
+    qdq_path: Path
+    search: list[dict]
+    warning: str | None
+    quantization: dict[str, Any]
+    model: Any  # onnx.ModelProto
+    data: bytes
+
+
 @dataclass
 class _Job:
     """What the steps of one ``quantize`` call share."""
@@ -142,9 +179,7 @@ def quantize(
 
     config = config or QuantizeConfig()
     src = Path(model)
-    info, float_model = load_float_model(src)
-    model13, rewritten = quantizable_graph(float_model, src, config)
-    stem = float_stem_nodes(model13, config)
+    float_model = load_quantizable(src, config)
     out = Path(output) if output is not None else default_output(src)
     if out.resolve() == src.resolve():
         raise EdgesegError("output would overwrite the float model; give another -o", out)
@@ -155,56 +190,85 @@ def quantize(
 
     with tempfile.TemporaryDirectory(prefix="edgeseg-quant-") as tmp:
         work = Path(tmp)
-        model13_path = save_model(model13, work / "float13.onnx")
-        cal = calibrate(model13_path, files, calibration_plan(model13, info, config), workdir=work, show_progress=show_progress)
+        calibrated = calibrate_model(float_model, files, config, workdir=work, show_progress=show_progress)
+        cal = calibrated.calibration
         if len(cal.used) < config.num:
             warn.append(f"{calib}: only {len(cal.used)} usable calibration image(s), {config.num} asked")
-        graph = CalibratedGraph(model13, model13_path, cal.cache, config.method)
-        settings = config.settings(stem=stem)
-        all_int8_path = work / "qdq.onnx"
-        quantize_qdq(graph, settings, all_int8_path)
-        qdq_path, search = all_int8_path, []
-        if config.target_cosine is not None:
-            heads = tuple(output_name(k, s) for s in info.strides for k in HEAD_KINDS)
-            found = search_mixed_precision(
-                graph,
-                cal.search_tensors,
-                settings=settings,
-                qdq_path=all_int8_path,
-                target=SearchTarget(config.target_cosine, heads, config.max_search_steps),
-                show_progress=show_progress,
-            )
-            settings, qdq_path, search = found.settings, found.qdq_path, found.steps
-            for st in search:  # the steps name what the search lifted; the stem is reported apart
-                st["keep_float"] = [n for n in st["keep_float"] if n not in stem]
-            warn.extend([found.warning] if found.warning else [])
-
-        quantization = quantization_record(config, settings=settings, stem=stem, images=len(cal.used), rewritten=rewritten)
-        job = _Job(src, calib, out, info, config, metadata(float_model), graph, cal, quantization, warn)
-        final = finish_model(qdq_path, float_meta=job.float_meta, info=info, settings=settings, ranges=cal.ranges, config=quantization)
-        final_bytes = final.SerializeToString()
-        check_loads(final_bytes, out)
-        write_bytes_atomic(out, final_bytes)
-        integer = [o.name for o in final.graph.output if o.type.tensor_type.elem_type != TensorProto.FLOAT]
+        built = build_int8(calibrated, config, qdq_path=work / "qdq.onnx", out=out, show_progress=show_progress)
+        warn.extend([built.warning] if built.warning else [])
+        info = float_model.info
+        job = _Job(src, calib, out, info, config, float_model.meta, calibrated.graph, cal, built.quantization, warn)
+        integer = [o.name for o in built.model.graph.output if o.type.tensor_type.elem_type != TensorProto.FLOAT]
         result = QuantizeResult(
             out,
             cal.used,
             cal.skipped,
             config.method,
-            quantization["keep_float"],
-            list(settings.int16),
+            built.quantization["keep_float"],
+            list(built.settings.int16),
             integer,
-            search=search,
+            search=built.search,
             warnings=warn,
-            float_stem=list(stem),
+            float_stem=list(built.stem),
         )
         if config.report_images > 0:
-            _similarity_report(job, result, qdq_path=qdq_path, final_bytes=final_bytes)
+            _similarity_report(job, result, qdq_path=built.qdq_path, final_bytes=built.data)
         if config.bench_runs > 0:
-            result.latency_ms = _latency(job, all_int8_path=all_int8_path, final_bytes=final_bytes, mixed=qdq_path != all_int8_path)
+            mixed = built.qdq_path != built.all_int8_path
+            result.latency_ms = _latency(job, all_int8_path=built.all_int8_path, final_bytes=built.data, mixed=mixed)
     for w in warn:
         warnings.warn(w, stacklevel=2)
     return result
+
+
+def load_quantizable(src: Path, config: QuantizeConfig) -> FloatModel:
+    """The float model at ``src`` with the graph that ``config`` quantizes (``quantizable_graph``)."""
+    info, float_model = load_float_model(src)
+    model13, rewritten = quantizable_graph(float_model, src, config)
+    return FloatModel(src, info, metadata(float_model), model13, rewritten)
+
+
+def calibrate_model(
+    float_model: FloatModel, files: list[Path], config: QuantizeConfig, *, workdir: Path, show_progress: bool = False
+) -> CalibratedModel:
+    """Calibrate ``float_model``'s graph on ``files`` as ``config`` asks (its ``num``, ``method`` and, for a
+    search, the inputs kept); the prepared graph and the calibration cache are written in ``workdir``."""
+    model13 = float_model.graph13
+    model13_path = save_model(model13, workdir / "float13.onnx")
+    plan = calibration_plan(model13, float_model.info, config)
+    cal = calibrate(model13_path, files, plan, workdir=workdir, show_progress=show_progress)
+    return CalibratedModel(float_model, CalibratedGraph(model13, model13_path, cal.cache, config.method), cal)
+
+
+def build_int8(calibrated: CalibratedModel, config: QuantizeConfig, *, qdq_path: Path, out: Path, show_progress: bool = False) -> Int8Build:
+    """The INT8 model of ``config`` from a calibration, written to ``out``: QDQ at ``qdq_path``, the
+    mixed-precision search (``target_cosine``), integer heads and metadata, checked to load in ONNX Runtime,
+    then written atomically."""
+    float_model, graph, cal = calibrated.float_model, calibrated.graph, calibrated.calibration
+    info = float_model.info
+    stem = float_stem_nodes(float_model.graph13, config)
+    settings = config.settings(stem=stem)
+    quantize_qdq(graph, settings, qdq_path)
+    final_qdq, search, warning = qdq_path, [], None
+    if config.target_cosine is not None:
+        heads = tuple(output_name(k, s) for s in info.strides for k in HEAD_KINDS)
+        found = search_mixed_precision(
+            graph,
+            cal.search_tensors,
+            settings=settings,
+            qdq_path=qdq_path,
+            target=SearchTarget(config.target_cosine, heads, config.max_search_steps),
+            show_progress=show_progress,
+        )
+        settings, final_qdq, search, warning = found.settings, found.qdq_path, found.steps, found.warning
+        for st in search:  # the steps name what the search lifted; the stem is reported apart
+            st["keep_float"] = [n for n in st["keep_float"] if n not in stem]
+    record = quantization_record(config, settings=settings, stem=stem, images=len(cal.used), rewritten=float_model.rewritten)
+    final = finish_model(final_qdq, float_meta=float_model.meta, info=info, settings=settings, ranges=cal.ranges, config=record)
+    data = final.SerializeToString()
+    check_loads(data, out)
+    write_bytes_atomic(out, data)
+    return Int8Build(settings, stem, qdq_path, final_qdq, search, warning, record, final, data)
 
 
 def load_float_model(src: Path) -> tuple[ModelInfo, Any]:

@@ -63,25 +63,6 @@ def check_node_names(model, names: Iterable[str], option: str, path: Path, also=
         )
 
 
-def stem_nodes(model) -> tuple[str, ...]:
-    """The input stem: every Conv that reads a graph input (the image), and its SiLU (Sigmoid + Mul) when
-    that is all the Conv feeds. ``QuantizeConfig.float_stem`` keeps these in float."""
-    graph = model.graph
-    inputs = {i.name for i in graph.input} - {i.name for i in graph.initializer}
-    users = consumers(graph)
-    stem: list[str] = []
-    for node in graph.node:
-        if node.op_type != "Conv" or node.input[0] not in inputs:
-            continue
-        stem.append(node.name)
-        after = users.get(node.output[0], [])
-        sig = [n for n in after if n.op_type == "Sigmoid"]
-        mul = [n for n in after if n.op_type == "Mul"]
-        if len(after) == 2 and len(sig) == 1 and len(mul) == 1 and sig[0].output[0] in mul[0].input:
-            stem += [sig[0].name, mul[0].name]
-    return tuple(stem)
-
-
 def _int16_overrides(model, nodes: Iterable[str]) -> dict[str, list[dict]]:
     """TensorQuantOverrides that make the activations produced by ``nodes`` 16-bit."""
     from onnxruntime.quantization import QuantType

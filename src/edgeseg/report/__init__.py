@@ -6,9 +6,6 @@ Each input is read by the module that writes it (``read_bench_result``, ``read_e
 (val results, an INT8 build, the similarity report, Ultralytics timing, matplotlib) leaves a dash in the
 table or a note, never a crash. What the page says beyond the measurements (targets, caveats about the
 data) is the caller's: ``notes``.
-
-``build_family_report`` renders the model-family table (``family.json`` of ``benchmarks/family.py``, see
-``report.family``) the same way.
 """
 
 from __future__ import annotations
@@ -22,8 +19,7 @@ from ..errors import EdgesegError
 from ..evaluate import read_eval_results
 from ..fileio import write_bytes_atomic
 from ..quantize import read_similarity_report
-from .family import FAMILY_END, FAMILY_START, family_block, family_section, read_family, splice_family
-from .plots import plot_decoders, plot_family, plot_similarity, plot_stages, plot_stream, plot_throughput, pyplot
+from .plots import plot_decoders, plot_similarity, plot_stages, plot_stream, plot_throughput, pyplot
 from .tables import (
     decoder_section,
     footnotes,
@@ -35,7 +31,7 @@ from .tables import (
     table_rows,
 )
 
-__all__ = ["FAMILY_END", "FAMILY_START", "build_family_report", "build_report", "family_block", "splice_family"]
+__all__ = ["build_report"]
 
 
 def build_report(
@@ -99,19 +95,3 @@ def build_report(
     if not_shown:
         md += ["## Not shown", ""] + [f"- {n}." for n in not_shown] + [""]
     return write_bytes_atomic(out / "report.md", "\n".join(md).encode("utf-8"))
-
-
-def build_family_report(
-    family_path: str | os.PathLike, out_dir: str | os.PathLike, *, command: str = "python benchmarks/family.py"
-) -> Path:
-    """Write ``family.md`` (the "Model family" section) and ``family-latency.png`` into ``out_dir``; returns
-    the Markdown path. Without matplotlib the section has no plot."""
-    result = read_family(family_path)
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise EdgesegError("exists and is not a directory", out)
-    out.mkdir(parents=True, exist_ok=True)
-    plt = pyplot()
-    plot = plot_family(plt, result, out / "family-latency.png").name if plt is not None else None
-    md = family_section(result, plot=plot, command=command)
-    return write_bytes_atomic(out / "family.md", "\n".join(md).encode("utf-8"))

@@ -1,5 +1,5 @@
 """The report's PNG plots: stage breakdown, throughput vs threads, decoders, video stream frames/s, per-layer
-similarity, latency vs GFLOPs of the model family."""
+similarity."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from typing import Any
 from ..bench.result import BenchResult, DecoderComparison, StreamBench, is_number
 from ..fileio import write_bytes_atomic
 from ..quantize import SimilarityReport
-from .family import FamilyResult
 
 STAGE_COLOURS = {"preprocess": "#8da0cb", "inference": "#66c2a5", "decode": "#fc8d62", "masks": "#e78ac3"}
 DECODER_COLOURS = {"fast": "#1b9e77", "reference": "#7570b3", "ultralytics": "#d95f02"}
@@ -152,37 +151,4 @@ def plot_similarity(plt: Any, report: SimilarityReport, path: Path) -> Path:
             ax.annotate(names[i], (i, cos[i]), fontsize=7, xytext=(6, 4 + 9 * i), textcoords="offset points")
         ax.grid(alpha=0.3)
     ax.set_title(f"Per-layer similarity ({n} tensors, min {min(cos):.4f})")
-    return _save(plt, fig, path)
-
-
-def plot_family(plt: Any, result: FamilyResult, path: Path) -> Path:
-    """1-thread latency (p50, end to end) against GFLOPs: a line per precision through the random-weight
-    architectures (circles YOLOv8, squares YOLO11), the trained checkpoint as stars; log-log axes."""
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for key, colour, label in (("fp32", "#7570b3", "FP32"), ("int8", "#1b9e77", "INT8")):
-        random_rows = sorted((m for m in result.models if not m.trained and getattr(m, key) is not None), key=lambda m: m.gflops)
-        pts = [(m.gflops, getattr(m, key).total_ms, m) for m in random_rows if is_number(getattr(m, key).total_ms)]
-        if pts:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], "-", color=colour, lw=1.2, alpha=0.7, label=f"{label}, 1 thread")
-        for x, y, m in pts:
-            ax.plot([x], [y], "s" if m.name.startswith("yolo11") else "o", color=colour, ms=6)
-            if key == "fp32":
-                ax.annotate(m.name, (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
-        for m in result.models:
-            s = getattr(m, key)
-            if m.trained and s is not None and is_number(s.total_ms):
-                ax.plot([m.gflops], [s.total_ms], "*", color=colour, ms=11, mfc="none", label=f"{label}, {m.name} (trained)")
-    from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
-
-    nice = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000]
-    for axis, scale in ((ax.xaxis, ax.set_xscale), (ax.yaxis, ax.set_yscale)):
-        scale("log")
-        axis.set_major_locator(FixedLocator(nice))
-        axis.set_major_formatter(ScalarFormatter())
-        axis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("GFLOPs (ONNX graph, multiply-accumulates × 2)")
-    ax.set_ylabel("ms per image, p50 end to end, 1 thread")
-    ax.set_title(f"Latency vs GFLOPs at {result.imgsz} (circles YOLOv8, squares YOLO11)", fontsize=10)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
     return _save(plt, fig, path)

@@ -5,13 +5,16 @@ with random weights, plus the trained checkpoint), FP32 and INT8 side by side, a
 results into a ``FamilyModel``; ``FamilyResult`` is what ``family.json`` holds (``to_dict`` / ``read_family``,
 one-line errors); ``family_section`` renders the Markdown; ``splice_family`` puts that section into a page
 between ``FAMILY_START`` / ``FAMILY_END`` (replacing the old one), so that ``benchmarks/run_all.py`` and
-``benchmarks/family.py`` can each regenerate their part of docs/performance.md.
+``benchmarks/family.py`` can each regenerate their part of docs/performance.md; ``build_family_report`` writes the
+section and its plot (``plot_family``) into a folder.
 
-GFLOPs are counted here from the ONNX graph (``graph_gflops``): one number source for every row, trained or not.
+GFLOPs come from the ONNX graph (``edgeseg.onnxgraph.graph_gflops``): one number source for every row, trained or
+not.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -19,51 +22,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..bench.result import BenchResult, ModelBench, is_number
-from ..errors import EdgesegError
-from ..evaluate import EvalResult
-from ..fileio import read_json
-from ..quantize import SimilarityReport
+from edgeseg.bench.result import BenchResult, ModelBench, is_number
+from edgeseg.errors import EdgesegError
+from edgeseg.evaluate import EvalResult
+from edgeseg.fileio import read_json, write_bytes_atomic
+from edgeseg.quantize import SimilarityReport
+from edgeseg.report.plots import pyplot
+from edgeseg.report.tables import find_eval
 
 FAMILY_START = "<!-- family:start -->"
 FAMILY_END = "<!-- family:end -->"
 SPEED_STAGES = ("preprocess", "inference", "decode", "masks", "total")
 HEAD_KINDS = ("cls", "box", "mc", "protos")
 DASH = "-"
-_MAC_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
-
-
-# ------------------------------------------------------------------------------------------------ GFLOPs
-
-
-def graph_gflops(path: str | os.PathLike) -> float:
-    """Multiply-accumulates of the Conv, ConvTranspose, MatMul and Gemm nodes of an ONNX model (shapes inferred
-    for its static input), times 2, in 10^9: Ultralytics' GFLOPs convention. Elementwise ops are not counted."""
-    import numpy as np
-    from onnx import shape_inference
-
-    from ..onnxgraph import load_model, tensor_dims
-
-    model = shape_inference.infer_shapes(load_model(path, external_data=True))
-    g = model.graph
-    dims = {v.name: tensor_dims(v) for v in (*g.input, *g.value_info, *g.output)}
-    dims.update({i.name: tuple(int(d) for d in i.dims) for i in g.initializer})
-    macs = 0
-    for node in g.node:
-        if node.op_type not in _MAC_OPS:
-            continue
-        x, w = dims.get(node.input[0], ()), dims.get(node.input[1], ())
-        y = dims.get(node.output[0], ())
-        if not x or not w or not y or 0 in (*x, *w, *y):
-            raise EdgesegError(f"cannot count the multiply-accumulates of node {node.name!r} (unknown shapes)", path)
-        if node.op_type == "Conv":  # y [N, Cout, ...], w [Cout, Cin/group, k...]: groups are in the weight's shape
-            macs += int(np.prod(y, dtype=np.int64)) * int(np.prod(w[1:], dtype=np.int64))
-        elif node.op_type == "ConvTranspose":  # x [N, Cin, ...], w [Cin, Cout/group, k...]
-            macs += int(np.prod(x, dtype=np.int64)) * int(np.prod(w[1:], dtype=np.int64))
-        else:  # MatMul / Gemm: every output element is a dot product over the shared axis
-            trans_a = next((a.i for a in node.attribute if a.name == "transA"), 0)
-            macs += int(np.prod(y, dtype=np.int64)) * int(x[-2] if trans_a else x[-1])
-    return 2 * macs / 1e9
 
 
 # ------------------------------------------------------------------------------------------------- types
@@ -217,8 +188,6 @@ class FamilyInputs:
 
 def family_model(inputs: FamilyInputs) -> FamilyModel:
     """The row of one architecture."""
-    from .tables import find_eval
-
     bench = inputs.bench
     fp32 = next((m for m in bench.models if not m.int8), None)
     int8 = next((m for m in bench.models if m.int8), None)
@@ -437,3 +406,58 @@ def family_block(page: str) -> str | None:
     pattern = re.compile(re.escape(FAMILY_START) + r"\n?(.*?)" + re.escape(FAMILY_END), re.S)
     found = pattern.search(page)
     return found.group(1).strip() if found else None
+
+
+# ------------------------------------------------------------------------------------------ plot, files
+
+
+def plot_family(plt: Any, result: FamilyResult, path: Path) -> Path:
+    """1-thread latency (p50, end to end) against GFLOPs: a line per precision through the random-weight
+    architectures (circles YOLOv8, squares YOLO11), the trained checkpoint as stars; log-log axes."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for key, colour, label in (("fp32", "#7570b3", "FP32"), ("int8", "#1b9e77", "INT8")):
+        random_rows = sorted((m for m in result.models if not m.trained and getattr(m, key) is not None), key=lambda m: m.gflops)
+        pts = [(m.gflops, getattr(m, key).total_ms, m) for m in random_rows if is_number(getattr(m, key).total_ms)]
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "-", color=colour, lw=1.2, alpha=0.7, label=f"{label}, 1 thread")
+        for x, y, m in pts:
+            ax.plot([x], [y], "s" if m.name.startswith("yolo11") else "o", color=colour, ms=6)
+            if key == "fp32":
+                ax.annotate(m.name, (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
+        for m in result.models:
+            s = getattr(m, key)
+            if m.trained and s is not None and is_number(s.total_ms):
+                ax.plot([m.gflops], [s.total_ms], "*", color=colour, ms=11, mfc="none", label=f"{label}, {m.name} (trained)")
+    from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
+
+    nice = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000]
+    for axis, scale in ((ax.xaxis, ax.set_xscale), (ax.yaxis, ax.set_yscale)):
+        scale("log")
+        axis.set_major_locator(FixedLocator(nice))
+        axis.set_major_formatter(ScalarFormatter())
+        axis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("GFLOPs (ONNX graph, multiply-accumulates × 2)")
+    ax.set_ylabel("ms per image, p50 end to end, 1 thread")
+    ax.set_title(f"Latency vs GFLOPs at {result.imgsz} (circles YOLOv8, squares YOLO11)", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return write_bytes_atomic(path, buf.getvalue())
+
+
+def build_family_report(
+    family_path: str | os.PathLike, out_dir: str | os.PathLike, *, command: str = "python benchmarks/family.py"
+) -> Path:
+    """Write ``family.md`` (the "Model family" section) and ``family-latency.png`` into ``out_dir``; returns
+    the Markdown path. Without matplotlib the section has no plot."""
+    result = read_family(family_path)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise EdgesegError("exists and is not a directory", out)
+    out.mkdir(parents=True, exist_ok=True)
+    plt = pyplot()
+    plot = plot_family(plt, result, out / "family-latency.png").name if plt is not None else None
+    md = family_section(result, plot=plot, command=command)
+    return write_bytes_atomic(out / "family.md", "\n".join(md).encode("utf-8"))
