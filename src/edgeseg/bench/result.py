@@ -20,8 +20,9 @@ from typing import Any
 from ..errors import EdgesegError
 from ..fileio import read_json
 from ..machine import MachineInfo
+from ..stages import STAGES, TOTAL
 
-STAGES = ("preprocess", "inference", "decode", "masks", "total")
+LATENCY_KEYS = (*STAGES, TOTAL)  # what ``ModelBench.latency_ms`` holds: each stage, and their total
 THREAD_MODES = ("workers", "intra_op")  # N single-thread sessions in N threads / one session with N intra-op threads
 _OMIT_IF_NONE = {"omit_if_none": True}
 
@@ -152,7 +153,7 @@ class ModelBench:
     int8: bool
     size_mb: float | None
     objects_mean: float | None
-    latency_ms: dict[str, Percentiles]  # per stage of ``STAGES``, one thread
+    latency_ms: dict[str, Percentiles]  # per key of ``LATENCY_KEYS``, one thread
     throughput_ips: ThreadSeries
     throughput_latency_p50_ms: ThreadSeries
 
@@ -269,7 +270,6 @@ class DecoderComparison:
 
 
 STREAM_MODES = ("sequential", "runner", "bare")  # the loop on one thread / StreamRunner with N workers / N bare sessions
-STREAM_STAGES = ("read", "preprocess", "inference", "decode", "masks", "draw", "write")
 
 
 @dataclass
@@ -436,7 +436,7 @@ def bench_summary(result: BenchResult) -> str:
     m = result.machine
     lines = [f"{m.cpu}, {m.usable_cores} cores, onnxruntime {m.onnxruntime}, load {m.loadavg_start} -> {m.loadavg_end}"]
     for r in result.models:
-        stages = "  ".join(f"{s} {r.latency_ms[s].p50:.2f}" for s in STAGES)
+        stages = "  ".join(f"{s} {r.latency_ms[s].p50:.2f}" for s in LATENCY_KEYS)
         tp = "  ".join(f"{mode} " + "/".join(f"{n}:{v:.2f}" for n, v in r.throughput_ips.mode(mode).items()) for mode in THREAD_MODES)
         lines.append(f"{r.name}{' (INT8)' if r.int8 else ''}: p50 ms  {stages}")
         lines.append(f"  throughput img/s  {tp}")
