@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .backends.base import PROTOS, ModelInfo, QuantizedTensor, output_name
+from .backends.base import BOX, CLS, MC, PROTOS, ModelInfo, QuantizedTensor, output_name
 from .errors import EdgesegError
 from .masks import BoxMaskSampler, ProtoMapping
 from .preprocess import Letterbox
@@ -138,7 +138,7 @@ def select_candidates(
     threshold = conf_to_logit(conf)
     parts = []
     for stride in info.strides:
-        cls_t = outputs[output_name("cls", stride)]
+        cls_t = outputs[output_name(CLS, stride)]
         grid_w = (cls_t.data if isinstance(cls_t, QuantizedTensor) else cls_t).shape[2]
         cls_rows = _rows(cls_t, nc)
         idx = cells_above(cls_rows, threshold)
@@ -153,8 +153,8 @@ def select_candidates(
         else:
             row, class_ids = np.arange(idx.size), best
         scores = 1 / (1 + np.exp(-kept_logits[row, class_ids]))
-        box = _take_rows(_rows(outputs[output_name("box", stride)], 4 * reg_max), idx)
-        coeffs = _take_rows(_rows(outputs[output_name("mc", stride)], nm), idx)
+        box = _take_rows(_rows(outputs[output_name(BOX, stride)], 4 * reg_max), idx)
+        coeffs = _take_rows(_rows(outputs[output_name(MC, stride)], nm), idx)
         xyxy = dfl_dist2bbox(box, idx, grid_w, stride, reg_max)
         parts.append((xyxy[row], scores, class_ids, coeffs[row]))
     if not parts:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..backends import PROTOS, ModelInfo, output_name
+from ..backends.base import BOX, CLS, MC
 from ..errors import EdgesegError
 from ..onnxgraph import consumers, output_chains
 from ..preprocess import preprocess
@@ -99,7 +100,7 @@ def head_floors(model13, info: ModelInfo) -> dict[str, float | None]:
     chains = output_chains(model13.graph)
     floors: dict[str, float | None] = {}
     for s in info.strides:
-        for kind, floor in (("cls", CLS_LOGIT_FLOOR), ("box", BOX_LOGIT_FLOOR), ("mc", None)):
+        for kind, floor in ((CLS, CLS_LOGIT_FLOOR), (BOX, BOX_LOGIT_FLOOR), (MC, None)):
             for t in chains.get(output_name(kind, s), []):
                 floors[t] = floor
     for t in chains.get(PROTOS, []):
