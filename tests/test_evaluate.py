@@ -17,7 +17,7 @@ from pycocotools import mask as mask_utils
 from edgeseg.backends import read_model_info
 from edgeseg.cli import main
 from edgeseg.decode import DecodeOptions
-from edgeseg.errors import EdgesegError
+from edgeseg.errors import EdgesegError, Problem
 from edgeseg.evaluate import (
     COCO80_TO_COCO91,
     EvalResult,
@@ -386,7 +386,7 @@ def _result(model: str, box: float) -> EvalResult:
             }
         },
         predictions=[{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.9}],
-        skipped=[("x/broken.jpg", "not a readable image")],
+        skipped=[Problem("x/broken.jpg", "not a readable image")],
         evaluator="pycocotools",
         settings={"conf": 0.001, "iou": 0.7, "max_det": 300, "multi_label": False},
     )
@@ -399,6 +399,9 @@ def test_metrics_json_reads_back_as_the_results_it_was_written_from(tmp_path):
     assert [dataclasses.replace(r, predictions=[]) for r in results] == back  # records stay in their own files
     assert [json.loads(p.read_text()) for p in preds] == [r.predictions for r in results]
     assert EvalResult.from_dict(results[0].to_dict()).to_dict() == results[0].to_dict()
+    assert all(type(s) is Problem for r in back for s in r.skipped)
+    entry = json.loads(metrics.read_text())["models"][0]
+    assert entry["skipped"] == [{"image": "x/broken.jpg", "problem": "not a readable image"}]  # the JSON as before
     # Only what identifies a model and its numbers is required (report's hand-written inputs have no more).
     short = EvalResult.from_dict(
         {"model": "m.onnx", "images": 5, "box_map50_95": 0.5, "box_map50": 0.6, "mask_map50_95": 0.3, "mask_map50": 0.4}

@@ -22,7 +22,7 @@ import numpy as np
 from .backends import ModelInfo, Sidecar, read_model_info
 from .backends.base import BOX, CLS, MC
 from .backends.board import NV12_RANGE, SIDECAR_SUFFIX, output_kind
-from .errors import EdgesegError
+from .errors import EdgesegError, Problem
 from .fileio import unique_name, write_bytes_atomic, write_json_atomic
 from .onnxgraph import layout_chain, load_model, metadata, parameter_count, producers, tensor_dims
 from .preprocess import as_bgr, letterbox
@@ -210,7 +210,7 @@ class HorizonArtefacts:
     yaml: Path
     calibration_dir: Path
     calibration_files: list[Path]
-    skipped: list[tuple[str, str]]
+    skipped: list[Problem]
     heads: list[HeadConv]
     bin_path: str
     modifier_command: str
@@ -245,12 +245,12 @@ class HorizonConfig:
 
 def _write_calibration_data(
     files: Sequence[Path], cal_dir: Path, imgsz: tuple[int, int], num: int, show_progress: bool
-) -> tuple[list[Path], list[tuple[str, str]]]:
+) -> tuple[list[Path], list[Problem]]:
     """The first ``num`` readable images of ``files`` as ``.rgbchw`` raw files in ``cal_dir``; returns
     the files written and the (image, problem) of the unreadable ones."""
     for old in cal_dir.glob("*.rgbchw"):  # a rerun must not leave stale samples behind
         old.unlink()
-    skipped: list[tuple[str, str]] = []
+    skipped: list[Problem] = []
     written: list[Path] = []
     used_names: set[str] = set()
     for item in progress(readable_images(files, num, skipped), desc="calibration data", total=num, enabled=show_progress):

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EdgesegError, first_line
+from ..errors import EdgesegError, Problem, first_line
 from ..preprocess import load_image
 from ..sources import images_in
 from .coco import canonical_class_name, category_ids, coco_mask_api
@@ -33,7 +33,7 @@ class Dataset:
     names: dict[int, str]
     category_ids: dict[int, int]
     source: str = "yolo"  # "yolo" or "coco"
-    skipped: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -184,7 +184,7 @@ def yolo_dataset(
         try:
             h, w = image_size(path)
         except EdgesegError as exc:
-            ds.skipped.append((str(path), exc.problem))
+            ds.skipped.append(Problem(str(path), exc.problem))
             continue
         label = img2label_path(path)
         rows = parse_yolo_label(label, h, w, len(names)) if label.is_file() else []
@@ -334,7 +334,7 @@ def coco_dataset(path: str | os.PathLike, images: str | os.PathLike | None = Non
             ds.images.append((img["id"], p))
             kept.append(img)
         else:
-            ds.skipped.append((str(p), "no such file"))
+            ds.skipped.append(Problem(str(p), "no such file"))
     ds.coco = dict(coco, images=kept)
     return ds
 

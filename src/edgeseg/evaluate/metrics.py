@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import EdgesegError
+from ..errors import EdgesegError, Problem
 from ..fileio import read_json, write_json_atomic
 
 METRICS = ("box_map50_95", "box_map50", "mask_map50_95", "mask_map50")
@@ -30,7 +30,7 @@ class EvalResult:
     mask_map50: float
     per_class: dict[str, dict[str, Any]]
     predictions: list[dict] = field(repr=False, default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[Problem] = field(default_factory=list)
     evaluator: str = ""
     settings: dict[str, Any] = field(default_factory=dict)  # conf, iou, max_det, multi_label
 
@@ -78,7 +78,7 @@ class EvalResult:
             data=str(entry.get("data", "")),
             images=images,
             per_class=dict(per_class),
-            skipped=[(str(s["image"]), str(s["problem"])) for s in skipped],
+            skipped=[Problem(str(s["image"]), str(s["problem"])) for s in skipped],
             evaluator=str(entry.get("evaluator", "")),
             settings={k: entry[k] for k in SETTINGS if k in entry},
             **metrics,

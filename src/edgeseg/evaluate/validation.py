@@ -13,7 +13,7 @@ from ..backends import read_model_info
 from ..decode import DecodeOptions
 from ..engines.base import Predictor
 from ..engines.threads import StreamRunner
-from ..errors import EdgesegError
+from ..errors import EdgesegError, Problem
 from ..predict import Segmenter
 from ..preprocess import normalise_imgsz
 from ..progress import progress
@@ -74,23 +74,23 @@ def size_mismatch(image_shape: Sequence[int], annotated: tuple[int, int]) -> str
 
 def predict_records(
     segmenter: Predictor, dataset: Dataset, *, desc: str = "val", show_progress: bool = False
-) -> tuple[list[dict], list[int], list[tuple[str, str]]]:
+) -> tuple[list[dict], list[int], list[Problem]]:
     """Run ``segmenter`` (its options as they are) over the dataset on the local-threads engine: (COCO results
-    records, evaluated image ids, skipped images as (path, problem)). One session, two threads: one image's
+    records, evaluated image ids, skipped images as ``Problem`` (path, problem)). One session, two threads: one image's
     decode and masks overlap the next one's inference (ONNX Runtime's ``run`` is thread-safe)."""
     cats = dataset.category_map(segmenter.info.names)
     sizes = dataset.image_sizes()
     ids = [image_id for image_id, _ in dataset.images]
     records: list[dict] = []
     done: list[int] = []
-    skipped: list[tuple[str, str]] = []
+    skipped: list[Problem] = []
     bar = progress(desc=desc, total=len(dataset.images), enabled=show_progress)
     for frame in StreamRunner([segmenter, segmenter]).run(ImageFiles([p for _, p in dataset.images])):
         bar.update(1)
         image_id = ids[frame.index]
         problem = frame.error or size_mismatch(frame.image.shape, sizes[image_id])
         if problem:
-            skipped.append((frame.source, problem))
+            skipped.append(Problem(frame.source, problem))
             continue
         records += frame.detections.to_coco(image_id, cats)
         done.append(image_id)
@@ -100,7 +100,7 @@ def predict_records(
 
 
 # What produces a dataset's COCO results: ``predict_records`` (this process) or ``on_ray.RayPredictions``.
-PredictRecords = Callable[..., tuple[list[dict], list[int], list[tuple[str, str]]]]
+PredictRecords = Callable[..., tuple[list[dict], list[int], list[Problem]]]
 
 
 def _note_name_mismatch(dataset: Dataset, model_names: dict[int, str], model: str | os.PathLike) -> None:
