@@ -7,8 +7,8 @@ import io
 from pathlib import Path
 from typing import Any
 
-from ..bench.result import BenchResult, DecoderComparison, StreamBench, is_number
-from ..fileio import write_bytes_atomic
+from ..bench.result import BenchResult, DecoderComparison, StreamBench
+from ..fileio import is_number, write_bytes_atomic
 from ..quantize import SimilarityReport
 from ..stages import DECODE, INFERENCE, MASKS, PREPROCESS
 from .family import FamilyResult

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..bench.result import BenchResult, DecoderComparison, ModelBench, ModelStream, StreamBench, StreamRun, is_number
+from ..bench.result import BenchResult, DecoderComparison, ModelBench, ModelStream, StreamBench, StreamRun
 from ..evaluate import EvalResult
+from ..fileio import is_number
 from ..quantize import SimilarityReport
 from ..stages import INFERENCE, STAGES, STREAM_STAGES, TOTAL
 
