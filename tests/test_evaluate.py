@@ -269,6 +269,22 @@ def test_malformed_label_line_names_file_and_line(tmp_path, bad, message):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"{not json", "not valid JSON (Expecting property name enclosed in double quotes at line 1)"),
+        (b"\xff\xfe\x00", "not a text file (expected the COCO instances JSON)"),
+        (b'{"images": []}', "not a COCO instances json (needs images, annotations and categories)"),
+    ],
+)
+def test_unreadable_coco_json_is_one_line_naming_it(tmp_path, content, message):
+    path = tmp_path / "instances_val.json"
+    path.write_bytes(content)
+    with pytest.raises(EdgesegError) as err:
+        load_dataset(path)
+    assert str(err.value) == f"{path}: {message}"
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys, model_640):
     root = make_tiny_dataset(tmp_path / "tiny")
     (root / "labels" / "a.txt").write_text("0 0.1 0.1 0.5\n")

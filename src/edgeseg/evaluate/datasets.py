@@ -4,7 +4,6 @@ annotations at original resolution."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EdgesegError, Problem, first_line
+from ..fileio import read_json
 from ..preprocess import load_image
 from ..sources import images_in
 from .coco import canonical_class_name, category_ids, coco_mask_api
@@ -317,10 +317,7 @@ def _coco_image_dir(json_path: Path, coco: dict, images: str | os.PathLike | Non
 def coco_dataset(path: str | os.PathLike, images: str | os.PathLike | None = None) -> Dataset:
     """Ground truth of a COCO instances json; ``images`` is the directory its ``file_name``s are in."""
     json_path = Path(path)
-    try:
-        coco = json.loads(json_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EdgesegError(f"cannot read COCO json ({exc})", json_path) from None
+    coco = read_json(json_path, "COCO instances")
     if not isinstance(coco, dict) or not all(k in coco for k in ("images", "annotations", "categories")):
         raise EdgesegError("not a COCO instances json (needs images, annotations and categories)", json_path)
     image_dir = _coco_image_dir(json_path, coco, images)
