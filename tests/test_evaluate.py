@@ -450,13 +450,14 @@ def test_read_eval_results_bad_file_is_one_line_naming_it(tmp_path, content, mes
 
 def test_val_config_checks_thresholds_and_records_its_settings():
     with pytest.raises(EdgesegError, match="conf must be in"):
-        ValConfig(conf=1.5)
+        ValConfig(decode=DecodeOptions(conf=1.5))
     with pytest.raises(EdgesegError, match="max_det must be >= 1"):
-        ValConfig(max_det=0)
-    config = ValConfig(conf=0.2, multi_label=False, imgsz=[640, 480])
+        ValConfig(decode=DecodeOptions(max_det=0))
+    assert ValConfig().decode == DecodeOptions(conf=0.001, iou=0.7, max_det=300, multi_label=True)  # Ultralytics' val
+    assert ValConfig().settings() == {"conf": 0.001, "iou": 0.7, "max_det": 300, "multi_label": True}
+    config = ValConfig(decode=DecodeOptions(conf=0.2), imgsz=[640, 480])
     assert config.imgsz == (640, 480)
     assert config.settings() == {"conf": 0.2, "iou": 0.7, "max_det": 300, "multi_label": False}
-    assert config.decode_options() == DecodeOptions(conf=0.2, iou=0.7, max_det=300, multi_label=False)
 
 
 def test_hidden_images_are_not_part_of_a_directory_dataset(tmp_path):
@@ -470,7 +471,7 @@ def test_hidden_images_are_not_part_of_a_directory_dataset(tmp_path):
 
 def test_single_label_val_predictions_are_the_segmenters_detections(tmp_path, model_640, coco128_images, coco128_dir):
     root = images_and_labels(tmp_path / "data", coco128_images[:2], coco128_dir)
-    config = ValConfig(conf=0.25, multi_label=False)
+    config = ValConfig(decode=DecodeOptions(conf=0.25))
     result = evaluate(model_640, root, config=config)
     assert result.settings == config.settings()
     ds = load_dataset(root, names=read_model_info(model_640).names)

@@ -25,15 +25,12 @@ from .metrics import EvalResult
 
 @dataclass(frozen=True)
 class ValConfig:
-    """How to evaluate: Ultralytics' val settings by default (conf 0.001, multi-label NMS).
+    """How to evaluate: ``decode`` with Ultralytics' val settings by default (conf 0.001, multi-label NMS).
 
     ``imgsz`` is a check only (an edgeseg model has a fixed input size); ``threads`` are ONNX Runtime
     intra-op threads (0: its default); ``evaluator`` is auto, faster-coco-eval or pycocotools."""
 
-    conf: float = 0.001
-    iou: float = 0.7
-    max_det: int = 300
-    multi_label: bool = True
+    decode: DecodeOptions = DecodeOptions(conf=0.001, multi_label=True)
     threads: int = 0
     imgsz: int | tuple[int, ...] | None = None
     evaluator: str = "auto"
@@ -41,14 +38,11 @@ class ValConfig:
     def __post_init__(self) -> None:
         if self.imgsz is not None and not isinstance(self.imgsz, int):
             object.__setattr__(self, "imgsz", tuple(int(v) for v in self.imgsz))
-        self.decode_options()  # bad thresholds fail here, before any model is opened
-
-    def decode_options(self) -> DecodeOptions:
-        return DecodeOptions(conf=self.conf, iou=self.iou, max_det=self.max_det, multi_label=self.multi_label)
 
     def settings(self) -> dict[str, Any]:
         """The settings a metrics JSON entry records."""
-        return {"conf": self.conf, "iou": self.iou, "max_det": self.max_det, "multi_label": self.multi_label}
+        d = self.decode
+        return {"conf": d.conf, "iou": d.iou, "max_det": d.max_det, "multi_label": d.multi_label}
 
 
 def check_imgsz(model_imgsz: tuple[int, int], imgsz: int | Sequence[int] | None, model: str) -> None:
@@ -150,7 +144,7 @@ def evaluate(
     image directory of a COCO json) with ``config`` (default ``ValConfig()``). Unreadable images are skipped and listed in ``skipped``.
     ``predict(segmenter, dataset, desc=, show_progress=)`` makes the COCO results (default: in this process)."""
     config = config or ValConfig()
-    seg = Segmenter(model, options=config.decode_options(), threads=config.threads)
+    seg = Segmenter(model, options=config.decode, threads=config.threads)
     check_imgsz(seg.info.imgsz, config.imgsz, os.fspath(model))
     ds = data if isinstance(data, Dataset) else load_dataset(data, names=seg.names, images=images)
     _note_name_mismatch(ds, seg.names, model)
