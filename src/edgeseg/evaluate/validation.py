@@ -17,6 +17,7 @@ from ..errors import EdgesegError, Problem
 from ..predict import Segmenter
 from ..preprocess import normalise_imgsz
 from ..progress import progress
+from ..results import class_name
 from ..sources import ImageFiles
 from .coco import canonical_class_name, score_predictions
 from .datasets import Dataset, load_dataset
@@ -120,8 +121,7 @@ def _per_class(dataset: Dataset, per_category: dict[int, dict[str, float]], done
     per_class = {}
     for cat, m in per_category.items():
         c = inv.get(cat, cat)
-        name = dataset.names.get(c, str(cat))
-        per_class[name] = {
+        per_class[class_name(dataset.names, c)] = {
             "class_id": c,
             "category_id": cat,
             "images": len(image_counts.get(cat, ())),
