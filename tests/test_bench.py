@@ -11,7 +11,7 @@ import pytest
 
 from edgeseg.bench import BenchConfig, BenchResult, run_bench
 from edgeseg.bench.compare import ultralytics_layout
-from edgeseg.bench.result import STAGES
+from edgeseg.bench.result import LATENCY_KEYS
 from edgeseg.bench.stats import onnx_model_stats
 from edgeseg.bench.timing import percentiles
 from edgeseg.cli import main
@@ -43,7 +43,7 @@ def test_machine_recorded(bench_result):
 def test_latency_percentiles_ordered(bench_result, default_model):
     (model,) = bench_result[0]["models"]
     assert model["model"] == str(default_model)
-    assert set(model["latency_ms"]) == set(STAGES)
+    assert set(model["latency_ms"]) == set(LATENCY_KEYS)
     for stage, p in model["latency_ms"].items():
         assert 0 <= p["p50"] <= p["p90"] <= p["p99"], stage
     lat = model["latency_ms"]
@@ -215,17 +215,18 @@ def test_clock_timed_segmenter_matches_untimed(default_model, coco128_images):
     without one, and every stage is stamped in order."""
     import cv2
 
-    from edgeseg.bench.timing import PIPELINE_STAGES, timed_call
+    from edgeseg.bench.timing import timed_call
     from edgeseg.predict import Segmenter
+    from edgeseg.stages import STAGES
 
     seg = Segmenter(default_model, threads=1)
     for path in coco128_images[:2]:
         image = cv2.imread(str(path))
         det, stamps = timed_call(seg, image)
-        assert list(stamps.ends) == list(PIPELINE_STAGES)
+        assert list(stamps.ends) == list(STAGES)
         assert [stamps.start, *stamps.ends.values()] == sorted([stamps.start, *stamps.ends.values()])
         ms = stamps.durations_ms()
-        assert ms["total"] == pytest.approx(sum(ms[s] for s in PIPELINE_STAGES))
+        assert ms["total"] == pytest.approx(sum(ms[s] for s in STAGES))
         ref = seg(image)
         assert len(det) == len(ref) > 0
         np.testing.assert_array_equal(det.class_ids, ref.class_ids)
@@ -267,7 +268,7 @@ def test_interleaved_latency_keeps_each_models_results(default_model, coco128_im
     assert bar.n == 2 * 3 * 3
     assert obj_a == [0, 0, 0] and obj_b == obj_c and sum(obj_b) > 0
     for lat in (lat_a, lat_b, lat_c):
-        assert lat["total"].p50 > 0 and set(lat) == set(STAGES)
+        assert lat["total"].p50 > 0 and set(lat) == set(LATENCY_KEYS)
 
 
 def test_int8_dot_product_detection_and_note():

@@ -17,7 +17,7 @@ from pycocotools import mask as mask_utils
 from edgeseg.backends import read_model_info
 from edgeseg.cli import main
 from edgeseg.decode import DecodeOptions
-from edgeseg.errors import EdgesegError
+from edgeseg.errors import EdgesegError, Problem
 from edgeseg.evaluate import (
     COCO80_TO_COCO91,
     EvalResult,
@@ -269,6 +269,22 @@ def test_malformed_label_line_names_file_and_line(tmp_path, bad, message):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"{not json", "not valid JSON (Expecting property name enclosed in double quotes at line 1)"),
+        (b"\xff\xfe\x00", "not a text file (expected the COCO instances JSON)"),
+        (b'{"images": []}', "not a COCO instances json (needs images, annotations and categories)"),
+    ],
+)
+def test_unreadable_coco_json_is_one_line_naming_it(tmp_path, content, message):
+    path = tmp_path / "instances_val.json"
+    path.write_bytes(content)
+    with pytest.raises(EdgesegError) as err:
+        load_dataset(path)
+    assert str(err.value) == f"{path}: {message}"
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys, model_640):
     root = make_tiny_dataset(tmp_path / "tiny")
     (root / "labels" / "a.txt").write_text("0 0.1 0.1 0.5\n")
@@ -386,7 +402,7 @@ def _result(model: str, box: float) -> EvalResult:
             }
         },
         predictions=[{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.9}],
-        skipped=[("x/broken.jpg", "not a readable image")],
+        skipped=[Problem("x/broken.jpg", "not a readable image")],
         evaluator="pycocotools",
         settings={"conf": 0.001, "iou": 0.7, "max_det": 300, "multi_label": False},
     )
@@ -399,6 +415,9 @@ def test_metrics_json_reads_back_as_the_results_it_was_written_from(tmp_path):
     assert [dataclasses.replace(r, predictions=[]) for r in results] == back  # records stay in their own files
     assert [json.loads(p.read_text()) for p in preds] == [r.predictions for r in results]
     assert EvalResult.from_dict(results[0].to_dict()).to_dict() == results[0].to_dict()
+    assert all(type(s) is Problem for r in back for s in r.skipped)
+    entry = json.loads(metrics.read_text())["models"][0]
+    assert entry["skipped"] == [{"image": "x/broken.jpg", "problem": "not a readable image"}]  # the JSON as before
     # Only what identifies a model and its numbers is required (report's hand-written inputs have no more).
     short = EvalResult.from_dict(
         {"model": "m.onnx", "images": 5, "box_map50_95": 0.5, "box_map50": 0.6, "mask_map50_95": 0.3, "mask_map50": 0.4}
@@ -431,13 +450,14 @@ def test_read_eval_results_bad_file_is_one_line_naming_it(tmp_path, content, mes
 
 def test_val_config_checks_thresholds_and_records_its_settings():
     with pytest.raises(EdgesegError, match="conf must be in"):
-        ValConfig(conf=1.5)
+        ValConfig(decode=DecodeOptions(conf=1.5))
     with pytest.raises(EdgesegError, match="max_det must be >= 1"):
-        ValConfig(max_det=0)
-    config = ValConfig(conf=0.2, multi_label=False, imgsz=[640, 480])
+        ValConfig(decode=DecodeOptions(max_det=0))
+    assert ValConfig().decode == DecodeOptions(conf=0.001, iou=0.7, max_det=300, multi_label=True)  # Ultralytics' val
+    assert ValConfig().settings() == {"conf": 0.001, "iou": 0.7, "max_det": 300, "multi_label": True}
+    config = ValConfig(decode=DecodeOptions(conf=0.2), imgsz=[640, 480])
     assert config.imgsz == (640, 480)
     assert config.settings() == {"conf": 0.2, "iou": 0.7, "max_det": 300, "multi_label": False}
-    assert config.decode_options() == DecodeOptions(conf=0.2, iou=0.7, max_det=300, multi_label=False)
 
 
 def test_hidden_images_are_not_part_of_a_directory_dataset(tmp_path):
@@ -451,7 +471,7 @@ def test_hidden_images_are_not_part_of_a_directory_dataset(tmp_path):
 
 def test_single_label_val_predictions_are_the_segmenters_detections(tmp_path, model_640, coco128_images, coco128_dir):
     root = images_and_labels(tmp_path / "data", coco128_images[:2], coco128_dir)
-    config = ValConfig(conf=0.25, multi_label=False)
+    config = ValConfig(decode=DecodeOptions(conf=0.25))
     result = evaluate(model_640, root, config=config)
     assert result.settings == config.settings()
     ds = load_dataset(root, names=read_model_info(model_640).names)

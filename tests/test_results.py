@@ -154,3 +154,19 @@ def test_same_rows_as_supervision(index):
     assert got.class_ids.tolist() == theirs.class_id.tolist()
     assert got.track_ids.tolist() == theirs.tracker_id.tolist()
     assert got.class_names == theirs.data["class_name"].tolist()
+
+
+def test_a_class_without_a_name_is_its_digits_everywhere():
+    """One lookup (``class_name``): the records, ``class_names`` and the drawn labels name a class the model has no
+    name for by its digits, exactly as if the model called it that."""
+    from edgeseg.draw import draw_detections
+    from edgeseg.results import class_name
+
+    partial = {0: "person"}
+    det = Detections(np.array(BOXES, np.float32), np.array(SCORES, np.float32), np.array(CLASSES, np.int64), SHAPE, partial)
+    spelled = Detections(det.xyxy, det.scores, det.class_ids, SHAPE, {0: "person", 1: "1", 2: "2"})
+    assert det.class_names == ["person", "2", "1"] == [class_name(partial, c) for c in CLASSES]
+    assert [r["class_name"] for r in det.to_records("x.jpg")] == ["person", "2", "1"]
+    canvas = np.zeros((*SHAPE, 3), np.uint8)
+    np.testing.assert_array_equal(draw_detections(canvas, det), draw_detections(canvas, spelled))
+    assert not np.array_equal(draw_detections(canvas, det), draw_detections(canvas, Detections.empty(SHAPE)))

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeseg.errors import EdgesegError
+from edgeseg.errors import EdgesegError, Problem
 from edgeseg.sources import ImageFiles, collect_images, image_directory, images_in, readable_images
 
 
@@ -76,13 +76,14 @@ def test_image_files_yield_images_and_one_line_reasons_in_order(tree):
 
 def test_readable_images_replace_unreadable_ones_and_record_them(tree):
     paths = [tree / "broken.jpg", tree / "a.png", tree / "missing.png", tree / "b" / "c.png", tree / "b" / "d" / "e.PNG"]
-    skipped: list[tuple[str, str]] = []
+    skipped: list[Problem] = []
     got = [item.name for item in readable_images(paths, 2, skipped)]
     assert got == [str(tree / "a.png"), str(tree / "b" / "c.png")]
     assert skipped == [
         (str(tree / "broken.jpg"), "not a readable image (corrupt or unsupported format)"),
         (str(tree / "missing.png"), "no such file"),
     ]
+    assert all(type(s) is Problem for s in skipped)
 
 
 @pytest.mark.parametrize(

@@ -12,15 +12,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
-from .backends.base import PROTOS, ModelInfo, QuantizedTensor, output_name
+from .backends.base import BOX, CLS, MC, PROTOS, ModelInfo, QuantizedTensor, output_name
 from .errors import EdgesegError
 from .masks import BoxMaskSampler, ProtoMapping
 from .preprocess import Letterbox
 from .results import Detections
+from .stages import DECODE, MASKS, StageClock
 
 MAX_WH = 7680  # Ultralytics' class offset for class-aware NMS in one pass
 MAX_NMS = 30000  # Ultralytics' cap on boxes entering NMS
@@ -50,12 +50,6 @@ class DecodeOptions:
             raise EdgesegError(f"max_det must be >= 1, got {self.max_det}")
         if self.classes is not None:
             object.__setattr__(self, "classes", tuple(int(c) for c in self.classes))
-
-
-class StageClock(Protocol):
-    """Receives ``mark(stage)`` when a stage of the pipeline ends (the benchmark's timing hook)."""
-
-    def mark(self, stage: str) -> None: ...
 
 
 @dataclass
@@ -144,7 +138,7 @@ def select_candidates(
     threshold = conf_to_logit(conf)
     parts = []
     for stride in info.strides:
-        cls_t = outputs[output_name("cls", stride)]
+        cls_t = outputs[output_name(CLS, stride)]
         grid_w = (cls_t.data if isinstance(cls_t, QuantizedTensor) else cls_t).shape[2]
         cls_rows = _rows(cls_t, nc)
         idx = cells_above(cls_rows, threshold)
@@ -159,8 +153,8 @@ def select_candidates(
         else:
             row, class_ids = np.arange(idx.size), best
         scores = 1 / (1 + np.exp(-kept_logits[row, class_ids]))
-        box = _take_rows(_rows(outputs[output_name("box", stride)], 4 * reg_max), idx)
-        coeffs = _take_rows(_rows(outputs[output_name("mc", stride)], nm), idx)
+        box = _take_rows(_rows(outputs[output_name(BOX, stride)], 4 * reg_max), idx)
+        coeffs = _take_rows(_rows(outputs[output_name(MC, stride)], nm), idx)
         xyxy = dfl_dist2bbox(box, idx, grid_w, stride, reg_max)
         parts.append((xyxy[row], scores, class_ids, coeffs[row]))
     if not parts:
@@ -280,7 +274,7 @@ def decode(
 ) -> Detections:
     """Split-head outputs of one image -> Detections in original pixels with box-local masks.
 
-    ``clock`` (optional) is told when the box stage ("decode") and the mask stage ("masks") end."""
+    ``clock`` (optional) is told when the box stage (``DECODE``) and the mask stage (``MASKS``) end."""
     cand, keep = select(outputs, info, options)
     if keep.size == 0:
         det = Detections.empty(lb.source_shape, info.names, with_masks)
@@ -288,12 +282,12 @@ def decode(
         xyxy = scale_boxes(cand.xyxy[keep], lb)
         det = Detections(xyxy, cand.scores[keep], cand.class_ids[keep], lb.source_shape, info.names)
     if clock is not None:
-        clock.mark("decode")
+        clock.mark(DECODE)
     if with_masks and len(det):
         det.masks, det.mask_origins = instance_masks(cand.coeffs[keep], outputs[PROTOS], det.xyxy, lb)
         det = det.drop_empty_masks()
     if clock is not None:
-        clock.mark("masks")
+        clock.mark(MASKS)
     return det
 
 

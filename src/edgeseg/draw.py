@@ -69,11 +69,12 @@ def draw_detections(image_bgr: np.ndarray | Nv12Frame, det: Detections, alpha: f
             # blending the masked pixels one by one, several times faster (it runs for every frame of a video).
             lut = (_BYTES * (1 - alpha) + color * alpha).astype(np.uint8).reshape(256, 1, 3)
             cv2.copyTo(cv2.LUT(roi, lut), m.view(np.uint8), roi)
+    names = det.class_names
     for i in order:
         color = color_for(keys[i])
         x1, y1, x2, y2 = (int(round(float(v))) for v in det.xyxy[i])
         cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
-        label = f"{det.names.get(int(det.class_ids[i]), int(det.class_ids[i]))} {det.scores[i]:.2f}"
+        label = f"{names[i]} {det.scores[i]:.2f}"
         if det.track_ids is not None:
             label = f"#{int(det.track_ids[i])} {label}"
         (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, max(1, thickness - 1))

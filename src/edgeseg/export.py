@@ -30,7 +30,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .backends.base import PROTOS, ModelInfo, output_name
+from .backends.base import BOX, CLS, MC, PROTOS, ModelInfo, output_name
 from .errors import EdgesegError, first_line
 from .onnxgraph import save_model, set_metadata
 from .preprocess import normalise_imgsz
@@ -322,9 +322,9 @@ def _check_outputs(proto, info: ModelInfo, weights: Path) -> None:
     expected = {}
     for s in info.strides:
         h, w = ih // s, iw // s
-        expected[output_name("cls", s)] = [1, h, w, info.num_classes]
-        expected[output_name("box", s)] = [1, h, w, 4 * info.reg_max]
-        expected[output_name("mc", s)] = [1, h, w, info.num_masks]
+        expected[output_name(CLS, s)] = [1, h, w, info.num_classes]
+        expected[output_name(BOX, s)] = [1, h, w, 4 * info.reg_max]
+        expected[output_name(MC, s)] = [1, h, w, info.num_masks]
     expected[PROTOS] = [1, ih // 4, iw // 4, info.num_masks]
     if dims != expected:
         raise EdgesegError(f"export produced unexpected outputs {dims}, expected {expected}", weights)

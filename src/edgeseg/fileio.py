@@ -1,10 +1,11 @@
 """Atomic output files (written to a temporary sibling, then renamed, so no reader sees half a file) and
-the one JSON reader with one-line errors."""
+the one JSON reader with one-line errors, and the checks of what a JSON value read back is."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -61,3 +62,18 @@ def read_json(path: str | os.PathLike, what: str) -> Any:
         raise EdgesegError(f"cannot read file ({exc.strerror or exc})", p) from None
     except json.JSONDecodeError as exc:
         raise EdgesegError(f"not valid JSON ({exc.msg} at line {exc.lineno})", p) from None
+
+
+def is_count(value: Any) -> bool:
+    """A count: an integer >= 0 (JSON's ``true`` is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def is_real(value: Any) -> bool:
+    """A number, NaN included (JSON's ``true`` is not one)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """A number that is not NaN (JSON null and NaN both mean "not measured")."""
+    return is_real(value) and not math.isnan(value)

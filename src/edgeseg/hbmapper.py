@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from .backends import ModelInfo, Sidecar, read_model_info
+from .backends.base import BOX, CLS, MC
 from .backends.board import NV12_RANGE, SIDECAR_SUFFIX, output_kind
-from .errors import EdgesegError
+from .errors import EdgesegError, Problem
 from .fileio import unique_name, write_bytes_atomic, write_json_atomic
 from .onnxgraph import layout_chain, load_model, metadata, parameter_count, producers, stem_nodes, tensor_dims
 from .preprocess import as_bgr, letterbox
@@ -82,21 +83,21 @@ def head_convs(model_path: str | os.PathLike) -> list[HeadConv]:
         shape = tensor_dims(out)
         if len(shape) != 4 or shape[0] != 1 or (shape[1], shape[2]) not in grids:
             continue
-        if output_kind(out.name) == "cls":  # a model with 64 or 32 classes: same shape, not a head
+        if output_kind(out.name) == CLS:  # a model with 64 or 32 classes: same shape, not a head
             continue
-        kind = "box" if shape[3] in box_channels else "mc" if shape[3] == nm else None
+        kind = BOX if shape[3] in box_channels else MC if shape[3] == nm else None
         if kind is None:
             continue
         heads.append(HeadConv(out.name, kind, shape, _conv_behind(model, out.name, path, writers)))
     want = 2 * len(strides)
-    if len(heads) != want or sorted(h.kind for h in heads).count("box") != len(strides):
+    if len(heads) != want or sorted(h.kind for h in heads).count(BOX) != len(strides):
         found = ", ".join(f"{h.output}{list(h.shape)}" for h in heads) or "none"
         raise EdgesegError(
             f"expected {len(strides)} box outputs [1,H,W,{' or '.join(map(str, box_channels))}] and {len(strides)} mask-coefficient "
             f"outputs [1,H,W,{nm}], found {found}",
             path,
         )
-    order = {"box": 0, "mc": 1}
+    order = {BOX: 0, MC: 1}
     heads.sort(key=lambda h: (order[h.kind], -h.shape[1] * h.shape[2]))
     return heads
 
@@ -209,7 +210,7 @@ class HorizonArtefacts:
     yaml: Path
     calibration_dir: Path
     calibration_files: list[Path]
-    skipped: list[tuple[str, str]]
+    skipped: list[Problem]
     heads: list[HeadConv]
     bin_path: str
     modifier_command: str
@@ -244,12 +245,12 @@ class HorizonConfig:
 
 def _write_calibration_data(
     files: Sequence[Path], cal_dir: Path, imgsz: tuple[int, int], num: int, show_progress: bool
-) -> tuple[list[Path], list[tuple[str, str]]]:
+) -> tuple[list[Path], list[Problem]]:
     """The first ``num`` readable images of ``files`` as ``.rgbchw`` raw files in ``cal_dir``; returns
     the files written and the (image, problem) of the unreadable ones."""
     for old in cal_dir.glob("*.rgbchw"):  # a rerun must not leave stale samples behind
         old.unlink()
-    skipped: list[tuple[str, str]] = []
+    skipped: list[Problem] = []
     written: list[Path] = []
     used_names: set[str] = set()
     for item in progress(readable_images(files, num, skipped), desc="calibration data", total=num, enabled=show_progress):

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .backends.base import PROTOS, ModelInfo, QuantizedTensor, as_float, output_name
+from .backends.base import BOX, CLS, MC, PROTOS, ModelInfo, QuantizedTensor, as_float, output_name
 from .decode import Candidates, DecodeOptions, dfl_dist2bbox, nms_select, protos_hwc, scale_boxes
 from .masks import ProtoMapping, full_mask_logits, pixel_range
 from .preprocess import Letterbox
@@ -32,14 +32,14 @@ def reference_decode(
     nc, nm, reg_max = info.num_classes, info.num_masks, info.reg_max
     boxes, probs, coeffs = [], [], []
     for s in info.strides:
-        cls = as_float(outputs[output_name("cls", s)])
+        cls = as_float(outputs[output_name(CLS, s)])
         grid_w = cls.shape[2]
         cls = cls.reshape(-1, nc)
         with np.errstate(over="ignore"):  # exp(-x) overflows to inf for very negative logits: sigmoid -> 0
             probs.append(1 / (1 + np.exp(-cls)))
-        box = as_float(outputs[output_name("box", s)]).reshape(-1, 4 * reg_max)
+        box = as_float(outputs[output_name(BOX, s)]).reshape(-1, 4 * reg_max)
         boxes.append(dfl_dist2bbox(box, np.arange(box.shape[0]), grid_w, s, reg_max))
-        coeffs.append(as_float(outputs[output_name("mc", s)]).reshape(-1, nm))
+        coeffs.append(as_float(outputs[output_name(MC, s)]).reshape(-1, nm))
     boxes, probs, coeffs = np.concatenate(boxes), np.concatenate(probs), np.concatenate(coeffs)
     if info.end2end:
         cand, sel = _end2end_topk(boxes, probs, coeffs, options)

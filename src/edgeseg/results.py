@@ -11,6 +11,11 @@ import numpy as np
 Index = int | np.integer | slice | Sequence[int] | Sequence[bool] | np.ndarray
 
 
+def class_name(names: Mapping[int, str], class_id: int | np.integer) -> str:
+    """The name of ``class_id`` in ``names``, or its digits when ``names`` has none for it."""
+    return names.get(int(class_id), str(int(class_id)))
+
+
 @dataclass
 class Detections:
     """Detections of one image.
@@ -53,7 +58,8 @@ class Detections:
 
     @property
     def class_names(self) -> list[str]:
-        return [self.names.get(int(c), str(int(c))) for c in self.class_ids]
+        """The class name of each detection (``class_name``)."""
+        return [class_name(self.names, c) for c in self.class_ids]
 
     def _require_masks(self) -> list[np.ndarray]:
         if self.masks is None or self.mask_origins is None:
@@ -98,12 +104,12 @@ class Detections:
             {
                 "image": image,
                 "class_id": int(c),
-                "class_name": self.names.get(int(c), str(int(c))),
+                "class_name": name,
                 "score": round(float(s), 5),
                 "bbox_xyxy": [round(float(v), 2) for v in box],
                 "segmentation": rle,
             }
-            for box, s, c, rle in zip(self.xyxy, self.scores, self.class_ids, rles)
+            for box, s, c, name, rle in zip(self.xyxy, self.scores, self.class_ids, self.class_names, rles)
         ]
         if self.track_ids is not None:
             for record, track_id in zip(records, self.track_ids.tolist()):

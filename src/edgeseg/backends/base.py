@@ -42,12 +42,16 @@ def as_float(t: np.ndarray | QuantizedTensor) -> np.ndarray:
     return t.dequantize() if isinstance(t, QuantizedTensor) else np.asarray(t, np.float32)
 
 
-def output_name(kind: str, stride: int) -> str:
-    """Graph output name of one head: ``cls_stride8``, ``box_stride16``, ``mc_stride32``."""
-    return f"{kind}_stride{stride}"
-
-
+# The head outputs of every stride: class logits, box distances (DFL bins), mask coefficients; and the one
+# mask prototype output shared by all strides.
+CLS, BOX, MC = "cls", "box", "mc"
+HEAD_KINDS = (CLS, BOX, MC)
 PROTOS = "protos"
+
+
+def output_name(kind: str, stride: int) -> str:
+    """Graph output name of one head (``kind`` of ``HEAD_KINDS``): ``cls_stride8``, ``box_stride16``, ``mc_stride32``."""
+    return f"{kind}_stride{stride}"
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,7 @@ class ModelInfo:
 
     @property
     def output_names(self) -> list[str]:
-        heads = [output_name(k, s) for s in self.strides for k in ("cls", "box", "mc")]
+        heads = [output_name(k, s) for s in self.strides for k in HEAD_KINDS]
         return heads + [PROTOS]
 
     @property

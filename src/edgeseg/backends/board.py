@@ -19,12 +19,11 @@ import numpy as np
 from ..errors import EdgesegError
 from ..fileio import read_json
 from ..preprocess import Letterbox, nv12_to_bgr, to_input_tensor, to_nv12
-from .base import PROTOS, ModelInfo, QuantizedTensor, output_name
+from .base import BOX, CLS, HEAD_KINDS, MC, PROTOS, ModelInfo, QuantizedTensor, output_name
 
 SIDECAR_SUFFIX = ".edgeseg.json"
 SIDECAR_FORMAT = "edgeseg-horizon-sidecar/1"
 NV12_RANGE = "bt601_video"  # OpenCV's I420/NV12 conversion is BT.601 video range (Y 16..235)
-HEAD_KINDS = ("cls", "box", "mc")
 
 
 def output_kind(name: str) -> str | None:
@@ -200,7 +199,7 @@ def _narrow(options: list[dict[str, BoardOutput]]) -> list[dict[str, BoardOutput
     every option is not applied."""
     hints = (
         lambda k, o: output_kind(o.name) in (None, k),
-        lambda k, o: (o.scale is None) == (k == "cls"),
+        lambda k, o: (o.scale is None) == (k == CLS),
     )
     for fits in hints:
         kept = [a for a in options if all(fits(k, o) for k, o in a.items())]
@@ -212,7 +211,7 @@ def map_outputs(outs: Sequence[BoardOutput], info: ModelInfo, path: str | os.Pat
     """edgeseg output name -> the .bin output that is it, by shape ([1,H,W,C] NHWC as in the ONNX) and
     class count; one-line errors for a model that is not a split-head seg model or has another class count."""
     ih, iw = info.imgsz
-    channels = {"cls": info.num_classes, "box": 4 * info.reg_max, "mc": info.num_masks}
+    channels = {CLS: info.num_classes, BOX: 4 * info.reg_max, MC: info.num_masks}
     listed = ", ".join(str(o) for o in outs) or "none"
     mapped: dict[str, BoardOutput] = {}
     protos = [o for o in outs if o.shape[1:] == (ih // 4, iw // 4, info.num_masks)]
@@ -226,8 +225,8 @@ def map_outputs(outs: Sequence[BoardOutput], info: ModelInfo, path: str | os.Pat
                 path,
             )
         if not options:
-            box_mc = [o for o in at_grid if o.shape[3] in (channels["box"], channels["mc"])]
-            others = sorted({o.shape[3] for o in at_grid} - {channels["box"], channels["mc"]})
+            box_mc = [o for o in at_grid if o.shape[3] in (channels[BOX], channels[MC])]
+            others = sorted({o.shape[3] for o in at_grid} - {channels[BOX], channels[MC]})
             if len(box_mc) == 2 and protos and len(others) == 1:
                 raise EdgesegError(
                     f"the sidecar has {info.num_classes} class names but the model's class outputs have "
@@ -236,7 +235,7 @@ def map_outputs(outs: Sequence[BoardOutput], info: ModelInfo, path: str | os.Pat
                 )
             raise EdgesegError(
                 f"not a split-head segmentation model for {ih}x{iw}: expected per stride {list(info.strides)} cls "
-                f"[1,H,W,{channels['cls']}], box [1,H,W,{channels['box']}] and mc [1,H,W,{channels['mc']}], and protos "
+                f"[1,H,W,{channels[CLS]}], box [1,H,W,{channels[BOX]}] and mc [1,H,W,{channels[MC]}], and protos "
                 f"[1,{ih // 4},{iw // 4},{info.num_masks}]; found {listed}",
                 path,
             )

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends.base import PROTOS, ModelInfo, QuantizedTensor, as_float, output_name
+from ..backends.base import BOX, CLS, MC, PROTOS, ModelInfo, QuantizedTensor, as_float, output_name
 from ..decode import DecodeOptions, decode, dfl_dist2bbox, protos_hwc
 from ..machine import BlasThreads, helper_threads
 from ..predict import Segmenter
@@ -32,13 +32,13 @@ def ultralytics_layout(outputs: Mapping[str, np.ndarray | QuantizedTensor], info
     anchors stride by stride, row-major) and ``output1`` protos [1, nm, Hp, Wp]."""
     cols = []
     for s in info.strides:
-        cls = as_float(outputs[output_name("cls", s)])
+        cls = as_float(outputs[output_name(CLS, s)])
         grid_w = cls.shape[2]
         cls = cls.reshape(-1, info.num_classes)
-        box = as_float(outputs[output_name("box", s)]).reshape(-1, 4 * info.reg_max)
+        box = as_float(outputs[output_name(BOX, s)]).reshape(-1, 4 * info.reg_max)
         xyxy = dfl_dist2bbox(box, np.arange(box.shape[0]), grid_w, s, info.reg_max)
         xywh = np.concatenate([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]], axis=1)
-        mc = as_float(outputs[output_name("mc", s)]).reshape(-1, info.num_masks)
+        mc = as_float(outputs[output_name(MC, s)]).reshape(-1, info.num_masks)
         cols.append(np.concatenate([xywh, 1 / (1 + np.exp(-cls)), mc], axis=1))
     output0 = np.ascontiguousarray(np.concatenate(cols).T[None], dtype=np.float32)
     protos = np.ascontiguousarray(protos_hwc(outputs[PROTOS]).transpose(2, 0, 1)[None], dtype=np.float32)

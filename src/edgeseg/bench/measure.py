@@ -23,7 +23,8 @@ import numpy as np
 from ..errors import EdgesegError
 from ..predict import Segmenter
 from ..sources import ImageFiles, collect_images
-from .result import STAGES, THREAD_MODES, Percentiles, ThreadSeries
+from ..stages import TOTAL
+from .result import LATENCY_KEYS, THREAD_MODES, Percentiles, ThreadSeries
 from .timing import percentiles, timed_call
 
 TURN_FRAMES = 16  # frames a model pushes per turn in the throughput measurement
@@ -69,7 +70,7 @@ def stage_latency(
     for segmenter in segmenters:
         for i in range(warmup):
             segmenter(images.arrays[i % len(images)])
-    samples: list[dict[str, list[float]]] = [{s: [] for s in STAGES} for _ in segmenters]
+    samples: list[dict[str, list[float]]] = [{s: [] for s in LATENCY_KEYS} for _ in segmenters]
     objects: list[list[int]] = [[] for _ in segmenters]
     gc.collect()
     step = 0
@@ -100,7 +101,7 @@ def _run_frames(segmenters: Sequence[Segmenter], images: BenchImages, frames: in
         try:
             while (i := next(counter)) < frames:
                 _, stamps = timed_call(segmenter, images.arrays[(offset + i) % len(images)])
-                local.append(stamps.durations_ms()["total"])
+                local.append(stamps.durations_ms()[TOTAL])
                 bar.update(1)
         except BaseException as exc:  # surfaced in the main thread below
             errors.append(exc)

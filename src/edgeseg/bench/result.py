@@ -10,7 +10,6 @@ without them is a one-line error naming the file and the missing field.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EdgesegError
-from ..fileio import read_json
+from ..fileio import is_count, is_real, read_json
+from ..fileio import is_number as is_number  # where report/family.py reads it
 from ..machine import MachineInfo
+from ..stages import STAGES, TOTAL
 
-STAGES = ("preprocess", "inference", "decode", "masks", "total")
+LATENCY_KEYS = (*STAGES, TOTAL)  # what ``ModelBench.latency_ms`` holds: each stage, and their total
 THREAD_MODES = ("workers", "intra_op")  # N single-thread sessions in N threads / one session with N intra-op threads
 _OMIT_IF_NONE = {"omit_if_none": True}
 
@@ -87,15 +88,6 @@ class _Fields:
         return [_Fields(v, f"{self.place(key)}[{i}]", self.path) for i, v in enumerate(values)]
 
 
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _is_real(value: Any) -> bool:
-    """A number (NaN included: the bench writes NaN for a percentile of no samples)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _read(cls: type, doc: _Fields) -> Any:
     """A flat dataclass from a JSON object: a field without a default is required, the others optional."""
     values = {}
@@ -115,7 +107,7 @@ class Percentiles:
 
     @classmethod
     def from_dict(cls, doc: _Fields) -> Percentiles:
-        return cls(*(doc.required(k, _is_real, "a number") for k in ("p50", "p90", "p99")))
+        return cls(*(doc.required(k, is_real, "a number") for k in ("p50", "p90", "p99")))
 
 
 @dataclass
@@ -133,7 +125,7 @@ class ThreadSeries:
         series = {}
         for mode in THREAD_MODES:
             values = doc.optional(mode, {})
-            if not isinstance(values, Mapping) or not all(str(k).isdigit() and _is_real(v) for k, v in values.items()):
+            if not isinstance(values, Mapping) or not all(str(k).isdigit() and is_real(v) for k, v in values.items()):
                 raise _malformed(doc.place(mode), "is not a map of thread counts to numbers", doc.path)
             series[mode] = {int(k): v for k, v in values.items()}
         return cls(**series)
@@ -152,7 +144,7 @@ class ModelBench:
     int8: bool
     size_mb: float | None
     objects_mean: float | None
-    latency_ms: dict[str, Percentiles]  # per stage of ``STAGES``, one thread
+    latency_ms: dict[str, Percentiles]  # per key of ``LATENCY_KEYS``, one thread
     throughput_ips: ThreadSeries
     throughput_latency_p50_ms: ThreadSeries
 
@@ -164,9 +156,9 @@ class ModelBench:
             model=model,
             name=doc.optional("name", Path(model).name),
             source=doc.optional("source"),
-            imgsz=tuple(doc.required("imgsz", lambda v: isinstance(v, list) and all(map(_is_count, v)), "a list of sizes")),
-            classes=doc.required("classes", _is_count, "a count"),
-            params=doc.required("params", _is_count, "a count"),
+            imgsz=tuple(doc.required("imgsz", lambda v: isinstance(v, list) and all(map(is_count, v)), "a list of sizes")),
+            classes=doc.required("classes", is_count, "a count"),
+            params=doc.required("params", is_count, "a count"),
             int8=doc.required("int8", lambda v: isinstance(v, bool), "true or false"),
             size_mb=doc.optional("size_mb"),
             objects_mean=doc.optional("objects_mean"),
@@ -269,7 +261,6 @@ class DecoderComparison:
 
 
 STREAM_MODES = ("sequential", "runner", "bare")  # the loop on one thread / StreamRunner with N workers / N bare sessions
-STREAM_STAGES = ("read", "preprocess", "inference", "decode", "masks", "draw", "write")
 
 
 @dataclass
@@ -302,14 +293,14 @@ class StreamRun:
     @classmethod
     def from_dict(cls, doc: _Fields) -> StreamRun:
         stages = doc.optional("stages_ms", {})
-        if not isinstance(stages, Mapping) or not all(_is_real(v) for v in stages.values()):
+        if not isinstance(stages, Mapping) or not all(is_real(v) for v in stages.values()):
             raise _malformed(doc.place("stages_ms"), "is not a map of stages to numbers", doc.path)
         return cls(
             mode=doc.required("mode", lambda v: v in STREAM_MODES, f"one of {', '.join(STREAM_MODES)}"),
-            workers=doc.required("workers", _is_count, "a count"),
-            frames=doc.required("frames", _is_count, "a count"),
-            seconds=doc.required("seconds", _is_real, "a number"),
-            fps=doc.required("fps", _is_real, "a number"),
+            workers=doc.required("workers", is_count, "a count"),
+            frames=doc.required("frames", is_count, "a count"),
+            seconds=doc.required("seconds", is_real, "a number"),
+            fps=doc.required("fps", is_real, "a number"),
             latency_ms=Percentiles.from_dict(doc.nested("latency_ms")),
             stages_ms=dict(stages),
             age_ms=Percentiles.from_dict(doc.nested("age_ms")) if doc.optional("age_ms") is not None else None,
@@ -356,12 +347,12 @@ class StreamBench:
         ]
         return cls(
             clip=str(doc.required("clip")),
-            frames=doc.required("frames", _is_count, "a count"),
-            size=tuple(doc.required("size", lambda v: isinstance(v, list) and len(v) == 2 and all(map(_is_count, v)), "[width, height]")),
+            frames=doc.required("frames", is_count, "a count"),
+            size=tuple(doc.required("size", lambda v: isinstance(v, list) and len(v) == 2 and all(map(is_count, v)), "[width, height]")),
             fps=doc.optional("fps"),
-            passes=doc.required("passes", _is_count, "a count"),
-            turn_frames=doc.required("turn_frames", _is_count, "a count"),
-            workers=list(doc.required("workers", lambda v: isinstance(v, list) and all(map(_is_count, v)), "a list of counts")),
+            passes=doc.required("passes", is_count, "a count"),
+            turn_frames=doc.required("turn_frames", is_count, "a count"),
+            workers=list(doc.required("workers", lambda v: isinstance(v, list) and all(map(is_count, v)), "a list of counts")),
             models=models,
         )
 
@@ -436,7 +427,7 @@ def bench_summary(result: BenchResult) -> str:
     m = result.machine
     lines = [f"{m.cpu}, {m.usable_cores} cores, onnxruntime {m.onnxruntime}, load {m.loadavg_start} -> {m.loadavg_end}"]
     for r in result.models:
-        stages = "  ".join(f"{s} {r.latency_ms[s].p50:.2f}" for s in STAGES)
+        stages = "  ".join(f"{s} {r.latency_ms[s].p50:.2f}" for s in LATENCY_KEYS)
         tp = "  ".join(f"{mode} " + "/".join(f"{n}:{v:.2f}" for n, v in r.throughput_ips.mode(mode).items()) for mode in THREAD_MODES)
         lines.append(f"{r.name}{' (INT8)' if r.int8 else ''}: p50 ms  {stages}")
         lines.append(f"  throughput img/s  {tp}")
@@ -450,8 +441,3 @@ def bench_summary(result: BenchResult) -> str:
     if result.stream is not None:
         lines += result.stream.summary_lines()
     return "\n".join(lines)
-
-
-def is_number(value: Any) -> bool:
-    """A real number that is not NaN (JSON null and NaN both mean "not measured")."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)

@@ -38,8 +38,9 @@ from ..progress import progress
 from ..results import Detections
 from ..sinks import VideoSink
 from ..sources import SourceItem, VideoSource, source_kind
-from .result import STREAM_STAGES, ModelStream, StreamBench, StreamRun
-from .timing import PIPELINE_STAGES, StageStamps, percentiles
+from ..stages import DRAW, INFERENCE, READ, STAGES, STREAM_STAGES, TOTAL, WRITE
+from .result import ModelStream, StreamBench, StreamRun
+from .timing import StageStamps, percentiles
 
 # Frames a configuration runs per turn: long enough that filling and draining the pipeline (a fraction of
 # one frame per turn, paid by the runner and the bare threads alike) stays near 1 %, short enough that a
@@ -164,8 +165,8 @@ class _Config:
         t1 = time.perf_counter_ns()
         self.sink.write(drawn, index)
         t2 = time.perf_counter_ns()
-        self.stage_samples["draw"].append((t1 - t0) / 1e6)
-        self.stage_samples["write"].append((t2 - t1) / 1e6)
+        self.stage_samples[DRAW].append((t1 - t0) / 1e6)
+        self.stage_samples[WRITE].append((t2 - t1) / 1e6)
         detections_digest(self.digest, det)
         self.objects += len(det)
 
@@ -217,7 +218,7 @@ def _bare_turn(c: _Config, count: int, bar: Any) -> int:
         raise errors[0]
     for times in per_thread:
         c.latencies.extend(times)
-        c.stage_samples["inference"].extend(times)
+        c.stage_samples[INFERENCE].extend(times)
     bar.update(count)
     return count
 
@@ -225,7 +226,7 @@ def _bare_turn(c: _Config, count: int, bar: Any) -> int:
 def _turn(c: _Config, count: int, bar: Any) -> None:
     """The next ``count`` frames of ``c``, timed from the first read to the last frame written."""
     gc.collect()
-    chunk = _Chunk(c.video, c.items, count, c.stage_samples["read"]) if c.mode != "bare" else None
+    chunk = _Chunk(c.video, c.items, count, c.stage_samples[READ]) if c.mode != "bare" else None
     t0 = time.perf_counter()
     if c.mode == "sequential":
         frames = _sequential_turn(c, chunk, bar)
@@ -262,9 +263,9 @@ def _p50(values: Sequence[float]) -> float:
 
 
 def _result(c: _Config) -> StreamRun:
-    for stage in PIPELINE_STAGES:
+    for stage in STAGES:
         c.stage_samples[stage].extend(d[stage] for d in c.pipeline)
-    latencies = c.latencies + [d["total"] for d in c.pipeline]
+    latencies = c.latencies + [d[TOTAL] for d in c.pipeline]
     ages = c.runner.stats.ages_ms if c.runner is not None else None
     return StreamRun(
         mode=c.mode,

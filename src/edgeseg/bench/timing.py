@@ -10,9 +10,8 @@ import numpy as np
 
 from ..predict import Segmenter
 from ..results import Detections
-from .result import STAGES, Percentiles
-
-PIPELINE_STAGES = STAGES[:-1]  # the stages Segmenter marks, in order; "total" spans them all
+from ..stages import STAGES, TOTAL
+from .result import Percentiles
 
 
 class StageStamps:
@@ -28,10 +27,10 @@ class StageStamps:
     def durations_ms(self) -> dict[str, float]:
         """ms per stage of ``STAGES`` (each from the end of the one before), and the total."""
         out, before = {}, self.start
-        for stage in PIPELINE_STAGES:
+        for stage in STAGES:
             out[stage] = (self.ends[stage] - before) / 1e6
             before = self.ends[stage]
-        out["total"] = (before - self.start) / 1e6
+        out[TOTAL] = (before - self.start) / 1e6
         return out
 
 

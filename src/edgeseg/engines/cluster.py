@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import EdgesegError, first_line
+from ..errors import EdgesegError, Problem, first_line
 from ..fileio import write_json_atomic
 from ..progress import progress
 from ..sinks import check_writable
@@ -254,7 +254,7 @@ def predict_on_ray(
     streams = [os.fspath(s) for s in sources if source_kind(os.fspath(s)) != "files"]
     found = collect_images([s for s in sources if os.fspath(s) not in streams])
     summary = PredictSummary(failed=list(found.problems))
-    summary.failed += [(s, "videos, cameras and streams run without --ray") for s in streams]
+    summary.failed += [Problem(s, "videos, cameras and streams run without --ray") for s in streams]
     if not found.paths:
         return summary
     if save_json is not None:
@@ -274,7 +274,7 @@ def predict_on_ray(
         rows = gather_rows(ds, desc="predict on Ray", total=len(items), show_progress=show_progress)
     for row in rows:
         if row["error"] is not None:
-            summary.failed.append((row["path"], row["error"]))
+            summary.failed.append(Problem(row["path"], row["error"]))
             continue
         summary.processed += 1
         if parquet_dir is not None:

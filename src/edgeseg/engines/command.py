@@ -15,7 +15,7 @@ from typing import Protocol
 import cv2
 
 from ..draw import annotate
-from ..errors import EdgesegError
+from ..errors import EdgesegError, Problem
 from ..fileio import unique_name, write_bytes_atomic, write_json_atomic
 from ..progress import progress
 from ..sinks import JsonlSink, VideoSink, check_writable
@@ -67,7 +67,7 @@ class FrameObserver(Protocol):
 class PredictSummary:
     processed: int = 0
     detections: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[Problem] = field(default_factory=list)
     records: list[dict] = field(default_factory=list)
     overlays: list[Path] = field(default_factory=list)
     streams: list[tuple[str, StreamStats]] = field(default_factory=list)
@@ -75,7 +75,7 @@ class PredictSummary:
     warnings: list[str] = field(default_factory=list)
     # (source or output file, problem): a stream that stopped for good or an output that could not be written;
     # the run is incomplete (the command exits non-zero), what was done before is kept
-    incomplete: list[tuple[str, str]] = field(default_factory=list)
+    incomplete: list[Problem] = field(default_factory=list)
     counts: dict[str, dict] = field(default_factory=dict)  # source -> final line and zone counts, when tracking
 
 
@@ -131,7 +131,7 @@ class _StreamOutputs:
                 try:
                     path = sink.close()
                 except EdgesegError as exc:
-                    self.summary.incomplete.append((str(sink.path), str(exc).removeprefix(f"{sink.path}: ")))
+                    self.summary.incomplete.append(Problem(str(sink.path), str(exc).removeprefix(f"{sink.path}: ")))
                     continue
                 if path is not None:
                     self.summary.outputs.append(path)
@@ -185,7 +185,7 @@ def predict_sources(
             try:
                 write_json_atomic(outputs.save_json, summary.records)
             except OSError as exc:
-                summary.incomplete.append((str(outputs.save_json), f"cannot write the JSON ({exc.strerror or exc})"))
+                summary.incomplete.append(Problem(str(outputs.save_json), f"cannot write the JSON ({exc.strerror or exc})"))
         if outputs.save_counts is not None and stream.tracking is not None:
             write_json_atomic(outputs.save_counts, summary.counts)
     return summary
@@ -217,7 +217,7 @@ def _run_source(
             for observer in observers:
                 observer.on_frame(frame, runner.stats)
             if not frame.ok:
-                summary.failed.append((f"{frame.source}" if is_images else f"{frame.source}#{frame.index}", frame.error))
+                summary.failed.append(Problem(f"{frame.source}" if is_images else f"{frame.source}#{frame.index}", frame.error))
                 continue
             sink.write(frame)  # first: a frame whose output failed does not count as done
             summary.processed += 1
@@ -225,14 +225,14 @@ def _run_source(
             bar.set_postfix(objects=summary.detections, failed=len(summary.failed), dropped=runner.stats.dropped)
     except EdgesegError as exc:  # a stream that failed mid-way or an output that could not be written: keep what was done
         where = exc.path or source.name
-        summary.incomplete.append((where, str(exc).removeprefix(f"{where}: ")))
+        summary.incomplete.append(Problem(where, str(exc).removeprefix(f"{where}: ")))
     finally:
         bar.close()
         sink.close()
         if not is_images:
             summary.streams.append((source.name, runner.stats))
         if source.failed:  # a board camera or decoder that stopped: the run is incomplete
-            summary.incomplete.append((source.name, source.failed))
+            summary.incomplete.append(Problem(source.name, source.failed))
         if runner.session is not None:
             key = source.name if source.name not in summary.counts else f"{source.name}#{len(summary.counts) + 1}"
             summary.counts[key] = runner.session.counts()

@@ -4,7 +4,6 @@ annotations at original resolution."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -13,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EdgesegError, first_line
+from ..errors import EdgesegError, Problem, first_line
+from ..fileio import read_json
 from ..preprocess import load_image
 from ..sources import images_in
 from .coco import canonical_class_name, category_ids, coco_mask_api
@@ -33,7 +33,7 @@ class Dataset:
     names: dict[int, str]
     category_ids: dict[int, int]
     source: str = "yolo"  # "yolo" or "coco"
-    skipped: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -184,7 +184,7 @@ def yolo_dataset(
         try:
             h, w = image_size(path)
         except EdgesegError as exc:
-            ds.skipped.append((str(path), exc.problem))
+            ds.skipped.append(Problem(str(path), exc.problem))
             continue
         label = img2label_path(path)
         rows = parse_yolo_label(label, h, w, len(names)) if label.is_file() else []
@@ -317,10 +317,7 @@ def _coco_image_dir(json_path: Path, coco: dict, images: str | os.PathLike | Non
 def coco_dataset(path: str | os.PathLike, images: str | os.PathLike | None = None) -> Dataset:
     """Ground truth of a COCO instances json; ``images`` is the directory its ``file_name``s are in."""
     json_path = Path(path)
-    try:
-        coco = json.loads(json_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EdgesegError(f"cannot read COCO json ({exc})", json_path) from None
+    coco = read_json(json_path, "COCO instances")
     if not isinstance(coco, dict) or not all(k in coco for k in ("images", "annotations", "categories")):
         raise EdgesegError("not a COCO instances json (needs images, annotations and categories)", json_path)
     image_dir = _coco_image_dir(json_path, coco, images)
@@ -334,7 +331,7 @@ def coco_dataset(path: str | os.PathLike, images: str | os.PathLike | None = Non
             ds.images.append((img["id"], p))
             kept.append(img)
         else:
-            ds.skipped.append((str(p), "no such file"))
+            ds.skipped.append(Problem(str(p), "no such file"))
     ds.coco = dict(coco, images=kept)
     return ds
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import EdgesegError
-from ..fileio import read_json, write_json_atomic
+from ..errors import EdgesegError, Problem
+from ..fileio import is_count, is_real, read_json, write_json_atomic
 
 METRICS = ("box_map50_95", "box_map50", "mask_map50_95", "mask_map50")
 SETTINGS = ("conf", "iou", "max_det", "multi_label")  # the val settings each metrics JSON entry carries
@@ -30,7 +30,7 @@ class EvalResult:
     mask_map50: float
     per_class: dict[str, dict[str, Any]]
     predictions: list[dict] = field(repr=False, default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[Problem] = field(default_factory=list)
     evaluator: str = ""
     settings: dict[str, Any] = field(default_factory=dict)  # conf, iou, max_det, multi_label
 
@@ -59,12 +59,12 @@ class EvalResult:
             raise EdgesegError(_SHAPE, path)
         where = f"model {entry['model']!r}"
         images = entry.get("images")
-        if not isinstance(images, int) or isinstance(images, bool) or images < 0:
+        if not is_count(images):
             raise EdgesegError(f"{where}: 'images' must be a count, got {images!r}", path)
         metrics = {}
         for key in METRICS:
             value = entry.get(key)
-            if not _is_number(value):
+            if not is_real(value):
                 raise EdgesegError(f"{where}: {key!r} must be a number, got {value!r}", path)
             metrics[key] = float(value)
         per_class = entry.get("per_class", {})
@@ -78,15 +78,11 @@ class EvalResult:
             data=str(entry.get("data", "")),
             images=images,
             per_class=dict(per_class),
-            skipped=[(str(s["image"]), str(s["problem"])) for s in skipped],
+            skipped=[Problem(str(s["image"]), str(s["problem"])) for s in skipped],
             evaluator=str(entry.get("evaluator", "")),
             settings={k: entry[k] for k in SETTINGS if k in entry},
             **metrics,
         )
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def prediction_paths(path: str | os.PathLike, count: int) -> list[Path]:

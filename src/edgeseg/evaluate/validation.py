@@ -13,10 +13,11 @@ from ..backends import read_model_info
 from ..decode import DecodeOptions
 from ..engines.base import Predictor
 from ..engines.threads import StreamRunner
-from ..errors import EdgesegError
+from ..errors import EdgesegError, Problem
 from ..predict import Segmenter
 from ..preprocess import normalise_imgsz
 from ..progress import progress
+from ..results import class_name
 from ..sources import ImageFiles
 from .coco import canonical_class_name, score_predictions
 from .datasets import Dataset, load_dataset
@@ -25,15 +26,12 @@ from .metrics import EvalResult
 
 @dataclass(frozen=True)
 class ValConfig:
-    """How to evaluate: Ultralytics' val settings by default (conf 0.001, multi-label NMS).
+    """How to evaluate: ``decode`` with Ultralytics' val settings by default (conf 0.001, multi-label NMS).
 
     ``imgsz`` is a check only (an edgeseg model has a fixed input size); ``threads`` are ONNX Runtime
     intra-op threads (0: its default); ``evaluator`` is auto, faster-coco-eval or pycocotools."""
 
-    conf: float = 0.001
-    iou: float = 0.7
-    max_det: int = 300
-    multi_label: bool = True
+    decode: DecodeOptions = DecodeOptions(conf=0.001, multi_label=True)
     threads: int = 0
     imgsz: int | tuple[int, ...] | None = None
     evaluator: str = "auto"
@@ -41,14 +39,11 @@ class ValConfig:
     def __post_init__(self) -> None:
         if self.imgsz is not None and not isinstance(self.imgsz, int):
             object.__setattr__(self, "imgsz", tuple(int(v) for v in self.imgsz))
-        self.decode_options()  # bad thresholds fail here, before any model is opened
-
-    def decode_options(self) -> DecodeOptions:
-        return DecodeOptions(conf=self.conf, iou=self.iou, max_det=self.max_det, multi_label=self.multi_label)
 
     def settings(self) -> dict[str, Any]:
         """The settings a metrics JSON entry records."""
-        return {"conf": self.conf, "iou": self.iou, "max_det": self.max_det, "multi_label": self.multi_label}
+        d = self.decode
+        return {"conf": d.conf, "iou": d.iou, "max_det": d.max_det, "multi_label": d.multi_label}
 
 
 def check_imgsz(model_imgsz: tuple[int, int], imgsz: int | Sequence[int] | None, model: str) -> None:
@@ -74,23 +69,23 @@ def size_mismatch(image_shape: Sequence[int], annotated: tuple[int, int]) -> str
 
 def predict_records(
     segmenter: Predictor, dataset: Dataset, *, desc: str = "val", show_progress: bool = False
-) -> tuple[list[dict], list[int], list[tuple[str, str]]]:
+) -> tuple[list[dict], list[int], list[Problem]]:
     """Run ``segmenter`` (its options as they are) over the dataset on the local-threads engine: (COCO results
-    records, evaluated image ids, skipped images as (path, problem)). One session, two threads: one image's
+    records, evaluated image ids, skipped images as ``Problem`` (path, problem)). One session, two threads: one image's
     decode and masks overlap the next one's inference (ONNX Runtime's ``run`` is thread-safe)."""
     cats = dataset.category_map(segmenter.info.names)
     sizes = dataset.image_sizes()
     ids = [image_id for image_id, _ in dataset.images]
     records: list[dict] = []
     done: list[int] = []
-    skipped: list[tuple[str, str]] = []
+    skipped: list[Problem] = []
     bar = progress(desc=desc, total=len(dataset.images), enabled=show_progress)
     for frame in StreamRunner([segmenter, segmenter]).run(ImageFiles([p for _, p in dataset.images])):
         bar.update(1)
         image_id = ids[frame.index]
         problem = frame.error or size_mismatch(frame.image.shape, sizes[image_id])
         if problem:
-            skipped.append((frame.source, problem))
+            skipped.append(Problem(frame.source, problem))
             continue
         records += frame.detections.to_coco(image_id, cats)
         done.append(image_id)
@@ -100,7 +95,7 @@ def predict_records(
 
 
 # What produces a dataset's COCO results: ``predict_records`` (this process) or ``on_ray.RayPredictions``.
-PredictRecords = Callable[..., tuple[list[dict], list[int], list[tuple[str, str]]]]
+PredictRecords = Callable[..., tuple[list[dict], list[int], list[Problem]]]
 
 
 def _note_name_mismatch(dataset: Dataset, model_names: dict[int, str], model: str | os.PathLike) -> None:
@@ -126,8 +121,7 @@ def _per_class(dataset: Dataset, per_category: dict[int, dict[str, float]], done
     per_class = {}
     for cat, m in per_category.items():
         c = inv.get(cat, cat)
-        name = dataset.names.get(c, str(cat))
-        per_class[name] = {
+        per_class[class_name(dataset.names, c)] = {
             "class_id": c,
             "category_id": cat,
             "images": len(image_counts.get(cat, ())),
@@ -150,7 +144,7 @@ def evaluate(
     image directory of a COCO json) with ``config`` (default ``ValConfig()``). Unreadable images are skipped and listed in ``skipped``.
     ``predict(segmenter, dataset, desc=, show_progress=)`` makes the COCO results (default: in this process)."""
     config = config or ValConfig()
-    seg = Segmenter(model, options=config.decode_options(), threads=config.threads)
+    seg = Segmenter(model, options=config.decode, threads=config.threads)
     check_imgsz(seg.info.imgsz, config.imgsz, os.fspath(model))
     ds = data if isinstance(data, Dataset) else load_dataset(data, names=seg.names, images=images)
     _note_name_mismatch(ds, seg.names, model)

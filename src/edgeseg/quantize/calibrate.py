@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from ..backends import PROTOS, ModelInfo, output_name
-from ..errors import EdgesegError
+from ..backends.base import BOX, CLS, MC
+from ..errors import EdgesegError, Problem
 from ..onnxgraph import consumers, output_chains
 from ..preprocess import preprocess
 from ..progress import progress
@@ -35,9 +36,7 @@ BOX_LOGIT_FLOOR = -20.0
 SILU_INPUT_FLOOR = -5.0
 
 
-def image_tensors(
-    paths: Sequence[Path], imgsz: tuple[int, int], count: int, skipped: list[tuple[str, str]]
-) -> Iterator[tuple[Path, np.ndarray]]:
+def image_tensors(paths: Sequence[Path], imgsz: tuple[int, int], count: int, skipped: list[Problem]) -> Iterator[tuple[Path, np.ndarray]]:
     """Up to ``count`` (path, network input) pairs of ``paths`` in order, letterboxed like inference;
     unreadable files go to ``skipped`` and are replaced by the next file."""
     for item in readable_images(paths, count, skipped):
@@ -51,7 +50,7 @@ class ImageTensors:
 
     tensors: list[np.ndarray] = field(default_factory=list)
     used: list[Path] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[Problem] = field(default_factory=list)
 
 
 def load_tensors(paths: Sequence[Path], imgsz: tuple[int, int], count: int) -> ImageTensors:
@@ -99,7 +98,7 @@ def head_floors(model13, info: ModelInfo) -> dict[str, float | None]:
     chains = output_chains(model13.graph)
     floors: dict[str, float | None] = {}
     for s in info.strides:
-        for kind, floor in (("cls", CLS_LOGIT_FLOOR), ("box", BOX_LOGIT_FLOOR), ("mc", None)):
+        for kind, floor in ((CLS, CLS_LOGIT_FLOOR), (BOX, BOX_LOGIT_FLOOR), (MC, None)):
             for t in chains.get(output_name(kind, s), []):
                 floors[t] = floor
     for t in chains.get(PROTOS, []):
@@ -140,7 +139,7 @@ class Calibration:
     cache: Path
     method: str
     used: list[Path]
-    skipped: list[tuple[str, str]]
+    skipped: list[Problem]
     rest: list[Path]
     search_tensors: list[np.ndarray]  # the first few calibration inputs, for the mixed-precision search
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # the calibrated range per tensor
@@ -171,7 +170,7 @@ def calibrate(
             extra_options=options,
         )
     input_name = calibrator.infer_session.get_inputs()[0].name
-    skipped: list[tuple[str, str]] = []
+    skipped: list[Problem] = []
     used: list[Path] = []
     kept: list[np.ndarray] = []
     bar = progress(total=plan.num, desc=f"calibrate ({plan.method})", enabled=show_progress)

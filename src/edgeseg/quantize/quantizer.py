@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backends import ModelInfo, output_name, read_model_info
-from ..errors import EdgesegError
+from ..errors import EdgesegError, Problem
 from ..fileio import write_bytes_atomic, write_json_atomic
 from ..onnxgraph import is_quantized, load_model, metadata, save_model, stem_nodes
 from ..sources import image_directory
@@ -90,7 +90,7 @@ class QuantizeResult:
 
     output: Path
     calibration_images: list[Path]
-    skipped: list[tuple[str, str]]
+    skipped: list[Problem]
     method: str
     keep_float: list[str]
     int16: list[str]

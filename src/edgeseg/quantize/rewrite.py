@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..backends import ModelInfo, output_name
-from ..backends.base import META_PREFIX
+from ..backends.base import BOX, HEAD_KINDS, MC, META_PREFIX
 from ..errors import EdgesegError
 from ..onnxgraph import consumers, initializer_array, load_model, producers, set_metadata, topological_sort
 from .calibrate import calibration_method
@@ -21,7 +21,6 @@ from .sessions import quiet_ort
 
 QUANT_META = META_PREFIX + "quant."
 CONFIG_META = META_PREFIX + "quantization"
-HEAD_KINDS = ("cls", "box", "mc")
 
 
 @dataclass(frozen=True)
@@ -193,7 +192,7 @@ def integer_heads(model, outputs: Sequence[str], ranges: Mapping[str, tuple[floa
 
 def head_outputs(info: ModelInfo, int_cls: bool = False) -> list[str]:
     """The outputs made integer: box and mc of every stride, cls too with ``int_cls``."""
-    kinds = HEAD_KINDS if int_cls else ("box", "mc")
+    kinds = HEAD_KINDS if int_cls else (BOX, MC)
     return [output_name(k, s) for s in info.strides for k in kinds]
 
 

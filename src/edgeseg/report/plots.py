@@ -7,11 +7,12 @@ import io
 from pathlib import Path
 from typing import Any
 
-from ..bench.result import BenchResult, DecoderComparison, StreamBench, is_number
-from ..fileio import write_bytes_atomic
+from .. import stages as stage
+from ..bench.result import BenchResult, DecoderComparison, StreamBench
+from ..fileio import is_number, write_bytes_atomic
 from ..quantize import SimilarityReport
 
-STAGE_COLOURS = {"preprocess": "#8da0cb", "inference": "#66c2a5", "decode": "#fc8d62", "masks": "#e78ac3"}
+STAGE_COLOURS = {stage.PREPROCESS: "#8da0cb", stage.INFERENCE: "#66c2a5", stage.DECODE: "#fc8d62", stage.MASKS: "#e78ac3"}
 DECODER_COLOURS = {"fast": "#1b9e77", "reference": "#7570b3", "ultralytics": "#d95f02"}
 
 
@@ -40,7 +41,7 @@ def plot_stages(plt: Any, bench: BenchResult, path: Path) -> Path:
     stages = list(STAGE_COLOURS)
     p50 = [[(m.latency_ms[s].p50 if s in m.latency_ms else 0.0) or 0.0 for s in stages] for m in models]
     fig, axes = plt.subplots(1, 2, figsize=(11, 1.2 + 0.6 * len(models)), squeeze=False)
-    panels = ((axes[0][0], stages, "all stages"), (axes[0][1], [s for s in stages if s != "inference"], "everything but inference"))
+    panels = ((axes[0][0], stages, "all stages"), (axes[0][1], [s for s in stages if s != stage.INFERENCE], "everything but inference"))
     for ax, subset, title in panels:
         left = [0.0] * len(models)
         for s in subset:

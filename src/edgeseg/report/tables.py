@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..bench.result import STREAM_STAGES, BenchResult, DecoderComparison, ModelBench, ModelStream, StreamBench, StreamRun, is_number
+from ..bench.result import BenchResult, DecoderComparison, ModelBench, ModelStream, StreamBench, StreamRun
 from ..evaluate import EvalResult
+from ..fileio import is_number
 from ..quantize import SimilarityReport
+from ..stages import INFERENCE, STAGES, STREAM_STAGES, TOTAL
 
 DASH = "—"
-TIMED_STAGES = ("preprocess", "inference", "decode", "masks")  # "total" spans them
 
 
 def _known(value: Any) -> Any:
@@ -98,7 +99,7 @@ def _max_threads(m: ModelBench) -> int | None:
 
 
 def _one_thread(m: ModelBench) -> str:
-    total = m.latency_ms.get("total")
+    total = m.latency_ms.get(TOTAL)
     return _lat_tp(total.p50 if total else None, m.throughput_ips.workers.get(1))
 
 
@@ -187,13 +188,13 @@ def footnotes(bench: BenchResult, val: Sequence[EvalResult] | None, extra: Seque
 
 def speed_table(bench: BenchResult) -> list[str]:
     threads = sorted({n for m in bench.models for n in [*m.throughput_ips.workers, *m.throughput_ips.intra_op]})
-    head = "| model | precision | preprocess | inference | decode | masks | total p50 / p90 / p99 |"
+    head = "| model | precision | " + " | ".join(STAGES) + " | total p50 / p90 / p99 |"
     head += "".join(f" {n} worker{'s' if n > 1 else ''} |" for n in threads)
     head += "".join(f" 1 session, {n} intra-op |" for n in threads)
     lines = [head, "|---|---|---:|---:|---:|---:|---:|" + "---:|" * (2 * len(threads))]
     for m in bench.models:
-        stages = [m.latency_ms.get(s) for s in TIMED_STAGES]
-        tot = m.latency_ms.get("total")
+        stages = [m.latency_ms.get(s) for s in STAGES]
+        tot = m.latency_ms.get(TOTAL)
         line = f"| {Path(m.model).name} | {'INT8' if m.int8 else 'FP32'} | "
         line += " | ".join(_fmt(p.p50 if p else None) for p in stages)
         line += " | " + (f"{_fmt(tot.p50, 1)} / {_fmt(tot.p90, 1)} / {_fmt(tot.p99, 1)}" if tot else f"{DASH} / {DASH} / {DASH}") + " |"
@@ -217,10 +218,10 @@ def ratio_lines(rows: Sequence[Row], bench: BenchResult) -> list[str]:
                         f"({q:.2f} vs {f:.2f} img/s)."
                     )
     for m in bench.models:
-        if not all(s in m.latency_ms for s in TIMED_STAGES):
+        if not all(s in m.latency_ms for s in STAGES):
             continue
-        inf = m.latency_ms["inference"].p50
-        other = {s: m.latency_ms[s].p50 for s in ("preprocess", "decode", "masks")}
+        inf = m.latency_ms[INFERENCE].p50
+        other = {s: m.latency_ms[s].p50 for s in STAGES if s != INFERENCE}
         if inf:
             slowest = max(other, key=other.get)
             out.append(
@@ -292,10 +293,10 @@ def _limit_line(m: ModelStream, cores: int | None) -> str | None:
     """What bounds the runner: the CPU work of a frame besides inference (the sequential loop's p50s)
     competes with inference once the workers keep every core busy."""
     sequential = m.run("sequential")
-    if sequential is None or not is_number(sequential.stages_ms.get("inference")):
+    if sequential is None or not is_number(sequential.stages_ms.get(INFERENCE)):
         return None
-    inference = sequential.stages_ms["inference"]
-    other = {s: v for s, v in sequential.stages_ms.items() if s != "inference" and is_number(v)}
+    inference = sequential.stages_ms[INFERENCE]
+    other = {s: v for s, v in sequential.stages_ms.items() if s != INFERENCE and is_number(v)}
     rest = sum(other.values())
     saturating = [r for r in m.runs if r.mode == "runner" and is_number(r.vs_bare) and r.workers >= (cores or 0)]
     measured = [f"{r.workers} worker(s) {r.vs_bare * 100:.0f} %" for r in saturating]

@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ..errors import EdgesegError
+from ..errors import EdgesegError, Problem
 from .base import Source, SourceItem
 from .board import HardwareDecoded, MipiCamera, is_mipi
 from .files import (
@@ -55,10 +55,10 @@ __all__ = [
 
 @dataclass
 class OpenedSources:
-    """The sources named by some arguments, in order, and ``(argument, problem)`` for those that gave none."""
+    """The sources named by some arguments, in order, and a ``Problem`` (argument, problem) for each that gave none."""
 
     sources: list[Source] = field(default_factory=list)
-    problems: list[tuple[str, str]] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -124,6 +124,6 @@ def open_sources(
             on_board = _board_source(spec, kind, board, live, vid_stride)
             opened.sources.append(on_board or VideoSource(spec, live=live, vid_stride=vid_stride, retry=retry))
         except EdgesegError as exc:
-            opened.problems.append((spec, exc.problem))
+            opened.problems.append(Problem(spec, exc.problem))
     flush()
     return opened

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import EdgesegError
+from ..errors import EdgesegError, Problem
 from ..preprocess import load_image
 from .base import Source, SourceItem
 
@@ -41,10 +41,10 @@ def images_in(directory: str | os.PathLike) -> list[Path]:
 
 @dataclass
 class ImageList:
-    """Image paths found for some arguments, and ``(argument, problem)`` for those that gave none."""
+    """Image paths found for some arguments, and a ``Problem`` (argument, problem) for each that gave none."""
 
     paths: list[Path] = field(default_factory=list)
-    problems: list[tuple[str, str]] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
 
 
 def collect_images(sources: Iterable[str | os.PathLike]) -> ImageList:
@@ -56,17 +56,17 @@ def collect_images(sources: Iterable[str | os.PathLike]) -> ImageList:
         if p.is_dir():
             images = images_in(p)
             if not images:
-                found.problems.append((s, "directory holds no images"))
+                found.problems.append(Problem(s, "directory holds no images"))
             found.paths.extend(images)
         elif p.exists():
             found.paths.append(p)
         elif glob.has_magic(s):
             images = sorted(q for q in map(Path, glob.glob(s, recursive=True)) if is_image_file(q))
             if not images:
-                found.problems.append((s, "pattern matches no image files"))
+                found.problems.append(Problem(s, "pattern matches no image files"))
             found.paths.extend(images)
         else:
-            found.problems.append((s, "no such file or directory"))
+            found.problems.append(Problem(s, "no such file or directory"))
     return found
 
 
@@ -107,7 +107,7 @@ class ImageFiles(Source):
                 yield SourceItem(i, str(path), error=exc.problem)
 
 
-def readable_images(paths: Sequence[str | os.PathLike], count: int, skipped: list[tuple[str, str]]) -> Iterator[SourceItem]:
+def readable_images(paths: Sequence[str | os.PathLike], count: int, skipped: list[Problem]) -> Iterator[SourceItem]:
     """The first ``count`` readable images of ``paths``, in order; unreadable ones go to ``skipped``
     (name, problem) and are replaced by the next file."""
     got = 0
@@ -115,7 +115,7 @@ def readable_images(paths: Sequence[str | os.PathLike], count: int, skipped: lis
         if got >= count:
             return
         if not item.ok:
-            skipped.append((item.name, item.error))
+            skipped.append(Problem(item.name, item.error))
             continue
         got += 1
         yield item
