@@ -22,18 +22,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeseg.bench.result import BenchResult, ModelBench, is_number
+from edgeseg.backends.base import HEAD_KINDS as HEAD_OUTPUTS
+from edgeseg.backends.base import PROTOS
+from edgeseg.bench.result import LATENCY_KEYS, BenchResult, ModelBench
 from edgeseg.errors import EdgesegError
 from edgeseg.evaluate import EvalResult
-from edgeseg.fileio import read_json, write_bytes_atomic
+from edgeseg.fileio import is_number, read_json, write_bytes_atomic
 from edgeseg.quantize import SimilarityReport
 from edgeseg.report.plots import pyplot
 from edgeseg.report.tables import find_eval
 
 FAMILY_START = "<!-- family:start -->"
 FAMILY_END = "<!-- family:end -->"
-SPEED_STAGES = ("preprocess", "inference", "decode", "masks", "total")
-HEAD_KINDS = ("cls", "box", "mc", "protos")
+SPEED_STAGES = LATENCY_KEYS
+HEAD_KINDS = (*HEAD_OUTPUTS, PROTOS)  # the head outputs a cosine row names, and protos
 DASH = "-"
 
 

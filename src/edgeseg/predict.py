@@ -12,12 +12,13 @@ from typing import Any
 import numpy as np
 
 from .backends import Backend, BoardOptions, ModelInfo, open_backend
-from .decode import DecodeOptions, StageClock, decode
+from .decode import DecodeOptions, decode
 from .engines.threads import FrameStream, StreamRunner
 from .errors import EdgesegError
 from .preprocess import Nv12Frame, as_bgr, letterbox, letterbox_nv12, load_image, nv12_input_tensor, to_input_tensor
 from .results import Detections
 from .sources import Source, open_sources
+from .stages import INFERENCE, PREPROCESS, StageClock
 from .tracking import TrackingOptions
 
 ASSETS = Path(__file__).with_name("assets")
@@ -77,17 +78,17 @@ class Segmenter:
             prepare = getattr(self.backend, "prepare", None)
             inputs = to_input_tensor(padded) if prepare is None else prepare(padded, lb)
         if clock is not None:
-            clock.mark("preprocess")
+            clock.mark(PREPROCESS)
         outputs = self.backend.run(inputs)
         if clock is not None:
-            clock.mark("inference")
+            clock.mark(INFERENCE)
         return outputs, lb
 
     def __call__(
         self, image: str | os.PathLike | np.ndarray | Nv12Frame, with_masks: bool = True, clock: StageClock | None = None
     ) -> Detections:
         """Detections for one image (a path, an 8-bit BGR array or an ``Nv12Frame``). ``clock`` is told when each stage
-        ends: preprocess, inference, decode, masks (the benchmark's hook)."""
+        of ``stages.STAGES`` ends (the benchmark's hook)."""
         if not isinstance(image, (np.ndarray, Nv12Frame)):
             image = load_image(image)
         outputs, lb = self.raw(image, clock)
@@ -134,7 +135,7 @@ class Segmenter:
         if isinstance(source, (str, os.PathLike)):
             opened = open_sources([source], live=live, vid_stride=vid_stride)
             if not opened.sources:
-                raise EdgesegError(opened.problems[0][1], opened.problems[0][0])
+                raise EdgesegError(opened.problems[0].problem, opened.problems[0].where)
             source = opened.sources[0]
         tracking = TrackingOptions() if track is True else (track or None)
         segmenters = [self] if workers == 1 else self.workers(workers)

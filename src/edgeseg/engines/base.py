@@ -9,9 +9,10 @@ from typing import Protocol
 import numpy as np
 
 from ..backends.base import ModelInfo
-from ..decode import DecodeOptions, StageClock
+from ..decode import DecodeOptions
 from ..preprocess import Nv12Frame
 from ..results import Detections
+from ..stages import StageClock
 
 # Inference threads (predict --workers) and Ray actors each hold a loaded model (~60 MB for the n model in ONNX
 # Runtime) and no more than one core's work: past a few per core they add memory, not speed.
