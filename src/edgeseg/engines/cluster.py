@@ -38,7 +38,7 @@ from ..sinks import check_writable
 from ..sources import collect_images, source_kind
 from .actors import ActorSpec, PredictorActor, TryCounter, read_files
 from .base import PER_CORE_LIMIT, Predictor
-from .command import PredictSummary
+from .summary import PredictSummary
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -22,6 +22,7 @@ from ..sinks import JsonlSink, VideoSink, check_writable
 from ..sources import BoardInputs, Source, open_sources
 from ..tracking import TrackingOptions
 from .base import Predictor
+from .summary import PredictSummary
 from .threads import StreamFrame, StreamRunner, StreamStats
 
 
@@ -61,22 +62,6 @@ class FrameObserver(Protocol):
     def on_frame(self, frame: StreamFrame, stats: StreamStats) -> None: ...
 
     def close(self) -> None: ...
-
-
-@dataclass
-class PredictSummary:
-    processed: int = 0
-    detections: int = 0
-    failed: list[Problem] = field(default_factory=list)
-    records: list[dict] = field(default_factory=list)
-    overlays: list[Path] = field(default_factory=list)
-    streams: list[tuple[str, StreamStats]] = field(default_factory=list)
-    outputs: list[Path] = field(default_factory=list)  # videos and JSON Lines written
-    warnings: list[str] = field(default_factory=list)
-    # (source or output file, problem): a stream that stopped for good or an output that could not be written;
-    # the run is incomplete (the command exits non-zero), what was done before is kept
-    incomplete: list[Problem] = field(default_factory=list)
-    counts: dict[str, dict] = field(default_factory=dict)  # source -> final line and zone counts, when tracking
 
 
 def _numbered(path: str | os.PathLike | None, k: int, count: int) -> Path | None:
