@@ -24,9 +24,10 @@ import numpy as np
 import pytest
 
 from corpus import start_cli
-from edgeseg import Detections, EdgesegError, PredictOutputs, Segmenter, predict_sources
+from edgeseg import DecodeOptions, Detections, EdgesegError, PredictOutputs, Segmenter, predict_sources
+from edgeseg.backends import read_model_info
 from edgeseg.cli.options import serve_address
-from edgeseg.predict import SAMPLE_IMAGE
+from edgeseg.predict import DEFAULT_MODEL, SAMPLE_IMAGE
 from edgeseg.serve import ServeConfig, start_server
 from edgeseg.sources import Source, SourceItem
 
@@ -63,7 +64,11 @@ class PacedSource(Source):
 
 
 class BoxSegmenter:
-    """A stand-in for the model (fast, deterministic): one 'person' box in the middle of every frame."""
+    """A stand-in ``Predictor`` (fast, deterministic): one 'person' box in the middle of every frame; the model facts
+    are the embedded model's."""
+
+    info = read_model_info(DEFAULT_MODEL)
+    options = DecodeOptions()
 
     def __call__(self, image: np.ndarray) -> Detections:
         h, w = image.shape[:2]
