@@ -1,0 +1,29 @@
+"""``Segmenter`` as the engines meet it: pickled as the recipe to load its model again (what Ray's actors get)."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from edgeseg import DecodeOptions, EdgesegError, Segmenter, open_backend
+from edgeseg.preprocess import load_image
+
+
+def test_a_pickled_segmenter_loads_its_model_again_with_its_options_and_one_thread(default_model, coco128_images):
+    seg = Segmenter(default_model, options=DecodeOptions(conf=0.4, max_det=5))
+    copy = pickle.loads(pickle.dumps(seg))
+    assert copy is not seg and copy.backend is not seg.backend  # its own session
+    assert copy.options == seg.options and copy.model_path == seg.model_path.resolve()
+    image = load_image(coco128_images[0])
+    a, b = seg(image), copy(image)
+    assert len(a) == len(b) > 0
+    assert (a.xyxy == b.xyxy).all() and (a.class_ids == b.class_ids).all()
+    sess_options = copy.backend.session.get_session_options()
+    assert sess_options.intra_op_num_threads == 1
+
+
+def test_a_segmenter_around_a_backend_object_cannot_be_sent_to_other_processes(default_model):
+    seg = Segmenter(open_backend(default_model))
+    with pytest.raises(EdgesegError, match="needs a Segmenter made from a model file"):
+        pickle.dumps(seg)
