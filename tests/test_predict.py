@@ -23,6 +23,14 @@ def test_a_pickled_segmenter_loads_its_model_again_with_its_options_and_one_thre
     assert sess_options.intra_op_num_threads == 1
 
 
+def test_a_segmenter_from_a_relative_path_is_sent_with_the_absolute_one(default_model, monkeypatch, tmp_path):
+    """Ray's workers run in another directory: the recipe names the model file by its absolute path."""
+    monkeypatch.chdir(default_model.parent)
+    sent = pickle.dumps(Segmenter(default_model.name))
+    monkeypatch.chdir(tmp_path)  # where the worker process runs
+    assert pickle.loads(sent).model_path == default_model.resolve()
+
+
 def test_a_segmenter_around_a_backend_object_cannot_be_sent_to_other_processes(default_model):
     seg = Segmenter(open_backend(default_model))
     with pytest.raises(EdgesegError, match="needs a Segmenter made from a model file"):

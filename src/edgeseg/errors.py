@@ -26,6 +26,10 @@ class Problem(NamedTuple):
     def __str__(self) -> str:
         return f"{self.where}: {self.problem}"
 
+    def error(self) -> EdgesegError:
+        """The one-line error of this problem (what a command raises when it is the only item it had)."""
+        return EdgesegError(self.problem, self.where)
+
 
 def first_line(exc: BaseException) -> str:
     """The first line of a library's exception message (its type name when it has none): what a one-line

@@ -104,17 +104,20 @@ class Segmenter:
             raise EdgesegError(f"workers must be >= 1, got {count}")
         if self.model_path is None:
             return [self] * count
-        return [
-            Segmenter(self.model_path, options=self.options, threads=1, providers=self.providers, board=self.board) for _ in range(count)
-        ]
+        return [_load(*self._recipe()) for _ in range(count)]
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickled as the recipe to load the model again (what an engine in other processes, Ray, needs); one
         intra-op thread per copy, as ``workers`` gives."""
         if self.model_path is None:
             raise EdgesegError("running in other processes needs a Segmenter made from a model file (each copy loads it)")
-        recipe = {"options": self.options, "threads": 1, "providers": self.providers, "board": self.board}
-        return (_load, (os.fspath(self.model_path), recipe))
+        return (_load, self._recipe())
+
+    def _recipe(self) -> tuple[str, dict[str, Any]]:
+        """(model file, options) of a copy with one intra-op thread: a worker's, or one in another process (the
+        path resolved, so a process with another working directory finds the same file)."""
+        settings = {"options": self.options, "threads": 1, "providers": self.providers, "board": self.board}
+        return os.fspath(self.model_path.resolve()), settings
 
     def stream(
         self,
@@ -126,7 +129,7 @@ class Segmenter:
         track: bool | TrackingOptions = False,
     ) -> FrameStream:
         """Frames of a video file, camera (``0``), stream URL or image directory, in order, with
-        ``frame.index``, ``frame.time_s`` and ``frame.detections`` (see ``stream.StreamRunner``); the returned
+        ``frame.index``, ``frame.time_s`` and ``frame.detections`` (see ``engines.threads.StreamRunner``); the returned
         iterator's ``stats`` (``StreamStats``: frames, failed, dropped, fps, latencies) are live while iterating
         and final after. ``workers``: inference threads, each its own session (as ``predict --workers``; one
         worker is this Segmenter itself). ``track`` (True, or ``tracking.TrackingOptions`` with lines and
@@ -135,7 +138,7 @@ class Segmenter:
         if isinstance(source, (str, os.PathLike)):
             opened = open_sources([source], live=live, vid_stride=vid_stride)
             if not opened.sources:
-                raise EdgesegError(opened.problems[0].problem, opened.problems[0].where)
+                raise opened.problems[0].error()
             source = opened.sources[0]
         tracking = TrackingOptions() if track is True else (track or None)
         segmenters = [self] if workers == 1 else self.workers(workers)

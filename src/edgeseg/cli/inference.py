@@ -180,7 +180,7 @@ def _report_predict(args, summary, dt: float) -> int:
     source or an output stopped mid-run (``summary.incomplete``, one error line each)."""
     problems = summary.failed + summary.incomplete
     if summary.processed == 0 and len(problems) == 1:
-        raise EdgesegError(problems[0].problem, problems[0].where)
+        raise problems[0].error()
     print_failures(summary.failed)
     for w in summary.warnings:
         print(f"edgeseg: warning: {w}", file=sys.stderr)
@@ -228,7 +228,7 @@ def _cmd_demo(args) -> int:
     outputs = PredictOutputs(out_dir=args.out, save_json=Path(args.out) / "detections.json")
     summary = predict_sources(seg, [source], outputs=outputs, show_progress=False)
     if summary.processed == 0:
-        raise EdgesegError(summary.failed[0].problem, summary.failed[0].where)
+        raise summary.failed[0].error()
     print(f"model  {DEFAULT_MODEL.name} ({seg.info.num_classes} classes, {seg.info.imgsz[0]}x{seg.info.imgsz[1]})")
     print(f"image  {source}")
     for r in summary.records:

@@ -116,7 +116,7 @@ class _StreamOutputs:
                 try:
                     path = sink.close()
                 except EdgesegError as exc:
-                    self.summary.incomplete.append(Problem(str(sink.path), str(exc).removeprefix(f"{sink.path}: ")))
+                    self.summary.incomplete.append(Problem(str(sink.path), exc.problem))
                     continue
                 if path is not None:
                     self.summary.outputs.append(path)
@@ -209,8 +209,7 @@ def _run_source(
             summary.detections += len(frame.detections)
             bar.set_postfix(objects=summary.detections, failed=len(summary.failed), dropped=runner.stats.dropped)
     except EdgesegError as exc:  # a stream that failed mid-way or an output that could not be written: keep what was done
-        where = exc.path or source.name
-        summary.incomplete.append(Problem(where, str(exc).removeprefix(f"{where}: ")))
+        summary.incomplete.append(Problem(exc.path or source.name, exc.problem))
     finally:
         bar.close()
         sink.close()
