@@ -268,7 +268,17 @@ def build_int8(calibrated: CalibratedModel, config: QuantizeConfig, *, qdq_path:
     data = final.SerializeToString()
     check_loads(data, out)
     write_bytes_atomic(out, data)
-    return Int8Build(settings, stem, qdq_path, final_qdq, search, warning, record, final, data)
+    return Int8Build(
+        settings=settings,
+        stem=stem,
+        all_int8_path=qdq_path,
+        qdq_path=final_qdq,
+        search=search,
+        warning=warning,
+        quantization=record,
+        model=final,
+        data=data,
+    )
 
 
 def load_float_model(src: Path) -> tuple[ModelInfo, Any]:
