@@ -56,10 +56,13 @@ class StreamOptions:
 
 class FrameObserver(Protocol):
     """Something that watches a run (the live view's server): ``on_frame`` gets every frame, ok or failed, with
-    the source's stats so far, on the thread that consumes the runner, so it must only keep a reference and
-    return; ``close`` is called once when the run ends (done, failed or interrupted)."""
+    its camera's stats so far, on the thread that consumes the runner, so it must only keep a reference and
+    return; ``on_state`` gets a camera's stats each time its ``state`` changes (from that camera's reader thread:
+    keep it as short); ``close`` is called once when the run ends (done, failed or interrupted)."""
 
     def on_frame(self, frame: StreamFrame, stats: StreamStats) -> None: ...
+
+    def on_state(self, stats: StreamStats) -> None: ...
 
     def close(self) -> None: ...
 

@@ -45,6 +45,7 @@ class StreamFrame:
     latency_ms: float | None = None
     age_ms: float | None = None
     tracking: TrackedFrame | None = None
+    camera: str = ""  # the name of the camera (source) the frame came from: unique within a run
 
     @property
     def ok(self) -> bool:
@@ -62,6 +63,11 @@ class StreamStats:
     wall_s: float = 0.0
     latencies_ms: list[float] = field(default_factory=list, repr=False)
     ages_ms: list[float] = field(default_factory=list, repr=False)
+    camera: str = ""  # whose statistics these are (one camera's, in a run of several)
+    state: str = "connecting"  # one of sources.base.SOURCE_STATES
+    state_detail: str = ""  # the one line that came with the last state change
+    reconnects: int = 0  # times the source came back after it had stopped
+    last_frame_at: float | None = None  # time.time() when its last frame was handed back
 
     @property
     def fps(self) -> float:

@@ -83,6 +83,9 @@ class FrameHub:
                 self.failed += 1
         self._wake()
 
+    def on_state(self, stats: StreamStats) -> None:
+        pass
+
     def close(self) -> None:
         """The run is over: clients get what is left, then their responses end."""
         self.ended = True

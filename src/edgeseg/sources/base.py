@@ -3,13 +3,21 @@ the ``Source`` protocol the runners consume."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
 from ..preprocess import Nv12Frame
+
+
+# A camera's states, in the order a run goes through them: before its first frame, while frames come, after they
+# stopped and while it is reopened (forever, unless a finite retry policy says otherwise), and done (a file that
+# ended, a source that gave up, a run that stopped).
+CONNECTING, LIVE, RECONNECTING, ENDED = "connecting", "live", "reconnecting", "ended"
+SOURCE_STATES = (CONNECTING, LIVE, RECONNECTING, ENDED)
+StateListener = Callable[[str, str], None]  # (state, one-line detail)
 
 
 @dataclass
@@ -49,6 +57,10 @@ class Source(Protocol):
     stills: bool = False
     length: int | None = None
     failed: str | None = None
+    # Set by the engine before it iterates: a source that connects (a stream, a camera) calls it with one of
+    # ``SOURCE_STATES`` and a one-line detail each time its state changes (``connecting`` before its first frame,
+    # ``live`` when frames come, ``reconnecting`` when they stop). The engine marks ``ended`` itself.
+    state_listener: StateListener | None = None
 
     def __iter__(self) -> Iterator[SourceItem]: ...
 
