@@ -5,6 +5,7 @@ camera or stream on the local-threads engine."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import numpy as np
 
 from .backends import Backend, BoardOptions, ModelInfo, open_backend
 from .decode import DecodeOptions, decode
-from .engines.threads import FrameStream, StreamRunner
+from .engines.threads import Camera, FrameStream, StreamRunner
 from .errors import EdgesegError
 from .preprocess import Nv12Frame, as_bgr, letterbox, letterbox_nv12, load_image, nv12_input_tensor, to_input_tensor
 from .results import Detections
@@ -121,7 +122,7 @@ class Segmenter:
 
     def stream(
         self,
-        source: str | os.PathLike | Source,
+        source: str | os.PathLike | Source | Sequence[str | os.PathLike | Source | Camera],
         *,
         workers: int = 1,
         live: bool | None = None,
@@ -134,15 +135,26 @@ class Segmenter:
         and final after. ``workers``: inference threads, each its own session (as ``predict --workers``; one
         worker is this Segmenter itself). ``track`` (True, or ``tracking.TrackingOptions`` with lines and
         zones) gives the detections ``track_ids`` and each frame its ``frame.tracking`` (counting events,
-        running counts, trails)."""
-        if isinstance(source, (str, os.PathLike)):
-            opened = open_sources([source], live=live, vid_stride=vid_stride)
-            if not opened.sources:
-                raise opened.problems[0].error()
-            source = opened.sources[0]
+        running counts, trails).
+
+        A list of sources (or ``engines.threads.Camera``s, each with its own name, tracking and fps cap) runs them
+        all at once on the one pool of ``workers``: frames come as they are ready, each camera's in its own
+        order, ``frame.camera`` naming it; ``stats`` are the totals and ``cameras`` each camera's."""
         tracking = TrackingOptions() if track is True else (track or None)
         segmenters = [self] if workers == 1 else self.workers(workers)
-        return FrameStream(StreamRunner(segmenters, live=live, tracking=tracking), source)
+        runner = StreamRunner(segmenters, live=live, tracking=tracking)
+        if isinstance(source, (list, tuple)):
+            return FrameStream(runner, [s if isinstance(s, Camera) else self._open(s, live=live, vid_stride=vid_stride) for s in source])
+        return FrameStream(runner, self._open(source, live=live, vid_stride=vid_stride))
+
+    @staticmethod
+    def _open(source: str | os.PathLike | Source, *, live: bool | None, vid_stride: int) -> Source:
+        if not isinstance(source, (str, os.PathLike)):
+            return source
+        opened = open_sources([source], live=live, vid_stride=vid_stride)
+        if not opened.sources:
+            raise opened.problems[0].error()
+        return opened.sources[0]
 
 
 def _load(model: str, recipe: dict[str, Any]) -> Segmenter:

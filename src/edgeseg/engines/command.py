@@ -1,14 +1,16 @@
-"""Prediction over command-line sources: images get overlays and JSON records, videos, cameras and
-streams an annotated video and JSON Lines; everything runs through the pipelined runner, bad items are
-skipped and reported, and the good ones still finish. With tracking, each source is one sequence (the
-images of a source in their sorted order): ids, trails and counts go into every output, and the final
-counts of each source into ``save_counts``."""
+"""Prediction over command-line sources and deployments: images get overlays and JSON records; videos, cameras and
+streams (every one of them at once, on the one pool of workers) an annotated video and JSON Lines each; bad items
+are skipped and reported, and the good ones still finish. With tracking, each source is one sequence (the images
+of a source in their sorted order; each camera its own tracker and counters): ids, trails and counts go into every
+output, and each camera's final counts into ``save_counts``. A camera's state changes (connecting, live,
+reconnecting, ended) are logged one line each, with its name, on the ``edgeseg`` logger."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -18,12 +20,15 @@ from ..draw import annotate
 from ..errors import EdgesegError, Problem
 from ..fileio import unique_name, write_bytes_atomic, write_json_atomic
 from ..progress import progress
-from ..sinks import JsonlSink, VideoSink, check_writable
-from ..sources import BoardInputs, Source, open_sources
+from ..sinks import JsonlSink, Rotation, VideoSink, check_writable
+from ..sources import BoardInputs, RetryPolicy, Source, open_sources
+from ..sources.base import ENDED
 from ..tracking import TrackingOptions
 from .base import Predictor
 from .summary import PredictSummary
-from .threads import StreamFrame, StreamRunner, StreamStats
+from .threads import Camera, StreamFrame, StreamRunner, StreamStats, camera_names
+
+log = logging.getLogger("edgeseg")
 
 
 @dataclass(frozen=True)
@@ -42,16 +47,18 @@ class PredictOutputs:
 
 @dataclass(frozen=True)
 class StreamOptions:
-    """``workers`` inference threads (each its own session); ``live`` forces (True) or forbids (False)
-    dropping stale frames (default: cameras and URLs drop, files don't); every ``vid_stride``-th frame;
-    ``hw_decode``: the RDK board's hardware decoder for videos and streams (None: where it is available);
-    ``tracking``: track (and count) every source, in frame order."""
+    """``workers`` inference threads (each its own session) shared by every source; ``live`` forces (True) or
+    forbids (False) dropping stale frames (default: cameras and URLs drop, files don't); every ``vid_stride``-th
+    frame; ``hw_decode``: the RDK board's hardware decoder for videos and streams (None: where it is available);
+    ``tracking``: track (and count) every source, in frame order; ``retry``: how live sources (re)connect."""
 
     workers: int = 1
     live: bool | None = None
     vid_stride: int = 1
     hw_decode: bool | None = None
     tracking: TrackingOptions | None = None
+    retry: RetryPolicy = RetryPolicy()
+    max_files: int = 4  # video files read at once (the others wait their turn): a hundred files never open a hundred decoders
 
 
 class FrameObserver(Protocol):
@@ -65,6 +72,35 @@ class FrameObserver(Protocol):
     def on_state(self, stats: StreamStats) -> None: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class CameraPlan:
+    """One camera of a deployment (``edgeseg run``): what ``predict`` takes as a SOURCE, its name (default: derived
+    from the source), live policy, stride, frames/s cap, tracking (its own lines and zones) and its own outputs,
+    rotated by size or age when ``rotation`` is given."""
+
+    source: str
+    name: str | None = None
+    live: bool | None = None
+    vid_stride: int = 1
+    fps_cap: float | None = None
+    tracking: TrackingOptions | None = None
+    save_video: Path | None = None
+    save_jsonl: Path | None = None
+    save_counts: Path | None = None
+    rotation: Rotation | None = None
+
+
+@dataclass
+class _CameraRun:
+    """A camera with its opened source and its output files."""
+
+    source: Source
+    plan: CameraPlan
+    name: str = ""
+    outputs: _StreamOutputs | None = field(default=None, repr=False)
+    ended: bool = False
 
 
 def _numbered(path: str | os.PathLike | None, k: int, count: int) -> Path | None:
@@ -98,31 +134,43 @@ class _ImageOutputs:
 
 
 class _StreamOutputs:
-    """The annotated video and the JSON Lines of one stream."""
+    """The annotated video and the JSON Lines of one camera (the video at the source's frame rate, known once it
+    has connected)."""
 
-    def __init__(self, source: Source, video: Path | None, jsonl: Path | None, summary: PredictSummary) -> None:
-        self.video = VideoSink(video, source.fps) if video is not None else None
-        self.jsonl = JsonlSink(jsonl) if jsonl is not None else None
-        self.summary = summary
+    def __init__(self, run: _CameraRun, summary: PredictSummary) -> None:
+        plan = run.plan
+        self.source, self.camera, self.summary = run.source, run.name, summary
+        self.video = VideoSink(plan.save_video, None, rotation=plan.rotation) if plan.save_video is not None else None
+        self.jsonl = JsonlSink(plan.save_jsonl, rotation=plan.rotation) if plan.save_jsonl is not None else None
+        self.closed = False
 
     def write(self, frame: StreamFrame) -> None:
         if self.video is not None:
+            if self.video.frames == 0 and self.source.fps:
+                self.video.fps = self.source.fps
             self.video.write(annotate(frame.image, frame.detections, frame.tracking), frame.index)
         if self.jsonl is not None:
             self.jsonl.write(
-                index=frame.index, time_s=frame.time_s, source=frame.source, detections=frame.detections, tracking=frame.tracking
+                index=frame.index,
+                time_s=frame.time_s,
+                source=frame.source,
+                detections=frame.detections,
+                tracking=frame.tracking,
+                camera=self.camera,
             )
 
     def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         for sink in (self.video, self.jsonl):
             if sink is not None:
                 try:
-                    path = sink.close()
+                    sink.close()
                 except EdgesegError as exc:
                     self.summary.incomplete.append(Problem(str(sink.path), exc.problem))
                     continue
-                if path is not None:
-                    self.summary.outputs.append(path)
+                self.summary.outputs.extend(sink.paths)
         if self.video is not None:
             self.summary.warnings.extend(self.video.warnings)
 
@@ -137,24 +185,27 @@ def predict_sources(
     observers: Sequence[FrameObserver] = (),
 ) -> PredictSummary:
     """Predict every image, video, camera or stream in ``sources``; bad items are skipped and listed in
-    ``summary.failed``. Output files are checked before any work; videos and JSON Lines are complete up to
-    the last frame written even when interrupted (Ctrl-C). Every frame also goes to each of ``observers``."""
+    ``summary.failed``. Images run first; then every video, camera and stream at once, on the one pool of
+    ``stream.workers``. Output files are checked before any work; videos and JSON Lines are complete up to the
+    last frame written even when interrupted (Ctrl-C). Every frame also goes to each of ``observers``."""
     board = BoardInputs(imgsz=predictor.info.imgsz, hw_decode=stream.hw_decode)
-    opened = open_sources(sources, live=stream.live, vid_stride=stream.vid_stride, board=board)
+    opened = open_sources(sources, live=stream.live, vid_stride=stream.vid_stride, retry=stream.retry, board=board)
     summary = PredictSummary(failed=list(opened.problems))
     streams = [s for s in opened.sources if not s.stills]
-    targets = {
-        id(s): (_numbered(outputs.save_video, k, len(streams)), _numbered(outputs.save_jsonl, k, len(streams)))
+    runs = [
+        _CameraRun(
+            s,
+            CameraPlan(
+                s.name,
+                live=stream.live,
+                tracking=stream.tracking,
+                save_video=_numbered(outputs.save_video, k, len(streams)),
+                save_jsonl=_numbered(outputs.save_jsonl, k, len(streams)),
+            ),
+        )
         for k, s in enumerate(streams, 1)
-    }
-    for video, jsonl in targets.values():
-        for path, what in ((video, "video"), (jsonl, "JSON Lines")):
-            if path is not None:
-                check_writable(path, what)
-    if outputs.save_json is not None:
-        check_writable(outputs.save_json, "JSON")
-    if outputs.save_counts is not None:
-        check_writable(outputs.save_counts, "counts JSON")
+    ]
+    _check_outputs(runs, outputs)
     if stream.tracking is not None:
         for single in (s for s in opened.sources if s.stills and s.length == 1):
             summary.warnings.append(
@@ -163,7 +214,10 @@ def predict_sources(
     workers = predictor.workers(stream.workers) if stream.workers > 1 else [predictor]
     try:
         for source in opened.sources:
-            _run_source(source, workers, outputs, targets.get(id(source)), summary, show_progress, observers, tracking=stream.tracking)
+            if source.stills:
+                _run_images(source, workers, outputs, summary, show_progress, observers, tracking=stream.tracking)
+        if runs:
+            _run_cameras(runs, workers, stream, summary, show_progress=show_progress, observers=observers)
     finally:
         for observer in observers:
             observer.close()
@@ -179,48 +233,166 @@ def predict_sources(
     return summary
 
 
-def _run_source(
+def run_cameras(
+    predictor: Predictor,
+    *,
+    cameras: Sequence[CameraPlan],
+    stream: StreamOptions = StreamOptions(),
+    observers: Sequence[FrameObserver] = (),
+    show_progress: bool = True,
+) -> PredictSummary:
+    """Run a deployment's cameras at once on the one pool of ``stream.workers`` (``stream.retry`` for how live ones
+    reconnect), each into its own outputs; a camera that cannot be opened is listed in ``summary.failed`` and the
+    others run. Each camera's final counts go to its ``save_counts``."""
+    board = BoardInputs(imgsz=predictor.info.imgsz, hw_decode=stream.hw_decode)
+    summary = PredictSummary()
+    runs = []
+    for plan in cameras:
+        opened = open_sources([plan.source], live=plan.live, vid_stride=plan.vid_stride, retry=stream.retry, board=board)
+        summary.failed.extend(opened.problems)
+        runs.extend(_CameraRun(source, plan) for source in opened.sources)
+    _check_outputs(runs, PredictOutputs())
+    workers = predictor.workers(stream.workers) if stream.workers > 1 else [predictor]
+    try:
+        if runs:
+            _run_cameras(runs, workers, stream, summary, show_progress=show_progress, observers=observers)
+    finally:
+        for observer in observers:
+            observer.close()
+        for run in runs:
+            summary.warnings.extend(run.source.warnings)
+            if run.plan.save_counts is not None and run.name in summary.counts:
+                write_json_atomic(run.plan.save_counts, summary.counts[run.name])
+    return summary
+
+
+def _check_outputs(runs: Sequence[_CameraRun], outputs: PredictOutputs) -> None:
+    """Every output file can be written (one-line error before any work)."""
+    for run in runs:
+        for path, what in ((run.plan.save_video, "video"), (run.plan.save_jsonl, "JSON Lines"), (run.plan.save_counts, "counts JSON")):
+            if path is not None:
+                check_writable(path, what)
+    for path, what in ((outputs.save_json, "JSON"), (outputs.save_counts, "counts JSON")):
+        if path is not None:
+            check_writable(path, what)
+
+
+def _run_images(
     source: Source,
     workers: list[Predictor],
     outputs: PredictOutputs,
-    stream_paths: tuple[Path | None, Path | None] | None,
     summary: PredictSummary,
     show_progress: bool,
     observers: Sequence[FrameObserver],
     *,
     tracking: TrackingOptions | None = None,
 ) -> None:
-    is_images = source.stills
-    sink = _ImageOutputs(outputs, summary) if is_images else _StreamOutputs(source, *stream_paths, summary)
-    runner = StreamRunner(workers, live=None if is_images else source.live, tracking=tracking)
-    bar = progress(
-        desc="predict" if is_images else f"predict {Path(source.name).name}",
-        total=source.length,
-        enabled=show_progress,
-        unit="img" if is_images else "frame",
-    )
+    sink = _ImageOutputs(outputs, summary)
+    runner = StreamRunner(workers, tracking=tracking)
+    bar = progress(desc="predict", total=source.length, enabled=show_progress, unit="img")
     try:
         for frame in runner.run(source):
             bar.update(1)
             for observer in observers:
                 observer.on_frame(frame, runner.stats)
             if not frame.ok:
-                summary.failed.append(Problem(f"{frame.source}" if is_images else f"{frame.source}#{frame.index}", frame.error))
+                summary.failed.append(Problem(frame.source, frame.error))
                 continue
-            sink.write(frame)  # first: a frame whose output failed does not count as done
+            sink.write(frame)  # first: an image whose output failed does not count as done
             summary.processed += 1
             summary.detections += len(frame.detections)
-            bar.set_postfix(objects=summary.detections, failed=len(summary.failed), dropped=runner.stats.dropped)
-    except EdgesegError as exc:  # a stream that failed mid-way or an output that could not be written: keep what was done
+            bar.set_postfix(objects=summary.detections, failed=len(summary.failed))
+    except EdgesegError as exc:  # an output that could not be written: keep what was done
         summary.incomplete.append(Problem(exc.path or source.name, exc.problem))
     finally:
         bar.close()
-        sink.close()
-        if not is_images:
-            summary.streams.append((source.name, runner.stats))
-        if source.failed:  # a board camera or decoder that stopped: the run is incomplete
-            summary.incomplete.append(Problem(source.name, source.failed))
         if runner.session is not None:
-            key = source.name if source.name not in summary.counts else f"{source.name}#{len(summary.counts) + 1}"
-            summary.counts[key] = runner.session.counts()
-            summary.warnings.extend(runner.session.warnings)
+            _keep_counts(summary, source.name, runner.session)
+
+
+def _keep_counts(summary: PredictSummary, name: str, session) -> None:
+    key = name if name not in summary.counts else f"{name}#{len(summary.counts) + 1}"
+    summary.counts[key] = session.counts()
+    summary.warnings.extend(session.warnings)
+
+
+def _run_cameras(
+    runs: list[_CameraRun],
+    workers: list[Predictor],
+    stream: StreamOptions,
+    summary: PredictSummary,
+    *,
+    show_progress: bool,
+    observers: Sequence[FrameObserver],
+) -> None:
+    """Every camera at once through the threads engine, each frame into its camera's outputs; a camera that
+    ends closes its outputs then (a file's video is final while the others go on)."""
+    cameras = [Camera(r.source, name=r.plan.name, live=r.plan.live, tracking=r.plan.tracking, fps_cap=r.plan.fps_cap) for r in runs]
+    names = camera_names(cameras)
+    cameras = [replace(camera, name=name) for camera, name in zip(cameras, names)]
+    for run, name in zip(runs, names):
+        run.name = name
+    by_name = {run.name: run for run in runs}
+    for run in runs:
+        run.outputs = _StreamOutputs(run, summary)
+    runner = StreamRunner(workers, live=stream.live, max_files=stream.max_files)
+    single = len(runs) == 1
+    bar = progress(
+        desc=f"predict {Path(runs[0].source.name).name}" if single else f"predict {len(runs)} cameras",
+        total=runs[0].source.length if single else None,
+        enabled=show_progress,
+        unit="frame",
+    )
+
+    def on_state(stats: StreamStats) -> None:
+        detail = f": {stats.state_detail}" if stats.state_detail else ""
+        log.info("%s: %s%s", stats.camera, stats.state, detail)
+        for observer in observers:
+            observer.on_state(stats)
+        if stats.state == ENDED:  # on the consumer's thread, after the camera's last frame
+            _end_camera(by_name[stats.camera], runner, summary)
+
+    try:
+        for frame in runner.run_all(cameras, on_state=on_state):
+            run = by_name[frame.camera]
+            bar.update(1)
+            for observer in observers:
+                observer.on_frame(frame, runner.cameras[frame.camera])
+            if not frame.ok:
+                summary.failed.append(Problem(f"{frame.source}#{frame.index}", frame.error))
+                continue
+            if run.outputs.closed:
+                continue  # its output failed: the camera is being stopped, its last frames in flight go nowhere
+            try:
+                run.outputs.write(frame)  # first: a frame whose output failed does not count as done
+            except EdgesegError as exc:  # an output that could not be written: this camera stops, the others go on
+                summary.incomplete.append(Problem(exc.path or run.source.name, exc.problem))
+                run.outputs.close()
+                runner.stop_camera(run.name)
+                continue
+            summary.processed += 1
+            summary.detections += len(frame.detections)
+            bar.set_postfix(objects=summary.detections, failed=len(summary.failed), dropped=runner.stats.dropped)
+    finally:
+        bar.close()
+        for run in runs:
+            if not run.ended:  # the run stopped first (Ctrl-C, a failure)
+                _end_camera(run, runner, summary)
+
+
+def _end_camera(run: _CameraRun, runner: StreamRunner, summary: PredictSummary) -> None:
+    """A camera is done (ended, or the run stopped): its outputs are finalised, its stats, counts and the reason
+    it stopped (a source that failed) go into the summary."""
+    run.ended = True
+    run.outputs.close()
+    summary.streams.append((run.name, runner.cameras.get(run.name, StreamStats(camera=run.name))))
+    failure = runner.failures.get(run.name)
+    if isinstance(failure, EdgesegError):
+        summary.incomplete.append(Problem(failure.path or run.source.name, failure.problem))
+    elif failure is not None:
+        summary.incomplete.append(Problem(run.source.name, str(failure)))
+    if run.source.failed:  # a board camera or decoder that stopped: the run is incomplete
+        summary.incomplete.append(Problem(run.source.name, run.source.failed))
+    session = runner.sessions.get(run.name)
+    if session is not None:
+        _keep_counts(summary, run.name, session)

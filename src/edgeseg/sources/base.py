@@ -11,7 +11,6 @@ import numpy as np
 
 from ..preprocess import Nv12Frame
 
-
 # A camera's states, in the order a run goes through them: before its first frame, while frames come, after they
 # stopped and while it is reopened (forever, unless a finite retry policy says otherwise), and done (a file that
 # ended, a source that gave up, a run that stopped).
@@ -63,6 +62,10 @@ class Source(Protocol):
     state_listener: StateListener | None = None
 
     def __iter__(self) -> Iterator[SourceItem]: ...
+
+    def close(self) -> None:
+        """Called by the engine, from another thread, when it stops reading: a source that waits (to reconnect)
+        returns from its iteration promptly. Sources that never wait need nothing here."""
 
 
 def strided_length(frame_count: int | None, vid_stride: int) -> int | None:
