@@ -257,6 +257,27 @@ MUTATIONS = (
         "JSON Lines keep a cut last line after a failed write",
     ),
     Mutation(
+        "rotation-frame-twice",
+        "src/edgeseg/sinks.py",
+        "self._segments.due(self._partial_bytes()):\n            self._finish()",
+        "self._segments.due(self._partial_bytes()):\n            self._writer.write(image)\n            self._finish()",
+        "the frame that starts a video segment is also written into the one it closes",
+    ),
+    Mutation(
+        "rotation-line-lost",
+        "src/edgeseg/sinks.py",
+        "            self._finish()\n            self._open()\n",
+        "            self._finish()\n            self._open()\n            return\n",
+        "the frame that starts a JSON Lines segment is lost",
+    ),
+    Mutation(
+        "rotation-late",
+        "src/edgeseg/sinks.py",
+        "r.clock() - self._first_frame_at >= r.max_seconds",
+        "r.clock() - self._first_frame_at > r.max_seconds",
+        "a segment max_seconds old takes one frame more before the next starts",
+    ),
+    Mutation(
         "token-unchecked",
         "src/edgeseg/serve/server.py",
         "if not hmac.compare_digest(given.encode(), token.encode()):",
