@@ -43,6 +43,7 @@ DEFAULT_TESTS = (
     "tests/test_board_inputs.py",
     "tests/test_sources.py",
     "tests/test_stream.py",
+    "tests/test_cameras.py",
     "tests/test_sinks.py",
     "tests/test_serve.py",
     "tests/test_cli.py",
@@ -255,6 +256,28 @@ MUTATIONS = (
         "os.ftruncate(file.fileno(), self._whole_bytes)",
         "os.ftruncate(file.fileno(), os.fstat(file.fileno()).st_size)",
         "JSON Lines keep a cut last line after a failed write",
+    ),
+    # Several cameras at once (issue 31): the scheduler, per-camera state, and a frame lost by the bookkeeping.
+    Mutation(
+        "unfair-turns",
+        "src/edgeseg/engines/lanes.py",
+        "                self.turn = (self.turn + k + 1) % n\n",
+        "                self.turn = 0\n",
+        "workers always serve the first camera with a frame waiting: a fast camera starves the others",
+    ),
+    Mutation(
+        "cameras-share-a-tracker",
+        "src/edgeseg/engines/threads.py",
+        "frame.tracking = lane.session.update(frame.detections, frame.index)",
+        "frame.tracking = next(iter(self.sessions.values())).update(frame.detections, frame.index)",
+        "every camera's detections go through the first camera's tracker and counters",
+    ),
+    Mutation(
+        "dropped-frame-not-skipped",
+        "src/edgeseg/engines/lanes.py",
+        "            lane.skipped.add(old_seq)\n",
+        "            pass\n",
+        "a live frame dropped from the queue is not marked skipped: its camera waits for it forever",
     ),
     Mutation(
         "rotation-frame-twice",

@@ -6,9 +6,11 @@ several commands share are declared once in ``options.py``."""
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 from ..errors import EdgesegError
@@ -34,9 +36,23 @@ def _terminate(signum, frame) -> None:
     raise KeyboardInterrupt  # SIGTERM ends a run like Ctrl-C: outputs are finalised on the way out
 
 
+def _log_to_stderr() -> None:
+    """The ``edgeseg`` logger's lines (a camera's state changes) on stderr, each with its UTC time."""
+    logger = logging.getLogger("edgeseg")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        formatter = logging.Formatter("%(asctime)s.%(msecs)03dZ edgeseg: %(message)s", datefmt="%Y-%m-%dT%H:%M:%S")
+        formatter.converter = time.gmtime
+        handler.setFormatter(formatter)
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser, commands = _build()
     args = parser.parse_args(argv)
+    _log_to_stderr()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
     try:

@@ -57,11 +57,15 @@ class Lane:
         self.done: dict[int, StreamFrame] = {}
         self.skipped: set[int] = set()  # sequence numbers dropped from the queue (live lanes)
         self.next_seq = 0  # the next sequence number to hand back
+        self.issued = 0  # sequence numbers the reader has handed out so far
+        self.working: set[int] = set()  # sequence numbers in a worker
         self.total: int | None = None  # sequence numbers handed out, once the reader has finished
         self.failure: BaseException | None = None  # why the source stopped, when it did not simply end
 
     def next_ready(self) -> StreamFrame | None:
-        """The lane's next frame in order when it is done (dropped sequence numbers are passed over)."""
+        """The lane's next frame in order when it is done (dropped sequence numbers are passed over). A frame that
+        is nowhere (not waiting, not in a worker, not done, not dropped) would be waited for forever: that is a
+        bug, raised at once rather than hung on."""
         while self.next_seq in self.skipped:
             self.skipped.discard(self.next_seq)
             self.next_seq += 1
@@ -69,17 +73,14 @@ class Lane:
         if frame is not None:
             self.next_seq += 1
             self.in_flight -= 1
+        elif self.next_seq < self.issued and self.next_seq not in self.working and all(q[0] != self.next_seq for q in self.queue):
+            raise RuntimeError(f"{self.name}: frame {self.next_seq} was neither handed back nor dropped")
         return frame
 
     @property
     def finished(self) -> bool:
         """The reader is done and every frame it handed out was handed back or dropped."""
-        if self.total is None:
-            return False
-        while self.next_seq in self.skipped:
-            self.skipped.discard(self.next_seq)
-            self.next_seq += 1
-        return self.next_seq >= self.total
+        return self.total is not None and self.next_seq >= self.total
 
     def set_state(self, state: str, detail: str = "") -> bool:
         """Record a state; True when it changed (a new detail alone is kept, but is no change). Coming back to
@@ -126,7 +127,9 @@ class Pipeline:
             lane = self.active[(self.turn + k) % n]
             if lane.queue:
                 self.turn = (self.turn + k + 1) % n
-                return lane, lane.queue.popleft()
+                waiting = lane.queue.popleft()
+                lane.working.add(waiting[0])
+                return lane, waiting
         return None
 
     def offer(self, lane: Lane, seq: int, item: SourceItem, now_ns: int) -> str:
@@ -144,6 +147,7 @@ class Pipeline:
             return FULL
         lane.queue.append((seq, item, now_ns))
         lane.in_flight += 1
+        lane.issued = seq + 1
         self.cond.notify_all()
         return QUEUED
 

@@ -254,6 +254,7 @@ class StreamRunner:
                 frame.latency_ms, frame.age_ms = (t_end - t_start) / 1e6, (t_end - t_read) / 1e6
             with p.cond:
                 lane.done[seq] = frame
+                lane.working.discard(seq)
                 p.cond.notify_all()
 
     def _ordered(self, p: Pipeline) -> Iterator[tuple[Lane | None, StreamFrame | None]]:
