@@ -238,8 +238,8 @@ MUTATIONS = (
     Mutation(
         "partial-video-moved",
         "src/edgeseg/sinks.py",
-        "        if self.failed:\n            return None\n        try:",
-        "        if False:\n            return None\n        try:",
+        "        if self.failed:\n            self._writer.release()",
+        "        if False:\n            self._writer.release()",
         "a video whose writes failed is moved into place as if complete",
     ),
     Mutation(
