@@ -259,8 +259,8 @@ MUTATIONS = (
     Mutation(
         "rotation-frame-twice",
         "src/edgeseg/sinks.py",
-        "self._segments.due(self._partial_bytes()):\n            self._finish()",
-        "self._segments.due(self._partial_bytes()):\n            self._writer.write(image)\n            self._finish()",
+        "self._segments.due(self._partial_bytes):\n            self._finish()",
+        "self._segments.due(self._partial_bytes):\n            self._writer.write(image)\n            self._finish()",
         "the frame that starts a video segment is also written into the one it closes",
     ),
     Mutation(
