@@ -374,3 +374,25 @@ def test_a_bad_rotation_is_a_one_line_error(kwargs, reason):
     with pytest.raises(EdgesegError) as bad:
         Rotation(**kwargs)
     assert str(bad.value) == reason
+
+
+def test_a_disk_that_fills_up_in_a_later_json_lines_segment_keeps_the_finished_ones_whole(small_disk):
+    # 20 kB left, in 4 kB pages: two 5 kB segments (two pages each), then the third fills its second page mid-line
+    (small_disk / "filler").write_bytes(b"\0" * (300 * 1024 - 20 * 1024))
+    sink = JsonlSink(small_disk / "out.jsonl", rotation=Rotation(max_bytes=5000))
+    with pytest.raises(EdgesegError) as full:
+        for i in range(10_000):
+            sink.write(index=i, time_s=None, source="x" * 200, detections=NO_DETECTIONS)
+    assert sink.close() is None
+    finished = sink.paths
+    current = small_disk / f"out.{len(finished):05d}.jsonl"
+    kept = len(current.read_text().splitlines())
+    assert str(full.value) == f"{current}: cannot write the JSON Lines (no space left on device); its {kept} whole line(s) are kept"
+    assert len(finished) >= 2 and [p.name for p in finished] == segment_names("out", ".jsonl", len(finished))
+    assert sorted(small_disk.glob("out.*.jsonl")) == [*finished, current]
+    frames = []
+    for path in [*finished, current]:
+        text = path.read_text()
+        assert text == "" or text.endswith("\n"), f"{path.name}: its last line is cut"
+        frames += [json.loads(line)["frame"] for line in text.splitlines()]
+    assert frames == list(range(len(frames))) and all(5000 <= p.stat().st_size < 5300 for p in finished)

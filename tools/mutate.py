@@ -239,8 +239,8 @@ MUTATIONS = (
     Mutation(
         "partial-video-moved",
         "src/edgeseg/sinks.py",
-        "        if self.failed:\n            return None\n        try:",
-        "        if False:\n            return None\n        try:",
+        "        if self.failed:\n            self._writer.release()",
+        "        if False:\n            self._writer.release()",
         "a video whose writes failed is moved into place as if complete",
     ),
     Mutation(
@@ -282,8 +282,8 @@ MUTATIONS = (
     Mutation(
         "rotation-frame-twice",
         "src/edgeseg/sinks.py",
-        "self._segments.due(self._partial_bytes()):\n            self._finish()",
-        "self._segments.due(self._partial_bytes()):\n            self._writer.write(image)\n            self._finish()",
+        "self._segments.due(self._partial_bytes):\n            self._finish()",
+        "self._segments.due(self._partial_bytes):\n            self._writer.write(image)\n            self._finish()",
         "the frame that starts a video segment is also written into the one it closes",
     ),
     Mutation(

@@ -85,16 +85,23 @@ class _Segments:
 
     @property
     def path(self) -> Path:
+        """The current segment's file: the one being written, or after it was finished, the last one."""
         if self.rotation is None:
             return self.base
         return self.base.with_name(f"{self.base.stem}.{self.number:05d}{self.base.suffix}")
 
-    def due(self, size: int) -> bool:
-        """Whether the current segment (``size`` bytes, at least one frame) is full: the next frame starts another."""
+    def start(self) -> Path:
+        """The file of the segment that starts now."""
+        self.number = len(self.paths)
+        return self.path
+
+    def due(self, size: Callable[[], int]) -> bool:
+        """Whether the current segment (at least one frame; ``size()`` bytes, asked only when rotating by size) is
+        full: the next frame starts another."""
         r = self.rotation
         if r is None or self._first_frame_at is None:
             return False
-        if r.max_bytes is not None and size >= r.max_bytes:
+        if r.max_bytes is not None and size() >= r.max_bytes:
             return True
         return r.max_seconds is not None and r.clock() - self._first_frame_at >= r.max_seconds
 
@@ -104,7 +111,6 @@ class _Segments:
 
     def finished(self, path: Path) -> None:
         self.paths.append(path)
-        self.number += 1
         self._first_frame_at = None
 
 
@@ -129,7 +135,7 @@ class VideoSink:
 
     @property
     def path(self) -> Path:
-        """The file being written (the current segment's, with rotation)."""
+        """The file being written (with rotation, the current segment's; after ``close``, the last one's)."""
         return self._segments.path
 
     @property
@@ -143,10 +149,11 @@ class VideoSink:
 
     def write(self, image: np.ndarray, index: int) -> None:
         h, w = image.shape[:2]
-        if self._writer is not None and self._segments.due(self._partial_bytes()):
+        if self._writer is not None and self._segments.due(self._partial_bytes):
             self._finish()
         if self._writer is None:
             self.size = self.size or (w, h)
+            self._segments.start()
             self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, self.size)
             if not self._writer.isOpened():
                 raise EdgesegError(f"OpenCV cannot write {self.fourcc} video here", self.path)
@@ -243,7 +250,7 @@ class JsonlSink:
 
     @property
     def path(self) -> Path:
-        """The file being written (the current segment's, with rotation)."""
+        """The file being written (with rotation, the current segment's; after ``close``, the last one's)."""
         return self._segments.path
 
     @property
@@ -253,7 +260,7 @@ class JsonlSink:
 
     def _open(self) -> None:
         try:
-            self._file = open(self.path, "wb", buffering=0)  # noqa: SIM115 (closed in close())
+            self._file = open(self._segments.start(), "wb", buffering=0)  # noqa: SIM115 (closed in close())
         except OSError as exc:
             self.failed = True
             raise EdgesegError(f"cannot write the JSON Lines ({(exc.strerror or str(exc)).lower()})", self.path) from None
@@ -279,7 +286,7 @@ class JsonlSink:
         record = frame_record(index=index, time_s=time_s, source=source, detections=detections, tracking=tracking, camera=camera)
         rest = memoryview((json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8"))
         size = len(rest)
-        if self._segments.due(self._whole_bytes):
+        if self._segments.due(lambda: self._whole_bytes):
             self._finish()
             self._open()
         try:
@@ -306,4 +313,4 @@ class JsonlSink:
         failed (its whole lines are kept)."""
         if self._file is not None:
             self._finish()
-        return None if self.failed else self.paths[-1]
+        return None if self.failed else self.path
