@@ -77,7 +77,7 @@ def _across(deployment: Deployment, names: dict[int, str]) -> list[Problem]:
     for i, (camera, name) in enumerate(zip(deployment.cameras, camera_names(deployment))):
         here = key_path(("cameras", i), names)
         if name in first_name:
-            given = "" if camera.name else f" (from its source; give it a name)"
+            given = "" if camera.name else " (from its source; give it a name)"
             found.append(Problem(f"{here}.name", f"{name!r} is already the name of {first_name[name]}{given}"))
         first_name.setdefault(name, here)
         if camera.track is None:
