@@ -236,7 +236,7 @@ class Camera(Strict):
     live: bool | None = Field(None, description="drop stale frames to keep up (default: run.live)")
     vid_stride: Count = Field(1, description="use every N-th frame")
     fps_cap: Positive | None = Field(None, description="take at most this many frames per second from the camera")
-    track: TrackSettings | None = Field(None, description="true, or the tracker's settings (default: no tracking)")
+    track: TrackSettings | None = Field(None, description="true, false, or the tracker's settings (a mapping; default: no tracking)")
     lines: dict[str, Line] = Field(default_factory=dict, description="NAME: x1,y1,x2,y2 counting lines; needs track")
     zones: dict[str, Zone] = Field(default_factory=dict, description="NAME: x1,y1,x2,y2,x3,y3,... counting zones; needs track")
     outputs: Outputs = Field(default_factory=Outputs, description="what this camera writes")
@@ -250,7 +250,7 @@ class Camera(Strict):
 class ServeSettings(Strict):
     """The live view (every camera in one page), with /health and /metrics."""
 
-    address: Address = setting("serve.address", "8080")
+    address: Address = setting("serve.address", "8080", validate_default=True)
     token_env: str = Field(TOKEN_ENV, description="the environment variable holding the viewers' token (never the token itself)")
 
 
