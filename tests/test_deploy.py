@@ -22,7 +22,6 @@ from edgeseg.cli import build_parser  # noqa: E402
 from edgeseg.cli.deploy import overrides_of  # noqa: E402
 from edgeseg.deploy import SETTINGS, Deployment, DeploymentError, load_deployment, plan_fields  # noqa: E402
 from edgeseg.deploy.plan import attempts  # noqa: E402
-from edgeseg.errors import EdgesegError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "docs" / "examples" / "deploy.yaml"
@@ -130,24 +129,69 @@ BAD = [
     ("workers 0", lambda d: _set(d, "run.workers", 0), "run.workers", "must be >= 1, got 0"),
     ("workers two", lambda d: _set(d, "run.workers", "two"), "run.workers", "expected an integer, got 'two'"),
     ("workers 2.0", lambda d: _set(d, "run.workers", 2.0), "run.workers", "expected an integer, got 2"),
-    ("line of 3 numbers", lambda d: _set(d, "cameras.0.lines.in", "0,0.5,1"), "cameras[0].lines.in", "expected 4 numbers x1,y1,x2,y2, got 3"),
-    ("zone of 2 points", lambda d: _set(d, "cameras.0.zones.hall", [[0, 0], [1, 1]]), "cameras[0].zones.hall", "a zone needs at least 3 points, got 2"),
-    ("rotate max_mb -1", lambda d: _set(d, "cameras.0.outputs.rotate.max_mb", -1), "cameras[0].outputs.rotate.max_mb", "must be a number > 0, got -1"),
+    (
+        "line of 3 numbers",
+        lambda d: _set(d, "cameras.0.lines.in", "0,0.5,1"),
+        "cameras[0].lines.in",
+        "expected 4 numbers x1,y1,x2,y2, got 3",
+    ),
+    (
+        "zone of 2 points",
+        lambda d: _set(d, "cameras.0.zones.hall", [[0, 0], [1, 1]]),
+        "cameras[0].zones.hall",
+        "a zone needs at least 3 points, got 2",
+    ),
+    (
+        "rotate max_mb -1",
+        lambda d: _set(d, "cameras.0.outputs.rotate.max_mb", -1),
+        "cameras[0].outputs.rotate.max_mb",
+        "must be a number > 0, got -1",
+    ),
     ("vid_stride 0", lambda d: _set(d, "cameras.1.vid_stride", 0), "cameras[1].vid_stride", "must be >= 1, got 0"),
     ("model missing", lambda d: _set(d, "model.path", "nothing.onnx"), "model.path", "no such file: {site}/nothing.onnx"),
-    ("serve address", lambda d: _set(d, "serve.address", "localhost:http"), "serve.address", "expected [HOST:]PORT (e.g. 8080 or 0.0.0.0:8080): the port must be a number from 0 to 65535, got 'http'"),
+    (
+        "serve address",
+        lambda d: _set(d, "serve.address", "localhost:http"),
+        "serve.address",
+        "expected [HOST:]PORT (e.g. 8080 or 0.0.0.0:8080): the port must be a number from 0 to 65535, got 'http'",
+    ),
     ("retries -1", lambda d: _set(d, "run.retries", -1), "run.retries", "must be >= 0, got -1"),
     ("live yes", lambda d: _set(d, "cameras.1.live", "yes"), "cameras[1].live", "expected true or false, got 'yes'"),
     ("runtime gpu", lambda d: _set(d, "model.runtime", "gpu"), "model.runtime", "expected 'auto', 'hbm' or 'pyeasy', got 'gpu'"),
-    ("lines without track", lambda d: _set(d, "cameras.2.lines", {"a": "0,0,1,1"}), "cameras[2].lines", "needs track: true (counting works on tracks)"),
-    ("token in the file", lambda d: _set(d, "serve.token", "s3cret"), "serve.token", "the token is never kept in the file: name the environment variable that holds it with token_env"),
-    ("source not a video", lambda d: _set(d, "cameras.1.source", "frames/"), "cameras[1].source", "expected a video file, camera index, URL or mipi:N, got 'frames/' (not a video file name)"),
+    (
+        "lines without track",
+        lambda d: _set(d, "cameras.2.lines", {"a": "0,0,1,1"}),
+        "cameras[2].lines",
+        "needs track: true (counting works on tracks)",
+    ),
+    (
+        "token in the file",
+        lambda d: _set(d, "serve.token", "s3cret"),
+        "serve.token",
+        "the token is never kept in the file: name the environment variable that holds it with token_env",
+    ),
+    (
+        "source not a video",
+        lambda d: _set(d, "cameras.1.source", "frames/"),
+        "cameras[1].source",
+        "expected a video file, camera index, URL or mipi:N, got 'frames/' (not a video file name)",
+    ),
     ("video missing", lambda d: _set(d, "cameras.1.source", "gone.mp4"), "cameras[1].source", "no such video file: {site}/gone.mp4"),
-    ("one output twice", lambda d: _set(d, "cameras.1.outputs.save_jsonl", "out/door.mp4"), "cameras[1].outputs.save_jsonl", "cameras[0].outputs.save_video writes the same file"),
+    (
+        "one output twice",
+        lambda d: _set(d, "cameras.1.outputs.save_jsonl", "out/door.mp4"),
+        "cameras[1].outputs.save_jsonl",
+        "cameras[0].outputs.save_video writes the same file",
+    ),
     ("no cameras", lambda d: _set(d, "cameras", []), "cameras", "needs at least 1 item(s), got none"),
-    ("track a word", lambda d: _set(d, "cameras.1.track", "on"), "cameras[1].track", "expected true, false or a mapping of tracker settings, got 'on'"),
+    (
+        "track a word",
+        lambda d: _set(d, "cameras.1.track", "on"),
+        "cameras[1].track",
+        "expected true, false or a mapping of tracker settings, got 'on'",
+    ),
     ("a camera not a mapping", lambda d: _set(d, "cameras.1", "back.avi"), "cameras[1]", "expected a mapping of keys, got 'back.avi'"),
-]  # fmt: skip
+]
 THROUGH_CLI = {"unknown top key", "conf 1.5", "line of 3 numbers", "duplicate names", "model missing"}
 
 
@@ -191,7 +235,8 @@ def test_every_mistake_is_listed_one_line_each(site, default_model):
     assert proc.stderr.splitlines() == [
         f"edgeseg: error: {path}: model.conf: must be between 0 and 1, got 2",
         f"edgeseg: error: {path}: cameras[1].vid_stride: must be >= 1, got -3",
-        f"edgeseg: error: {path}: cameras[3].colour: unknown key (known keys: name, source, live, vid_stride, fps_cap, track, lines, zones, outputs)",
+        f"edgeseg: error: {path}: cameras[3].colour: unknown key "
+        "(known keys: name, source, live, vid_stride, fps_cap, track, lines, zones, outputs)",
     ]
 
 
@@ -302,7 +347,8 @@ def test_a_flag_and_its_key_give_the_same_deployment(site, default_model, tmp_pa
 
 def test_a_flag_means_what_predicts_flag_of_that_name_means(site, default_model):
     """The decode and board flags predict already had are the same settings here."""
-    from edgeseg.cli.options import board_options as predict_board, decode_options as predict_decode
+    from edgeseg.cli.options import board_options as predict_board
+    from edgeseg.cli.options import decode_options as predict_decode
     from edgeseg.deploy import board_options, decode_options
 
     words = [
