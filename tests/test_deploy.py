@@ -183,6 +183,12 @@ BAD = [
         "cameras[1].outputs.save_jsonl",
         "cameras[0].outputs.save_video writes the same file",
     ),
+    (
+        "a name with a slash",
+        lambda d: _set(d, "cameras.0.name", "a/b"),
+        "cameras[0].name",
+        "expected a name (printable, no '/'), got 'a/b'",
+    ),
     ("no cameras", lambda d: _set(d, "cameras", []), "cameras", "needs at least 1 item(s), got none"),
     (
         "track a word",
@@ -430,6 +436,21 @@ def test_camera_plans_are_the_engines(site, default_model):
     assert [p.name for p in plans] == ["door", "back", "desk", "gate"]
     assert plans[0].rotation.max_bytes == 100_000_000 and plans[0].rotation.max_seconds == 1800
     assert plans[1].rotation is None and plans[1].vid_stride == 2 and plans[2].fps_cap == 5
+
+
+def test_stream_options_carry_the_run(site, default_model):
+    import dataclasses
+
+    from edgeseg.engines.command import StreamOptions
+
+    if "retry" not in {f.name for f in dataclasses.fields(StreamOptions)}:
+        pytest.skip("StreamOptions.retry is not merged yet")
+    from edgeseg.deploy import stream_options
+
+    stream = stream_options(load_deployment(write(site, _set(good(default_model), "run.live", True), name="stream.yaml")))
+    assert (stream.workers, stream.live, stream.hw_decode, stream.retry.attempts) == (2, True, None, 4)
+    forever = stream_options(load_deployment(write(site, _drop(good(default_model), "run.retries"), name="forever.yaml")))
+    assert forever.retry.attempts is None
 
 
 @pytest.mark.slow

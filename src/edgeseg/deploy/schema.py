@@ -65,6 +65,12 @@ def _positive(value: float) -> float:
     return value
 
 
+def _name(value: str) -> str:
+    if not value.strip() or "/" in value or not value.isprintable():
+        _fail("name", f"expected a name (printable, no '/'), got {shown(value)}")
+    return value
+
+
 def _per_core(value: int) -> int:
     """As predict's --workers: past PER_CORE_LIMIT per core, more loaded models only add memory."""
     from ..engines.base import PER_CORE_LIMIT
@@ -231,7 +237,9 @@ class Outputs(Strict):
 class Camera(Strict):
     """One camera: where its frames come from, how they are taken, tracked and counted, and where results go."""
 
-    name: str | None = Field(None, description="unique name (default: from the source: file stem, camera0, the URL's host)")
+    name: Annotated[str, AfterValidator(_name)] | None = Field(
+        None, description="unique name (default: from the source: file stem, camera0, the URL's host)"
+    )
     source: Annotated[str, PlainValidator(_source)] = Field(description="video file, camera index or /dev/videoN, URL, mipi:N")
     live: bool | None = Field(None, description="drop stale frames to keep up (default: run.live)")
     vid_stride: Count = Field(1, description="use every N-th frame")
