@@ -1,6 +1,6 @@
 """``edgeseg`` command line: a thin shell over the Python API. Errors are one line unless ``--debug``.
 
-Each command module (``inference.py``, ``tools.py``) registers its parsers and handlers; options that
+Each command module (``inference.py``, ``tools.py``, ``deploy.py``) registers its parsers and handlers; options that
 several commands share are declared once in ``options.py``."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from ..errors import EdgesegError
-from . import inference, tools
+from . import deploy, inference, tools
 
 
 def _build() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
@@ -25,6 +25,7 @@ def _build() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands = inference.register(sub)
     commands.update(tools.register(sub))
+    commands.update(deploy.register(sub))
     return parser, commands
 
 
@@ -60,7 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EdgesegError as exc:
         if args.debug:
             raise
-        print(f"edgeseg: error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():  # one line per mistake (a deployment file lists all of its own)
+            print(f"edgeseg: error: {line}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("edgeseg: interrupted", file=sys.stderr)
