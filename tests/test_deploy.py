@@ -426,9 +426,6 @@ def test_retries_are_the_tries_after_the_first_and_null_is_forever(site, default
 
 
 def test_camera_plans_are_the_engines(site, default_model):
-    command = pytest.importorskip("edgeseg.engines.command")
-    if not hasattr(command, "CameraPlan"):
-        pytest.skip("engines.command.CameraPlan is not merged yet")
     from edgeseg.deploy import camera_plans
 
     deployment = load_deployment(write(site, good(default_model)))
@@ -439,12 +436,6 @@ def test_camera_plans_are_the_engines(site, default_model):
 
 
 def test_stream_options_carry_the_run(site, default_model):
-    import dataclasses
-
-    from edgeseg.engines.command import StreamOptions
-
-    if "retry" not in {f.name for f in dataclasses.fields(StreamOptions)}:
-        pytest.skip("StreamOptions.retry is not merged yet")
     from edgeseg.deploy import stream_options
 
     stream = stream_options(load_deployment(write(site, _set(good(default_model), "run.live", True), name="stream.yaml")))
@@ -456,9 +447,6 @@ def test_stream_options_carry_the_run(site, default_model):
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_run_writes_every_cameras_outputs(site, default_model, tmp_path):
-    command = pytest.importorskip("edgeseg.engines.command")
-    if not hasattr(command, "run_cameras"):
-        pytest.skip("engines.command.run_cameras is not merged yet")
     data = {
         "model": {"path": str(default_model)},
         "run": {"workers": 2, "retries": 0},
@@ -469,8 +457,9 @@ def test_run_writes_every_cameras_outputs(site, default_model, tmp_path):
     }
     proc = run_cli("run", write(tmp_path, data), timeout=280)
     assert proc.returncode == 0, proc.stderr
-    assert len((tmp_path / "front.jsonl").read_text().splitlines()) == 3
-    assert len((tmp_path / "back.jsonl").read_text().splitlines()) == 2
+    for name, frames in (("front", 3), ("back", 2)):
+        records = [json.loads(line) for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+        assert [(r["camera"], r["frame"]) for r in records] == [(name, k) for k in range(frames)]
 
 
 # --- the documentation ------------------------------------------------------------------------------------
