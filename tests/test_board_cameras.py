@@ -41,7 +41,13 @@ def vio(fakes, monkeypatch, tmp_path, clips):
     monkeypatch.setattr(board_sources, "BOARD_CONFIG", config)
     monkeypatch.setattr(board_sources, "BOARD_ID", board_id)
     monkeypatch.setenv("EDGESEG_FAKE_MIPI_CLIP", os.pathsep.join(map(str, clips[:2])))
-    return __import__("hobot_vio.libsrcampy", fromlist=["Camera"])
+    lib = __import__("hobot_vio.libsrcampy", fromlist=["Camera"])
+    yield lib
+    # every source gave back what it took, here and in the stand-in (cleared either way: no knock-on failures)
+    held = (set(board_sources._open_cameras), set(board_sources._codec_pipes), set(lib.Camera._hosts_open), set(lib.Decoder._pipe_mask))
+    for taken in (board_sources._open_cameras, board_sources._codec_pipes, lib.Camera._hosts_open, lib.Decoder._pipe_mask):
+        taken.clear()
+    assert held == (set(), set(), set(), set())
 
 
 def _frames(path: Path) -> list[np.ndarray]:
