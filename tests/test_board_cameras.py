@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import pytest
 from corpus import make_clip
 from edgeseg.errors import EdgesegError
 from edgeseg.preprocess import Nv12Frame
-from edgeseg.sources import HardwareDecoded, MipiCamera, RetryPolicy
+from edgeseg.sources import BoardInputs, HardwareDecoded, MipiCamera, RetryPolicy, open_sources
 from edgeseg.sources import board as board_sources
 
 pytestmark = pytest.mark.timeout(120)
@@ -296,3 +297,50 @@ def test_a_hardware_decoded_live_stream_that_drops_is_reopened_demuxer_and_decod
     once = HardwareDecoded(str(clips[2]), live=True, retry=RetryPolicy(attempts=4))
     once.state_listener = lambda state, detail: states.append(state)
     assert len(list(once)) == 8 and states[6:] == ["connecting", "live"]
+
+
+def _appearing(monkeypatch, waits: list[float], source: Path, path: Path, after: int) -> None:
+    """Waits recorded instead of slept; after ``after`` of them ``source`` appears at ``path`` (a stream coming up)."""
+
+    def sleep(s: float) -> None:
+        waits.append(s)
+        assert len(waits) < 50, "still reconnecting after 50 waits"
+        if len(waits) == after:
+            shutil.copy(source, path)
+
+    monkeypatch.setattr(board_sources.time, "sleep", sleep)
+
+
+def test_a_live_stream_unreachable_at_start_is_waited_for(vio, clips, tmp_path, monkeypatch):
+    later, waits = tmp_path / "later.avi", []
+    _appearing(monkeypatch, waits, clips[1], later, after=3)
+    src = HardwareDecoded(str(later), live=True, retry=FOREVER)
+    assert src.codec is None and src.channel is None  # nothing known, nothing held yet
+    states = []
+    src.state_listener = lambda state, detail: states.append(state)
+    it = iter(src)
+    items = list(itertools.islice(it, 8))
+    it.close()
+    assert len(waits) == 3 and states == ["connecting", "live"] and src.codec == 3
+    for item, frame in zip(items, _frames(clips[1]), strict=True):
+        diff = _diff(item.image.data, Nv12Frame.from_bgr(frame).data)
+        assert diff.mean() < 1 and diff.max() <= 16, (item.index, diff.mean())
+    with pytest.raises(EdgesegError, match=r": cannot open for hardware decoding \(OpenCV's FFmpeg cannot demux it\)$"):
+        HardwareDecoded(str(tmp_path / "never.avi"), live=True, retry=RetryPolicy(attempts=4))  # finite: at once
+
+
+def test_a_stream_that_comes_up_in_a_codec_the_decoder_refuses_ends_as_failed(vio, coco128_images, tmp_path, monkeypatch):
+    mp4v, later, waits = make_clip(tmp_path / "mp4v.mp4", coco128_images[:2]), tmp_path / "later.mp4", []
+    _appearing(monkeypatch, waits, mp4v, later, after=2)
+    src = HardwareDecoded(str(later), live=True, retry=FOREVER)
+    assert list(src) == [] and len(waits) == 2
+    assert src.failed == "the hardware decoder takes H.264, H.265 and MJPEG, this is 'fmp4' (drop --hw-decode)"
+
+
+def test_in_the_automatic_mode_a_stream_not_reachable_yet_goes_to_opencvs_reader(vio, tmp_path):
+    missing = str(tmp_path / "later.avi")
+    auto = open_sources([missing], live=True, retry=FOREVER, board=BoardInputs(hw_decode=None))
+    forced = open_sources([missing], live=True, retry=FOREVER, board=BoardInputs(hw_decode=True))
+    assert not any(isinstance(s, HardwareDecoded) for s in auto.sources)  # OpenCV's reader took it (or refused it)
+    assert [type(s) for s in forced.sources] == [HardwareDecoded] and not forced.problems
+    forced.sources[0].close()

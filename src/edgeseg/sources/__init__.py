@@ -80,7 +80,11 @@ def _board_source(spec: str, kind: str, board: BoardInputs, live: bool | None, v
     if kind not in ("video", "url") or board.hw_decode is False:
         return None
     try:
-        return HardwareDecoded(spec, live=kind == "url" if live is None else live, vid_stride=vid_stride, retry=retry)
+        source = HardwareDecoded(spec, live=kind == "url" if live is None else live, vid_stride=vid_stride, retry=retry)
+        if source.codec is None and board.hw_decode is None:
+            source.close()  # unreachable for now, codec unknown: OpenCV's reader waits for it and decodes any codec
+            return None
+        return source
     except EdgesegError:
         if board.hw_decode is None:
             return None  # not a board, or a codec its decoder does not take: OpenCV decodes

@@ -257,12 +257,17 @@ def _demuxer(spec: str) -> cv2.VideoCapture:
     return cap
 
 
+class _CodecRefused(EdgesegError):
+    """A stream the hardware decoder does not take: final, reopening it changes nothing."""
+
+
 class HardwareDecoded(Source):
     """A video file or stream decoded by the board's hardware decoder into ``Nv12Frame``s (H.264, H.265, MJPEG):
     OpenCV demuxes (packets, not pictures), the decoder decodes; each source holds one of the process's 8 codec
-    pipelines (``channel``) while it is open. A ``live`` stream that drops, with ``retry.attempts`` None, is
-    reopened (demuxer and decoder) with backoff for as long as it takes, frame indices going on; otherwise it
-    ends where its packets end."""
+    pipelines (``channel``) while it is open. A ``live`` stream with ``retry.attempts`` None that cannot be reached
+    at start (``codec`` then None until it is) or that drops is opened again (demuxer and decoder) with backoff for
+    as long as it takes, frame indices going on; otherwise it is a one-line error at start and ends where its
+    packets end."""
 
     def __init__(
         self, spec: str, *, live: bool, vid_stride: int = 1, retry: RetryPolicy = RetryPolicy(), vio: ModuleType | None = None
@@ -274,29 +279,43 @@ class HardwareDecoded(Source):
         self.states = _States()
         self.warnings: list[str] = []
         self.failed: str | None = None
-        vio = vio or import_libsrcampy(spec)
-        cap = _demuxer(spec)
-        fourcc = int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode("ascii", "replace").lower().strip("\x00 ")
-        self.codec = _CODECS.get(fourcc)
-        if self.codec is None:
-            cap.release()
-            raise EdgesegError(f"the hardware decoder takes H.264, H.265 and MJPEG, this is {fourcc!r} (drop --hw-decode)", spec)
-        fps = cap.get(cv2.CAP_PROP_FPS)
-        self.fps: float | None = float(fps) if fps and 0 < fps < 1000 else None
-        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        self.frame_count: int | None = count if count > 0 and not live else None
-        self.length = strided_length(self.frame_count, vid_stride)
-        self._cap = cap
+        self.codec: int | None = None
+        self.fps: float | None = None
+        self.frame_count: int | None = None
+        self.width = self.height = 0
         self.channel: int | None = None
-        self._decoder = vio.Decoder()
+        self._cap: cv2.VideoCapture | None = None
+        self._decoder = (vio or import_libsrcampy(spec)).Decoder()
+        try:
+            self._connect()
+        except _CodecRefused:
+            raise
+        except EdgesegError:
+            if not (live and retry.attempts is None):
+                raise
+        self.length = strided_length(self.frame_count, vid_stride)
+
+    def _connect(self) -> None:
+        """Opens the demuxer, reads what it carries, opens the decoder; a one-line error where any cannot."""
+        cap = _demuxer(self.name)
+        fourcc = int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode("ascii", "replace").lower().strip("\x00 ")
+        if fourcc not in _CODECS:
+            cap.release()
+            raise _CodecRefused(f"the hardware decoder takes H.264, H.265 and MJPEG, this is {fourcc!r} (drop --hw-decode)", self.name)
+        self.codec = _CODECS[fourcc]
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        self.fps = float(fps) if fps and 0 < fps < 1000 else None
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        self.frame_count = count if count > 0 and not self.live else None
+        self._cap = cap
         try:
             ret = self._open_decoder()
         except EdgesegError:
-            cap.release()
+            self.close()
             raise
         if ret != 0:
-            cap.release()
-            raise EdgesegError(f"the hardware decoder refused {fourcc} {self.width}x{self.height} (decode returned {ret})", spec)
+            self.close()
+            raise EdgesegError(f"the hardware decoder refused {fourcc} {self.width}x{self.height} (decode returned {ret})", self.name)
 
     def _open_decoder(self) -> int:
         """Takes the lowest free codec pipeline (as ``GetPipeId`` does) and opens the decoder on it: its return code."""
@@ -319,22 +338,21 @@ class HardwareDecoded(Source):
                 _codec_pipes.discard(self.channel)
             self.channel = None
 
-    def _reopen(self, rng: random.Random) -> None:
-        """Until demuxer and decoder are open again: wait, open both (each wait longer, up to the cap)."""
-        self._close_decoder()
-        self._cap.release()
+    def _reopen(self, rng: random.Random) -> bool:
+        """Until demuxer and decoder are open again: wait, open both (each wait longer, up to the cap). False when
+        the stream came back as something the decoder does not take (``failed`` says what)."""
+        self.close()
         for attempt in itertools.count():
             time.sleep(_reconnect_delay(self.retry, attempt, rng))
             try:
-                self._cap = _demuxer(self.name)
+                self._connect()
+                return True
+            except _CodecRefused as exc:
+                self.failed = exc.problem
+                return False
             except EdgesegError:
-                continue
-            try:
-                if self._open_decoder() == 0:
-                    return
-            except EdgesegError:
-                pass  # every pipeline taken meanwhile: try again later
-            self._cap.release()
+                continue  # unreachable still, or every pipeline taken meanwhile
+        return False  # not reached: count() never ends
 
     def _packets(self) -> Iterator[bytes]:
         """The decoder's NV12 pictures, as the packets go in, and the pictures still inside at the end of a run of
@@ -356,7 +374,9 @@ class HardwareDecoded(Source):
     def _pictures(self) -> Iterator[bytes]:
         """Every picture of the source, across reopenings of a live stream that dropped."""
         rng = random.Random()
-        self.states.report(self.state_listener, CONNECTING, f"decoding on codec pipeline {self.channel}")
+        self.states.report(self.state_listener, CONNECTING, "opening the stream")
+        if self._cap is None and not self._reopen(rng):  # not reachable at start
+            return
         while True:
             for data in self._packets():
                 self.states.report(self.state_listener, LIVE, "frames are coming")
@@ -364,7 +384,8 @@ class HardwareDecoded(Source):
             if self.failed or not self.live or self.retry.attempts is not None:
                 return
             self.states.report(self.state_listener, RECONNECTING, "the stream gave no more packets")
-            self._reopen(rng)
+            if not self._reopen(rng):
+                return
 
     def __iter__(self) -> Iterator[SourceItem]:
         decoded = 0
@@ -382,4 +403,6 @@ class HardwareDecoded(Source):
     def close(self) -> None:
         """Frees the decoder's pipeline and the demuxer (twice is harmless)."""
         self._close_decoder()
-        self._cap.release()
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
