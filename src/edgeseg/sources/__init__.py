@@ -71,16 +71,20 @@ class BoardInputs:
     hw_decode: bool | None = None
 
 
-def _board_source(spec: str, kind: str, board: BoardInputs, live: bool | None, vid_stride: int) -> Source | None:
+def _board_source(spec: str, kind: str, board: BoardInputs, live: bool | None, vid_stride: int, retry: RetryPolicy) -> Source | None:
     """The board source for ``spec``, or None when OpenCV's reader is the one to use."""
     if kind == "mipi":
         if board.imgsz is None:
             raise EdgesegError("a MIPI camera needs the model's input size (give the model first)", spec)
-        return MipiCamera(spec, imgsz=board.imgsz, live=live)
+        return MipiCamera(spec, imgsz=board.imgsz, live=live, retry=retry)
     if kind not in ("video", "url") or board.hw_decode is False:
         return None
     try:
-        return HardwareDecoded(spec, live=kind == "url" if live is None else live, vid_stride=vid_stride)
+        source = HardwareDecoded(spec, live=kind == "url" if live is None else live, vid_stride=vid_stride, retry=retry)
+        if source.codec is None and board.hw_decode is None:
+            source.close()  # unreachable for now, codec unknown: OpenCV's reader waits for it and decodes any codec
+            return None
+        return source
     except EdgesegError:
         if board.hw_decode is None:
             return None  # not a board, or a codec its decoder does not take: OpenCV decodes
@@ -121,7 +125,7 @@ def open_sources(
             continue
         flush()
         try:
-            on_board = _board_source(spec, kind, board, live, vid_stride)
+            on_board = _board_source(spec, kind, board, live, vid_stride, retry)
             opened.sources.append(on_board or VideoSource(spec, live=live, vid_stride=vid_stride, retry=retry))
         except EdgesegError as exc:
             opened.problems.append(Problem(spec, exc.problem))
