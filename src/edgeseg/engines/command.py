@@ -80,7 +80,7 @@ class CameraPlan:
     from the source), live policy, stride, frames/s cap, tracking (its own lines and zones) and its own outputs,
     rotated by size or age when ``rotation`` is given."""
 
-    source: str
+    source: str | Source  # a Source object (a camera of your own) is taken as it is
     name: str | None = None
     live: bool | None = None
     vid_stride: int = 1
