@@ -798,12 +798,16 @@ def test_a_real_browser_shows_a_tile_per_camera_as_cameras_join(tmp_path, coco12
     from edgeseg.engines.threads import StreamStats
 
     chromium = _chromium()
-    sizes = {"front": (320, 240), "back": (400, 300), "gate": (480, 360)}  # a tile's picture size says whose it is
+    # a tile's picture size says whose it is; "stalled" sends one frame, then is reconnecting
+    sizes = {"front": (320, 240), "back": (400, 300), "gate": (480, 360), "stalled": (224, 168)}
     images = dict(zip(sizes, distinct_images(coco128_images, list(sizes.values()))))
     active, stop = ["front", "back"], threading.Event()
 
     def feed(hub):
         stats = {name: StreamStats(camera=name, state="live") for name in sizes}
+        hub.on_frame(camera_frame("stalled", 0, images["stalled"]), stats["stalled"])
+        stats["stalled"].state = "reconnecting"
+        hub.on_state(stats["stalled"])
         for k in range(10_000):
             if stop.wait(0.1):
                 return
@@ -823,11 +827,12 @@ def test_a_real_browser_shows_a_tile_per_camera_as_cameras_join(tmp_path, coco12
                 try:
                     page = context.new_page()
                     page.goto(server.url, timeout=20_000)
-                    expect(page.locator(".tile")).to_have_count(2, timeout=20_000)
-                    active.append("gate")  # a camera joins while the page is open
                     expect(page.locator(".tile")).to_have_count(3, timeout=20_000)
+                    active.append("gate")  # a camera joins while the page is open
+                    expect(page.locator(".tile")).to_have_count(4, timeout=20_000)
                     for name in sizes:
-                        expect(page.locator(".tile", has_text=name).locator(".badge")).to_have_text("live", timeout=20_000)
+                        state = "reconnecting" if name == "stalled" else "live"
+                        expect(page.locator(".tile", has_text=name).locator(".badge")).to_have_text(state, timeout=20_000)
                     expect(page.locator(".tile .fps").first).not_to_have_text("–", timeout=20_000)
                     tiles = page.locator(".tile")
 
@@ -839,7 +844,7 @@ def test_a_real_browser_shows_a_tile_per_camera_as_cameras_join(tmp_path, coco12
                             for i in range(tiles.count())
                         }
 
-                    wait_until(lambda: all(w for w, _ in shown().values()), what="a picture in every tile")
+                    wait_until(lambda: all(w for w, _ in shown().values()), what=f"a picture in every tile: {shown()}")
                     seen = shown()
                     page.screenshot(path=str(tmp_path / "grid.png"))
                     texts = tiles.all_inner_texts()

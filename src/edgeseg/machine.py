@@ -116,7 +116,7 @@ def startup_banner(*, model: str, backend: str, int8: bool, workers: int, camera
     machine's)."""
     names = ", ".join(cameras) if cameras else "none"
     path = int8_path(model=model, cpuinfo=cpuinfo)
-    if not int8 and not model.endswith(".bin"):
+    if not int8 and Path(model).suffix != ".bin":
         path += " (this model is float: edgeseg quantize makes an INT8 one)"
     return [
         f"model: {Path(model).name} ({'INT8' if int8 else 'float'})",

@@ -30,6 +30,7 @@ SECURITY_HEADERS = {
 BOUNDARY = "edgeseg-frame"
 _KEEPALIVE_S = 15.0  # an idle events stream sends a comment this often (proxies, and finding clients that left)
 _START_TIMEOUT_S = 10.0
+_REPEAT_S = 1.0  # a camera's stream with no newer frame for this long sends its last frame once more
 
 
 class LiveServer:
@@ -156,8 +157,16 @@ class LiveServer:
         try:
             response = web.StreamResponse(headers={"Content-Type": f"multipart/x-mixed-replace; boundary={BOUNDARY}"})
             await response.prepare(request)
-            while await hub.wait_newer(seen, camera=camera):
-                seen, jpeg = await hub.jpeg(camera)
+            jpeg, repeated = b"", True
+            while True:
+                if await hub.wait_newer(seen, timeout=_REPEAT_S, camera=camera):
+                    (seen, jpeg), repeated = await hub.jpeg(camera), False
+                elif hub.ended:
+                    break
+                elif repeated:
+                    continue
+                else:  # a browser shows a part only once the next one begins: a camera that stalls repeats its last once
+                    repeated = True
                 if jpeg:
                     head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode()
                     await response.write(head + jpeg + b"\r\n")
