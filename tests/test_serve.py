@@ -844,7 +844,7 @@ def test_a_real_browser_shows_a_tile_per_camera_as_cameras_join(tmp_path, coco12
                             for i in range(tiles.count())
                         }
 
-                    wait_until(lambda: all(w for w, _ in shown().values()), what=f"a picture in every tile: {shown()}")
+                    wait_until(lambda: all(w for w, _ in shown().values()), timeout=10, what=f"a picture in every tile: {shown()}")
                     seen = shown()
                     page.screenshot(path=str(tmp_path / "grid.png"))
                     texts = tiles.all_inner_texts()
