@@ -216,7 +216,7 @@ def test_without_aiohttp_the_error_names_the_extra(monkeypatch):
 def test_a_wrong_or_missing_token_gets_401_and_the_right_one_gets_in():
     with start_server(ServeConfig(port=0, token="s3cret")) as server:
         base = server.url.split("?")[0]
-        for path in ("", "health", "events", "stream.mjpg", "metrics"):
+        for path in ("", "health", "events", "stream.mjpg", "frame.jpg", "metrics"):
             assert get(base + path)[0] == 401, path
             assert get(base + path + "?token=wrong")[0] == 401, path
             assert get(base + path, headers={"Authorization": "Bearer wrong"})[0] == 401, path
@@ -763,8 +763,15 @@ def test_each_camera_streams_its_own_frames_and_an_unknown_one_is_404(coco128_im
             differences = {other: mean_difference(picture, images[other]) for other in names}
             assert differences[name] < 12 and all(d > 25 for other, d in differences.items() if other != name), (name, differences)
         assert mean_difference(streamed(""), images["A"]) < 12  # no camera named: the first one
-        status, body = get(server.url + "stream.mjpg?camera=Z")
-        assert (status, body) == (404, b"404: no camera 'Z' in this run (/health lists them)\n")
+        for name in names:  # one frame as one JPEG: the page's tiles past the browser's connection limit
+            status, body = get(server.url + "frame.jpg?camera=" + quote(name))
+            differences = {other: mean_difference(assert_jpeg(body), images[other]) for other in names}
+            assert status == 200 and min(differences, key=differences.get) == name and differences[name] < 12, (name, differences)
+        for path in ("stream.mjpg", "frame.jpg"):
+            status, body = get(server.url + path + "?camera=Z")
+            assert (status, body) == (404, b"404: no camera 'Z' in this run (/health lists them)\n")
+        server.hub.on_state(StreamStats(camera="D", state="connecting"))
+        assert get(server.url + "frame.jpg?camera=D") == (503, b"503: no frame of this camera yet\n")
         assert server.hub.viewers == 0
         with urllib.request.urlopen(server.url + "events", timeout=10) as r:
             id_line, data_line = r.readline(), r.readline()  # a new client gets the newest frame at once
@@ -798,10 +805,11 @@ def test_a_real_browser_shows_a_tile_per_camera_as_cameras_join(tmp_path, coco12
     from edgeseg.engines.threads import StreamStats
 
     chromium = _chromium()
-    # a tile's picture size says whose it is; "stalled" sends one frame, then is reconnecting
-    sizes = {"front": (320, 240), "back": (400, 300), "gate": (480, 360), "stalled": (224, 168)}
+    # A tile's picture size says whose it is; "stalled" sends one frame, then is reconnecting. Six cameras: past the
+    # browser's six connections to a server, so the last tiles show single frames (/frame.jpg), not a stream.
+    sizes = {"front": (320, 240), "back": (400, 300), "gate": (480, 360), "stalled": (224, 168), "side": (288, 216), "roof": (352, 264)}
     images = dict(zip(sizes, distinct_images(coco128_images, list(sizes.values()))))
-    active, stop = ["front", "back"], threading.Event()
+    active, stop = ["front", "back", "side", "roof"], threading.Event()
 
     def feed(hub):
         stats = {name: StreamStats(camera=name, state="live") for name in sizes}
@@ -827,9 +835,9 @@ def test_a_real_browser_shows_a_tile_per_camera_as_cameras_join(tmp_path, coco12
                 try:
                     page = context.new_page()
                     page.goto(server.url, timeout=20_000)
-                    expect(page.locator(".tile")).to_have_count(3, timeout=20_000)
+                    expect(page.locator(".tile")).to_have_count(5, timeout=20_000)
                     active.append("gate")  # a camera joins while the page is open
-                    expect(page.locator(".tile")).to_have_count(4, timeout=20_000)
+                    expect(page.locator(".tile")).to_have_count(6, timeout=20_000)
                     for name in sizes:
                         state = "reconnecting" if name == "stalled" else "live"
                         expect(page.locator(".tile", has_text=name).locator(".badge")).to_have_text(state, timeout=20_000)

@@ -1,6 +1,7 @@
 """The live view's HTTP server (aiohttp, on its own thread and event loop): the page, ``/stream.mjpg[?camera=NAME]``
-(one camera's MJPEG), ``/events`` (Server-Sent Events, one ``--save-jsonl`` line per frame of any camera),
-``/health`` (JSON, per camera and in total) and ``/metrics`` (Prometheus); nothing else is served."""
+(one camera's MJPEG) and ``/frame.jpg[?camera=NAME]`` (its newest frame), ``/events`` (Server-Sent Events, one
+``--save-jsonl`` line per frame of any camera), ``/health`` (JSON, per camera and in total) and ``/metrics``
+(Prometheus); nothing else is served."""
 
 from __future__ import annotations
 
@@ -69,6 +70,7 @@ class LiveServer:
         app.router.add_get("/", self._asset)
         app.router.add_get("/{name:app\\.js|style\\.css}", self._asset)
         app.router.add_get("/stream.mjpg", self._mjpeg)
+        app.router.add_get("/frame.jpg", self._frame)
         app.router.add_get("/events", self._events)
         app.router.add_get("/health", self._health)
         app.router.add_get("/metrics", self._metrics)
@@ -146,11 +148,25 @@ class LiveServer:
                 text=f"503: the live view already has {self.config.max_viewers} viewers\n", headers={"Retry-After": "5"}
             )
 
-    async def _mjpeg(self, request: web.Request) -> web.StreamResponse:
+    def _camera(self, request: web.Request) -> str:
+        """The key of the camera ``?camera=NAME`` names (none: the first), or 404 with the reason."""
         name = request.query.get("camera")
         camera = self.hub.find(name)
         if camera is None:
             raise web.HTTPNotFound(text=f"404: no camera {name!r} in this run (/health lists them)\n")
+        return camera
+
+    async def _frame(self, request: web.Request) -> web.Response:
+        """One camera's newest annotated frame as one JPEG: what the page's tiles past the browser's connection
+        limit show (a request each second instead of an open stream)."""
+        camera = self._camera(request)
+        _, jpeg = await self.hub.jpeg(camera)
+        if not jpeg:
+            raise web.HTTPServiceUnavailable(text="503: no frame of this camera yet\n", headers={"Retry-After": "1"})
+        return web.Response(body=jpeg, content_type="image/jpeg")
+
+    async def _mjpeg(self, request: web.Request) -> web.StreamResponse:
+        camera = self._camera(request)
         self._admit()
         hub, seen = self.hub, max(self.hub.camera_seq(camera) - 1, 0)  # start with the newest frame
         hub.viewers += 1  # before any await: the limit holds for requests that arrive together

@@ -20,6 +20,10 @@ let pending = null; // the newest message not drawn yet: the page draws at most 
 let ended = false;
 let selected = null; // the key ("camera" in /health) of the camera the side panel shows
 const tiles = new Map(); // camera key -> its tile
+// A browser keeps at most 6 HTTP/1.1 connections to a server: the first cameras get a stream each, the events
+// and the health check keep one free, and the tiles past them show /frame.jpg, fetched again each second.
+const MAX_STREAMS = 4;
+let refresh = 0;
 
 function setState(text, ok) {
   $("state").textContent = text;
@@ -123,7 +127,8 @@ function tileOf(camera) {
   let tile = tiles.get(camera.camera);
   if (tile) return tile;
   tile = $("tile-template").content.firstElementChild.cloneNode(true);
-  tile.querySelector("img").src = withToken("stream.mjpg", { camera: camera.camera });
+  tile.dataset.still = tiles.size >= MAX_STREAMS ? "1" : "";
+  if (!tile.dataset.still) tile.querySelector("img").src = withToken("stream.mjpg", { camera: camera.camera });
   tile.addEventListener("click", () => select(camera.camera));
   tiles.set(camera.camera, tile);
   $("grid").append(tile);
@@ -136,6 +141,7 @@ function tileOf(camera) {
 const rate = (fps) => (fps === null ? "–" : fps.toFixed(1));
 
 function showCameras(cameras) {
+  refresh += 1;
   for (const c of cameras) {
     const tile = tileOf(c);
     tile.querySelector(".name").textContent = c.name;
@@ -146,6 +152,7 @@ function showCameras(cameras) {
     badge.title = c.state_detail;
     tile.querySelector(".fps").textContent = `${rate(c.fps)} frames/s`;
     tile.querySelector(".drops").textContent = `${c.dropped} dropped`;
+    if (tile.dataset.still && c.frames) tile.querySelector("img").src = withToken("frame.jpg", { camera: c.camera, n: refresh });
     if (c.camera === selected) {
       $("selected").textContent = c.name;
       $("fps").textContent = rate(c.fps);
