@@ -216,13 +216,15 @@ def test_without_aiohttp_the_error_names_the_extra(monkeypatch):
 def test_a_wrong_or_missing_token_gets_401_and_the_right_one_gets_in():
     with start_server(ServeConfig(port=0, token="s3cret")) as server:
         base = server.url.split("?")[0]
-        for path in ("", "health", "events", "stream.mjpg"):
+        for path in ("", "health", "events", "stream.mjpg", "frame.jpg", "metrics"):
             assert get(base + path)[0] == 401, path
             assert get(base + path + "?token=wrong")[0] == 401, path
             assert get(base + path, headers={"Authorization": "Bearer wrong"})[0] == 401, path
         status, body = get(base + "?token=s3cret")
-        assert status == 200 and b'<img id="video"' in body
+        assert status == 200 and b'<section id="grid"' in body
         assert get(base + "health", headers={"Authorization": "Bearer s3cret"})[0] == 200
+        status, body = get(base + "metrics", headers={"Authorization": "Bearer s3cret"})
+        assert status == 200 and b"# TYPE edgeseg_frames_total counter" in body
         assert server.url == base + "?token=s3cret"
         assert get(base + "app.js")[0] == get(base + "style.css")[0] == 200  # the page's own code: no data in it
 
@@ -239,7 +241,7 @@ def test_on_loopback_a_foreign_host_header_is_refused_dns_rebinding():
     """A web page whose name an attacker re-points at 127.0.0.1 reaches the server with its own name as Host."""
     with start_server(ServeConfig(port=0)) as server:
         port = server.port
-        for path in ("/", "/events", "/stream.mjpg", "/health", "/app.js"):
+        for path in ("/", "/events", "/stream.mjpg", "/health", "/metrics", "/app.js"):
             for host in (f"evil.example:{port}", "evil.example", f"127.0.0.1.evil.example:{port}", f"localhost.evil:{port}"):
                 assert raw_get(port, path, host) == 403, (path, host)
         for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LOCALHOST:{port}", f"[::1]:{port}", "127.0.0.1", "localhost:9999", None):
@@ -566,9 +568,10 @@ def open_page(url: str, screenshot: Path | None = None, size=(1280, 720)) -> dic
             # locator waits, not wait_for_function: the page's Content-Security-Policy forbids evaluating strings
             expect(page.locator("#detections tbody tr").first).to_be_visible(timeout=20_000)
             expect(page.locator("#fps")).not_to_have_text("–", timeout=20_000)
-            wait_until(lambda: page.locator("#video").evaluate("img => img.naturalWidth") > 0, what="the first video frame")
+            video_img = page.locator(".tile img").first  # one camera: one tile
+            wait_until(lambda: video_img.evaluate("img => img.naturalWidth") > 0, what="the first video frame")
             time.sleep(0.3)  # one more frame drawn
-            video = cv2.imdecode(np.frombuffer(page.locator("#video").screenshot(), np.uint8), cv2.IMREAD_COLOR)
+            video = cv2.imdecode(np.frombuffer(video_img.screenshot(), np.uint8), cv2.IMREAD_COLOR)
             rows = page.locator("#detections tbody tr").all_inner_texts()
             if screenshot is not None:
                 page.screenshot(path=str(screenshot))
@@ -617,9 +620,247 @@ def test_tracked_events_carry_ids_events_and_counts_as_the_jsonl_does(tmp_path, 
             observers=[server.hub],
         )
         events = read_events(r)
-        jpeg = server.hub._encode(server.hub._newest)
+        jpeg = server.hub._encode(server.hub.cameras()[0].newest)
     lines = jsonl.read_text().splitlines()
     assert [data for _, data in events[:-1]] == lines  # byte for byte the --save-jsonl lines
     last = json.loads(lines[-1])
     assert last["counts"]["lines"]["gate"]["out"] >= 1 and all("track_id" in d for d in last["detections"])
     assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR) is not None
+
+
+# ------------------------------------------------------------------------------------------ several cameras
+
+
+def camera_frame(camera: str, index: int, image: np.ndarray, *, latency_ms: float = 20.0, age_ms: float = 50.0, **extra):
+    """A frame of ``camera`` as the engine hands it over: nothing detected, so its drawing is the image itself."""
+    from edgeseg.engines.threads import StreamFrame
+
+    fields = {"source": f"{camera}.mp4", "time_s": index / 10, **extra}
+    if fields.get("error"):
+        return StreamFrame(index, image=None, detections=None, camera=camera, **fields)
+    detections = Detections.empty(image.shape[:2], {0: "person"})
+    return StreamFrame(index, image=image, detections=detections, latency_ms=latency_ms, age_ms=age_ms, camera=camera, **fields)
+
+
+def distinct_images(coco128_images, sizes) -> list[np.ndarray]:
+    """Different coco128 pictures, one per size (w, h): a camera's stream is told apart by its content and size."""
+    return [cv2.resize(cv2.imread(str(p)), size) for p, size in zip(coco128_images[::7], sizes)]
+
+
+def mean_difference(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
+
+
+def scrape(server) -> dict[tuple[str, frozenset], float]:
+    """``/metrics`` parsed by prometheus_client's own parser: {(sample name, labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, body = get(server.url + "metrics")
+    assert status == 200
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(body.decode())
+        for sample in family.samples
+    }
+
+
+def test_health_and_metrics_report_each_camera_as_fed(coco128_images):
+    from edgeseg.engines.threads import StreamStats
+    from edgeseg.tracking import TrackedFrame
+
+    image = distinct_images(coco128_images, [(160, 120)])[0]
+    now = time.time()
+    latencies, ages = {"A": [4.0, 30.0, 200.0], "B": [40.0]}, {"A": [10.0, 60.0, 3000.0], "B": [80.0]}
+    counts = {"lines": {"gate": {"in": 3, "out": 1}}, "zones": {"dock": {"entered": 4, "exited": 2, "occupancy": 2}}}
+    with start_server(ServeConfig(port=0)) as server:
+        hub = server.hub
+        a = StreamStats(camera="A", state="live", dropped=5, last_frame_at=now - 30)
+        for k, (latency, age) in enumerate(zip(latencies["A"], ages["A"])):
+            tracking = TrackedFrame(Detections.empty((120, 160)), [], counts, {}, [], []) if k == 2 else None
+            hub.on_frame(camera_frame("A", k, image, latency_ms=latency, age_ms=age, tracking=tracking), a)
+        hub.on_frame(camera_frame("A", 3, image, error="cannot decode"), a)
+        hub.on_state(StreamStats(camera="C", state="connecting", state_detail="opening rtsp://c"))  # before any frame of C
+        b = StreamStats(camera="B", state="live", last_frame_at=now - 100)
+        hub.on_frame(camera_frame("B", 0, image, latency_ms=latencies["B"][0], age_ms=ages["B"][0]), b)
+        b.state, b.state_detail, b.reconnects = "reconnecting", "no frame for 5 s", 2
+        hub.on_state(b)
+
+        h = health(server)
+        cams = {c["name"]: c for c in h["cameras"]}
+        assert [c["name"] for c in h["cameras"]] == ["A", "C", "B"]  # in the order they appeared
+        assert (cams["A"]["frames"], cams["A"]["failed"], cams["A"]["dropped"], cams["A"]["reconnects"]) == (3, 1, 5, 0)
+        assert (cams["A"]["state"], cams["A"]["latency_ms"], cams["A"]["age_ms"]) == ("live", 30.0, 60.0)
+        assert 30 <= cams["A"]["last_frame_age_s"] < 40 and 100 <= cams["B"]["last_frame_age_s"] < 110
+        assert (cams["B"]["state"], cams["B"]["state_detail"], cams["B"]["reconnects"], cams["B"]["frames"]) == (
+            "reconnecting",
+            "no frame for 5 s",
+            2,
+            1,
+        )
+        assert (cams["C"]["state"], cams["C"]["frames"], cams["C"]["last_frame_age_s"], cams["C"]["fps"]) == ("connecting", 0, None, None)
+        assert (h["status"], h["frames"], h["failed"], h["dropped"], h["reconnects"]) == ("running", 4, 1, 5, 2)
+
+        m = scrape(server)
+
+        def value(name: str, **labels) -> float | None:
+            return m.get((name, frozenset(labels.items())))
+
+        assert [value("edgeseg_frames_total", camera=c) for c in "ABC"] == [3, 1, 0]
+        assert [value("edgeseg_frames_failed_total", camera=c) for c in "ABC"] == [1, 0, 0]
+        assert [value("edgeseg_frames_dropped_total", camera=c) for c in "ABC"] == [5, 0, 0]
+        assert [value("edgeseg_reconnects_total", camera=c) for c in "ABC"] == [0, 2, 0]
+        states = {
+            c: [s for s in ("connecting", "live", "reconnecting", "ended") if value("edgeseg_camera_state", camera=c, state=s) == 1]
+            for c in "ABC"
+        }
+        assert states == {"A": ["live"], "B": ["reconnecting"], "C": ["connecting"]}
+        assert value("edgeseg_camera_state", camera="A", state="ended") == 0
+        for name, fed in (("edgeseg_inference_latency_seconds", latencies), ("edgeseg_end_to_end_latency_seconds", ages)):
+            for camera, values in fed.items():
+                buckets = {
+                    dict(labels)["le"]: v for (n, labels), v in m.items() if n == f"{name}_bucket" and dict(labels)["camera"] == camera
+                }
+                assert len(buckets) > 5 and buckets["+Inf"] == len(values)
+                for le, count in buckets.items():  # each bucket counts the fed values up to its bound
+                    assert count == sum(v / 1000 <= float(le) for v in values), (name, camera, le)
+                assert value(f"{name}_count", camera=camera) == len(values)
+                assert value(f"{name}_sum", camera=camera) == pytest.approx(sum(values) / 1000)
+        assert value("edgeseg_line_crossings_total", camera="A", line="gate", direction="in") == 3
+        assert value("edgeseg_line_crossings_total", camera="A", line="gate", direction="out") == 1
+        assert value("edgeseg_zone_crossings_total", camera="A", zone="dock", direction="entered") == 4
+        assert value("edgeseg_zone_crossings_total", camera="A", zone="dock", direction="exited") == 2
+        assert value("edgeseg_zone_occupancy", camera="A", zone="dock") == 2
+        assert value("edgeseg_line_crossings_total", camera="B", line="gate", direction="in") is None  # B does not count
+        assert 30 <= value("edgeseg_last_frame_age_seconds", camera="A") < 40
+        assert value("edgeseg_last_frame_age_seconds", camera="C") is None  # no frame yet
+        assert 10e6 < value("process_resident_memory_bytes") < 64e9
+
+        hub.close()  # the run is over: every camera has ended
+        h = health(server)
+        assert h["status"] == "ended" and [c["state"] for c in h["cameras"]] == ["ended"] * 3
+        m = scrape(server)
+        assert [value("edgeseg_camera_state", camera=c, state="ended") for c in "ABC"] == [1, 1, 1]
+        assert value("edgeseg_camera_state", camera="B", state="reconnecting") == 0
+
+
+def test_each_camera_streams_its_own_frames_and_an_unknown_one_is_404(coco128_images):
+    from urllib.parse import quote
+
+    from edgeseg.engines.threads import StreamStats
+
+    names = ["A", "B", "yard cam"]
+    images = dict(zip(names, distinct_images(coco128_images, [(320, 240)] * 3)))
+    with start_server(ServeConfig(port=0)) as server:
+        for k, name in enumerate(names):
+            server.hub.on_frame(camera_frame(name, k, images[name]), StreamStats(camera=name, state="live"))
+
+        def streamed(query: str) -> np.ndarray:
+            with urllib.request.urlopen(server.url + "stream.mjpg" + query, timeout=10) as r:
+                return assert_jpeg(read_jpegs(r, 1)[0])
+
+        for name in names:
+            picture = streamed("?camera=" + quote(name))
+            differences = {other: mean_difference(picture, images[other]) for other in names}
+            assert differences[name] < 12 and all(d > 25 for other, d in differences.items() if other != name), (name, differences)
+        assert mean_difference(streamed(""), images["A"]) < 12  # no camera named: the first one
+        for name in names:  # one frame as one JPEG: the page's tiles past the browser's connection limit
+            status, body = get(server.url + "frame.jpg?camera=" + quote(name))
+            differences = {other: mean_difference(assert_jpeg(body), images[other]) for other in names}
+            assert status == 200 and min(differences, key=differences.get) == name and differences[name] < 12, (name, differences)
+        for path in ("stream.mjpg", "frame.jpg"):
+            status, body = get(server.url + path + "?camera=Z")
+            assert (status, body) == (404, b"404: no camera 'Z' in this run (/health lists them)\n")
+        server.hub.on_state(StreamStats(camera="D", state="connecting"))
+        assert get(server.url + "frame.jpg?camera=D") == (503, b"503: no frame of this camera yet\n")
+        assert server.hub.viewers == 0
+        with urllib.request.urlopen(server.url + "events", timeout=10) as r:
+            id_line, data_line = r.readline(), r.readline()  # a new client gets the newest frame at once
+        assert id_line == b"id: 3\n" and json.loads(data_line.removeprefix(b"data: "))["camera"] == "yard cam"
+
+
+def test_a_single_unnamed_source_is_one_camera_named_by_its_source(coco128_images):
+    from edgeseg.engines.threads import StreamFrame, StreamStats
+
+    image = distinct_images(coco128_images, [(160, 120)])[0]
+    stats = StreamStats()  # today's single-source runs: no camera name, no states
+    with start_server(ServeConfig(port=0)) as server:
+        for k, source in enumerate(["slides/a.jpg", "slides/b.jpg"]):  # an image folder: a source per image
+            stats.frames += 1
+            server.hub.on_frame(StreamFrame(k, source, image, Detections.empty((120, 160))), stats)
+        h = health(server)
+        assert [(c["name"], c["camera"], c["state"], c["frames"]) for c in h["cameras"]] == [("slides/b.jpg", "", "live", 2)]
+        assert h["source"] == "slides/b.jpg"
+        with urllib.request.urlopen(server.url + "stream.mjpg?camera=slides/b.jpg", timeout=10) as r:
+            assert mean_difference(assert_jpeg(read_jpegs(r, 1)[0]), image) < 12
+        assert get(server.url + "stream.mjpg?camera=slides/a.jpg")[0] == 404
+        with urllib.request.urlopen(server.url + "events", timeout=10) as r:
+            r.readline()
+            assert "camera" not in json.loads(r.readline().removeprefix(b"data: "))  # the --save-jsonl line as it is
+        assert scrape(server)[("edgeseg_frames_total", frozenset({"camera": "slides/b.jpg"}.items()))] == 2
+
+
+def test_a_real_browser_shows_a_tile_per_camera_as_cameras_join(tmp_path, coco128_images):
+    from playwright.sync_api import expect, sync_playwright
+
+    from edgeseg.engines.threads import StreamStats
+
+    chromium = _chromium()
+    # A tile's picture size says whose it is; "stalled" sends one frame, then is reconnecting. Six cameras: past the
+    # browser's six connections to a server, so the last tiles show single frames (/frame.jpg), not a stream.
+    sizes = {"front": (320, 240), "back": (400, 300), "gate": (480, 360), "stalled": (224, 168), "side": (288, 216), "roof": (352, 264)}
+    images = dict(zip(sizes, distinct_images(coco128_images, list(sizes.values()))))
+    active, stop = ["front", "back", "side", "roof"], threading.Event()
+
+    def feed(hub):
+        stats = {name: StreamStats(camera=name, state="live") for name in sizes}
+        hub.on_frame(camera_frame("stalled", 0, images["stalled"]), stats["stalled"])
+        stats["stalled"].state = "reconnecting"
+        hub.on_state(stats["stalled"])
+        for k in range(10_000):
+            if stop.wait(0.1):
+                return
+            for name in list(active):
+                stats[name].frames += 1
+                stats[name].last_frame_at = time.time()
+                hub.on_frame(camera_frame(name, k, images[name]), stats[name])
+
+    with start_server(ServeConfig(port=0, token="t0k")) as server:
+        feeder = threading.Thread(target=feed, args=(server.hub,), daemon=True)
+        feeder.start()
+        try:
+            with tempfile.TemporaryDirectory() as profile, sync_playwright() as pw:
+                context = pw.chromium.launch_persistent_context(
+                    profile, executable_path=chromium, headless=True, args=CHROMIUM_FLAGS, viewport={"width": 1280, "height": 720}
+                )
+                try:
+                    page = context.new_page()
+                    page.goto(server.url, timeout=20_000)
+                    expect(page.locator(".tile")).to_have_count(5, timeout=20_000)
+                    active.append("gate")  # a camera joins while the page is open
+                    expect(page.locator(".tile")).to_have_count(6, timeout=20_000)
+                    for name in sizes:
+                        state = "reconnecting" if name == "stalled" else "live"
+                        expect(page.locator(".tile", has_text=name).locator(".badge")).to_have_text(state, timeout=20_000)
+                    expect(page.locator(".tile .fps").first).not_to_have_text("–", timeout=20_000)
+                    tiles = page.locator(".tile")
+
+                    def shown() -> dict:
+                        return {
+                            tiles.nth(i).locator(".name").inner_text(): tiles.nth(i)
+                            .locator("img")
+                            .evaluate("i => [i.naturalWidth, i.naturalHeight]")
+                            for i in range(tiles.count())
+                        }
+
+                    wait_until(lambda: all(w for w, _ in shown().values()), timeout=10, what=f"a picture in every tile: {shown()}")
+                    seen = shown()
+                    page.screenshot(path=str(tmp_path / "grid.png"))
+                    texts = tiles.all_inner_texts()
+                    state = page.inner_text("#state")
+                finally:
+                    context.close()
+        finally:
+            stop.set()
+            feeder.join(10)
+    assert seen == {name: list(size) for name, size in sizes.items()}, seen  # each tile streams its own camera
+    assert all("dropped" in t and "frames/s" in t for t in texts) and state == "live", (texts, state)

@@ -15,7 +15,7 @@ import itertools
 import os
 import platform
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,53 @@ def int8_speed_note(ratio: float, dot: list[str] | None) -> str | None:
         "so integer convolutions are only about 2x float and SiLU, concat and requantization do not speed up; "
         "on CPUs with them, and on NPUs, the gap is larger"
     )
+
+
+def int8_path(*, model: str, cpuinfo: str | None = None) -> str:
+    """Where a run of ``model`` does its INT8 arithmetic and what the project measured there, in one line: the
+    board's BPU for a ``.bin``, else the CPU's int8 dot-product instructions (VNNI, ARM dotprod) or their absence
+    (AVX2 only); ``cpuinfo`` is /proc/cpuinfo's text (default: this machine's)."""
+    if Path(model).suffix == ".bin":
+        return "INT8 path: the BPU (a Horizon .bin runs on the board's accelerator, not on these CPU cores)"
+    text = _proc_cpuinfo() if cpuinfo is None else cpuinfo
+    dot = int8_dot_instructions(text)
+    flags = set((_cpuinfo_value(text or "", ("flags", "Features")) or "").split())
+    if dot and {"avx512_vnni", "avx512vnni", "avx_vnni", "amx_int8"} & set(dot):
+        kind = "AVX-512 VNNI" if {"avx512_vnni", "avx512vnni"} & set(dot) else "AMX" if "amx_int8" in dot else "AVX-VNNI"
+        return (
+            f"INT8 path: {kind} ({', '.join(dot)}): on a 2-core VNNI Xeon the project measured INT8 at 1.9-2.1x FP32 "
+            "on one thread for the n models and 2.5-3.5x for s to x (docs/performance.md)"
+        )
+    if dot:
+        return (
+            f"INT8 path: ARM dot product ({', '.join(dot)}): integer convolutions several times faster than float "
+            "(docs/quantize.md; not measured by the project on ARM)"
+        )
+    if dot is None:
+        return "INT8 path: unknown (no CPU flags readable): measure INT8 against FP32 here (benchmarks/int8_speed.py)"
+    if "avx2" in flags:
+        return (
+            "INT8 path: AVX2 only (no VNNI): measured INT8 inference 1.5-1.8x FP32 on one thread of such a CPU "
+            "(2-core AMD EPYC, docs/quantize.md); the 2x and more of VNNI or ARM dot-product CPUs is out of reach"
+        )
+    return "INT8 path: no int8 dot-product or AVX2 instructions: INT8 is likely no faster than float here"
+
+
+def startup_banner(*, model: str, backend: str, int8: bool, workers: int, cameras: Sequence[str], cpuinfo: str | None = None) -> list[str]:
+    """The lines a long run prints when it starts: the model (and whether it is INT8), the backend, the workers,
+    the cameras, and ``int8_path``'s line for this CPU (``cpuinfo``: /proc/cpuinfo's text, default this
+    machine's)."""
+    names = ", ".join(cameras) if cameras else "none"
+    path = int8_path(model=model, cpuinfo=cpuinfo)
+    if not int8 and Path(model).suffix != ".bin":
+        path += " (this model is float: edgeseg quantize makes an INT8 one)"
+    return [
+        f"model: {Path(model).name} ({'INT8' if int8 else 'float'})",
+        f"backend: {backend}",
+        f"workers: {workers}",
+        f"cameras: {len(cameras)} ({names})",
+        path,
+    ]
 
 
 def loadavg() -> list[float] | None:

@@ -1,7 +1,8 @@
 """Watch a run from a browser: ``edgeseg predict MODEL SOURCE --serve [HOST:]PORT``.
 
-A ``FrameHub`` observes ``predict_sources`` (it only keeps the newest frame), and a ``LiveServer`` (aiohttp, the
-``serve`` extra) serves a page with the annotated stream, ``/stream.mjpg``, ``/events`` and ``/health``::
+A ``FrameHub`` observes ``predict_sources`` (it only keeps each camera's newest frame and counters), and a
+``LiveServer`` (aiohttp and prometheus_client, the ``serve`` extra) serves a page with every camera's annotated
+stream, ``/stream.mjpg?camera=NAME``, ``/events``, ``/health`` and ``/metrics``::
 
     from edgeseg.serve import ServeConfig, start_server
 
@@ -13,9 +14,9 @@ from __future__ import annotations
 
 from ..errors import EdgesegError
 from .config import TOKEN_ENV, ServeConfig, is_loopback
-from .hub import FrameHub, FrameMessage
+from .hub import CameraView, FrameHub, FrameMessage
 
-__all__ = ["TOKEN_ENV", "FrameHub", "FrameMessage", "ServeConfig", "is_loopback", "start_server"]
+__all__ = ["TOKEN_ENV", "CameraView", "FrameHub", "FrameMessage", "ServeConfig", "is_loopback", "start_server"]
 
 
 def start_server(config: ServeConfig, *, hub: FrameHub | None = None):
@@ -23,7 +24,7 @@ def start_server(config: ServeConfig, *, hub: FrameHub | None = None):
     try:
         from .server import LiveServer
     except ModuleNotFoundError as exc:
-        if not (exc.name or "").startswith("aiohttp"):
+        if not (exc.name or "").startswith(("aiohttp", "prometheus_client")):
             raise
-        raise EdgesegError('the live view (--serve) needs aiohttp: pip install "edgeseg[serve]"') from None
+        raise EdgesegError(f'the live view (--serve) needs {exc.name.split(".")[0]}: pip install "edgeseg[serve]"') from None
     return LiveServer(config, hub=hub).start()

@@ -1,5 +1,7 @@
-"""The live view's HTTP server (aiohttp, on its own thread and event loop): the page, ``/stream.mjpg``,
-``/events`` (Server-Sent Events, one ``--save-jsonl`` line per frame) and ``/health``; nothing else is served."""
+"""The live view's HTTP server (aiohttp, on its own thread and event loop): the page, ``/stream.mjpg[?camera=NAME]``
+(one camera's MJPEG) and ``/frame.jpg[?camera=NAME]`` (its newest frame), ``/events`` (Server-Sent Events, one
+``--save-jsonl`` line per frame of any camera), ``/health`` (JSON, per camera and in total) and ``/metrics``
+(Prometheus); nothing else is served."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from aiohttp import web
 from ..errors import EdgesegError
 from .config import ServeConfig, host_name, is_loopback
 from .hub import FrameHub
+from .metrics import CONTENT_TYPE, Metrics
 
 ASSETS = {"": ("index.html", "text/html"), "app.js": ("app.js", "text/javascript"), "style.css": ("style.css", "text/css")}
 SECURITY_HEADERS = {
@@ -28,6 +31,7 @@ SECURITY_HEADERS = {
 BOUNDARY = "edgeseg-frame"
 _KEEPALIVE_S = 15.0  # an idle events stream sends a comment this often (proxies, and finding clients that left)
 _START_TIMEOUT_S = 10.0
+_REPEAT_S = 1.0  # a camera's stream with no newer frame for this long sends its last frame once more
 
 
 class LiveServer:
@@ -37,6 +41,7 @@ class LiveServer:
     def __init__(self, config: ServeConfig, *, hub: FrameHub | None = None) -> None:
         self.config = config
         self.hub = hub or FrameHub(quality=config.quality, history=config.history)
+        self.metrics = Metrics(self.hub)
         self.port = config.port
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="edgeseg-serve", daemon=True)
@@ -65,8 +70,10 @@ class LiveServer:
         app.router.add_get("/", self._asset)
         app.router.add_get("/{name:app\\.js|style\\.css}", self._asset)
         app.router.add_get("/stream.mjpg", self._mjpeg)
+        app.router.add_get("/frame.jpg", self._frame)
         app.router.add_get("/events", self._events)
         app.router.add_get("/health", self._health)
+        app.router.add_get("/metrics", self._metrics)
         app.on_response_prepare.append(_add_security_headers)
         # handler_cancellation: a viewer who disconnects ends its handler at once (its slot is freed), not at the next
         # frame written to it, which a paused stream may never send; shutdown_timeout: then clients that hang on are cut.
@@ -124,6 +131,9 @@ class LiveServer:
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response(self.hub.status())
 
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+
     @property
     def _loopback(self) -> bool:
         return is_loopback(self.config.host)
@@ -138,15 +148,41 @@ class LiveServer:
                 text=f"503: the live view already has {self.config.max_viewers} viewers\n", headers={"Retry-After": "5"}
             )
 
+    def _camera(self, request: web.Request) -> str:
+        """The key of the camera ``?camera=NAME`` names (none: the first), or 404 with the reason."""
+        name = request.query.get("camera")
+        camera = self.hub.find(name)
+        if camera is None:
+            raise web.HTTPNotFound(text=f"404: no camera {name!r} in this run (/health lists them)\n")
+        return camera
+
+    async def _frame(self, request: web.Request) -> web.Response:
+        """One camera's newest annotated frame as one JPEG: what the page's tiles past the browser's connection
+        limit show (a request each second instead of an open stream)."""
+        camera = self._camera(request)
+        _, jpeg = await self.hub.jpeg(camera)
+        if not jpeg:
+            raise web.HTTPServiceUnavailable(text="503: no frame of this camera yet\n", headers={"Retry-After": "1"})
+        return web.Response(body=jpeg, content_type="image/jpeg")
+
     async def _mjpeg(self, request: web.Request) -> web.StreamResponse:
+        camera = self._camera(request)
         self._admit()
-        hub, seen = self.hub, max(self.hub.seq - 1, 0)  # start with the newest frame
+        hub, seen = self.hub, max(self.hub.camera_seq(camera) - 1, 0)  # start with the newest frame
         hub.viewers += 1  # before any await: the limit holds for requests that arrive together
         try:
             response = web.StreamResponse(headers={"Content-Type": f"multipart/x-mixed-replace; boundary={BOUNDARY}"})
             await response.prepare(request)
-            while await hub.wait_newer(seen):
-                seen, jpeg = await hub.jpeg()
+            jpeg, repeated = b"", True
+            while True:
+                if await hub.wait_newer(seen, timeout=_REPEAT_S, camera=camera):
+                    (seen, jpeg), repeated = await hub.jpeg(camera), False
+                elif hub.ended:
+                    break
+                elif repeated:
+                    continue
+                else:  # a browser shows a part only once the next one begins: a camera that stalls repeats its last once
+                    repeated = True
                 if jpeg:
                     head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode()
                     await response.write(head + jpeg + b"\r\n")

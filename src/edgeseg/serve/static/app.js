@@ -1,16 +1,29 @@
-// The live view: the annotated stream is an <img> on /stream.mjpg; /events brings each frame's detections
-// (the --save-jsonl line: with --track, ids, events and running counts), /health the frames/s and latency.
-// The page's own token (?token=) goes along.
+// The live view: every camera of the run is a tile of the grid, an <img> on /stream.mjpg?camera=NAME with its
+// name, state, frames/s and drops; /health (polled) lists the cameras, so tiles appear as cameras join. The side
+// panel shows the selected camera (click a tile; the first by default): /events brings each frame's detections
+// (the --save-jsonl line, with "camera" when the run names its cameras; with --track, ids, events and running
+// counts). The page's own token (?token=) goes along.
 "use strict";
 
 const PALETTE = ["FF3838", "FF9D97", "FF701F", "FFB21D", "CFD231", "48F90A", "92CC17", "3DDB86", "1A9334", "00D4BB",
   "2C99A8", "00C2FF", "344593", "6473FF", "0018EC", "8438FF", "520085", "CB38FF", "FF95C8", "FF37C7"]; // as edgeseg.draw
 const MAX_ROWS = 50;
 const token = new URLSearchParams(location.search).get("token");
-const withToken = (path) => (token ? `${path}?token=${encodeURIComponent(token)}` : path);
+const withToken = (path, query = {}) => {
+  const params = new URLSearchParams(query);
+  if (token) params.set("token", token);
+  const text = params.toString();
+  return text ? `${path}?${text}` : path;
+};
 const $ = (id) => document.getElementById(id);
 let pending = null; // the newest message not drawn yet: the page draws at most once per animation frame
 let ended = false;
+let selected = null; // the key ("camera" in /health) of the camera the side panel shows
+const tiles = new Map(); // camera key -> its tile
+// A browser keeps at most 6 HTTP/1.1 connections to a server: the first cameras get a stream each, the events
+// and the health check keep one free, and the tiles past them show /frame.jpg, fetched again each second.
+const MAX_STREAMS = 4;
+let refresh = 0;
 
 function setState(text, ok) {
   $("state").textContent = text;
@@ -87,8 +100,10 @@ function renderTally(tally) {
 const events = new EventSource(withToken("events"));
 events.onopen = () => setState("live", true);
 events.onmessage = (e) => {
+  const msg = JSON.parse(e.data);
+  if ((msg.camera || "") !== selected) return;
   if (!pending) requestAnimationFrame(render);
-  pending = JSON.parse(e.data);
+  pending = msg;
 };
 events.addEventListener("end", () => {
   ended = true;
@@ -99,21 +114,67 @@ events.onerror = () => {
   if (!ended) setState("reconnecting…", false);
 };
 
+function select(key) {
+  selected = key;
+  for (const [k, tile] of tiles) tile.classList.toggle("selected", k === key);
+  pending = null;
+  $("detections").tBodies[0].replaceChildren();
+  $("counts").tBodies[0].replaceChildren();
+  $("frame").textContent = "–";
+}
+
+function tileOf(camera) {
+  let tile = tiles.get(camera.camera);
+  if (tile) return tile;
+  tile = $("tile-template").content.firstElementChild.cloneNode(true);
+  tile.dataset.still = tiles.size >= MAX_STREAMS ? "1" : "";
+  if (!tile.dataset.still) tile.querySelector("img").src = withToken("stream.mjpg", { camera: camera.camera });
+  tile.addEventListener("click", () => select(camera.camera));
+  tiles.set(camera.camera, tile);
+  $("grid").append(tile);
+  $("waiting").hidden = true;
+  $("grid").classList.toggle("single", tiles.size === 1);
+  if (selected === null) select(camera.camera);
+  return tile;
+}
+
+const rate = (fps) => (fps === null ? "–" : fps.toFixed(1));
+
+function showCameras(cameras) {
+  refresh += 1;
+  for (const c of cameras) {
+    const tile = tileOf(c);
+    tile.querySelector(".name").textContent = c.name;
+    tile.querySelector(".name").title = c.source;
+    const badge = tile.querySelector(".badge");
+    badge.textContent = c.state;
+    badge.className = `badge ${c.state}`;
+    badge.title = c.state_detail;
+    tile.querySelector(".fps").textContent = `${rate(c.fps)} frames/s`;
+    tile.querySelector(".drops").textContent = `${c.dropped} dropped`;
+    if (tile.dataset.still && c.frames) tile.querySelector("img").src = withToken("frame.jpg", { camera: c.camera, n: refresh });
+    if (c.camera === selected) {
+      $("selected").textContent = c.name;
+      $("fps").textContent = rate(c.fps);
+      $("latency").textContent = c.latency_ms === null ? "–" : `${c.latency_ms.toFixed(1)} ms`;
+      $("dropped").textContent = `${c.dropped}`;
+    }
+  }
+}
+
 async function poll() {
   try {
     const r = await fetch(withToken("health"), { cache: "no-store" });
     if (!r.ok) throw new Error(`HTTP ${r.status}`);
     const h = await r.json();
-    $("fps").textContent = h.fps === null ? "–" : h.fps.toFixed(1);
-    $("latency").textContent = h.latency_ms === null ? "–" : `${h.latency_ms.toFixed(1)} ms`;
-    $("dropped").textContent = `${h.dropped}`;
-    $("source").textContent = h.source || "";
+    showCameras(h.cameras);
+    const n = h.cameras.length;
+    $("source").textContent = n > 1 ? `${n} cameras · ${rate(h.fps)} frames/s · ${h.dropped} dropped` : h.source || "";
     if (h.status === "ended") setState("stream ended", false);
   } catch (err) {
     if (!ended) setState(`server unreachable (${err.message})`, false);
   }
 }
 
-$("video").src = withToken("stream.mjpg");
 poll();
 setInterval(poll, 1000);
