@@ -324,11 +324,14 @@ class FrameHub:
 
 
 def _message_json(message: FrameMessage) -> str:
-    record = frame_record(
-        index=message.index, time_s=message.time_s, source=message.source, detections=message.detections, tracking=message.tracking
+    record = frame_record(  # the camera's --save-jsonl line, byte for byte
+        index=message.index,
+        time_s=message.time_s,
+        source=message.source,
+        detections=message.detections,
+        tracking=message.tracking,
+        camera=message.camera or None,
     )
-    if message.camera:  # several cameras: say whose frame it is (a single unnamed source's line stays the JSONL's)
-        record = {"camera": message.camera, **record}
     return json.dumps(record, separators=(",", ":"))
 
 

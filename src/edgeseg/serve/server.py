@@ -173,6 +173,9 @@ class LiveServer:
         try:
             response = web.StreamResponse(headers={"Content-Type": f"multipart/x-mixed-replace; boundary={BOUNDARY}"})
             await response.prepare(request)
+            if "camera" not in request.query and hub.seq == 0:  # the first camera is the one whose frame comes first
+                await hub.wait_newer(0)
+                camera = self._camera(request)
             jpeg, repeated = b"", True
             while True:
                 if await hub.wait_newer(seen, timeout=_REPEAT_S, camera=camera):
