@@ -85,7 +85,7 @@ def _run(deployment) -> int:
     from ..deploy import plan
     from ..engines.command import run_cameras
     from ..predict import Segmenter
-    from .inference import TRACK_CONF, _report_predict
+    from .inference import TRACK_CONF, _report_predict, print_banner
 
     serve = plan.serve_config(deployment)
     seg = Segmenter(
@@ -101,6 +101,7 @@ def _run(deployment) -> int:
 
         server = start_server(serve)
         print(f"edgeseg: live view on {server.url} (it stops with the run; Ctrl-C ends both)", file=sys.stderr)
+    print_banner(seg, workers=stream.workers, cameras=[c.name or str(c.source) for c in cameras])
     t0 = time.perf_counter()
     try:
         summary = run_cameras(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import EdgesegError
@@ -159,6 +160,12 @@ def _cmd_predict(args) -> int:
     server = start_server(serve) if serve is not None else None
     if server is not None:
         print(f"edgeseg: live view on {server.url} (it stops with the run; Ctrl-C ends both)", file=sys.stderr)
+    from ..sources import source_kind
+    from ..sources.board import is_mipi
+
+    streams = [s for s in map(str, args.sources) if source_kind(s) != "files" or is_mipi(s)]
+    if streams:
+        print_banner(seg, workers=args.workers, cameras=streams)
     t0 = time.perf_counter()
     try:
         summary = predict_sources(
@@ -173,6 +180,20 @@ def _cmd_predict(args) -> int:
         if server is not None:
             server.stop()
     return _report_predict(args, summary, time.perf_counter() - t0)
+
+
+def print_banner(seg, *, workers: int, cameras: Sequence[str]) -> None:
+    """What a run of cameras prints first (stderr): model, backend, workers, cameras and this CPU's INT8 path."""
+    from ..machine import startup_banner
+    from ..onnxgraph import is_quantized, load_model
+
+    path = seg.model_path
+    int8 = path is not None and (path.suffix == ".bin" or is_quantized(load_model(path)))
+    backend = {"OnnxRuntimeBackend": "ONNX Runtime", "HbmRuntimeBackend": "hbm_runtime (BPU)", "PyeasyDnnBackend": "pyeasy_dnn (BPU)"}
+    name = type(seg.backend).__name__
+    lines = startup_banner(model=str(path or name), backend=backend.get(name, name), int8=int8, workers=workers, cameras=cameras)
+    for line in lines:
+        print(f"edgeseg: {line}", file=sys.stderr)
 
 
 def _report_predict(args, summary, dt: float) -> int:
