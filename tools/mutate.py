@@ -72,8 +72,8 @@ MUTATIONS = (
     Mutation(
         "multi-label-default",
         "src/edgeseg/decode.py",
-        "multi_label: bool = False\n\n    def __post_init__",
-        "multi_label: bool = True\n\n    def __post_init__",
+        "multi_label: bool = False\n    keep_empty_masks",
+        "multi_label: bool = True\n    keep_empty_masks",
         "DecodeOptions keeps every class above conf by default",
     ),
     Mutation(
