@@ -169,6 +169,24 @@ def test_one_label_per_cell_unless_multi_label():
     assert Segmenter(HandMadeBackend(outputs), multi_label=True)(np.zeros((128, 128, 3), np.uint8)).class_ids.tolist() == [0, 1]
 
 
+def test_empty_masks_are_dropped_unless_kept_as_the_validator_keeps_them():
+    # Two cells of different classes; the second's mask coefficients are -1 against all-one protos: its mask
+    # logits are -32 everywhere inside its box, so its mask has no pixel.
+    outputs = hand_made_heads({(8, 3, 4): ({1: 4.0}, (2, 2, 2, 2)), (8, 10, 10): ({2: 3.0}, (2, 2, 2, 2))})
+    outputs["mc_stride8"][0, 10, 10] = -1
+    lb = letterbox_params((128, 128), INFO.imgsz)
+    assert DecodeOptions().keep_empty_masks is False
+    for decoder in (decode, reference_decode):
+        dropped = decoder(outputs, INFO, lb, DecodeOptions())
+        assert dropped.class_ids.tolist() == [1] and dropped.masks[0].all()
+        kept = decoder(outputs, INFO, lb, DecodeOptions(keep_empty_masks=True))
+        assert kept.class_ids.tolist() == [1, 2] and kept.masks[0].all() and kept.masks[1].size > 0 and not kept.masks[1].any()
+        np.testing.assert_allclose(kept.xyxy[1], [68, 68, 100, 100], atol=1e-4)  # centre 10.5 cells, 2 cells each side
+    image = np.zeros((128, 128, 3), np.uint8)
+    assert Segmenter(HandMadeBackend(outputs))(image).class_ids.tolist() == [1]
+    assert Segmenter(HandMadeBackend(outputs), keep_empty_masks=True)(image).class_ids.tolist() == [1, 2]
+
+
 # --- properties on random head outputs -------------------------------------------------------------
 
 

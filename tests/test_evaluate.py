@@ -453,11 +453,12 @@ def test_val_config_checks_thresholds_and_records_its_settings():
         ValConfig(decode=DecodeOptions(conf=1.5))
     with pytest.raises(EdgesegError, match="max_det must be >= 1"):
         ValConfig(decode=DecodeOptions(max_det=0))
-    assert ValConfig().decode == DecodeOptions(conf=0.001, iou=0.7, max_det=300, multi_label=True)  # Ultralytics' val
-    assert ValConfig().settings() == {"conf": 0.001, "iou": 0.7, "max_det": 300, "multi_label": True}
+    # Ultralytics' val: every class above conf, detections with empty masks kept
+    assert ValConfig().decode == DecodeOptions(conf=0.001, iou=0.7, max_det=300, multi_label=True, keep_empty_masks=True)
+    assert ValConfig().settings() == {"conf": 0.001, "iou": 0.7, "max_det": 300, "multi_label": True, "keep_empty_masks": True}
     config = ValConfig(decode=DecodeOptions(conf=0.2), imgsz=[640, 480])
     assert config.imgsz == (640, 480)
-    assert config.settings() == {"conf": 0.2, "iou": 0.7, "max_det": 300, "multi_label": False}
+    assert config.settings() == {"conf": 0.2, "iou": 0.7, "max_det": 300, "multi_label": False, "keep_empty_masks": False}
 
 
 def test_hidden_images_are_not_part_of_a_directory_dataset(tmp_path):

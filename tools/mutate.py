@@ -73,8 +73,8 @@ MUTATIONS = (
     Mutation(
         "multi-label-default",
         "src/edgeseg/decode.py",
-        "multi_label: bool = False\n\n    def __post_init__",
-        "multi_label: bool = True\n\n    def __post_init__",
+        "multi_label: bool = False\n    keep_empty_masks",
+        "multi_label: bool = True\n    keep_empty_masks",
         "DecodeOptions keeps every class above conf by default",
     ),
     Mutation(
@@ -492,6 +492,21 @@ MUTATIONS = (
         "cand = select_candidates(outputs, info, options.conf, None,",
         "cand = select_candidates(outputs, info, options.conf, options.classes,",
         "classes filter before the end-to-end top-k (Ultralytics filters after it)",
+    ),
+    # Issue 33: val below the images' own size (tests/test_val_crosscheck.py, the YOLO26 fixture at 320).
+    Mutation(
+        "val-drops-empty-masks",
+        "src/edgeseg/cli/tools.py",
+        "multi_label=not args.single_label, keep_empty_masks=True)",
+        "multi_label=not args.single_label, keep_empty_masks=False)",
+        "val drops detections whose mask is empty (Ultralytics' validator keeps them)",
+    ),
+    Mutation(
+        "letterbox-ceil",
+        "src/edgeseg/preprocess.py",
+        "new_w, new_h = max(round(w * gain), 1), max(round(h * gain), 1)",
+        "new_w, new_h = max(int(np.ceil(w * gain)), 1), max(int(np.ceil(h * gain)), 1)",
+        "the letterbox content size rounded up (Ultralytics' validator's ceil) instead of rounded",
     ),
     # Tracking.
     Mutation(

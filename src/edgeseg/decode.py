@@ -29,7 +29,9 @@ MAX_NMS = 30000  # Ultralytics' cap on boxes entering NMS
 @dataclass(frozen=True)
 class DecodeOptions:
     """What to keep: score threshold, NMS IoU, detections per image, class filter, class-agnostic NMS,
-    and ``multi_label`` (one cell under several classes, as Ultralytics' validator does). For one-to-one heads
+    ``multi_label`` (one cell under several classes, as Ultralytics' validator does) and ``keep_empty_masks``
+    (keep a detection whose mask has no pixel, as Ultralytics' validator does: it counts for boxes and as an
+    empty mask; by default it is dropped, as Ultralytics' predictor does). For one-to-one heads
     (``ModelInfo.end2end``) there is no NMS: ``iou`` and ``multi_label`` do not apply (the top-k ranks every
     anchor x class pair) and ``agnostic`` ranks each anchor's best class only, as Ultralytics' ``agnostic_nms``
     does there."""
@@ -40,6 +42,7 @@ class DecodeOptions:
     classes: tuple[int, ...] | None = None
     agnostic: bool = False
     multi_label: bool = False
+    keep_empty_masks: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.conf <= 1:
@@ -285,7 +288,8 @@ def decode(
         clock.mark(DECODE)
     if with_masks and len(det):
         det.masks, det.mask_origins = instance_masks(cand.coeffs[keep], outputs[PROTOS], det.xyxy, lb)
-        det = det.drop_empty_masks()
+        if not options.keep_empty_masks:
+            det = det.drop_empty_masks()
     if clock is not None:
         clock.mark(MASKS)
     return det

@@ -67,7 +67,7 @@ def reference_decode(
         masks.append(full[ys:ye, xs:xe])
         origins.append((xs, ys))
     det.masks, det.mask_origins = masks, np.asarray(origins, np.int64).reshape(-1, 2)
-    return det.drop_empty_masks()
+    return det if options.keep_empty_masks else det.drop_empty_masks()
 
 
 def _end2end_topk(boxes: np.ndarray, probs: np.ndarray, coeffs: np.ndarray, options: DecodeOptions) -> tuple[Candidates, np.ndarray]:

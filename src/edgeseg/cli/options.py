@@ -121,8 +121,8 @@ def add_head_option(p: argparse.ArgumentParser) -> None:
     )
 
 
-def decode_options(args, multi_label: bool = False):
-    """The ``DecodeOptions`` of parsed decode options."""
+def decode_options(args, multi_label: bool = False, keep_empty_masks: bool = False):
+    """The ``DecodeOptions`` of parsed decode options (``multi_label`` and ``keep_empty_masks``: the command's own)."""
     from ..decode import DecodeOptions
 
     return DecodeOptions(
@@ -132,6 +132,7 @@ def decode_options(args, multi_label: bool = False):
         classes=getattr(args, "classes", None),
         agnostic=getattr(args, "agnostic", False),
         multi_label=multi_label,
+        keep_empty_masks=keep_empty_masks,
     )
 
 

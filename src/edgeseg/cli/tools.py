@@ -154,7 +154,9 @@ def register(sub) -> dict:
 def _cmd_val(args) -> int:
     from ..evaluate import ValConfig, evaluate_models, format_metrics_table, format_per_class, save_results
 
-    config = ValConfig(decode=decode_options(args, multi_label=not args.single_label), threads=args.threads, imgsz=args.imgsz)
+    # Ultralytics' validator keeps detections whose mask is empty (they count for boxes); its predictor drops them.
+    decode = decode_options(args, multi_label=not args.single_label, keep_empty_masks=True)
+    config = ValConfig(decode=decode, threads=args.threads, imgsz=args.imgsz)
     ray_config = ray_config_of(args, local_only={"--threads": args.threads})
     on_ray = {}  # evaluate predicts in this process unless told otherwise
     if ray_config is not None:

@@ -13,7 +13,7 @@ from ..errors import EdgesegError, Problem
 from ..fileio import is_count, is_real, read_json, write_json_atomic
 
 METRICS = ("box_map50_95", "box_map50", "mask_map50_95", "mask_map50")
-SETTINGS = ("conf", "iou", "max_det", "multi_label")  # the val settings each metrics JSON entry carries
+SETTINGS = ("conf", "iou", "max_det", "multi_label", "keep_empty_masks")  # the val settings each metrics JSON entry carries
 _SHAPE = 'not an edgeseg val JSON (expected {"models": [{"model": ...}, ...]})'
 
 
@@ -32,7 +32,7 @@ class EvalResult:
     predictions: list[dict] = field(repr=False, default_factory=list)
     skipped: list[Problem] = field(default_factory=list)
     evaluator: str = ""
-    settings: dict[str, Any] = field(default_factory=dict)  # conf, iou, max_det, multi_label
+    settings: dict[str, Any] = field(default_factory=dict)  # conf, iou, max_det, multi_label, keep_empty_masks
 
     def to_dict(self) -> dict[str, Any]:
         """The metrics JSON entry of this model."""

@@ -26,12 +26,13 @@ from .metrics import EvalResult
 
 @dataclass(frozen=True)
 class ValConfig:
-    """How to evaluate: ``decode`` with Ultralytics' val settings by default (conf 0.001, multi-label NMS).
+    """How to evaluate: ``decode`` with Ultralytics' val settings by default (conf 0.001, multi-label NMS,
+    detections with empty masks kept).
 
     ``imgsz`` is a check only (an edgeseg model has a fixed input size); ``threads`` are ONNX Runtime
     intra-op threads (0: its default); ``evaluator`` is auto, faster-coco-eval or pycocotools."""
 
-    decode: DecodeOptions = DecodeOptions(conf=0.001, multi_label=True)
+    decode: DecodeOptions = DecodeOptions(conf=0.001, multi_label=True, keep_empty_masks=True)
     threads: int = 0
     imgsz: int | tuple[int, ...] | None = None
     evaluator: str = "auto"
@@ -43,7 +44,7 @@ class ValConfig:
     def settings(self) -> dict[str, Any]:
         """The settings a metrics JSON entry records."""
         d = self.decode
-        return {"conf": d.conf, "iou": d.iou, "max_det": d.max_det, "multi_label": d.multi_label}
+        return {"conf": d.conf, "iou": d.iou, "max_det": d.max_det, "multi_label": d.multi_label, "keep_empty_masks": d.keep_empty_masks}
 
 
 def check_imgsz(model_imgsz: tuple[int, int], imgsz: int | Sequence[int] | None, model: str) -> None:
