@@ -196,23 +196,23 @@ MUTATIONS = (
     # Around the decoder: the stream runner, sources, sinks, the live view, Ray and the command line's bounds.
     Mutation(
         "live-drop-newest",
-        "src/edgeseg/engines/threads.py",
-        "old_seq, _, _ = p.queue.popleft()",
-        "old_seq, _, _ = p.queue.pop()",
+        "src/edgeseg/engines/lanes.py",
+        "old_seq, _, _ = lane.queue.popleft()",
+        "old_seq, _, _ = lane.queue.pop()",
         "a live source drops the newest waiting frame instead of the oldest",
     ),
     Mutation(
         "live-drop-uncounted",
-        "src/edgeseg/engines/threads.py",
-        "self.stats.dropped += 1",
-        "self.stats.dropped += 0",
+        "src/edgeseg/engines/lanes.py",
+        "lane.stats.dropped += 1",
+        "lane.stats.dropped += 0",
         "dropped live frames are not counted",
     ),
     Mutation(
         "runner-slot-leak",
-        "src/edgeseg/engines/threads.py",
-        "            p.slots.release()\n",
-        "            pass\n",
+        "src/edgeseg/engines/lanes.py",
+        "            self.next_seq += 1\n            self.in_flight -= 1\n",
+        "            self.next_seq += 1\n",
         "the runner never gives a frame's slot back (the reader stalls after capacity frames)",
     ),
     Mutation(
@@ -453,8 +453,8 @@ MUTATIONS = (
     Mutation(
         "decoder-statics",
         "src/edgeseg/sources/board.py",
-        'self._decoder.decode("", self.channel, self.codec, self.width, self.height)',
-        'self._decoder.decode("", self.channel)',
+        'self._decoder.decode("", free[0], self.codec, self.width, self.height)[0]',
+        'self._decoder.decode("", free[0])[0]',
         "the decoder's C-static arguments left to a previous call",
     ),
     Mutation(
