@@ -151,7 +151,7 @@ def capture_hook(*frames_per_open: int):
     """An ``open_capture`` hook: the n-th open gets ``frames_per_open[n]`` frames (0 once they run out); the
     opens are counted in ``hook.opens``."""
 
-    def hook(spec, kind, timeout_s):
+    def hook(spec, kind, retry):
         hook.opens += 1
         return FakeCapture(frames_per_open[hook.opens - 1] if hook.opens <= len(frames_per_open) else 0)
 
@@ -165,7 +165,7 @@ def test_a_source_that_stops_mid_run_is_retried_then_fails_with_one_line(spec, w
     from edgeseg.sources import RetryPolicy, VideoSource
 
     hook = capture_hook(5)
-    source = VideoSource(spec, retry=RetryPolicy(attempts=3, backoff_s=0.01, timeout_s=1), open_capture=hook)
+    source = VideoSource(spec, retry=RetryPolicy(attempts=3, backoff_s=0.01, open_timeout_s=1, read_timeout_s=1), open_capture=hook)
     items = []
     with pytest.raises(EdgesegError) as err:
         for item in source:
@@ -180,7 +180,7 @@ def test_a_stream_that_comes_back_goes_on_with_a_warning_then_fails_when_it_stay
     from edgeseg.sources import RetryPolicy, VideoSource
 
     hook = capture_hook(3, 0, 4)  # drops after 3 frames, the first reconnect fails, the second one works
-    source = VideoSource("rtsp://camera.invalid/live", retry=RetryPolicy(attempts=3, backoff_s=0.01, timeout_s=1), open_capture=hook)
+    source = VideoSource("rtsp://camera.invalid/live", retry=RetryPolicy(attempts=3, backoff_s=0.01, open_timeout_s=1, read_timeout_s=1), open_capture=hook)
     items = []
     with pytest.raises(EdgesegError, match="stopped after frame 6 and did not come back in 3 tries"):
         items.extend(item.index for item in source)
@@ -199,7 +199,7 @@ def test_predict_reports_a_stream_that_stayed_down_and_exits_non_zero(monkeypatc
     hook = capture_hook(6)
     monkeypatch.setattr(edgeseg.sources.video.cv2, "VideoCapture", lambda *args: hook(None, None, None))
     jsonl = tmp_path / "frames.jsonl"
-    code = main(["predict", str(default_model), "rtsp://camera.invalid/live", "--save-jsonl", str(jsonl), "--no-live"])
+    code = main(["predict", str(default_model), "rtsp://camera.invalid/live", "--save-jsonl", str(jsonl), "--no-live", "--retries", "4"])
     captured = capsys.readouterr()
     errors = [line for line in captured.err.splitlines() if line.startswith("edgeseg: error: ")]
     assert code == 1 and "Traceback" not in captured.err

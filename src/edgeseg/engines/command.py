@@ -19,7 +19,7 @@ from ..errors import EdgesegError, Problem
 from ..fileio import unique_name, write_bytes_atomic, write_json_atomic
 from ..progress import progress
 from ..sinks import JsonlSink, VideoSink, check_writable
-from ..sources import BoardInputs, Source, open_sources
+from ..sources import BoardInputs, RetryPolicy, Source, open_sources
 from ..tracking import TrackingOptions
 from .base import Predictor
 from .summary import PredictSummary
@@ -52,6 +52,7 @@ class StreamOptions:
     vid_stride: int = 1
     hw_decode: bool | None = None
     tracking: TrackingOptions | None = None
+    retry: RetryPolicy = RetryPolicy()
 
 
 class FrameObserver(Protocol):
@@ -140,7 +141,7 @@ def predict_sources(
     ``summary.failed``. Output files are checked before any work; videos and JSON Lines are complete up to
     the last frame written even when interrupted (Ctrl-C). Every frame also goes to each of ``observers``."""
     board = BoardInputs(imgsz=predictor.info.imgsz, hw_decode=stream.hw_decode)
-    opened = open_sources(sources, live=stream.live, vid_stride=stream.vid_stride, board=board)
+    opened = open_sources(sources, live=stream.live, vid_stride=stream.vid_stride, retry=stream.retry, board=board)
     summary = PredictSummary(failed=list(opened.problems))
     streams = [s for s in opened.sources if not s.stills]
     targets = {

@@ -42,7 +42,7 @@ class Source(Protocol):
     """An ordered run of images: image files, a video file, a camera or a network stream; what engines need of it.
 
     ``live`` sources (cameras, URLs) produce frames whether or not anyone keeps up: engines drop stale
-    frames of a live source rather than fall behind. ``fps`` is the source's frame rate where it has one.
+    frames of a live source rather than fall behind. ``fps`` is the source's frame rate where it has one (a camera's or stream's: None until it first connects).
     ``warnings`` collects one-line notes found while reading (a truncated file, a size change). ``stills``: the
     items are separate pictures (image files: overlays and JSON records) rather than frames of one video
     (an annotated video and JSON Lines). ``length``: the items it will yield where known (a progress bar's
@@ -63,6 +63,10 @@ class Source(Protocol):
     state_listener: StateListener | None = None
 
     def __iter__(self) -> Iterator[SourceItem]: ...
+
+    def close(self) -> None:
+        """Stop, from any thread (the engine's, when a run ends): an iteration waiting for its camera (a backoff,
+        a reconnect) returns promptly. Sources that never wait (files) need nothing: the default does nothing."""
 
 
 def strided_length(frame_count: int | None, vid_stride: int) -> int | None:
