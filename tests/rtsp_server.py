@@ -14,13 +14,14 @@ PORT DIR FPS``: it prints ``ready PORT`` once it accepts connections, then serve
     camera = RtspCamera(frames_dir, fps=10).start()     # returns once the server accepts connections
     cv2.VideoCapture(camera.url, cv2.CAP_FFMPEG)          # reads it in real time
     camera.stop(); camera.start()                         # the camera drops, then comes back on the same port
+    camera.freeze(); camera.thaw()                        # the camera stalls (no frames, connections open), then goes on
     camera.close()                                        # stops it for good (also on garbage collection)
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -136,6 +137,16 @@ class RtspCamera:
 
     close = stop
 
+    def freeze(self) -> None:
+        """The camera stalls: its server is paused (SIGSTOP), connections stay open and no frame comes."""
+        if self.running:
+            self._proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """The stalled camera goes on (SIGCONT)."""
+        if self.running:
+            self._proc.send_signal(signal.SIGCONT)
+
     def __enter__(self) -> RtspCamera:
         return self.start()
 
@@ -143,10 +154,8 @@ class RtspCamera:
         self.stop()
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # interpreter shutdown: best effort
             self.stop()
-        except Exception:  # noqa: BLE001 (interpreter shutdown: best effort)
-            pass
 
     def frame_index(self, image) -> int:
         """Which served picture a decoded frame shows (the one it differs least from): an oracle that shares

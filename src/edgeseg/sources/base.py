@@ -11,7 +11,6 @@ import numpy as np
 
 from ..preprocess import Nv12Frame
 
-
 # A camera's states, in the order a run goes through them: before its first frame, while frames come, after they
 # stopped and while it is reopened (forever, unless a finite retry policy says otherwise), and done (a file that
 # ended, a source that gave up, a run that stopped).
@@ -41,14 +40,14 @@ class SourceItem:
 class Source(Protocol):
     """An ordered run of images: image files, a video file, a camera or a network stream; what engines need of it.
 
-    ``live`` sources (cameras, URLs) produce frames whether or not anyone keeps up: engines drop stale
-    frames of a live source rather than fall behind. ``fps`` is the source's frame rate where it has one (a camera's or stream's: None until it first connects).
-    ``warnings`` collects one-line notes found while reading (a truncated file, a size change). ``stills``: the
-    items are separate pictures (image files: overlays and JSON records) rather than frames of one video
-    (an annotated video and JSON Lines). ``length``: the items it will yield where known (a progress bar's
-    total), None for cameras and streams. ``failed``: why it stopped for good mid-way (a board camera or
-    decoder that ran dry), which makes the run incomplete. A source of your own may subclass ``Source`` to
-    take the defaults."""
+    ``live`` sources (cameras, URLs) produce frames whether or not anyone keeps up: engines drop stale frames of a
+    live source rather than fall behind. ``fps`` is the source's frame rate where it has one (a camera's or
+    stream's: None until it first connects). ``warnings`` collects one-line notes found while reading (a truncated
+    file, a size change). ``stills``: the items are separate pictures (image files: overlays and JSON records)
+    rather than frames of one video (an annotated video and JSON Lines). ``length``: the items it will yield where
+    known (a progress bar's total), None for cameras and streams. ``failed``: why it stopped for good mid-way (a
+    board camera or decoder that ran dry), which makes the run incomplete. A source of your own may subclass
+    ``Source`` to take the defaults."""
 
     name: str
     live: bool

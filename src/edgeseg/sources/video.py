@@ -104,7 +104,12 @@ def _open_capture(spec: str, kind: str, retry: RetryPolicy) -> cv2.VideoCapture:
     _quiet_capture_logs()
     if kind == "camera":
         return cv2.VideoCapture(int(spec)) if spec.isdigit() else cv2.VideoCapture(spec, cv2.CAP_V4L2)
-    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(retry.open_timeout_s * 1000), cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(retry.read_timeout_s * 1000)]
+    params = [
+        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+        int(retry.open_timeout_s * 1000),
+        cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+        int(retry.read_timeout_s * 1000),
+    ]
     return cv2.VideoCapture(spec, cv2.CAP_FFMPEG, params)
 
 
@@ -308,8 +313,8 @@ class VideoSource(Source):
                 msec = cap.get(cv2.CAP_PROP_POS_MSEC)
                 if msec > 0 or index == first_index:
                     time_s = self._time_offset_s + msec / 1000
-                else:
-                    time_s = index / self.fps if self.fps else None
+                else:  # no timestamp from the capture: the frame rate's
+                    time_s = self._time_offset_s + (index - first_index) / self.fps if self.fps else None
                 yield SourceItem(index, self.name, image=frame, time_s=time_s)
                 frame = None
             if self.frame_count and index + 1 < self.frame_count - self.vid_stride and not self._closed.is_set():
