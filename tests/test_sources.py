@@ -301,10 +301,13 @@ def test_a_camera_retried_forever_backs_off_afresh_after_each_comeback_and_repor
 def test_the_waits_stop_growing_at_the_cap_and_so_do_the_reports():
     hook = capture_hook()  # never opens
     run = ListenedSource(hook, backoff_s=0.001, max_backoff_s=0.004, jitter=0)
-    stopper = threading.Timer(1.0, run.source.close)
-    stopper.start()
-    assert list(run.source) == []  # closed while waiting for its camera: ends quietly
-    stopper.join()
+    items = []
+    reader = threading.Thread(target=lambda: items.extend(run.source), daemon=True)
+    reader.start()
+    reader.join(1.0)
+    run.source.close()
+    reader.join(2.0)
+    assert not reader.is_alive() and items == []  # closed while waiting for its camera: ends quietly
     assert run.waits[:5] == [0, 1, 2, 3, 4] and len(run.waits) > 20
     # one report per longer wait (1, 2, 4 ms: the third reaches the cap), then silence: a camera down for weeks is not a flood
     assert [d.split(";")[0] for _, d in run.states] == [f"cannot reach the stream (try {k})" for k in (1, 2, 3)]
