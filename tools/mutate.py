@@ -246,7 +246,7 @@ MUTATIONS = (
     Mutation(
         "stall-unnoticed",
         "src/edgeseg/sources/video.py",
-        "stalled = self.kind != \"video\" and time.monotonic() - asked >= self.retry.read_timeout_s",
+        'stalled = self.kind != "video" and time.monotonic() - asked >= self.retry.read_timeout_s',
         "stalled = False",
         "a stream that stalls is found only after FFmpeg's own waits (a read timeout per frame left in its decoder)",
     ),
