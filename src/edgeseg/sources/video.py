@@ -64,14 +64,16 @@ class RetryPolicy:
     error when it stays down mid-run. Between two tries the source waits ``delay(k, rng)``: ``backoff_s`` * 2**k
     after the (k+1)-th failed try in a row, capped at ``max_backoff_s``, less a random part of up to ``jitter``
     of it (cameras that dropped together do not all knock again at once); k starts again from 0 once the
-    camera is back. ``open_timeout_s`` bounds one try to open a stream (connect, read its header and first
-    frames); ``read_timeout_s`` bounds the wait for each frame: a stream that stalls that long is reopened."""
+    camera is back. ``open_timeout_s`` bounds one try to open a stream (connect, read its header and the first
+    frames FFmpeg probes: up to ~3 s of them); OpenCV opens one FFmpeg capture at a time in a process, so a host
+    that never answers holds the other cameras' (re)connects back that long. ``read_timeout_s`` bounds the wait
+    for each frame: a stream that stalls that long is reopened."""
 
     attempts: int | None = None
     backoff_s: float = 0.5
     max_backoff_s: float = 30.0
     jitter: float = 0.25
-    open_timeout_s: float = 20.0
+    open_timeout_s: float = 10.0
     read_timeout_s: float = 3.0
 
     def __post_init__(self) -> None:
