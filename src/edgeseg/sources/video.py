@@ -165,13 +165,20 @@ class VideoSource(Source):
         if self.kind == "video" and not Path(spec).is_file():
             raise EdgesegError("no such file" if not Path(spec).exists() else "is a directory, expected a video file", spec)
         if self.kind == "video" or retry.attempts is not None:  # opened, and its first frame read, up front
-            tries = retry.attempts if self.kind == "url" else 1
-            if not self._connect(tries, CONNECTING):
-                raise EdgesegError(self._unreadable(tries), spec)
+            if not self._connect(self._first_tries, CONNECTING):
+                raise EdgesegError(self._unreadable(self._first_tries), spec)
             if self.kind == "video":
                 count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
                 self.frame_count = count if count > 0 else None
         self.length = strided_length(self.frame_count, vid_stride)
+
+    @property
+    def _first_tries(self) -> int | None:
+        """Tries to open before the first frame: a stream's ``retry.attempts``; a file one, a camera one unless
+        retried forever."""
+        if self.kind == "video" or (self.kind == "camera" and self.retry.attempts is not None):
+            return 1
+        return self.retry.attempts
 
     def _unreadable(self, tries: int) -> str:
         if self.kind == "video":
@@ -280,8 +287,10 @@ class VideoSource(Source):
         return True
 
     def __iter__(self) -> Iterator[SourceItem]:
-        if self._cap is None and not self._connect(self.retry.attempts, CONNECTING):
-            return  # closed before its first frame (a finite policy opened the source up front)
+        if self._cap is None and not self._connect(self._first_tries, CONNECTING):
+            if self._closed.is_set():
+                return
+            raise EdgesegError(self._unreadable(self._first_tries), self.spec)  # iterated again, and it opens no more
         cap, index, frame, first_index, time_s = self._cap, 0, self._first, 0, None
         self._notify(LIVE, f"{self.size[0]}x{self.size[1]}" + (f" at {self.fps:g} fps" if self.fps else ""))
         try:
@@ -324,3 +333,4 @@ class VideoSource(Source):
         finally:
             if self._cap is not None:
                 self._cap.release()
+                self._cap = None  # iterated again: opened again (a file from its start)
