@@ -20,9 +20,20 @@ def require_shared() -> None:
         pytest.skip(f"needs the shared data (coco128-seg and the test checkpoint) at {SHARED}; set EDGESEG_SHARED")
 
 
-# Fixtures that export, quantize or benchmark a model, or run the CLI over a clip (seconds to minutes): a test
-# that needs one is slow (the `slow` marker) wherever it lives.
-SLOW_FIXTURES = {"model_640", "int8_onnx", "board", "ultralytics_exports", "bench_result", "stream_bench_json", "tracked_run"}
+# Fixtures that export, quantize or benchmark a model, run the CLI over a clip, or serve a real RTSP camera (its
+# reader takes ~3 s of frames to open) (seconds to minutes): a test that needs one is slow (the `slow` marker)
+# wherever it lives.
+SLOW_FIXTURES = {
+    "model_640",
+    "int8_onnx",
+    "board",
+    "ultralytics_exports",
+    "bench_result",
+    "stream_bench_json",
+    "tracked_run",
+    "rtsp_cameras",
+    "rtsp_camera",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -136,3 +147,47 @@ def board(tmp_path_factory, coco128_images, int8_onnx, fakes) -> dict[str, Path]
         "rgb": fakes.write_fake_bin(int8_onnx, d / f"{prefix}_rgb.bin", input_type="RGB", input_layout="NHWC"),
         "bgr": fakes.write_fake_bin(int8_onnx, d / f"{prefix}_bgr.bin", input_type="BGR", input_layout="NHWC"),
     }
+
+
+# --------------------------------------------------------------------------------------------------
+# real RTSP cameras (tests/rtsp_server.py): GStreamer's RTSP server serving coco128-seg pictures in real time
+
+
+@pytest.fixture(scope="session")
+def camera_pictures(tmp_path_factory, coco128_images) -> Path:
+    """What the RTSP cameras show: 16 coco128-seg images at 640x480, looping."""
+    from rtsp_server import gstreamer_missing, write_frames
+
+    missing = gstreamer_missing()
+    if missing:
+        pytest.skip(missing)
+    return write_frames(coco128_images[:16], tmp_path_factory.mktemp("camera-pictures"))
+
+
+@pytest.fixture()
+def rtsp_cameras(camera_pictures):
+    """Start real RTSP cameras: ``rtsp_cameras(n, fps=10, running=True)`` -> n ``RtspCamera``s, each on a free
+    loopback port (``camera.url``), running unless ``running=False`` (then ``camera.start()`` later); every one
+    is killed when the test ends. ``camera.stop()`` / ``start()``: the camera drops and comes back on the same
+    port; ``freeze()`` / ``thaw()``: it stalls (connections stay open, no frames); ``camera.frame_index(image)``:
+    which served picture a decoded frame shows."""
+    from rtsp_server import RtspCamera
+
+    made: list[RtspCamera] = []
+
+    def start(n: int = 1, *, fps: int = 10, running: bool = True) -> list[RtspCamera]:
+        cameras = [RtspCamera(camera_pictures, fps=fps) for _ in range(n)]
+        made.extend(cameras)
+        for camera in cameras if running else ():
+            camera.start()
+        return cameras
+
+    yield start
+    for camera in made:
+        camera.close()
+
+
+@pytest.fixture()
+def rtsp_camera(rtsp_cameras):
+    """One running real RTSP camera at 10 fps (see ``rtsp_cameras``)."""
+    return rtsp_cameras(1)[0]

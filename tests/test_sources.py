@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -122,11 +125,11 @@ def test_images_with_the_same_name_get_distinct_overlays(tmp_path, default_model
 
 
 class FakeCapture:
-    """``cv2.VideoCapture`` of a camera or stream that gives ``frames`` frames, then nothing (unplugged, or the
-    network went down). ``frames=0``: it does not open at all."""
+    """``cv2.VideoCapture`` of a camera or stream that gives ``frames`` frames of ``size`` (width, height), then
+    nothing (unplugged, or the network went down). ``frames=0``: it does not open at all."""
 
-    def __init__(self, frames: int) -> None:
-        self.left, self.opened = frames, frames > 0
+    def __init__(self, frames: int, size: tuple[int, int] = (64, 48)) -> None:
+        self.left, self.opened, self.size = frames, frames > 0, size
 
     def isOpened(self) -> bool:  # noqa: N802 (OpenCV's name)
         return self.opened
@@ -135,7 +138,7 @@ class FakeCapture:
         if self.left <= 0:
             return False, None
         self.left -= 1
-        return True, np.full((48, 64, 3), self.left, np.uint8)
+        return True, np.full((self.size[1], self.size[0], 3), self.left, np.uint8)
 
     def grab(self) -> bool:
         return self.read()[0]
@@ -151,7 +154,7 @@ def capture_hook(*frames_per_open: int):
     """An ``open_capture`` hook: the n-th open gets ``frames_per_open[n]`` frames (0 once they run out); the
     opens are counted in ``hook.opens``."""
 
-    def hook(spec, kind, timeout_s):
+    def hook(spec, kind, retry):
         hook.opens += 1
         return FakeCapture(frames_per_open[hook.opens - 1] if hook.opens <= len(frames_per_open) else 0)
 
@@ -165,7 +168,7 @@ def test_a_source_that_stops_mid_run_is_retried_then_fails_with_one_line(spec, w
     from edgeseg.sources import RetryPolicy, VideoSource
 
     hook = capture_hook(5)
-    source = VideoSource(spec, retry=RetryPolicy(attempts=3, backoff_s=0.01, timeout_s=1), open_capture=hook)
+    source = VideoSource(spec, retry=RetryPolicy(attempts=3, backoff_s=0.01, open_timeout_s=1, read_timeout_s=1), open_capture=hook)
     items = []
     with pytest.raises(EdgesegError) as err:
         for item in source:
@@ -180,7 +183,9 @@ def test_a_stream_that_comes_back_goes_on_with_a_warning_then_fails_when_it_stay
     from edgeseg.sources import RetryPolicy, VideoSource
 
     hook = capture_hook(3, 0, 4)  # drops after 3 frames, the first reconnect fails, the second one works
-    source = VideoSource("rtsp://camera.invalid/live", retry=RetryPolicy(attempts=3, backoff_s=0.01, timeout_s=1), open_capture=hook)
+    source = VideoSource(
+        "rtsp://camera.invalid/live", retry=RetryPolicy(attempts=3, backoff_s=0.01, open_timeout_s=1, read_timeout_s=1), open_capture=hook
+    )
     items = []
     with pytest.raises(EdgesegError, match="stopped after frame 6 and did not come back in 3 tries"):
         items.extend(item.index for item in source)
@@ -199,7 +204,7 @@ def test_predict_reports_a_stream_that_stayed_down_and_exits_non_zero(monkeypatc
     hook = capture_hook(6)
     monkeypatch.setattr(edgeseg.sources.video.cv2, "VideoCapture", lambda *args: hook(None, None, None))
     jsonl = tmp_path / "frames.jsonl"
-    code = main(["predict", str(default_model), "rtsp://camera.invalid/live", "--save-jsonl", str(jsonl), "--no-live"])
+    code = main(["predict", str(default_model), "rtsp://camera.invalid/live", "--save-jsonl", str(jsonl), "--no-live", "--retries", "4"])
     captured = capsys.readouterr()
     errors = [line for line in captured.err.splitlines() if line.startswith("edgeseg: error: ")]
     assert code == 1 and "Traceback" not in captured.err
@@ -228,3 +233,135 @@ def test_vid_stride_keeps_every_nth_frame_with_its_own_index(tmp_path, coco128_i
         for item in items:
             np.testing.assert_array_equal(item.image, decoded[item.index])
         assert source.warnings == [], stride
+
+
+# ------------------------------------------------------------------------------ unattended: retried forever, with backoff
+
+
+def test_backoff_doubles_from_backoff_s_up_to_the_cap_less_at_most_the_jitter():
+    from edgeseg.sources import RetryPolicy
+
+    policy = RetryPolicy(backoff_s=0.5, max_backoff_s=30.0, jitter=0.25)
+    assert policy.attempts is None  # unattended by default: forever
+    ceilings = [0.5, 1, 2, 4, 8, 16, 30, 30, 30, 30]  # 0.5 * 2**k, capped at 30 (worked out by hand)
+    rng = random.Random(7)
+    for k, ceiling in enumerate(ceilings + [30] * 3, start=0):
+        k = k if k < len(ceilings) else 10**6  # far past the cap: no overflow, still the cap
+        waits = [policy.delay(k, rng) for _ in range(400)]
+        assert all(0.75 * ceiling <= w <= ceiling for w in waits), (k, min(waits), max(waits))
+        assert min(waits) < 0.78 * ceiling and max(waits) > 0.97 * ceiling, k  # the jitter spreads over its whole band
+    exact = RetryPolicy(backoff_s=0.25, max_backoff_s=3.0, jitter=0)
+    assert [exact.delay(k, rng) for k in range(6)] == [0.25, 0.5, 1.0, 2.0, 3.0, 3.0]
+    with pytest.raises(EdgesegError, match="retry attempts must be at least 1"):
+        RetryPolicy(attempts=0)
+
+
+class ListenedSource:
+    """A forever-retried ``VideoSource`` on fake captures, with the states it reported and the waits it asked for."""
+
+    def __init__(self, hook, **policy) -> None:
+        from edgeseg.sources import RetryPolicy, VideoSource
+
+        self.waits: list[int] = []  # k of each delay(k) asked for
+        self.states: list[tuple[str, str]] = []
+        outer = self
+
+        class Recorded(RetryPolicy):
+            def delay(self, k, rng):
+                outer.waits.append(k)
+                return super().delay(k, rng)
+
+        self.source = VideoSource("rtsp://camera.invalid/live", retry=Recorded(**policy), open_capture=hook)
+        self.source.state_listener = lambda state, detail: self.states.append((state, detail))
+
+
+@pytest.mark.timeout(30)
+def test_a_camera_retried_forever_backs_off_afresh_after_each_comeback_and_reports_its_states():
+    hook = capture_hook(3, 0, 0, 2, 0, 0, 1)  # 3 frames, 2 failed tries, 2 frames, 2 failed tries, 1 frame, then down
+    run = ListenedSource(hook, backoff_s=0.001, max_backoff_s=0.004, jitter=0)
+    assert hook.opens == 0 and run.source.fps is None and run.source.size is None  # nothing opened before the iteration
+    items = []
+    for item in run.source:
+        items.append(item.index)
+        if len(items) == 6:
+            break
+    assert items == [0, 1, 2, 3, 4, 5]
+    assert run.source.fps == 25.0 and run.source.size == (64, 48)
+    assert run.waits == [0, 1, 0, 1]  # growing, and from 0 again after each comeback
+    drops = ["reconnecting", "reconnecting", "reconnecting", "live"]  # stopped; try 1 failed; try 2 failed; back
+    assert [s for s, _ in run.states] == ["live", *drops, *drops]
+    assert run.states[0] == ("live", "64x48 at 25 fps")
+    assert run.states[1] == ("reconnecting", "the stream stopped after frame 2")
+    assert run.states[2][1].startswith("cannot reach the stream (try 1); next try in 0.0")
+    assert run.states[4][1].startswith("reconnected after ")
+    assert run.source.warnings == ["rtsp://camera.invalid/live: stream dropped 2 times, the last after frame 4; reconnected each time"]
+
+
+@pytest.mark.timeout(30)
+def test_the_waits_stop_growing_at_the_cap_and_so_do_the_reports():
+    hook = capture_hook()  # never opens
+    run = ListenedSource(hook, backoff_s=0.001, max_backoff_s=0.004, jitter=0)
+    items = []
+    reader = threading.Thread(target=lambda: items.extend(run.source), daemon=True)
+    reader.start()
+    reader.join(1.0)
+    run.source.close()
+    reader.join(2.0)
+    assert not reader.is_alive() and items == []  # closed while waiting for its camera: ends quietly
+    assert run.waits[:5] == [0, 1, 2, 3, 4] and len(run.waits) > 20
+    # one report per longer wait (1, 2, 4 ms: the third reaches the cap), then silence: a camera down for weeks is not a flood
+    assert [d.split(";")[0] for _, d in run.states] == [f"cannot reach the stream (try {k})" for k in (1, 2, 3)]
+    assert {s for s, _ in run.states} == {"connecting"}
+
+
+@pytest.mark.timeout(30)
+def test_close_from_another_thread_ends_a_wait_in_backoff_and_a_hung_open_within_a_second():
+    from edgeseg.sources import RetryPolicy, VideoSource
+
+    for hung in (False, True):
+        gate, late = threading.Event(), []
+
+        def hook(spec, kind, retry, hung=hung, gate=gate, late=late):
+            if hung:  # an open that takes its time (a host that drops packets): only the open timeout would end it
+                gate.wait(20)
+                late.append(FakeCapture(5))
+                return late[-1]
+            return FakeCapture(0)
+
+        source = VideoSource("rtsp://camera.invalid/live", retry=RetryPolicy(backoff_s=60, max_backoff_s=60), open_capture=hook)
+        states, items = [], []
+        source.state_listener = lambda state, detail, states=states: states.append(state)
+        reader = threading.Thread(target=lambda source=source, items=items: items.extend(source), daemon=True)
+        reader.start()
+        reader.join(0.5)
+        assert reader.is_alive() and states == ([] if hung else ["connecting"]), hung  # waiting: 60 s of backoff, or the open
+        source.close()
+        reader.join(1.0)
+        assert not reader.is_alive() and items == [], hung
+        if hung:  # the open that ends after the close: its capture is released, not left open
+            gate.set()
+            for _ in range(100):
+                if late and not late[0].opened:
+                    break
+                time.sleep(0.01)
+            assert late and not late[0].opened
+
+
+@pytest.mark.timeout(30)
+def test_a_camera_that_comes_back_at_another_size_gives_frames_at_that_size_with_a_warning():
+    from edgeseg.sources import RetryPolicy, VideoSource
+
+    captures = iter([FakeCapture(2, (64, 48)), FakeCapture(2, (32, 24))])
+    source = VideoSource("0", retry=RetryPolicy(backoff_s=0.001), open_capture=lambda spec, kind, retry: next(captures, FakeCapture(0)))
+    states = []
+    source.state_listener = lambda state, detail: states.append((state, detail))
+    shapes = []
+    for item in source:
+        shapes.append(item.image.shape[:2])
+        if len(shapes) == 4:
+            source.close()
+    assert shapes == [(48, 64), (48, 64), (24, 32), (24, 32)]
+    assert source.size == (32, 24)
+    assert source.warnings[0] == "0: the frame size changed from 64x48 to 32x24 when it came back"
+    assert states[1] == ("reconnecting", "the camera stopped after frame 1")
+    assert states[2][0] == "live" and states[2][1].endswith("; now 32x24")

@@ -312,7 +312,7 @@ def test_sources_that_cannot_be_read_are_one_line_problems(tmp_path, spec, reaso
     (tmp_path / "text.avi").write_text("not a video at all")
     target = spec if spec[0].isdigit() or "/" in spec else str(tmp_path / spec)
     t0 = time.monotonic()
-    opened = open_sources([target], retry=RetryPolicy(attempts=2, backoff_s=0.05, timeout_s=2))
+    opened = open_sources([target], retry=RetryPolicy(attempts=2, backoff_s=0.05, open_timeout_s=2, read_timeout_s=2))
     assert time.monotonic() - t0 < 15  # bounded, even for a network source
     assert opened.sources == [] and opened.problems == [(target, reason)]
 

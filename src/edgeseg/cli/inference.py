@@ -62,6 +62,14 @@ def register(sub) -> dict:
     p.add_argument("--save-jsonl", default=None, metavar="OUT.jsonl", help="one JSON line per video frame")
     p.add_argument("--vid-stride", type=positive_int, default=1, help="use every N-th video frame (default 1)")
     p.add_argument(
+        "--retries",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="give a camera or stream N tries to open, and N to come back each time it stops, then fail it "
+        "(default: retry forever, waiting up to 30 s between tries)",
+    )
+    p.add_argument(
         "--workers",
         type=per_core_count("inference threads"),
         default=1,
@@ -126,6 +134,7 @@ TRACK_CONF = 0.1  # ByteTrack's low band (0.1..0.25) needs those detections; `yo
 def _cmd_predict(args) -> int:
     from ..engines.command import PredictOutputs, StreamOptions, predict_sources
     from ..predict import Segmenter
+    from ..sources import RetryPolicy
 
     if args.conf is None:  # low-score detections only extend existing tracks: the tracked output stays clean
         args.conf = TRACK_CONF if args.track else 0.25
@@ -140,6 +149,7 @@ def _cmd_predict(args) -> int:
             "--workers": args.workers != 1,
             "--live": args.live is not None,
             "--vid-stride": args.vid_stride != 1,
+            "--retries": args.retries is not None,
             "--threads": args.threads,
             "--track": args.track,
         },
@@ -156,7 +166,14 @@ def _cmd_predict(args) -> int:
     outputs = PredictOutputs(
         out_dir=args.out, save_json=args.save_json, save_video=args.save_video, save_jsonl=args.save_jsonl, save_counts=args.save_counts
     )
-    stream = StreamOptions(workers=args.workers, live=args.live, vid_stride=args.vid_stride, hw_decode=args.hw_decode, tracking=tracking)
+    stream = StreamOptions(
+        workers=args.workers,
+        live=args.live,
+        vid_stride=args.vid_stride,
+        hw_decode=args.hw_decode,
+        tracking=tracking,
+        retry=RetryPolicy(attempts=args.retries),
+    )
     server = start_server(serve) if serve is not None else None
     if server is not None:
         print(f"edgeseg: live view on {server.url} (it stops with the run; Ctrl-C ends both)", file=sys.stderr)

@@ -40,14 +40,14 @@ class SourceItem:
 class Source(Protocol):
     """An ordered run of images: image files, a video file, a camera or a network stream; what engines need of it.
 
-    ``live`` sources (cameras, URLs) produce frames whether or not anyone keeps up: engines drop stale
-    frames of a live source rather than fall behind. ``fps`` is the source's frame rate where it has one.
-    ``warnings`` collects one-line notes found while reading (a truncated file, a size change). ``stills``: the
-    items are separate pictures (image files: overlays and JSON records) rather than frames of one video
-    (an annotated video and JSON Lines). ``length``: the items it will yield where known (a progress bar's
-    total), None for cameras and streams. ``failed``: why it stopped for good mid-way (a board camera or
-    decoder that ran dry), which makes the run incomplete. A source of your own may subclass ``Source`` to
-    take the defaults."""
+    ``live`` sources (cameras, URLs) produce frames whether or not anyone keeps up: engines drop stale frames of a
+    live source rather than fall behind. ``fps`` is the source's frame rate where it has one (a camera's or
+    stream's: None until it first connects). ``warnings`` collects one-line notes found while reading (a truncated
+    file, a size change). ``stills``: the items are separate pictures (image files: overlays and JSON records)
+    rather than frames of one video (an annotated video and JSON Lines). ``length``: the items it will yield where
+    known (a progress bar's total), None for cameras and streams. ``failed``: why it stopped for good mid-way (a
+    board camera or decoder that ran dry), which makes the run incomplete. A source of your own may subclass
+    ``Source`` to take the defaults."""
 
     name: str
     live: bool
@@ -64,8 +64,8 @@ class Source(Protocol):
     def __iter__(self) -> Iterator[SourceItem]: ...
 
     def close(self) -> None:
-        """Called by the engine, from another thread, when it stops reading: a source that waits (to reconnect)
-        returns from its iteration promptly. Sources that never wait need nothing here."""
+        """Stop, from any thread (the engine's, when a run ends): an iteration waiting for its camera (a backoff,
+        a reconnect) returns promptly. Sources that never wait (files) need nothing: the default does nothing."""
 
 
 def strided_length(frame_count: int | None, vid_stride: int) -> int | None:
