@@ -22,7 +22,7 @@ from edgeseg.engines.command import PredictOutputs, StreamOptions, predict_sourc
 from edgeseg.errors import EdgesegError
 from edgeseg.predict import Segmenter
 from edgeseg.preprocess import Nv12Frame, _pad_yuv, letterbox, letterbox_nv12, load_image, nv12_to_bgr, to_nv12
-from edgeseg.sources import HardwareDecoded, MipiCamera, VideoSource, open_sources
+from edgeseg.sources import BoardInputs, HardwareDecoded, MipiCamera, RetryPolicy, VideoSource, open_sources
 from edgeseg.sources.board import MipiSpec
 
 pytestmark = pytest.mark.timeout(600)
@@ -128,7 +128,8 @@ def test_nv12_frames_reach_an_nv12_bin_with_no_colour_conversion(board, clip, mo
     seg = Segmenter(board["nv12"], board=BoardOptions(runtime="hbm"))
     _pad_yuv()  # the pad colour in YUV: one conversion per process, made once and kept, not per frame
     counter = ConversionCounter(monkeypatch)
-    every = StreamOptions(live=False)  # the stand-in camera is faster than real time: keep every frame
+    # the stand-in camera is faster than real time: keep every frame; finite tries: the camera ends after its clip
+    every = StreamOptions(live=False, retry=RetryPolicy(attempts=4))
     summary = predict_sources(
         seg, ["mipi:0@1280x720"], outputs=PredictOutputs(save_jsonl=tmp_path / "a.jsonl"), stream=every, show_progress=False
     )
@@ -156,7 +157,7 @@ def test_mipi_specs_and_a_missing_camera_are_one_line_errors(fakes, monkeypatch,
     with pytest.raises(EdgesegError, match=r"^mipi:0@1281x720: the scene size must be even and positive, got 1281x720$"):
         MipiSpec.parse("mipi:0@1281x720")
     monkeypatch.delenv("EDGESEG_FAKE_MIPI_CLIP", raising=False)
-    opened = open_sources(["mipi:0"], board=__import__("edgeseg.sources", fromlist=["BoardInputs"]).BoardInputs(imgsz=(640, 640)))
+    opened = open_sources(["mipi:0"], retry=RetryPolicy(attempts=4), board=BoardInputs(imgsz=(640, 640)))
     assert opened.problems == [("mipi:0", "cannot open the MIPI camera (open_cam returned -1): is one connected, and free?")]
 
 
@@ -179,7 +180,15 @@ def test_cli_predict_from_the_mipi_camera_equals_the_onnx_on_the_same_nv12_frame
     objects, in scene pixels; the camera running dry is reported, not a silent end."""
     out = tmp_path / "cam.jsonl"
     proc = _cli(
-        "predict", str(board["nv12"]), "mipi:0@1280x720", "--no-live", "--save-jsonl", str(out), env={"EDGESEG_FAKE_MIPI_CLIP": str(clip)}
+        "predict",
+        str(board["nv12"]),
+        "mipi:0@1280x720",
+        "--no-live",
+        "--retries",
+        "3",
+        "--save-jsonl",
+        str(out),
+        env={"EDGESEG_FAKE_MIPI_CLIP": str(clip)},
     )
     assert "Traceback" not in proc.stderr and proc.returncode == 1  # a camera that stops is a failure, not an end
     assert "mipi:0@1280x720: the camera gave no frame for 3 reads in a row after frame 8" in proc.stderr

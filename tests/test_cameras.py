@@ -152,12 +152,8 @@ def test_files_given_together_are_read_a_few_at_a_time_and_lose_nothing():
 
 
 def test_camera_names_are_short_and_unique():
-    assert [camera_name(s) for s in ("rtsp://user:pw@10.0.0.5:554/cam1/live", "rtsp://10.0.0.5:554", "0", "/data/door.mp4")] == [
-        "live",
-        "10.0.0.5-554",
-        "cam0",
-        "door",
-    ]
+    specs = ("rtsp://user:pw@10.0.0.5:554/cam1/live", "rtsp://10.0.0.5:554", "0", "/data/door.mp4", "mipi:1@1280x720", "mipi")
+    assert [camera_name(s) for s in specs] == ["live", "10.0.0.5-554", "cam0", "door", "mipi1", "mipi"]
     cams = [Camera(PacedCamera(n, fps=1, frames=0)) for n in ("a/x.mp4", "b/x.mp4", "x.mp4")] + [
         Camera(PacedCamera("y", fps=1, frames=0), name="x-2")
     ]

@@ -36,6 +36,9 @@ def camera_name(spec: str) -> str:
     """A short name for a source: a URL's last path part (or its host), a file's stem, ``cam0`` for camera 0,
     ``video0`` for /dev/video0, ``mipi0`` for mipi:0; letters, digits, ``-``, ``_`` and ``.`` only."""
     text = spec.rstrip("/")
+    mipi = re.match(r"^mipi(?::(\d+))?(?:@|$)", text)
+    if mipi:
+        return f"mipi{mipi.group(1) or ''}"
     if "://" in text:
         rest = text.split("://", 1)[1].split("?", 1)[0]
         host, _, path = rest.partition("/")

@@ -36,7 +36,6 @@ import json
 import random
 import re
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,7 +58,6 @@ CODEC_PIPES = 8  # vp_common.h VP_MAX_PIPELINE_NUM: decoders (and encoders) one 
 # Where the runtime reads the board's camera ports (vpp_camera.cpp parse_config); paths, so tests can point them.
 BOARD_CONFIG = Path("/etc/board_config.json")
 BOARD_ID = Path("/sys/class/socinfo/board_id")
-MAX_BACKOFF_S = 30.0  # until RetryPolicy.delay() is merged: the cap of the reopening backoff
 
 _lock = threading.Lock()  # the runtime's pipeline mask has no lock of its own (GetPipeId): opens are serialized
 _open_cameras: set[int] = set()  # video indices open in this process (-1: the first found)
@@ -115,9 +113,9 @@ def board_cameras(config: Path = BOARD_CONFIG, board_id: Path = BOARD_ID) -> int
         return None
 
 
-def _reconnect_delay(retry: RetryPolicy, attempt: int, rng: random.Random) -> float:
-    """Capped exponential backoff with jitter (the lead switches this to ``RetryPolicy.delay``)."""
-    return min(retry.backoff_s * 2**attempt, MAX_BACKOFF_S) * rng.uniform(0.5, 1.0)
+def _wait(stop: threading.Event, seconds: float) -> bool:
+    """A backoff wait that ``close()`` ends at once: True when the source was closed meanwhile."""
+    return stop.wait(seconds)
 
 
 class _States:
@@ -185,11 +183,12 @@ class MipiCamera(Source):
         self.fps: float | None = float(CAMERA_FPS)
         vio = vio or import_libsrcampy(spec)
         _claim_camera(spec, self.spec.video_index)
-        self._claimed, self._opened = True, False
+        self._claimed, self._opened, self._iterating = True, False, False
+        self._stop = threading.Event()
         self._cam = vio.Camera()
         ret = self._open()
         if ret != 0 and retry.attempts is not None:
-            self.close()
+            self._release()
             raise EdgesegError(f"cannot open the MIPI camera (open_cam returned {ret}): is one connected, and free?", spec)
         self._opened = ret == 0
 
@@ -198,26 +197,29 @@ class MipiCamera(Source):
         # pipe_id 0: the X5's runtime does not use it; the camera is video_index's
         return self._cam.open_cam(0, self.spec.video_index, CAMERA_FPS, [fw, self.spec.width], [fh, self.spec.height])
 
-    def _reopen(self, rng: random.Random) -> None:
-        """Until the camera opens again: wait, open (each wait longer, up to the cap)."""
+    def _reopen(self, rng: random.Random) -> bool:
+        """Until the camera opens again: wait, open (each wait longer, up to the cap). False when closed meanwhile."""
         for attempt in itertools.count():
-            time.sleep(_reconnect_delay(self.retry, attempt, rng))
+            if _wait(self._stop, self.retry.delay(attempt, rng)):
+                return False
             if self._open() == 0:
                 self._opened = True
-                return
+                return True
+        return False  # not reached: count() never ends
 
     def __iter__(self) -> Iterator[SourceItem]:
         fh, fw = self.frame_shape
         scene = (self.spec.height, self.spec.width)
         index = 0
         rng = random.Random()
+        self._iterating = True
         try:
             self.states.report(self.state_listener, CONNECTING, f"opening MIPI camera {self.spec.video_index}")
-            while True:
-                if not self._opened:
-                    self._reopen(rng)
+            while not self._stop.is_set():
+                if not self._opened and not self._reopen(rng):
+                    return
                 misses = 0
-                while misses < self.missing_after:
+                while misses < self.missing_after and not self._stop.is_set():
                     data = self._cam.get_img(_VPS, fw, fh)
                     if data is None:
                         misses += 1
@@ -227,6 +229,8 @@ class MipiCamera(Source):
                     frame = Nv12Frame.from_bytes(data, fh, fw, source_shape=scene)
                     yield SourceItem(index, self.name, image=frame, time_s=index / self.fps if self.fps else None)
                     index += 1
+                if self._stop.is_set():
+                    return
                 why = f"the camera gave no frame for {misses} reads in a row after frame {index}"
                 if self.retry.attempts is not None:
                     self.failed = why
@@ -235,9 +239,18 @@ class MipiCamera(Source):
                 self._cam.close_cam()
                 self._opened = False
         finally:
-            self.close()
+            self._iterating = False
+            self._release()
 
     def close(self) -> None:
+        """Stop, from any thread: a camera being read stops at its next read (at most the library's 2 s wait) or at
+        once in a backoff wait, and is released by its own iteration (a read of the library is never cut from
+        another thread); one not being read is released now (twice is harmless)."""
+        self._stop.set()
+        if not self._iterating:
+            self._release()
+
+    def _release(self) -> None:
         """Closes the camera and frees its index for another source of this run (twice is harmless)."""
         if self._opened:
             self._cam.close_cam()
@@ -285,6 +298,7 @@ class HardwareDecoded(Source):
         self.width = self.height = 0
         self.channel: int | None = None
         self._cap: cv2.VideoCapture | None = None
+        self._stop, self._iterating = threading.Event(), False
         self._decoder = (vio or import_libsrcampy(spec)).Decoder()
         try:
             self._connect()
@@ -311,10 +325,10 @@ class HardwareDecoded(Source):
         try:
             ret = self._open_decoder()
         except EdgesegError:
-            self.close()
+            self._release()
             raise
         if ret != 0:
-            self.close()
+            self._release()
             raise EdgesegError(f"the hardware decoder refused {fourcc} {self.width}x{self.height} (decode returned {ret})", self.name)
 
     def _open_decoder(self) -> int:
@@ -340,10 +354,11 @@ class HardwareDecoded(Source):
 
     def _reopen(self, rng: random.Random) -> bool:
         """Until demuxer and decoder are open again: wait, open both (each wait longer, up to the cap). False when
-        the stream came back as something the decoder does not take (``failed`` says what)."""
-        self.close()
+        the stream came back as something the decoder does not take (``failed`` says what), or when closed."""
+        self._release()
         for attempt in itertools.count():
-            time.sleep(_reconnect_delay(self.retry, attempt, rng))
+            if _wait(self._stop, self.retry.delay(attempt, rng)):
+                return False
             try:
                 self._connect()
                 return True
@@ -358,6 +373,8 @@ class HardwareDecoded(Source):
         """The decoder's NV12 pictures, as the packets go in, and the pictures still inside at the end of a run of
         packets. A packet it refuses ends the source (``failed``)."""
         for packet_index in itertools.count():
+            if self._stop.is_set():
+                return
             ok, packet = self._cap.read()
             if not ok or packet is None:
                 break
@@ -381,7 +398,7 @@ class HardwareDecoded(Source):
             for data in self._packets():
                 self.states.report(self.state_listener, LIVE, "frames are coming")
                 yield data
-            if self.failed or not self.live or self.retry.attempts is not None:
+            if self.failed or not self.live or self.retry.attempts is not None or self._stop.is_set():
                 return
             self.states.report(self.state_listener, RECONNECTING, "the stream gave no more packets")
             if not self._reopen(rng):
@@ -389,6 +406,7 @@ class HardwareDecoded(Source):
 
     def __iter__(self) -> Iterator[SourceItem]:
         decoded = 0
+        self._iterating = True
         try:
             for decoded, data in enumerate(self._pictures(), 1):
                 index = decoded - 1
@@ -398,9 +416,17 @@ class HardwareDecoded(Source):
             if not self.failed and self.frame_count and decoded < self.frame_count:
                 self.warnings.append(f"{self.name}: the hardware decoder gave {decoded} of {self.frame_count} frames")
         finally:
-            self.close()
+            self._iterating = False
+            self._release()
 
     def close(self) -> None:
+        """Stop, from any thread: a stream being read stops before its next packet or at once in a backoff wait and
+        is released by its own iteration; one not being read is released now (twice is harmless)."""
+        self._stop.set()
+        if not self._iterating:
+            self._release()
+
+    def _release(self) -> None:
         """Frees the decoder's pipeline and the demuxer (twice is harmless)."""
         self._close_decoder()
         if self._cap is not None:
