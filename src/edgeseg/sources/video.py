@@ -62,7 +62,8 @@ class RetryPolicy:
     forever: the source waits for its camera, however long it is down. A number opens the source up front (a
     one-line error when it cannot: a stream gets ``attempts`` tries, a camera one) and ends it with a one-line
     error when it stays down mid-run. Between two tries the source waits ``delay(k, rng)``: ``backoff_s`` * 2**k
-    after the (k+1)-th failed try in a row, capped at ``max_backoff_s``, less a random part of up to ``jitter``
+    after the (k+1)-th failed try in a row, capped at ``max_backoff_s`` (2 s: a camera that comes back is read again
+    within a few seconds, and a refused try costs little), less a random part of up to ``jitter``
     of it (cameras that dropped together do not all knock again at once); k starts again from 0 once the
     camera is back. ``open_timeout_s`` bounds one try to open a stream (connect, read its header and the first
     frames FFmpeg probes: up to ~3 s of them); OpenCV opens one FFmpeg capture at a time in a process, so a host
@@ -71,7 +72,7 @@ class RetryPolicy:
 
     attempts: int | None = None
     backoff_s: float = 0.5
-    max_backoff_s: float = 30.0
+    max_backoff_s: float = 2.0
     jitter: float = 0.25
     open_timeout_s: float = 10.0
     read_timeout_s: float = 3.0
@@ -93,11 +94,20 @@ class RetryPolicy:
         return base * (1.0 - self.jitter * rng.random())
 
 
+# FFmpeg's options for every capture OpenCV opens (it reads them at each open; a user's own value wins). Without
+# them OpenCV asks for RTSP over TCP only, and FFmpeg probes a live stream for its frame rate for ~2 s of frames
+# (which then come in one burst): with OpenCV opening one capture at a time, four cameras reconnecting took ~8 s.
+# Half a second of probing gives the same rate and size.
+CAPTURE_OPTIONS = "rtsp_transport;tcp|analyzeduration;500000"
+
+
 @functools.cache
 def _quiet_capture_logs() -> None:
     """OpenCV and FFmpeg print their own retries and failures to stderr; the errors that matter reach the
-    user as one line each from here. A user's own OPENCV_LOG_LEVEL / OPENCV_FFMPEG_LOGLEVEL wins."""
+    user as one line each from here. A user's own OPENCV_LOG_LEVEL / OPENCV_FFMPEG_LOGLEVEL wins. Also sets
+    ``CAPTURE_OPTIONS``."""
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # read when FFmpeg's capture first opens
+    os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", CAPTURE_OPTIONS)
     if "OPENCV_LOG_LEVEL" not in os.environ:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
@@ -291,7 +301,7 @@ class VideoSource(Source):
             if self._closed.is_set():
                 return
             raise EdgesegError(self._unreadable(self._first_tries), self.spec)  # iterated again, and it opens no more
-        cap, index, frame, first_index, time_s = self._cap, 0, self._first, 0, None
+        cap, index, frame, first_index, time_s, previous_s = self._cap, 0, self._first, 0, None, None
         self._notify(LIVE, f"{self.size[0]}x{self.size[1]}" + (f" at {self.fps:g} fps" if self.fps else ""))
         try:
             while not self._closed.is_set():
@@ -326,6 +336,13 @@ class VideoSource(Source):
                     time_s = self._time_offset_s + msec / 1000
                 else:  # no timestamp from the capture: the frame rate's
                     time_s = self._time_offset_s + (index - first_index) / self.fps if self.fps else None
+                if self.live and time_s is not None and previous_s is not None and time_s < previous_s:
+                    # a stream's clock that goes back (FFmpeg re-bases RTP times on the first RTCP report): time_s
+                    # goes on from where it was, a frame's interval later
+                    step = 1 / self.fps if self.fps else 0.0
+                    self._time_offset_s += previous_s - time_s + step
+                    time_s = previous_s + step
+                previous_s = time_s
                 yield SourceItem(index, self.name, image=frame, time_s=time_s)
                 frame = None
             if self.frame_count and index + 1 < self.frame_count - self.vid_stride and not self._closed.is_set():
