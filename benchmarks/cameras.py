@@ -198,9 +198,10 @@ def throughput(args: argparse.Namespace) -> dict:
     tensors = [to_input_tensor(letterbox(f, seg.info.imgsz)[0]) for f in frames]
     servers: list = []
     if args.rtsp:
-        from rtsp_server import serve_frames  # noqa: PLC0415 (benchmarks/rtsp_server.py: GStreamer, only for --rtsp)
+        from rtsp_server import RtspCamera, write_frames  # noqa: PLC0415 (GStreamer, only for --rtsp)
 
-        servers = [serve_frames(frames[k:] + frames[:k], fps=args.fps) for k in range(max(args.cameras))]
+        pictures = write_frames(images_in(IMAGES)[:16], Path(tempfile.mkdtemp(prefix="edgeseg-pictures-")))
+        servers = [RtspCamera(pictures, fps=int(args.fps)).start() for _ in range(max(args.cameras))]
         make_sources = lambda n: [s.url for s in servers[:n]]  # noqa: E731
     else:
         make_sources = lambda n: [PacedCamera(f"cam{k}", frames, fps=args.fps, seconds=args.seconds, offset=k) for k in range(n)]  # noqa: E731

@@ -150,7 +150,7 @@ def board(tmp_path_factory, coco128_images, int8_onnx, fakes) -> dict[str, Path]
 
 
 # --------------------------------------------------------------------------------------------------
-# real RTSP cameras (tests/rtsp_server.py): GStreamer's RTSP server serving coco128-seg pictures in real time
+# real RTSP cameras (benchmarks/rtsp_server.py): GStreamer's RTSP server serving coco128-seg pictures in real time
 
 
 @pytest.fixture(scope="session")

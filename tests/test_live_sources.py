@@ -1,4 +1,4 @@
-"""Cameras and streams run unattended, against real RTSP cameras (GStreamer's RTSP server, tests/rtsp_server.py)
+"""Cameras and streams run unattended, against real RTSP cameras (GStreamer's RTSP server, benchmarks/rtsp_server.py)
 serving coco128-seg pictures in real time: a camera that drops, stalls, or is down when the run starts."""
 
 from __future__ import annotations

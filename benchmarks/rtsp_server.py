@@ -1,4 +1,5 @@
-"""Real RTSP cameras for tests: GStreamer's RTSP server in a process of its own, serving real pictures in real time.
+"""Real RTSP cameras for tests and benchmarks (tests import it through pytest's pythonpath): GStreamer's RTSP
+server in a process of its own, serving real pictures in real time.
 
 ``RtspCamera(frames_dir, fps=10)`` serves the JPEG files ``frames_dir/0000.jpg``, ``0001.jpg``, ... (made by
 ``write_frames`` from coco128-seg images, 640x480) as H.264 over RTSP at ``fps``, looping forever, at
