@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -240,10 +241,12 @@ def run_cameras(
     stream: StreamOptions = StreamOptions(),
     observers: Sequence[FrameObserver] = (),
     show_progress: bool = True,
+    stop: threading.Event | None = None,
 ) -> PredictSummary:
     """Run a deployment's cameras at once on the one pool of ``stream.workers`` (``stream.retry`` for how live ones
     reconnect), each into its own outputs; a camera that cannot be opened is listed in ``summary.failed`` and the
-    others run. Each camera's final counts go to its ``save_counts``."""
+    others run. Each camera's final counts go to its ``save_counts``. The run ends when every camera has ended,
+    or when ``stop`` is set (from any thread: what SIGTERM is to the command line), outputs finalised."""
     board = BoardInputs(imgsz=predictor.info.imgsz, hw_decode=stream.hw_decode)
     summary = PredictSummary()
     runs = []
@@ -255,7 +258,7 @@ def run_cameras(
     workers = predictor.workers(stream.workers) if stream.workers > 1 else [predictor]
     try:
         if runs:
-            _run_cameras(runs, workers, stream, summary, show_progress=show_progress, observers=observers)
+            _run_cameras(runs, workers, stream, summary, show_progress=show_progress, observers=observers, stop=stop)
     finally:
         for observer in observers:
             observer.close()
@@ -324,6 +327,7 @@ def _run_cameras(
     *,
     show_progress: bool,
     observers: Sequence[FrameObserver],
+    stop: threading.Event | None = None,
 ) -> None:
     """Every camera at once through the threads engine, each frame into its camera's outputs; a camera that
     ends closes its outputs then (a file's video is final while the others go on)."""
@@ -353,7 +357,7 @@ def _run_cameras(
             _end_camera(by_name[stats.camera], runner, summary)
 
     try:
-        for frame in runner.run_all(cameras, on_state=on_state):
+        for frame in runner.run_all(cameras, on_state=on_state, stop=stop):
             run = by_name[frame.camera]
             bar.update(1)
             for observer in observers:

@@ -118,15 +118,18 @@ class StreamRunner:
         if failure is not None:
             raise failure
 
-    def run_all(self, cameras: Sequence[Camera | Source], *, on_state: StateHandler | None = None) -> Iterator[StreamFrame]:
+    def run_all(
+        self, cameras: Sequence[Camera | Source], *, on_state: StateHandler | None = None, stop: threading.Event | None = None
+    ) -> Iterator[StreamFrame]:
         """Frames of every camera as they are ready, each camera's in its own order, ``frame.camera`` naming it.
         ``self.cameras[name]`` are each camera's stats, live while iterating; ``on_state(stats)`` is called on every
         state change (``connecting``, ``live``, ``reconnecting`` from the camera's reader thread, ``ended`` from the
         consumer's, after the camera's last frame). A camera whose source fails ends (``self.failures``) and the
-        others go on."""
+        others go on. ``stop`` (set from any thread) ends the run as a consumer that stops reading would, even while
+        no camera gives frames."""
         cams = [c if isinstance(c, Camera) else Camera(c, live=self.live, tracking=self.tracking) for c in cameras]
         self.stats = StreamStats()
-        yield from self._run(cams, stats=[StreamStats() for _ in cams], on_state=on_state)
+        yield from self._run(cams, stats=[StreamStats() for _ in cams], on_state=on_state, stop=stop)
 
     def stop_camera(self, name: str) -> None:
         """Stop reading one camera of a ``run_all`` (its frames in flight are still handed back)."""
@@ -137,7 +140,9 @@ class StreamRunner:
 
     # --------------------------------------------------------------------------------------- the run
 
-    def _run(self, cameras: list[Camera], *, stats: list[StreamStats], on_state: StateHandler | None) -> Iterator[StreamFrame]:
+    def _run(
+        self, cameras: list[Camera], *, stats: list[StreamStats], on_state: StateHandler | None, stop: threading.Event | None = None
+    ) -> Iterator[StreamFrame]:
         names = camera_names(cameras)
         lanes = [Lane(c, name, capacity=self.capacity, live_queue=self.live_queue, stats=s) for c, name, s in zip(cameras, names, stats)]
         self._lanes = {lane.name: lane for lane in lanes}
@@ -167,7 +172,7 @@ class StreamRunner:
         for t in workers:
             t.start()
         try:
-            for lane, frame in self._ordered(p):
+            for lane, frame in self._ordered(p, stop):
                 if lane is None:  # a camera ended: the next file may start
                     start_admitted()
                     continue
@@ -260,7 +265,7 @@ class StreamRunner:
                 lane.working.discard(seq)
                 p.cond.notify_all()
 
-    def _ordered(self, p: Pipeline) -> Iterator[tuple[Lane | None, StreamFrame | None]]:
+    def _ordered(self, p: Pipeline, stop: threading.Event | None) -> Iterator[tuple[Lane | None, StreamFrame | None]]:
         """(lane, frame) as frames come ready, round robin over the cameras, each in its own order; (None, None)
         after a camera ended (its ``ended`` state is reported then)."""
         turn = 0
@@ -284,7 +289,7 @@ class StreamRunner:
                     if frame is None and ended is None:
                         if p.failure is not None:  # after the frames that were ready before it
                             raise p.failure
-                        if p.exhausted:
+                        if p.exhausted or (stop is not None and stop.is_set()):
                             return
                         p.cond.wait(_POLL_S)
             if ended is not None:
