@@ -166,10 +166,10 @@ def test_a_camera_that_drops_is_reported_rejoins_and_holds_up_no_other(rtsp_came
     seen = run.wait(lambda: run.health()["cam0"]["state"] == RECONNECTING, 10, "cam0 reconnecting on /health")
     assert seen - stopped < 5
     time.sleep(max(0.0, stopped + 20 - time.monotonic()))
-    during = {n: run.frames_between(n, stopped + 2, stopped + 20) for n in ("cam1", "cam2")}
-    for n, times in during.items():
-        assert abs(len(times) / 18 - before[n]) <= 0.1 * before[n], (n, len(times) / 18, before[n])
-        assert np.diff([stopped, *times, time.monotonic()]).max() < 2.0, n  # never stalled 2 s
+    for n in ("cam1", "cam2"):
+        times = run.frames_between(n, stopped, stopped + 20)
+        assert abs(len(times) / 20 - before[n]) <= 0.1 * before[n], (n, len(times) / 20, before[n])
+        assert np.diff([stopped, *times, stopped + 20]).max() < 2.0, n  # never stalled 2 s
     back = time.monotonic()
     cams[0].start()
     count = len(run.arrivals["cam0"])
@@ -220,7 +220,7 @@ def test_sigterm_ends_edgeseg_run_with_every_output_whole_and_rotated_in_order(r
     spec.write_text(yaml.safe_dump(deploy))
     proc = subprocess.Popen([sys.executable, "-m", "edgeseg.cli", "run", str(spec)], stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while len(list(tmp_path.glob("cam*.0000[1-9].jsonl"))) < 2:  # both cameras into their second JSON Lines segment
+    while not all((tmp_path / f"cam{k}.00001.jsonl").exists() for k in range(2)):  # both into their second segment
         assert proc.poll() is None and time.monotonic() < deadline, "the run ended, or no rotation within 120 s"
         time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)

@@ -164,6 +164,8 @@ class StreamRunner:
             for lane in admitted:
                 lane.t0 = time.perf_counter() - (wall_before if single else 0.0)
                 lane.source.state_listener = self._listener(lane, on_state)
+                if lane.live and on_state is not None:  # a camera is known (/health) while it connects, before any frame
+                    on_state(lane.stats)
                 t = threading.Thread(target=self._read, args=(p, lane), name=f"edgeseg-reader-{lane.name}", daemon=True)
                 readers.append(t)
                 t.start()
