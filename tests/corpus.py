@@ -126,6 +126,16 @@ def iou_of_two(a, b) -> float:
 CLIP_FOURCC = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
 
 
+def decoded_frames(path: Path) -> list[np.ndarray]:
+    """Every frame of a video as OpenCV decodes it (BGR)."""
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while (got := cap.read())[0]:
+        frames.append(got[1])
+    cap.release()
+    return frames
+
+
 def make_clip(path: Path, images: list[Path], size=(320, 240), fps=10.0) -> Path:
     """A clip of ``images``, each resized to ``size`` (codec by suffix: mp4v, or MJPG in .avi)."""
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*CLIP_FOURCC[path.suffix]), fps, size)

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from corpus import make_clip
+from corpus import decoded_frames, make_clip
 from edgeseg.errors import EdgesegError
 from edgeseg.preprocess import Nv12Frame
 from edgeseg.sources import BoardInputs, HardwareDecoded, MipiCamera, RetryPolicy, open_sources
@@ -50,15 +50,6 @@ def vio(fakes, monkeypatch, tmp_path, clips):
     for taken in (board_sources._open_cameras, board_sources._codec_pipes, lib.Camera._hosts_open, lib.Decoder._pipe_mask):
         taken.clear()
     assert held == (set(), set(), set(), set())
-
-
-def _frames(path: Path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while (got := cap.read())[0]:
-        frames.append(got[1])
-    cap.release()
-    return frames
 
 
 def _nv12(bgr: np.ndarray) -> np.ndarray:
@@ -110,7 +101,7 @@ def test_two_mipi_cameras_read_together_give_frames_of_their_own_sensor(vio, cli
     cams = [MipiCamera(f"mipi:{k}@1280x720", imgsz=(640, 640), retry=FINITE) for k in (0, 1)]
     assert [c._cam.opened_with["video_index"] for c in cams] == [0, 1] and [c._cam._host for c in cams] == [0, 2]
     got = _read_in_threads(cams)
-    scenes = [[_scaled(f) for f in _frames(p)] for p in clips[:2]]
+    scenes = [[_scaled(f) for f in decoded_frames(p)] for p in clips[:2]]
     for k, items in enumerate(got):
         assert [i.index for i in items] == list(range(8)) and cams[k].failed  # each ran dry after its clip
         for item, own, other in zip(items, scenes[k], scenes[1 - k]):
@@ -185,7 +176,7 @@ def test_three_hardware_decoded_clips_at_once_each_on_its_own_pipeline(vio, clip
     assert sorted(s.channel for s in sources) == [0, 1, 2] and [s._decoder.pipe_id for s in sources] == [s.channel for s in sources]
     got = _read_in_threads(sources)
     for k, items in enumerate(got):
-        frames = _frames(clips[k])
+        frames = decoded_frames(clips[k])
         assert [i.index for i in items] == list(range(len(frames))) == list(range(8))
         for item, frame in zip(items, frames):  # two JPEG decoders (the stand-in's, FFmpeg's): equal within rounding
             diff = _diff(item.image.data, Nv12Frame.from_bgr(frame).data)
@@ -236,7 +227,7 @@ def test_a_mipi_camera_that_stops_is_reopened_forever_and_resumes(vio, clips, sl
     it = iter(cam)
     items = list(itertools.islice(it, 20))
     it.close()
-    scene = [_scaled(f) for f in _frames(clips[0])]
+    scene = [_scaled(f) for f in decoded_frames(clips[0])]
     assert [i.index for i in items] == list(range(20)) and cam.failed is None
     for item in items:  # frames 8..15 are the reopened camera's first frames
         assert _diff(item.image.data, scene[item.index % 8]).max() == 0, item.index
@@ -256,7 +247,7 @@ def test_reopening_backs_off_exponentially_with_a_cap_and_a_camera_missing_at_st
             return -1 if len(tries) <= 9 else super().open_cam(*args, **kw)
 
     fake = type("vio", (), {"Camera": Unplugged})
-    cam = MipiCamera("mipi:1", imgsz=(640, 640), retry=RetryPolicy(attempts=None, backoff_s=1.0), vio=fake)
+    cam = MipiCamera("mipi:1", imgsz=(640, 640), retry=RetryPolicy(attempts=None, backoff_s=1.0, max_backoff_s=30.0), vio=fake)
     states = []
     cam.state_listener = lambda state, detail: states.append(state)
     it = iter(cam)
@@ -290,7 +281,7 @@ def test_a_hardware_decoded_live_stream_that_drops_is_reopened_demuxer_and_decod
     items = list(itertools.islice(it, 20))
     pipe_while_live = (src.channel, src._decoder.pipe_id)
     it.close()
-    frames = _frames(clips[2])
+    frames = decoded_frames(clips[2])
     assert [i.index for i in items] == list(range(20))
     for item in items:
         diff = _diff(item.image.data, Nv12Frame.from_bgr(frames[item.index % 8]).data)
@@ -326,7 +317,7 @@ def test_a_live_stream_unreachable_at_start_is_waited_for(vio, clips, tmp_path, 
     items = list(itertools.islice(it, 8))
     it.close()
     assert len(waits) == 3 and states == ["connecting", "live"] and src.codec == 3
-    for item, frame in zip(items, _frames(clips[1]), strict=True):
+    for item, frame in zip(items, decoded_frames(clips[1]), strict=True):
         diff = _diff(item.image.data, Nv12Frame.from_bgr(frame).data)
         assert diff.mean() < 1 and diff.max() <= 16, (item.index, diff.mean())
     with pytest.raises(EdgesegError, match=r": cannot open for hardware decoding \(OpenCV's FFmpeg cannot demux it\)$"):

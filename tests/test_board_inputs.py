@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import FAKES
-from corpus import matched
+from corpus import decoded_frames, matched
 from edgeseg.backends import BoardOptions
 from edgeseg.engines.command import PredictOutputs, StreamOptions, predict_sources
 from edgeseg.errors import EdgesegError
@@ -46,15 +46,6 @@ def clip(tmp_path_factory, coco128_images) -> Path:
         writer.write(_frame_of(load_image(p), (1280, 720)))
     writer.release()
     return path
-
-
-def _clip_frames(path: Path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while (got := cap.read())[0]:
-        frames.append(got[1])
-    cap.release()
-    return frames
 
 
 # --------------------------------------------------------------------------------------------------
@@ -196,7 +187,7 @@ def test_cli_predict_from_the_mipi_camera_equals_the_onnx_on_the_same_nv12_frame
     onnx = Segmenter(int8_onnx, threads=1)
     assert [line["frame"] for line in lines] == list(range(8))
     total = both = 0
-    for line, frame in zip(lines, _clip_frames(clip)):
+    for line, frame in zip(lines, decoded_frames(clip)):
         scaled = cv2.resize(frame, (640, 360), interpolation=cv2.INTER_LINEAR)
         nv12 = Nv12Frame(Nv12Frame.from_bgr(scaled).data, 360, 640, source_shape=(720, 1280))
         want = onnx(nv12)
@@ -223,7 +214,7 @@ class _detections:
 
 
 def test_hardware_decoding_gives_every_frame_as_nv12(fakes, clip):
-    frames = _clip_frames(clip)
+    frames = decoded_frames(clip)
     items = list(HardwareDecoded(str(clip), live=False))
     assert [i.index for i in items] == list(range(len(frames)))  # the frames held in the decoder are drained at the end
     for item, frame in zip(items, frames):  # two JPEG decoders (the stand-in's, FFmpeg's): equal within rounding

@@ -14,22 +14,12 @@ import cv2
 import numpy as np
 import pytest
 
-from corpus import error_reason, make_clip, run_cli, start_cli
+from corpus import decoded_frames, error_reason, make_clip, run_cli, start_cli
 from edgeseg import Detections, EdgesegError, PredictOutputs, Segmenter, StreamOptions, StreamStats, predict_sources
 from edgeseg.engines.threads import StreamRunner
 from edgeseg.sources import RetryPolicy, Source, SourceItem, VideoSource, open_sources
 
 pytestmark = pytest.mark.timeout(180)  # a runner bug shows as a hang: fail the test, not the run
-
-
-def decoded_frames(path: Path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            return frames
-        frames.append(frame)
 
 
 def frame_count(path: Path) -> int:

@@ -114,7 +114,23 @@ class _Segments:
         self._first_frame_at = None
 
 
-class VideoSink:
+class _SegmentedSink:
+    """What both sinks say of their files (``_segments``: the one file, or the rotation's segments)."""
+
+    _segments: _Segments
+
+    @property
+    def path(self) -> Path:
+        """The file being written (with rotation, the current segment's; after ``close``, the last one's)."""
+        return self._segments.path
+
+    @property
+    def paths(self) -> list[Path]:
+        """Every finished file, in order."""
+        return self._segments.paths
+
+
+class VideoSink(_SegmentedSink):
     """An annotated video at the source's frame rate and the first frame's size. A frame of another size
     (a stream that changes resolution) is resized to fit, with one warning. With ``rotation``, numbered segments
     of that size, each finalised and moved into place when the next one starts."""
@@ -132,16 +148,6 @@ class VideoSink:
         self._segments = _Segments(given, rotation)
         self._segment_frames = 0
         self._writer: cv2.VideoWriter | None = None
-
-    @property
-    def path(self) -> Path:
-        """The file being written (with rotation, the current segment's; after ``close``, the last one's)."""
-        return self._segments.path
-
-    @property
-    def paths(self) -> list[Path]:
-        """Every finished file, in order."""
-        return self._segments.paths
 
     @property
     def _tmp(self) -> Path:
@@ -236,7 +242,7 @@ def frame_record(
     return record
 
 
-class JsonlSink:
+class JsonlSink(_SegmentedSink):
     """One ``frame_record`` per frame, each line handed to the OS as it is written (unbuffered: nothing is left
     in a buffer to be written later, so a failed write leaves at most a cut last line, which is cut off). With
     ``rotation``, numbered segments, each of whole lines; the next one is opened by the frame that starts it."""
@@ -247,16 +253,6 @@ class JsonlSink:
         self.failed = False
         self._file: IO[bytes] | None = None
         self._open()
-
-    @property
-    def path(self) -> Path:
-        """The file being written (with rotation, the current segment's; after ``close``, the last one's)."""
-        return self._segments.path
-
-    @property
-    def paths(self) -> list[Path]:
-        """Every finished file, in order."""
-        return self._segments.paths
 
     def _open(self) -> None:
         try:
