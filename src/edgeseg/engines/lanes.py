@@ -82,6 +82,13 @@ class Lane:
         """The reader is done and every frame it handed out was handed back or dropped."""
         return self.total is not None and self.next_seq >= self.total
 
+    def close_source(self) -> None:
+        """Ask the source to stop (one waiting to reconnect returns at once). A source of the caller's own that
+        follows the ``Source`` protocol without deriving from it may have no ``close``: it needs none."""
+        close = getattr(self.source, "close", None)
+        if close is not None:
+            close()
+
     def set_state(self, state: str, detail: str = "") -> bool:
         """Record a state; True when it changed (a new detail alone is kept, but is no change). Coming back to
         ``live`` after having been live counts a reconnection."""

@@ -136,7 +136,7 @@ class StreamRunner:
         lane = self._lanes.get(name)
         if lane is not None:
             lane.stop.set()
-            lane.source.close()
+            lane.close_source()
 
     # --------------------------------------------------------------------------------------- the run
 
@@ -192,7 +192,7 @@ class StreamRunner:
                 p.cond.notify_all()
                 open_lanes = list(p.active)
             for lane in open_lanes:
-                lane.source.close()  # a source waiting to reconnect returns at once
+                lane.close_source()  # a source waiting to reconnect returns at once
             for t in readers + workers:
                 t.join(timeout=_JOIN_S)
             for lane in lanes:
