@@ -180,6 +180,10 @@ class VideoSource(Source):
             if self.kind == "video":
                 count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
                 self.frame_count = count if count > 0 else None
+                # checked, then closed: it opens again when read, so files given by the hundred do not hold a
+                # hundred decoders (and first frames) while the engine reads a few at a time
+                self._cap.release()
+                self._cap, self._first = None, None
         self.length = strided_length(self.frame_count, vid_stride)
 
     @property
