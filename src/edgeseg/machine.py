@@ -127,6 +127,22 @@ def startup_banner(*, model: str, backend: str, int8: bool, workers: int, camera
     ]
 
 
+def steady_allocator() -> bool:
+    """For a run of days on glibc: frame-sized buffers (>= 256 KB) always from mmap, so that a freed frame goes back
+    to the OS, and at most two malloc arenas. By default glibc raises its mmap threshold after such a buffer is freed
+    and then serves the next frames from its heaps; frames made by a reader thread and freed by a worker (and
+    FFmpeg's buffers opened on a helper thread at each reconnect) then ratchet the resident memory up, a few MB
+    after each camera drop. True where it was set (glibc), False elsewhere (musl, macOS, Windows)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_mmap_threshold, m_arena_max = -3, -8  # malloc.h
+        return bool(libc.mallopt(m_mmap_threshold, 256 * 1024)) and bool(libc.mallopt(m_arena_max, 2))
+    except (OSError, AttributeError):
+        return False
+
+
 def loadavg() -> list[float] | None:
     """1/5/15-minute load averages, rounded (None where the OS has none)."""
     try:

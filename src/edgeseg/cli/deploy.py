@@ -85,8 +85,9 @@ def _run(deployment) -> int:
     from ..deploy import plan
     from ..engines.command import run_cameras
     from ..predict import Segmenter
-    from .inference import TRACK_CONF, _report_predict, print_banner
+    from .inference import TRACK_CONF, _report_predict, print_banner, stream_sources
 
+    stream_sources([str(c.source) for c in deployment.cameras])  # first: the allocator for a run of weeks
     serve = plan.serve_config(deployment)
     seg = Segmenter(
         str(deployment.model.path),

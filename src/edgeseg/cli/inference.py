@@ -131,11 +131,25 @@ def _cmd_export(args) -> int:
 TRACK_CONF = 0.1  # ByteTrack's low band (0.1..0.25) needs those detections; `yolo track` lowers conf the same way
 
 
+def stream_sources(specs: Sequence[str]) -> list[str]:
+    """The videos, cameras and streams among ``specs``; when there are any, the run may last weeks and the allocator
+    is set for that now, before a model or a thread exists (``machine.steady_allocator``)."""
+    from ..machine import steady_allocator
+    from ..sources import source_kind
+    from ..sources.board import is_mipi
+
+    streams = [s for s in specs if source_kind(s) != "files" or is_mipi(s)]
+    if streams:
+        steady_allocator()
+    return streams
+
+
 def _cmd_predict(args) -> int:
     from ..engines.command import PredictOutputs, StreamOptions, predict_sources
     from ..predict import Segmenter
     from ..sources import RetryPolicy
 
+    streams = stream_sources([str(s) for s in args.sources])
     if args.conf is None:  # low-score detections only extend existing tracks: the tracked output stays clean
         args.conf = TRACK_CONF if args.track else 0.25
 
@@ -177,10 +191,6 @@ def _cmd_predict(args) -> int:
     server = start_server(serve) if serve is not None else None
     if server is not None:
         print(f"edgeseg: live view on {server.url} (it stops with the run; Ctrl-C ends both)", file=sys.stderr)
-    from ..sources import source_kind
-    from ..sources.board import is_mipi
-
-    streams = [s for s in map(str, args.sources) if source_kind(s) != "files" or is_mipi(s)]
     if streams:
         print_banner(seg, workers=args.workers, cameras=streams)
     t0 = time.perf_counter()
@@ -200,7 +210,8 @@ def _cmd_predict(args) -> int:
 
 
 def print_banner(seg, *, workers: int, cameras: Sequence[str]) -> None:
-    """What a run of cameras prints first (stderr): model, backend, workers, cameras and this CPU's INT8 path."""
+    """What a run of cameras prints first (stderr): model, backend, workers, cameras and this CPU's INT8 path. Such a
+    run may last weeks: ``stream_sources`` set the allocator for it before anything was loaded."""
     from ..machine import startup_banner
     from ..onnxgraph import is_quantized, load_model
 
