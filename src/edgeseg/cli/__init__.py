@@ -37,11 +37,23 @@ def _terminate(signum, frame) -> None:
     raise KeyboardInterrupt  # SIGTERM ends a run like Ctrl-C: outputs are finalised on the way out
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is at each line (tests and embedding programs swap it between runs)."""
+
+    @property
+    def stream(self):  # noqa: D102
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def _log_to_stderr() -> None:
     """The ``edgeseg`` logger's lines (a camera's state changes) on stderr, each with its UTC time."""
     logger = logging.getLogger("edgeseg")
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         formatter = logging.Formatter("%(asctime)s.%(msecs)03dZ edgeseg: %(message)s", datefmt="%Y-%m-%dT%H:%M:%S")
         formatter.converter = time.gmtime
         handler.setFormatter(formatter)
