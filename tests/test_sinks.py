@@ -225,6 +225,21 @@ def test_json_lines_rotate_by_duration_on_the_clock_given(tmp_path):
     ]
 
 
+def test_a_rotated_output_started_again_goes_on_after_its_segments(tmp_path):
+    """A deployment restarted (a reboot, a crash) numbers its new segments after the ones already there."""
+    clock = FakeClock()
+    for run in range(2):
+        sink = JsonlSink(tmp_path / "out.jsonl", rotation=Rotation(max_seconds=2.0, clock=clock))
+        for i in range(6):
+            clock.now = 100 * run + 0.5 * i
+            sink.write(index=i, time_s=None, source="cam", detections=NO_DETECTIONS)
+        sink.close()
+        assert [p.name for p in sink.paths] == [f"out.{k:05d}.jsonl" for k in (2 * run, 2 * run + 1)]
+    (tmp_path / "out.notanumber.jsonl").write_text("")  # a file of another kind beside them is not a segment
+    assert visible_files(tmp_path) == [*segment_names("out", ".jsonl", 4), "out.notanumber.jsonl"]
+    assert [json.loads(line)["frame"] for line in (tmp_path / "out.00002.jsonl").read_text().splitlines()] == [0, 1, 2, 3]
+
+
 def test_without_rotation_the_file_and_each_line_are_as_before(tmp_path):
     sink = JsonlSink(tmp_path / "out.jsonl")
     sink.write(index=3, time_s=0.12345, source="cam", detections=NO_DETECTIONS)

@@ -79,9 +79,19 @@ class _Segments:
 
     def __init__(self, path: Path, rotation: Rotation | None) -> None:
         self.base, self.rotation = path, rotation
-        self.number = 0
+        # a run started again (after a reboot, a crash) goes on after the segments already there, never over them
+        self.first = self._after_existing() if rotation is not None else 0
+        self.number = self.first
         self.paths: list[Path] = []  # every finished segment, in order
         self._first_frame_at: float | None = None
+
+    def _after_existing(self) -> int:
+        numbers = [
+            int(p.name[len(self.base.stem) + 1 : -len(self.base.suffix) or None])
+            for p in self.base.parent.glob(f"{self.base.stem}.[0-9][0-9][0-9][0-9][0-9]*{self.base.suffix}")
+            if p.name[len(self.base.stem) + 1 : -len(self.base.suffix) or None].isdigit()
+        ]
+        return max(numbers) + 1 if numbers else 0
 
     @property
     def path(self) -> Path:
@@ -92,7 +102,7 @@ class _Segments:
 
     def start(self) -> Path:
         """The file of the segment that starts now."""
-        self.number = len(self.paths)
+        self.number = self.first + len(self.paths)
         return self.path
 
     def due(self, size: Callable[[], int]) -> bool:
