@@ -161,6 +161,9 @@ def plot(result: dict, path: Path) -> None:
             ax.axvspan(d["down_s"] / 60, d.get("up_s", d["down_s"]) / 60, color="tab:red", alpha=0.15, lw=0)
         ax.grid(alpha=0.3)
     axes[0].axvline(result["args"]["warmup_minutes"], color="grey", ls="--", lw=1)
+    warm = [r["rss_mb"] for r in rows if r["t_s"] >= 60]  # the first minute loads the model: zoom on the rest
+    if warm:
+        axes[0].set_ylim(min(warm) - 20, max(warm) + 20)
     axes[-1].set_xlabel("minutes (red: a camera's server down)")
     g = growth(result, result["args"]["warmup_minutes"] * 60)
     fig.suptitle(
