@@ -167,13 +167,20 @@ class Warmed:
         return self._workers[:n]
 
 
-def cameras_run(seg: Warmed, make_sources: Callable[[int], list[Source | str]], count: int, workers: int, out: Path) -> dict:
-    """``count`` cameras through ``run_cameras`` with a JSON Lines file each; frames/s per camera and in all."""
+def cameras_run(
+    seg: Warmed, make_sources: Callable[[int], list[Source | str]], count: int, workers: int, out: Path, seconds: float
+) -> dict:
+    """``count`` cameras through ``run_cameras`` with a JSON Lines file each, for ``seconds`` (a run of RTSP cameras
+    goes on until stopped: it is, as SIGTERM would); frames/s per camera and in all."""
     plans = [CameraPlan(source, name=f"cam{k}", save_jsonl=out / f"cam{k}.jsonl") for k, source in enumerate(make_sources(count))]
+    stop = threading.Event()
+    timer = threading.Timer(seconds, stop.set)
     with ThreadCpu() as cpu:
         t0 = time.perf_counter()
-        summary = run_cameras(seg, cameras=plans, stream=StreamOptions(workers=workers), show_progress=False)
+        timer.start()
+        summary = run_cameras(seg, cameras=plans, stream=StreamOptions(workers=workers), show_progress=False, stop=stop)
         wall = time.perf_counter() - t0
+    timer.cancel()
     per_camera = {name: stats.frames / wall for name, stats in summary.streams}
     frames = sum(stats.frames for _, stats in summary.streams)
     roles = cpu.by_role()
@@ -211,34 +218,13 @@ def throughput(args: argparse.Namespace) -> dict:
             row = {"bare": bare(workers, tensors, args.seconds)}
             for n in args.cameras:
                 with tempfile.TemporaryDirectory() as tmp:
-                    row[f"{n} cameras"] = _timed(lambda n=n, tmp=tmp: cameras_run(warmed, make_sources, n, args.workers, Path(tmp)), args)
+                    row[f"{n} cameras"] = cameras_run(warmed, make_sources, n, args.workers, Path(tmp), args.seconds)
             rounds.append(row)
             print(f"round {r + 1}: " + ", ".join(f"{k} {v['fps']:.2f} frames/s" for k, v in row.items()), flush=True)
     finally:
         for s in servers:
             s.stop()
     return {"rounds": rounds, "setup": _setup(args, seg)}
-
-
-def _timed(run: Callable[[], dict], args: argparse.Namespace) -> dict:
-    if not args.rtsp:
-        return run()
-    result: dict = {}  # a run of RTSP cameras goes on until stopped: stop it after --seconds, as SIGTERM would
-    stopper = threading.Timer(args.seconds, lambda: _interrupt_main())
-    stopper.start()
-    try:
-        result = run()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stopper.cancel()
-    return result
-
-
-def _interrupt_main() -> None:
-    import _thread
-
-    _thread.interrupt_main()
 
 
 def _setup(args: argparse.Namespace, seg: Segmenter) -> dict:
