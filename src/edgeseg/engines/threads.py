@@ -155,7 +155,7 @@ class StreamRunner:
             threading.Thread(target=self._work, args=(p, predictor), name=f"edgeseg-worker-{k}", daemon=True)
             for k, predictor in enumerate(self.predictors)
         ]
-        single = len(lanes) == 1
+        single = lanes[0].stats is self.stats  # run(): the runner's stats are the source's (wall time adds up across runs)
         t0, wall_before = time.perf_counter(), self.stats.wall_s
 
         def start_admitted() -> None:
