@@ -1,0 +1,118 @@
+"""The one protocol of everything that consumes a run's frames: files (video, JSON Lines, a ROS 2 bag), the live
+view, and what publishes elsewhere (ROS 2 topics, an MQTT broker).
+
+Every output has the same lifecycle, driven by the engine's command side (``engines/command.py``):
+
+1. ``open(run)``: check and connect before any frame (a file that cannot be written, a broker that refuses the
+   password: one ``EdgesegError`` line, and the run does not start);
+2. ``on_frame(frame, stats)``: every frame of every camera (ok or failed), in each camera's frame order, on the
+   thread that consumes the runner. The frame's counting events (line crossings, zone entries and exits) come
+   with it, in ``frame.tracking.events``: an event belongs to the frame it happened in;
+3. ``on_state(stats)``: a camera's state changed (connecting, live, reconnecting, ended), from that camera's
+   reader thread;
+4. ``close()``: finalise (also on Ctrl-C / SIGTERM); returns the files it finished.
+
+Both ``on_frame`` and ``on_state`` run on the pipeline's threads: an output that talks to the network only hands
+its message to an ``Outbox`` (``outputs/outbox.py``) and returns; it never waits for a peer.
+
+**Failure rule.** An output that cannot go on raises ``EdgesegError`` naming itself (``path`` = its ``name``).
+``on_failure`` says what happens then: ``"stop"`` stops what the output belongs to (a camera's own file stops that
+camera; a run-wide output stops the run), ``"continue"`` closes that output, reports the one line, and the run and
+the other outputs go on. A peer that is away (a broker restarting, no ROS subscriber) is not a failure: the output
+reconnects on its own and counts what it could not deliver (``report()``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from ..engines.frames import StreamFrame, StreamStats
+
+OnFailure = Literal["stop", "continue"]
+ON_FAILURE: tuple[OnFailure, ...] = ("stop", "continue")
+
+
+@dataclass(frozen=True)
+class CameraInfo:
+    """What an output may want to know of a camera before its first frame: its unique ``name`` (the one in
+    ``StreamFrame.camera``), its ``source`` as given, whether it is ``live`` (a camera or stream: wall-clock time
+    matters) and the names of its counting ``lines`` and ``zones`` (empty without tracking)."""
+
+    name: str
+    source: str
+    live: bool = False
+    lines: tuple[str, ...] = ()
+    zones: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What ``Output.open`` gets: the run's cameras (images given on the command line are one camera each) and the
+    model's ``class_names`` (index = class id)."""
+
+    cameras: tuple[CameraInfo, ...] = ()
+    class_names: tuple[str, ...] = ()
+
+    def camera(self, name: str) -> CameraInfo:
+        """The camera called ``name``; one made up from the name for a camera the run did not announce."""
+        for camera in self.cameras:
+            if camera.name == name:
+                return camera
+        return CameraInfo(name=name, source=name)
+
+
+@runtime_checkable
+class Output(Protocol):
+    """Something that consumes a run's frames (see the module's docstring for the lifecycle and the failure
+    rule). ``name`` is what its one-line messages call it (``"MQTT broker localhost:1883"``, a file's path)."""
+
+    name: str
+    on_failure: OnFailure
+
+    def open(self, run: RunInfo) -> None: ...
+
+    def on_frame(self, frame: StreamFrame, stats: StreamStats) -> None: ...
+
+    def on_state(self, stats: StreamStats) -> None: ...
+
+    def close(self) -> list[Path]: ...
+
+    def report(self) -> str | None: ...
+
+
+@dataclass
+class OutputBase:
+    """Do-nothing defaults for the protocol's hooks: an output overrides the ones it needs."""
+
+    name: str = "output"
+    on_failure: OnFailure = "stop"
+    run: RunInfo = field(default_factory=RunInfo, repr=False)
+
+    def open(self, run: RunInfo) -> None:
+        self.run = run
+
+    def on_frame(self, frame: StreamFrame, stats: StreamStats) -> None:
+        pass
+
+    def on_state(self, stats: StreamStats) -> None:
+        pass
+
+    def close(self) -> list[Path]:
+        return []
+
+    def report(self) -> str | None:
+        """One line for the end of the run (what was delivered, dropped, reconnected), or None."""
+        return None
+
+
+def check_on_failure(value: str, what: str) -> OnFailure:
+    from ..errors import EdgesegError
+
+    if value not in ON_FAILURE:
+        raise EdgesegError(f"{what}: on_failure must be one of {', '.join(ON_FAILURE)}, got {value!r}")
+    return value  # type: ignore[return-value]
+
