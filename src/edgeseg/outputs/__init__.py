@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import ON_FAILURE, CameraInfo, OnFailure, Output, OutputBase, RunInfo
+from .base import ON_FAILURE, CameraInfo, OnFailure, Output, OutputBase, RunInfo, Stamps
 from .outbox import Outbox
 
-__all__ = ["ON_FAILURE", "CameraInfo", "OnFailure", "Outbox", "Output", "OutputBase", "RunInfo"]
+__all__ = ["ON_FAILURE", "CameraInfo", "OnFailure", "Outbox", "Output", "OutputBase", "RunInfo", "Stamps"]

@@ -24,7 +24,8 @@ reconnects on its own and counts what it could not deliver (``report()``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
@@ -116,3 +117,25 @@ def check_on_failure(value: str, what: str) -> OnFailure:
         raise EdgesegError(f"{what}: on_failure must be one of {', '.join(ON_FAILURE)}, got {value!r}")
     return value  # type: ignore[return-value]
 
+
+class Stamps:
+    """The one capture stamp of a frame, in nanoseconds, shared by every output that stamps messages (ROS 2
+    headers, MQTT event times). A file's frame is stamped with its ``time_s`` as the JSON Lines write it (rounded to
+    0.1 ms), so a bag of a clip is the same every run; a live camera's adds the UNIX time at which that camera's
+    ``time_s`` was 0, fixed at its first frame, so its stamps are wall-clock times and still step exactly as its
+    ``time_s``. A frame without a time (an image) is stamped with its camera's origin (0 for files)."""
+
+    def __init__(self, run: RunInfo, *, clock: Callable[[], float] = time.time) -> None:
+        self.run, self.clock = run, clock
+        self._origins_s: dict[str, float] = {}
+
+    def origin_s(self, camera: str) -> float:
+        """The UNIX time of ``camera``'s ``time_s`` 0 (0.0 for a file, and before a live camera's first frame)."""
+        return self._origins_s.get(camera, 0.0)
+
+    def of(self, frame: StreamFrame) -> int:
+        time_s = 0.0 if frame.time_s is None else round(frame.time_s, 4)
+        if frame.camera not in self._origins_s:
+            live = self.run.camera(frame.camera).live
+            self._origins_s[frame.camera] = round(self.clock() - time_s, 4) if live else 0.0
+        return round((self._origins_s[frame.camera] + time_s) * 1e9)
