@@ -16,7 +16,9 @@ MSG_DIR = Path(__file__).resolve().parents[1] / "src" / "edgeseg" / "outputs" / 
 STANDARD = {
     "std_msgs/Header": "builtin_interfaces/Time stamp\nstring frame_id",
     "std_msgs/String": "string data",
-    "sensor_msgs/Image": "std_msgs/Header header\nuint32 height\nuint32 width\nstring encoding\nuint8 is_bigendian\nuint32 step\nuint8[] data",
+    "sensor_msgs/Image": (
+        "std_msgs/Header header\nuint32 height\nuint32 width\nstring encoding\nuint8 is_bigendian\nuint32 step\nuint8[] data"
+    ),
     "sensor_msgs/CompressedImage": "std_msgs/Header header\nstring format\nuint8[] data",
     "sensor_msgs/RegionOfInterest": "uint32 x_offset\nuint32 y_offset\nuint32 height\nuint32 width\nbool do_rectify",
     "geometry_msgs/Point32": "float32 x\nfloat32 y\nfloat32 z",
