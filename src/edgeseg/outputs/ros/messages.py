@@ -16,6 +16,7 @@ tracking ``events`` and ``counts`` (std_msgs/String, JSON).
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -310,9 +311,9 @@ class FrameEncoder:
         targets = []
         for o in objects:
             x1, y1, x2, y2 = o.box
-            x0, y0 = max(int(np.floor(x1)), 0), max(int(np.floor(y1)), 0)
+            x0, y0 = max(math.floor(x1), 0), max(math.floor(y1), 0)
             rect = T["RegionOfInterest"](
-                x_offset=x0, y_offset=y0, height=int(np.ceil(y2)) - y0, width=int(np.ceil(x2)) - x0, do_rectify=False
+                x_offset=x0, y_offset=y0, height=math.ceil(y2) - y0, width=math.ceil(x2) - x0, do_rectify=False
             )
             rois = [T["Roi"](type=o.class_name, rect=rect, confidence=o.score)]
             points, captures = [], []
