@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 OnFailure = Literal["stop", "continue"]
 ON_FAILURE: tuple[OnFailure, ...] = ("stop", "continue")
+_STEP_NS = 100_000  # stamps are in the JSON Lines' 0.1 ms steps
 
 
 @dataclass(frozen=True)
@@ -133,15 +134,16 @@ class Stamps:
 
     def __init__(self, run: RunInfo, *, clock: Callable[[], float] = time.time) -> None:
         self.run, self.clock = run, clock
-        self._origins_s: dict[str, float] = {}
+        self._origins_ns: dict[str, int] = {}
 
     def origin_s(self, camera: str) -> float:
         """The UNIX time of ``camera``'s ``time_s`` 0 (0.0 for a file, and before a live camera's first frame)."""
-        return self._origins_s.get(camera, 0.0)
+        return self._origins_ns.get(camera, 0) / 1e9
 
     def of(self, frame: StreamFrame) -> int:
-        time_s = 0.0 if frame.time_s is None else round(frame.time_s, 4)
-        if frame.camera not in self._origins_s:
+        # in whole 0.1 ms steps, as integers: a float of nanoseconds since 1970 is past float64's exact integers
+        steps = 0 if frame.time_s is None else round(frame.time_s * 10_000)
+        if frame.camera not in self._origins_ns:
             live = self.run.camera(frame.camera).live
-            self._origins_s[frame.camera] = round(self.clock() - time_s, 4) if live else 0.0
-        return round((self._origins_s[frame.camera] + time_s) * 1e9)
+            self._origins_ns[frame.camera] = (round(self.clock() * 10_000) - steps) * _STEP_NS if live else 0
+        return self._origins_ns[frame.camera] + steps * _STEP_NS
