@@ -19,7 +19,7 @@ from edgeseg import Segmenter
 from edgeseg.errors import EdgesegError
 from edgeseg.outputs.base import CameraInfo, RunInfo
 from edgeseg.predict import DEFAULT_MODEL, SAMPLE_IMAGE
-from edgeseg.sinks import JsonlSink
+from edgeseg.outputs.jsonl import JsonlSink
 from edgeseg.tracking import TrackingOptions, parse_line
 
 pytest.importorskip("rosbags")
