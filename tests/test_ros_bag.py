@@ -15,11 +15,12 @@ import pytest
 import yaml
 
 import ros_oracle
+from corpus import error_reason, run_cli
 from edgeseg import Segmenter
+from edgeseg.decode import DecodeOptions
+from edgeseg.engines.command import PredictOutputs, StreamOptions, predict_sources
 from edgeseg.errors import EdgesegError
-from edgeseg.outputs.base import CameraInfo, RunInfo
 from edgeseg.predict import DEFAULT_MODEL, SAMPLE_IMAGE
-from edgeseg.outputs.jsonl import JsonlSink
 from edgeseg.tracking import TrackingOptions, parse_line
 
 pytest.importorskip("rosbags")
@@ -35,42 +36,41 @@ pytestmark = pytest.mark.timeout(300)
 
 SHIFTS = [*range(-96, 97, 32), *range(64, -97, -32)]  # right, then back left: 13 frames (as test_tracking_cli)
 LINE = "gate=0.4,0,0.4,1"
+TRACK_CONF = 0.1  # what --track decodes down to
 PER_FRAME = ("hobot_dnn_detection", "hobot_dnn_detection_info", "detections", "label_info", "annotations", "instance_mask", "counts")
 
 
-@pytest.fixture(scope="module")
-def recorded(tmp_path_factory) -> tuple[Path, list[dict], list]:
-    """(folder with bag_mcap/, bag_sqlite3/, frames.jsonl; the JSON Lines; the frames' (topic, data) as encoded)."""
-    out = tmp_path_factory.mktemp("bags")
+def write_slide(path: Path) -> Path:
     image = cv2.imread(str(SAMPLE_IMAGE))
     h, w = image.shape[:2]
-    clip = out / "slide.mp4"
-    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10, (w, h))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (w, h))
     for dx in SHIFTS:
         writer.write(cv2.warpAffine(image, np.float32([[1, 0, dx], [0, 1, 0]]), (w, h), borderValue=(114, 114, 114)))
     writer.release()
-    segmenter = Segmenter(DEFAULT_MODEL)
-    names = tuple(segmenter.names[i] for i in range(len(segmenter.names)))
-    # one source streamed alone: its frames' camera is the source as given
-    run = RunInfo(cameras=(CameraInfo(name=str(clip), source=str(clip), lines=("gate",)),), class_names=names)
+    return path
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory) -> tuple[Path, list[dict]]:
+    """(folder with bag_mcap/, bag_sqlite3/, frames.jsonl; the JSON Lines): one predict run of a tracked clip with a
+    counting line, the two bags as its run-wide outputs, the JSON Lines as its own file."""
+    out = tmp_path_factory.mktemp("bags")
+    clip = write_slide(out / "slide.mp4")
     topics = RosTopics(instance_mask=True)
     bags = [BagOutput(out / "bag_mcap", topics=topics), BagOutput(out / "bag_sqlite3", topics=topics, storage="sqlite3")]
-    jsonl = JsonlSink(out / "frames.jsonl")
-    for bag in bags:
-        bag.open(run)
-    assert not (out / "bag_mcap").exists()  # written under a temporary name until it is complete
-    encoded = []
-    with segmenter.stream(clip, track=TrackingOptions(lines=(parse_line(LINE),))) as stream:
-        for frame in stream:
-            jsonl.write(index=frame.index, time_s=frame.time_s, source=frame.source, detections=frame.detections, tracking=frame.tracking)
-            for bag in bags:
-                bag.on_frame(frame, stream.stats)
-            encoded.append([(m.topic, m.data) for m in bags[0].encoder.encode(frame)])
-    jsonl.close()
-    assert [bag.close() for bag in bags] == [[out / "bag_mcap"], [out / "bag_sqlite3"]]
+    summary = predict_sources(
+        Segmenter(DEFAULT_MODEL, options=DecodeOptions(conf=TRACK_CONF)),
+        [clip],
+        outputs=PredictOutputs(save_jsonl=out / "frames.jsonl"),
+        stream=StreamOptions(tracking=TrackingOptions(lines=(parse_line(LINE),))),
+        show_progress=False,
+        run_outputs=bags,
+    )
+    assert not summary.failed and not summary.incomplete
     assert sorted(p.name for p in out.iterdir()) == ["bag_mcap", "bag_sqlite3", "frames.jsonl", "slide.mp4"]  # no partial left
+    assert any(line.startswith(f"ROS 2 bag {out / 'bag_mcap'}: ") for line in summary.reports)
     lines = [json.loads(line) for line in (out / "frames.jsonl").read_text().splitlines()]
-    return out, lines, encoded
+    return out, lines
 
 
 def rosbags_messages(path: Path) -> list[tuple[str, str, int, bytes]]:
@@ -78,11 +78,12 @@ def rosbags_messages(path: Path) -> list[tuple[str, str, int, bytes]]:
         return [(c.topic, c.msgtype, t, bytes(raw)) for c, t, raw in reader.messages()]
 
 
+@pytest.mark.slow  # the predict run of the clip: ~5 s
 def test_both_readers_see_every_message_once(recorded):
-    out, lines, encoded = recorded
+    out, lines = recorded
     assert len(lines) == len(SHIFTS)
-    written = sorted((topic, data) for frame in encoded for topic, data in frame)
     from_mcap = rosbags_messages(out / "bag_mcap")
+    written = sorted((topic, data) for topic, _, _, data in from_mcap)
     with open(out / "bag_mcap" / "bag_mcap.mcap", "rb") as f:
         independent = [(c.topic, s.name, m.log_time, m.data) for s, c, m in make_reader(f).iter_messages()]
     db = sqlite3.connect(out / "bag_sqlite3" / "bag_sqlite3.db3")
@@ -97,8 +98,9 @@ def test_both_readers_see_every_message_once(recorded):
     assert not any(t == "/image/compressed" for t, _, _, _ in independent)  # off unless asked for
 
 
+@pytest.mark.slow  # the predict run of the clip: ~5 s
 def test_metadata_is_version_8_with_qos_as_a_string(recorded):
-    out, _, _ = recorded
+    out, _ = recorded
     for name in ("bag_mcap", "bag_sqlite3"):
         info = yaml.safe_load((out / name / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
         assert info["version"] == 8 and info["storage_identifier"] == name.split("_")[1]
@@ -112,9 +114,10 @@ def test_metadata_is_version_8_with_qos_as_a_string(recorded):
         assert by_topic["/hobot_dnn_detection"]["topic_metadata"]["type"] == "ai_msgs/msg/PerceptionTargets"
 
 
+@pytest.mark.slow  # the predict run of the clip: ~5 s
 def test_fields_equal_the_json_lines(recorded):
     """Decoded by the mcap reader with the definitions the bag embeds: stamps, track ids, outlines, masks."""
-    out, lines, _ = recorded
+    out, lines = recorded
     by_topic: dict[str, list] = {}
     with open(out / "bag_mcap" / "bag_mcap.mcap", "rb") as f:
         for _, channel, message, decoded in make_reader(f, decoder_factories=[DecoderFactory()]).iter_decoded_messages():
@@ -126,7 +129,7 @@ def test_fields_equal_the_json_lines(recorded):
     headers = ["/hobot_dnn_detection", "/hobot_dnn_detection_info", "/detections", "/label_info", "/instance_mask"]
     for topic in headers:
         assert [ros_oracle.stamp_ns(m.header) for _, m in by_topic[topic]] == times_ns, topic
-        assert {m.header.frame_id for _, m in by_topic[topic]} == {str(out / "slide.mp4")}
+        assert {m.header.frame_id for _, m in by_topic[topic]} == {"slide"}  # the camera's name
     checked = 0
     for record, (_, targets), (_, detections) in zip(lines, by_topic["/hobot_dnn_detection"], by_topic["/detections"]):
         expected_ids = [d["track_id"] for d in record["detections"]]
@@ -165,3 +168,30 @@ def test_an_existing_folder_is_refused(tmp_path):
     with pytest.raises(EdgesegError) as storage:
         BagOutput(tmp_path / "new", storage="rosbag1")
     assert storage.value.problem == "storage must be one of mcap, sqlite3, got 'rosbag1'"
+
+
+def test_an_existing_folder_is_one_line_before_any_work(tmp_path):
+    (tmp_path / "taken").mkdir()
+    proc = run_cli("predict", DEFAULT_MODEL, SAMPLE_IMAGE, "--save-bag", tmp_path / "taken", timeout=120)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert error_reason(proc, tmp_path / "taken") == "already exists: a bag is never written over (give a new folder name)"
+
+
+@pytest.mark.slow
+def test_save_bag_on_the_command_line(tmp_path):
+    """--save-bag with sqlite3, the frames as JPEG and a namespace: the bag plays the frames with the results."""
+    clip = write_slide(tmp_path / "slide.mp4")
+    bag = tmp_path / "run_bag"
+    proc = run_cli(
+        "predict", DEFAULT_MODEL, clip, "--track", "--save-bag", bag, "--bag-storage", "sqlite3", "--ros-image", "--ros-namespace", "robot1"
+    )
+    assert proc.returncode == 0, proc.stderr
+    found = rosbags_messages(bag)
+    topics = {topic for topic, _, _, _ in found}
+    assert {"/robot1/hobot_dnn_detection", "/robot1/image/compressed", "/robot1/counts"} <= topics
+    images = [data for topic, _, _, data in found if topic == "/robot1/image/compressed"]
+    targets = [t for topic, _, t, _ in found if topic == "/robot1/hobot_dnn_detection"]
+    assert len(images) == len(targets) == len(SHIFTS)
+    jpeg = ros_oracle.decode("sensor_msgs/msg/CompressedImage", images[3])
+    assert cv2.imdecode(np.frombuffer(jpeg.data, np.uint8), cv2.IMREAD_COLOR).shape == (480, 640, 3)
+    assert f"ROS 2 bag {bag}: " in proc.stdout + proc.stderr

@@ -316,3 +316,34 @@ def tracking_options_of(args):
     lines = tuple(parse_line(text) for text in args.line)
     zones = tuple(parse_zone(text) for text in args.zone)
     return TrackingOptions(tracker=config, lines=lines, zones=zones)
+
+
+def add_ros_options(p: argparse.ArgumentParser) -> None:
+    """--save-bag and the ROS 2 topics' options (``outputs.ros``), declared once."""
+    p.add_argument(
+        "--save-bag",
+        default=None,
+        metavar="DIR",
+        help="a ROS 2 bag in the new folder DIR (rosbag2 version 8, which Humble reads) of every frame's messages: "
+        "ai_msgs (TROS), vision_msgs, Foxglove annotations, events and counts (needs the ros extra; docs/ros2.md)",
+    )
+    p.add_argument("--bag-storage", choices=("mcap", "sqlite3"), default="mcap", help="with --save-bag: the storage (default mcap)")
+    p.add_argument(
+        "--ros-namespace",
+        default=None,
+        metavar="NS",
+        help="ROS 2 topics under NS (default: at the root for one camera, under /<camera> for several)",
+    )
+    p.add_argument(
+        "--ros-image",
+        action="store_true",
+        help="also each frame as JPEG on image/compressed, with the results' stamp (what TROS's web display and Foxglove pair with)",
+    )
+    p.add_argument("--ros-instance-mask", action="store_true", help="also a mono16 instance image per frame on instance_mask")
+
+
+def ros_topics_of(args):
+    """The ``RosTopics`` of --ros-namespace, --ros-image, --ros-instance-mask (``LabelInfo.threshold`` = --conf)."""
+    from ..outputs.ros.messages import RosTopics
+
+    return RosTopics(namespace=args.ros_namespace, instance_mask=args.ros_instance_mask, image=args.ros_image, threshold=args.conf)
