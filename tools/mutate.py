@@ -586,8 +586,8 @@ MUTATIONS = (
     Mutation(
         "ros-stamp",
         "src/edgeseg/outputs/ros/messages.py",
-        "nanosec=stamp_ns % 1_000_000_000)",
-        "nanosec=0)",
+        "stamp_ns // 1_000_000_000, stamp_ns % 1_000_000_000)",
+        "stamp_ns // 1_000_000_000, 0)",
         "header stamps lose the fraction of a second",
     ),
     Mutation(
@@ -598,11 +598,11 @@ MUTATIONS = (
         "Detection2D.id is the class, not the track id",
     ),
     Mutation(
-        "ros-packed-advance",
+        "ros-packed-size",
         "src/edgeseg/outputs/ros/packed.py",
-        "                rawdata[pos : pos + len(data)] = data\n                return pos + size",
-        "                rawdata[pos : pos + len(data)] = data\n                return pos + len(data)",
-        "the packed copy advances past the whole sequence and then once more per element",
+        "return itertools.repeat(None, self.n)",
+        "return iter((None,) if self.n else ())",
+        "a packed sequence counted as one element when the message's size is computed",
     ),
 )
 

@@ -312,9 +312,7 @@ class FrameEncoder:
         for o in objects:
             x1, y1, x2, y2 = o.box
             x0, y0 = max(math.floor(x1), 0), max(math.floor(y1), 0)
-            rect = T["RegionOfInterest"](
-                x_offset=x0, y_offset=y0, height=math.ceil(y2) - y0, width=math.ceil(x2) - x0, do_rectify=False
-            )
+            rect = T["RegionOfInterest"](x_offset=x0, y_offset=y0, height=math.ceil(y2) - y0, width=math.ceil(x2) - x0, do_rectify=False)
             rois = [T["Roi"](type=o.class_name, rect=rect, confidence=o.score)]
             points, captures = [], []
             if o.mask is not None:

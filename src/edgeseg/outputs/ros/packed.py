@@ -175,26 +175,27 @@ class PackedSerializer:
         return records
 
     def serialize(self, msg: object, msgtype: str) -> bytes:
+        if not self.fast:  # message objects throughout (``sequence`` and ``struct`` make them once it is off)
+            try:
+                return bytes(self.store.serialize_cdr(msg, msgtype))
+            except AttributeError:  # built before the fast path went off: it still holds a Packed
+                return bytes(self.store.serialize_cdr(unpacked(self.store, msg), msgtype))
         msgdef = self.store.get_msgdef(msgtype)
         size = 4 + msgdef.getsize_cdr(0, msg, self.store)
         raw = bytearray(size)
         struct.pack_into("BB", raw, 0, 0, 1)  # CDR little endian
-        if self.fast:
-            _writing.now = True
-            try:
-                end = msgdef.serialize_cdr_le(memoryview(raw)[4:], 0, msg, self.view)
-            finally:
-                _writing.now = False
-            if msgtype not in self._checked:
-                self._checked.add(msgtype)
-                plain = bytes(self.store.serialize_cdr(unpacked(self.store, msg), msgtype))
-                if plain != bytes(raw):
-                    self.fast = False
-                    log.warning("rosbags' serializer is not the shape edgeseg's packed sequences expect: writing them element by element")
-                    return plain
-        else:
-            end = msgdef.serialize_cdr_le(memoryview(raw)[4:], 0, unpacked(self.store, msg), self.store)
-        assert end + 4 == size, (end, size)
+        _writing.now = True
+        try:
+            end = msgdef.serialize_cdr_le(memoryview(raw)[4:], 0, msg, self.view)
+        finally:
+            _writing.now = False
+        if msgtype not in self._checked:
+            self._checked.add(msgtype)
+            plain = bytes(self.store.serialize_cdr(unpacked(self.store, msg), msgtype))
+            if plain != bytes(raw) or end + 4 != size:
+                self.fast = False
+                log.warning("rosbags' serializer is not the shape edgeseg's packed structs expect: writing them field by field")
+                return plain
         return bytes(raw)
 
 
