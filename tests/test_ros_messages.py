@@ -253,6 +253,8 @@ def test_one_encoding_per_frame_and_none_for_a_failed_frame():
     assert shared.encode(frame) is shared.encode(frame)
     failed = StreamFrame(index=6, source="dock.mp4", image=None, detections=None, error="cannot decode", camera="dock cam")
     assert shared.encode(failed) == []
+    FrameEncoder.release(run)
+    assert FrameEncoder.shared(run, CONFIG) is not shared
 
 
 def test_topic_namespaces():

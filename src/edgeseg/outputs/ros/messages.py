@@ -231,6 +231,12 @@ class FrameEncoder:
             last = cls._shared = cls(run, config)
         return last
 
+    @classmethod
+    def release(cls, run: RunInfo) -> None:
+        """Forget the shared encoder of ``run`` (an output's ``close``): it holds the last frame of each camera."""
+        if cls._shared is not None and cls._shared.run is run:
+            cls._shared = None
+
     def namespace(self, camera: str) -> str:
         """The prefix of ``camera``'s topics: ``/`` (one camera), ``/<camera>/`` (several), under an explicit
         namespace if one was given."""
