@@ -225,6 +225,24 @@ def test_untracked_objects_have_track_id_0_and_no_id():
     assert [d.id for d in det.detections] == ["", "", ""]
 
 
+def test_no_detections_and_no_masks():
+    """An empty frame still publishes every topic (empty arrays); detections decoded without masks have boxes only."""
+    empty = make_frame(tracked=False)
+    empty.detections = Detections.empty((H, W), NAMES)
+    encoder = FrameEncoder(run_of("dock cam"), RosTopics(instance_mask=True))
+    topics = {m.topic: m for m in encoder.encode(empty)}
+    assert ros_oracle.decode("ai_msgs/msg/PerceptionTargets", topics["/hobot_dnn_detection"].data).targets == []
+    mask = ros_oracle.decode("sensor_msgs/msg/Image", topics["/instance_mask"].data)
+    assert (mask.height, mask.width) == (H, W) and not any(mask.data)
+    boxes = make_frame(tracked=False)
+    boxes.detections = boxes.detections.select([0, 1])
+    boxes.detections.masks = boxes.detections.mask_origins = None
+    topics = {m.topic: m for m in encoder.encode(boxes)}
+    targets = ros_oracle.decode("ai_msgs/msg/PerceptionTargets", topics["/hobot_dnn_detection"].data).targets
+    assert [(len(t.rois), len(t.points), len(t.captures)) for t in targets] == [(1, 0, 0), (1, 0, 0)]
+    assert not any(ros_oracle.decode("sensor_msgs/msg/Image", topics["/instance_mask"].data).data)
+
+
 def test_the_packed_path_writes_rosbags_own_bytes():
     """The fast path for sequences of small structs against rosbags' element-by-element serializer."""
     encoder = FrameEncoder(run_of("dock cam"), CONFIG)
