@@ -267,6 +267,10 @@ def test_one_encoding_per_frame_and_none_for_a_failed_frame():
     run = run_of("dock cam")
     shared = FrameEncoder.shared(run, CONFIG)
     assert FrameEncoder.shared(run, CONFIG) is shared and FrameEncoder.shared(run_of("dock cam"), CONFIG) is not shared
+    shared = FrameEncoder.shared(run, CONFIG)
+    other = FrameEncoder.shared(run, RosTopics())
+    assert other is not shared and other.stamps is shared.stamps  # another config, the same stamps
+    shared = FrameEncoder.shared(run, CONFIG)
     frame = make_frame()
     assert shared.encode(frame) is shared.encode(frame)
     failed = StreamFrame(index=6, source="dock.mp4", image=None, detections=None, error="cannot decode", camera="dock cam")
@@ -284,6 +288,16 @@ def test_topic_namespaces():
     assert FrameEncoder(run_of("a"), RosTopics(namespace="robot1")).namespace("a") == "/robot1/"
     assert FrameEncoder(run_of("a", "b"), RosTopics(namespace="/robot1/")).namespace("b") == "/robot1/b/"
     assert ros_name("rtsp://cam.local/live--1") == "rtsp_cam_local_live_1"
+    assert FrameEncoder(run_of("a"), CONFIG).topics(tracking=False) == [
+        "hobot_dnn_detection",
+        "hobot_dnn_detection_info",
+        "detections",
+        "label_info",
+        "annotations",
+        "instance_mask",
+        "image/compressed",
+    ]
+    assert FrameEncoder(run_of("a")).topics(tracking=True)[-2:] == ["events", "counts"]
     with pytest.raises(EdgesegError) as bad:
         RosTopics(namespace="/robot 1")
     assert bad.value.problem.startswith("'robot 1' is not a ROS 2 name")
