@@ -88,6 +88,9 @@ def test_both_readers_see_every_message_once(recorded):
         independent = [(c.topic, s.name, m.log_time, m.data) for s, c, m in make_reader(f).iter_messages()]
     db = sqlite3.connect(out / "bag_sqlite3" / "bag_sqlite3.db3")
     rows = db.execute("SELECT t.name, t.type, m.timestamp, m.data FROM messages m JOIN topics t ON m.topic_id = t.id").fetchall()
+    definitions = dict(db.execute("SELECT topic_type, encoded_message_definition FROM message_definitions").fetchall())
+    assert {t for _, t, _, _ in rows} <= set(definitions)  # every type's definition travels in the bag
+    assert "MSG: ai_msgs/Target" in definitions["ai_msgs/msg/PerceptionTargets"]
     from_sqlite = rosbags_messages(out / "bag_sqlite3")
     for found in (from_mcap, independent, rows, from_sqlite):
         assert sorted((topic, bytes(data)) for topic, _, _, data in found) == written
