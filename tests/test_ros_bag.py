@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 from pathlib import Path
 
 import cv2
@@ -198,3 +199,10 @@ def test_save_bag_on_the_command_line(tmp_path):
     jpeg = ros_oracle.decode("sensor_msgs/msg/CompressedImage", images[3])
     assert cv2.imdecode(np.frombuffer(jpeg.data, np.uint8), cv2.IMREAD_COLOR).shape == (480, 640, 3)
     assert f"ROS 2 bag {bag}: " in proc.stdout + proc.stderr
+
+
+def test_without_the_ros_extra_it_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "rosbags", None)  # what `import rosbags` meets where the extra is not installed
+    with pytest.raises(EdgesegError) as exc:
+        BagOutput(tmp_path / "bag")
+    assert str(exc.value) == "ROS 2 messages need rosbags: pip install edgeseg[ros]"
