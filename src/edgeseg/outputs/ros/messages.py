@@ -65,10 +65,6 @@ _CLASSES = {
     "Image": "sensor_msgs/msg/Image",
     "CompressedImage": "sensor_msgs/msg/CompressedImage",
     "RegionOfInterest": "sensor_msgs/msg/RegionOfInterest",
-    "GeoPoint": "geometry_msgs/msg/Point",
-    "Pose": "geometry_msgs/msg/Pose",
-    "Quaternion": "geometry_msgs/msg/Quaternion",
-    "PoseWithCovariance": "geometry_msgs/msg/PoseWithCovariance",
     "PerceptionTargets": "ai_msgs/msg/PerceptionTargets",
     "PerceptionInfo": "ai_msgs/msg/PerceptionInfo",
     "Target": "ai_msgs/msg/Target",
@@ -80,9 +76,6 @@ _CLASSES = {
     "Detection2D": "vision_msgs/msg/Detection2D",
     "ObjectHypothesisWithPose": "vision_msgs/msg/ObjectHypothesisWithPose",
     "ObjectHypothesis": "vision_msgs/msg/ObjectHypothesis",
-    "BoundingBox2D": "vision_msgs/msg/BoundingBox2D",
-    "Pose2D": "vision_msgs/msg/Pose2D",
-    "Point2D": "vision_msgs/msg/Point2D",
     "LabelInfo": "vision_msgs/msg/LabelInfo",
     "VisionClass": "vision_msgs/msg/VisionClass",
     "ImageAnnotations": "foxglove_msgs/msg/ImageAnnotations",
@@ -212,11 +205,8 @@ class FrameEncoder:
         self._empty_u8 = np.zeros(0, np.uint8)
         self._colors: dict[int, tuple[object, object, object]] = {}
         T = self.t
-        zero = T["GeoPoint"](x=0.0, y=0.0, z=0.0)
-        self._pose = T["PoseWithCovariance"](
-            pose=T["Pose"](position=zero, orientation=T["Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0)),
-            covariance=np.zeros(36, np.float64),
-        )
+        # no pose: position 0, the identity rotation (w 1, as the .msg's default), covariance 0
+        self._pose = self.packed.struct("geometry_msgs/msg/PoseWithCovariance", 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0)
         self._class_map = [T["VisionClass"](class_id=i, class_name=name) for i, name in enumerate(self.class_names)]
         self._db_result = T["DBResult"](db_type="", match_id="", distance=0.0, similarity=0.0)
 
@@ -344,12 +334,12 @@ class FrameEncoder:
         for o in objects:
             x1, y1, x2, y2 = o.box
             hypothesis = T["ObjectHypothesis"](class_id=str(o.class_id), score=o.score)
-            center = T["Pose2D"](position=self.packed.struct("vision_msgs/msg/Point2D", (x1 + x2) / 2, (y1 + y2) / 2), theta=0.0)
+            bbox = self.packed.struct("vision_msgs/msg/BoundingBox2D", (x1 + x2) / 2, (y1 + y2) / 2, 0.0, x2 - x1, y2 - y1)
             out.append(
                 T["Detection2D"](
                     header=header,
                     results=[T["ObjectHypothesisWithPose"](hypothesis=hypothesis, pose=self._pose)],
-                    bbox=T["BoundingBox2D"](center=center, size_x=x2 - x1, size_y=y2 - y1),
+                    bbox=bbox,  # center.position x, y, theta, size_x, size_y
                     id=str(o.track_id) if o.track_id else "",
                 )
             )

@@ -2,13 +2,14 @@
 
 rosbags generates each type's CDR serializer from its field definitions and writes a sequence of messages element
 by element (``for item in val: pos = func(rawdata, pos, item, typestore)``): an outline of 40
-``geometry_msgs/Point32`` costs 40 calls and 120 ``struct.pack_into``. A struct whose fields are all primitive
-numbers laid out without padding (Point32, foxglove's Point2 and Color, builtin_interfaces' Time: ``packable``)
-has exactly numpy's packed record layout in CDR. ``PackedSerializer.sequence`` / ``struct`` make such values a
-``Packed`` (a record array, its dtype derived from the typestore's field definitions), and the serializer copies
-its bytes at once, through a view of the typestore whose definition of that struct does exactly that. While the
-sizes are counted a ``Packed`` sequence iterates as its ``n`` elements (rosbags adds each one's size); while the
-bytes are written it iterates once (the one copy). Everything else is rosbags' own code.
+``geometry_msgs/Point32`` costs 40 calls and 120 ``struct.pack_into``. A struct made only of numbers (nested structs
+and fixed arrays of numbers included) that CDR lays out without any padding (Point32, foxglove's Point2 and Color,
+builtin_interfaces' Time, vision_msgs' BoundingBox2D, geometry_msgs' PoseWithCovariance: ``packable``) is, in CDR,
+exactly its fields packed back to back. ``PackedSerializer.sequence`` / ``struct`` make such values a ``Packed``
+(their bytes, packed with ``struct`` codes derived from the typestore's field definitions: ``packed_layout``), and
+the serializer copies those bytes at once, through a view of the typestore whose definition of that struct does
+exactly that. While the sizes are counted a ``Packed`` sequence iterates as its ``n`` elements (rosbags adds each
+one's size); while the bytes are written it iterates once (the one copy). Everything else is rosbags' own code.
 
 The first message of each type is also serialised the plain way (every ``Packed`` turned back into message
 objects) and compared byte for byte; a difference (a rosbags whose generated code changed shape) turns the fast
@@ -32,20 +33,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("edgeseg")
 
-_DTYPES = {
-    "bool": "u1",
-    "byte": "u1",
-    "char": "u1",
-    "int8": "i1",
-    "uint8": "u1",
-    "int16": "<i2",
-    "uint16": "<u2",
-    "int32": "<i4",
-    "uint32": "<u4",
-    "int64": "<i8",
-    "uint64": "<u8",
-    "float32": "<f4",
-    "float64": "<f8",
+_CHARS = {  # struct's little-endian codes of the CDR primitives (sizes as CDR's)
+    "bool": "?",
+    "byte": "B",
+    "char": "B",
+    "int8": "b",
+    "uint8": "B",
+    "int16": "h",
+    "uint16": "H",
+    "int32": "i",
+    "uint32": "I",
+    "int64": "q",
+    "uint64": "Q",
+    "float32": "f",
+    "float64": "d",
 }
 _writing = threading.local()  # .now: True while a serializer writes bytes (a Packed sequence is then one copy)
 
@@ -68,24 +69,62 @@ class Packed:
         return itertools.repeat(None, self.n)
 
 
-def packed_dtype(store: Typestore, msgtype: str) -> np.dtype | None:
-    """The numpy record dtype whose layout equals ``msgtype``'s CDR layout, or None when it has none (a string,
-    a sequence, a nested message, or padding between fields or at the end)."""
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """How a packable struct lies in CDR: its fields flattened (nested structs and fixed arrays included) as
+    ``struct`` codes with no padding anywhere, ``align`` the widest field's size, which is also the first's (so
+    the one alignment rosbags applies before the struct aligns every field in it)."""
+
+    codes: str
+    align: int
+
+    @property
+    def packer(self) -> struct.Struct:
+        return struct.Struct("<" + self.codes)
+
+
+def packed_layout(store: Typestore, msgtype: str) -> Layout | None:
+    """``msgtype``'s ``Layout``, or None when it has none (a string, a sequence, padding between fields or at the
+    end, or a first field narrower than the widest)."""
     from rosbags.interfaces import Nodetype
 
-    fields, offset, widest = [], 0, 1
-    for name, desc in store.fielddefs[msgtype][1]:
-        if desc[0] != Nodetype.BASE or desc[1][0] not in _DTYPES:
+    codes, offset, widest, first = "", 0, 1, None
+    for _, desc in store.fielddefs[msgtype][1]:
+        if desc[0] == Nodetype.BASE and desc[1][0] in _CHARS:
+            part = _CHARS[desc[1][0]]
+            align = struct.calcsize("<" + part)
+        elif desc[0] == Nodetype.NAME and (sub := packed_layout(store, desc[1])) is not None:
+            part, align = sub.codes, sub.align
+        elif desc[0] == Nodetype.ARRAY and desc[1][0][0] == Nodetype.BASE and desc[1][0][1][0] in _CHARS:
+            part = _CHARS[desc[1][0][1][0]] * desc[1][1]
+            align = struct.calcsize("<" + part[0])
+        else:
             return None
-        dtype = np.dtype(_DTYPES[desc[1][0]])
-        if offset % dtype.itemsize:  # CDR would pad here
+        if offset % align:  # CDR would pad here
             return None
-        fields.append((name, dtype))
-        offset += dtype.itemsize
-        widest = max(widest, dtype.itemsize)
-    if not fields or offset % widest:  # the next element would start after padding
+        first = align if first is None else first
+        codes += part
+        offset += struct.calcsize("<" + part)
+        widest = max(widest, align)
+    if not codes or offset % widest or first != widest:
         return None
-    return np.dtype(fields)
+    return Layout(codes, widest)
+
+
+def build(store: Typestore, msgtype: str, values: Iterator[object]) -> object:
+    """A ``msgtype`` message object from its flattened field ``values`` (a ``Layout``'s order)."""
+    from rosbags.interfaces import Nodetype
+
+    args: list[object] = []
+    for _, desc in store.fielddefs[msgtype][1]:
+        if desc[0] == Nodetype.BASE:
+            args.append(next(values))
+        elif desc[0] == Nodetype.NAME:
+            args.append(build(store, desc[1], values))
+        else:
+            base = np.dtype("<" + _CHARS[desc[1][0][1][0]])
+            args.append(np.array([next(values) for _ in range(desc[1][1])], base))
+    return store.types[msgtype](*args)
 
 
 class _Definitions(dict):
@@ -104,7 +143,7 @@ class _View:
     """The typestore as the generated serializers see it, with the packable structs' definitions replaced by
     ones that copy a ``Packed`` at once."""
 
-    def __init__(self, store: Typestore, packable: dict[str, np.dtype]) -> None:
+    def __init__(self, store: Typestore, packable: dict[str, Layout]) -> None:
         self.store = store
         defs = _Definitions(store)
         defs.update({name: self._bulk(name) for name in packable})
@@ -133,46 +172,37 @@ class PackedSerializer:
 
     def __init__(self, store: Typestore) -> None:
         self.store = store
-        self.dtypes = {name: dtype for name in store.fielddefs if (dtype := packed_dtype(store, name)) is not None}
-        self.packers = {
-            name: struct.Struct("<" + "".join(dtype.fields[f][0].char for f in dtype.names)) for name, dtype in self.dtypes.items()
-        }
-        self.view = _View(store, self.dtypes)
+        self.layouts = {name: layout for name in store.fielddefs if (layout := packed_layout(store, name)) is not None}
+        self.packers = {name: layout.packer for name, layout in self.layouts.items()}
+        self.view = _View(store, self.layouts)
         self.fast = True
         self._checked: set[str] = set()
 
     def sequence(self, msgtype: str, columns: np.ndarray) -> Packed | list[object]:
-        """A sequence of ``msgtype`` from ``columns`` ((n, k): its first k fields in order, the others 0); message
-        objects when the fast path is off or the type is not packable."""
-        dtype = self.dtypes.get(msgtype)
-        k = columns.shape[1]
-        if dtype is None or not self.fast:
-            cls = self.store.types[msgtype]
-            zeros = [0] * (len(self.store.fielddefs[msgtype][1]) - k)
-            return [cls(*row, *zeros) for row in columns.tolist()]
-        return Packed(msgtype, self._records(dtype, columns).tobytes(), len(columns))
-
-    def struct(self, msgtype: str, *values: float) -> object:
-        """One ``msgtype`` (a struct field's value) from its first fields' ``values`` (the others 0)."""
-        dtype = self.dtypes.get(msgtype)
-        if dtype is None or not self.fast:
-            cls = self.store.types[msgtype]
-            return cls(*values, *[0] * (len(self.store.fielddefs[msgtype][1]) - len(values)))
-        packer = self.packers[msgtype]
-        return Packed(msgtype, packer.pack(*values, *[0] * (len(dtype.names) - len(values))), 1, single=True)
-
-    @staticmethod
-    def _records(dtype: np.dtype, columns: np.ndarray) -> np.ndarray:
+        """A sequence of ``msgtype`` from ``columns`` ((n, k): the first k of its flattened fields, the others 0);
+        message objects when the fast path is off or the type is not packable."""
+        layout = self.layouts.get(msgtype)
         n, k = columns.shape
-        kinds = {dtype.fields[name][0] for name in dtype.names}
-        if len(kinds) == 1:  # one number type: the records are a plain (n, fields) array's bytes
-            records = np.zeros((n, len(dtype.names)), kinds.pop())
+        if layout is None or not self.fast:
+            zeros = [0] * (len(layout.codes) - k if layout else len(self.store.fielddefs[msgtype][1]) - k)
+            return [build(self.store, msgtype, iter([*row, *zeros])) for row in columns.tolist()]
+        if len(set(layout.codes)) == 1:  # one number type: the records are a plain (n, fields) array's bytes
+            records = np.zeros((n, len(layout.codes)), "<" + layout.codes[0])
             records[:, :k] = columns
-            return records.view(dtype).reshape(-1)
-        records = np.zeros(n, dtype)
-        for name, column in zip(dtype.names, columns.T):
-            records[name] = column
-        return records
+            return Packed(msgtype, records.tobytes(), n)
+        packer, zeros = self.packers[msgtype], [0] * (len(layout.codes) - k)
+        return Packed(msgtype, b"".join(packer.pack(*row, *zeros) for row in columns.tolist()), n)
+
+    def struct(self, msgtype: str, *values: object) -> object:
+        """One ``msgtype`` (a struct field's value) from the first of its flattened fields' ``values`` (the others
+        0); a message object when the fast path is off or the type is not packable."""
+        layout = self.layouts.get(msgtype)
+        if layout is None:
+            return build(self.store, msgtype, iter([*values, *[0] * (len(self.store.fielddefs[msgtype][1]) - len(values))]))
+        flat = [*values, *[0] * (len(layout.codes) - len(values))]
+        if not self.fast:
+            return build(self.store, msgtype, iter(flat))
+        return Packed(msgtype, self.packers[msgtype].pack(*flat), 1, single=True)
 
     def serialize(self, msg: object, msgtype: str) -> bytes:
         if not self.fast:  # message objects throughout (``sequence`` and ``struct`` make them once it is off)
@@ -202,9 +232,8 @@ class PackedSerializer:
 def unpacked(store: Typestore, msg: object) -> object:
     """``msg`` with every ``Packed`` turned back into message objects (a copy where anything changed)."""
     if isinstance(msg, Packed):
-        cls = store.types[msg.msgtype]
-        dtype = packed_dtype(store, msg.msgtype)
-        structs = [cls(*row) for row in np.frombuffer(msg.data, dtype).tolist()]
+        packer = packed_layout(store, msg.msgtype).packer
+        structs = [build(store, msg.msgtype, iter(row)) for row in packer.iter_unpack(msg.data)]
         return structs[0] if msg.single else structs
     if isinstance(msg, list):
         return [unpacked(store, item) for item in msg]
