@@ -257,7 +257,7 @@ def test_the_packed_path_writes_rosbags_own_bytes():
             assert encoder.packed.fast
             msg = ros_oracle.decode(m.msgtype, m.data)
             assert ros_oracle.encode(m.msgtype, msg) == m.data
-    points = encoder.packed.sequence("geometry_msgs/msg/Point32", np.float32([[1, 2], [3, 4.5]]))
+    points = encoder.packed.sequence("geometry_msgs/msg/Point32", {"x": np.float32([1, 3]), "y": np.float32([2, 4.5])})
     parent = store.types["ai_msgs/msg/Point"](type="mask", point=points, confidence=np.zeros(0, np.float32))
     assert encoder.packed.serialize(parent, "ai_msgs/msg/Point") == bytes(store.serialize_cdr(unpacked(store, parent), "ai_msgs/msg/Point"))
     assert plain.serialize(parent, "ai_msgs/msg/Point") == encoder.packed.serialize(parent, "ai_msgs/msg/Point")

@@ -206,7 +206,7 @@ class FrameEncoder:
         self._colors: dict[int, tuple[object, object, object]] = {}
         T = self.t
         # no pose: position 0, the identity rotation (w 1, as the .msg's default), covariance 0
-        self._pose = self.packed.struct("geometry_msgs/msg/PoseWithCovariance", 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0)
+        self._pose = self.packed.struct("geometry_msgs/msg/PoseWithCovariance", {"pose.orientation.w": 1.0})
         self._class_map = [T["VisionClass"](class_id=i, class_name=name) for i, name in enumerate(self.class_names)]
         self._db_result = T["DBResult"](db_type="", match_id="", distance=0.0, similarity=0.0)
 
@@ -266,7 +266,7 @@ class FrameEncoder:
         stamp_ns = self.stamps.of(frame)
         prefix = self.namespace(frame.camera)
         T = self.t
-        time = self.packed.struct("builtin_interfaces/msg/Time", stamp_ns // 1_000_000_000, stamp_ns % 1_000_000_000)
+        time = self.packed.struct("builtin_interfaces/msg/Time", {"sec": stamp_ns // 1_000_000_000, "nanosec": stamp_ns % 1_000_000_000})
         header = T["Header"](stamp=time, frame_id=frame.camera)
         objects = _objects(det)
         h, w = (int(v) for v in det.image_shape)
@@ -319,7 +319,11 @@ class FrameEncoder:
                 where = T["RegionOfInterest"](x_offset=o.origin[0], y_offset=o.origin[1], height=mh, width=mw, do_rectify=False)
                 rois.append(T["Roi"](type="mask", rect=where, confidence=o.score))
                 points = [
-                    T["Point"](type="mask", point=self.packed.sequence("geometry_msgs/msg/Point32", outline), confidence=self._empty_f32)
+                    T["Point"](
+                        type="mask",
+                        point=self.packed.sequence("geometry_msgs/msg/Point32", {"x": outline[:, 0], "y": outline[:, 1]}),
+                        confidence=self._empty_f32,
+                    )
                     for outline in o.outlines
                 ]
                 pixels = np.ascontiguousarray(o.mask).view(np.uint8).reshape(-1) * np.uint8(255)
@@ -334,12 +338,13 @@ class FrameEncoder:
         for o in objects:
             x1, y1, x2, y2 = o.box
             hypothesis = T["ObjectHypothesis"](class_id=str(o.class_id), score=o.score)
-            bbox = self.packed.struct("vision_msgs/msg/BoundingBox2D", (x1 + x2) / 2, (y1 + y2) / 2, 0.0, x2 - x1, y2 - y1)
+            center = {"center.position.x": (x1 + x2) / 2, "center.position.y": (y1 + y2) / 2}
+            bbox = self.packed.struct("vision_msgs/msg/BoundingBox2D", {**center, "size_x": x2 - x1, "size_y": y2 - y1})
             out.append(
                 T["Detection2D"](
                     header=header,
                     results=[T["ObjectHypothesisWithPose"](hypothesis=hypothesis, pose=self._pose)],
-                    bbox=bbox,  # center.position x, y, theta, size_x, size_y
+                    bbox=bbox,
                     id=str(o.track_id) if o.track_id else "",
                 )
             )
@@ -350,7 +355,7 @@ class FrameEncoder:
         return T["LabelInfo"](header=header, class_map=self._class_map, threshold=float(self.config.threshold))
 
     def _rgba(self, r: float, g: float, b: float, a: float) -> object:
-        return self.packed.struct("foxglove_msgs/msg/Color", r, g, b, a)
+        return self.packed.struct("foxglove_msgs/msg/Color", {"r": r, "g": g, "b": b, "a": a})
 
     def _color(self, class_id: int) -> tuple[object, object, object]:
         """(outline, fill, label background) of a class: the overlays' palette."""
@@ -366,14 +371,14 @@ class FrameEncoder:
         for o in objects:
             outline, fill, label = self._color(o.class_id)
             for part in o.outlines:
-                pts = self.packed.sequence("foxglove_msgs/msg/Point2", part)
+                pts = self.packed.sequence("foxglove_msgs/msg/Point2", {"x": part[:, 0], "y": part[:, 1]})
                 points.append(
                     T["PointsAnnotation"](
                         timestamp=time, type=LINE_LOOP, points=pts, outline_color=outline, outline_colors=[], fill_color=fill, thickness=2.0
                     )
                 )
             text = f"{o.class_name} {o.score:.2f}" if not o.track_id else f"#{o.track_id} {o.class_name} {o.score:.2f}"
-            position = self.packed.struct("foxglove_msgs/msg/Point2", o.box[0], o.box[1])
+            position = self.packed.struct("foxglove_msgs/msg/Point2", {"x": o.box[0], "y": o.box[1]})
             texts.append(
                 T["TextAnnotation"](timestamp=time, position=position, text=text, font_size=14.0, text_color=white, background_color=label)
             )
@@ -387,7 +392,7 @@ class FrameEncoder:
                         T["PointsAnnotation"](
                             timestamp=time,
                             type=kind,
-                            points=self.packed.sequence("foxglove_msgs/msg/Point2", pts),
+                            points=self.packed.sequence("foxglove_msgs/msg/Point2", {"x": pts[:, 0], "y": pts[:, 1]}),
                             outline_color=color,
                             outline_colors=[],
                             fill_color=none,
@@ -395,7 +400,7 @@ class FrameEncoder:
                         )
                     )
                     said = f"in {counts['in']} out {counts['out']}" if kind == LINE_STRIP else f"occupancy {counts['occupancy']}"
-                    at = self.packed.struct("foxglove_msgs/msg/Point2", float(pts[0][0]), float(pts[0][1]))
+                    at = self.packed.struct("foxglove_msgs/msg/Point2", {"x": float(pts[0][0]), "y": float(pts[0][1])})
                     texts.append(
                         T["TextAnnotation"](
                             timestamp=time, position=at, text=f"{name}: {said}", font_size=14.0, text_color=color, background_color=none

@@ -23,7 +23,7 @@ import itertools
 import logging
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -71,10 +71,12 @@ class Packed:
 
 @dataclasses.dataclass(frozen=True)
 class Layout:
-    """How a packable struct lies in CDR: its fields flattened (nested structs and fixed arrays included) as
-    ``struct`` codes with no padding anywhere, ``align`` the widest field's size, which is also the first's (so
-    the one alignment rosbags applies before the struct aligns every field in it)."""
+    """How a packable struct lies in CDR: its fields flattened (nested structs and fixed arrays included), by
+    ``paths`` (``center.position.x``, ``covariance[3]``) and ``struct`` ``codes``, with no padding anywhere;
+    ``align`` is the widest field's size, which is also the first's (so the one alignment rosbags applies before
+    the struct aligns every field in it)."""
 
+    paths: tuple[str, ...]
     codes: str
     align: int
 
@@ -88,27 +90,29 @@ def packed_layout(store: Typestore, msgtype: str) -> Layout | None:
     end, or a first field narrower than the widest)."""
     from rosbags.interfaces import Nodetype
 
+    paths: list[str] = []
     codes, offset, widest, first = "", 0, 1, None
-    for _, desc in store.fielddefs[msgtype][1]:
+    for name, desc in store.fielddefs[msgtype][1]:
         if desc[0] == Nodetype.BASE and desc[1][0] in _CHARS:
-            part = _CHARS[desc[1][0]]
+            part, names = _CHARS[desc[1][0]], [name]
             align = struct.calcsize("<" + part)
         elif desc[0] == Nodetype.NAME and (sub := packed_layout(store, desc[1])) is not None:
-            part, align = sub.codes, sub.align
+            part, names, align = sub.codes, [f"{name}.{p}" for p in sub.paths], sub.align
         elif desc[0] == Nodetype.ARRAY and desc[1][0][0] == Nodetype.BASE and desc[1][0][1][0] in _CHARS:
-            part = _CHARS[desc[1][0][1][0]] * desc[1][1]
+            part, names = _CHARS[desc[1][0][1][0]] * desc[1][1], [f"{name}[{i}]" for i in range(desc[1][1])]
             align = struct.calcsize("<" + part[0])
         else:
             return None
         if offset % align:  # CDR would pad here
             return None
         first = align if first is None else first
+        paths += names
         codes += part
         offset += struct.calcsize("<" + part)
         widest = max(widest, align)
     if not codes or offset % widest or first != widest:
         return None
-    return Layout(codes, widest)
+    return Layout(tuple(paths), codes, widest)
 
 
 def build(store: Typestore, msgtype: str, values: Iterator[object]) -> object:
@@ -178,28 +182,35 @@ class PackedSerializer:
         self.fast = True
         self._checked: set[str] = set()
 
-    def sequence(self, msgtype: str, columns: np.ndarray) -> Packed | list[object]:
-        """A sequence of ``msgtype`` from ``columns`` ((n, k): the first k of its flattened fields, the others 0);
-        message objects when the fast path is off or the type is not packable."""
-        layout = self.layouts.get(msgtype)
-        n, k = columns.shape
-        if layout is None or not self.fast:
-            zeros = [0] * (len(layout.codes) - k if layout else len(self.store.fielddefs[msgtype][1]) - k)
-            return [build(self.store, msgtype, iter([*row, *zeros])) for row in columns.tolist()]
-        if len(set(layout.codes)) == 1:  # one number type: the records are a plain (n, fields) array's bytes
-            records = np.zeros((n, len(layout.codes)), "<" + layout.codes[0])
-            records[:, :k] = columns
-            return Packed(msgtype, records.tobytes(), n)
-        packer, zeros = self.packers[msgtype], [0] * (len(layout.codes) - k)
-        return Packed(msgtype, b"".join(packer.pack(*row, *zeros) for row in columns.tolist()), n)
-
-    def struct(self, msgtype: str, *values: object) -> object:
-        """One ``msgtype`` (a struct field's value) from the first of its flattened fields' ``values`` (the others
-        0); a message object when the fast path is off or the type is not packable."""
+    def _layout(self, msgtype: str, names: Iterable[str]) -> Layout:
         layout = self.layouts.get(msgtype)
         if layout is None:
-            return build(self.store, msgtype, iter([*values, *[0] * (len(self.store.fielddefs[msgtype][1]) - len(values))]))
-        flat = [*values, *[0] * (len(layout.codes) - len(values))]
+            raise ValueError(f"{msgtype} is not a struct of numbers without padding")
+        unknown = set(names) - set(layout.paths)
+        if unknown:
+            raise KeyError(f"{msgtype} has no field {sorted(unknown)[0]!r}")
+        return layout
+
+    def sequence(self, msgtype: str, columns: Mapping[str, np.ndarray]) -> Packed | list[object]:
+        """A sequence of ``msgtype`` from ``columns`` (field path -> n values; the fields not given are 0); message
+        objects when the fast path is off."""
+        layout = self._layout(msgtype, columns)
+        n = len(next(iter(columns.values())))
+        records = np.zeros((n, len(layout.paths)), "<" + layout.codes[0] if len(set(layout.codes)) == 1 else np.float64)
+        for path, column in columns.items():
+            records[:, layout.paths.index(path)] = column
+        if not self.fast:
+            return [build(self.store, msgtype, iter(row)) for row in records.tolist()]
+        if len(set(layout.codes)) == 1:  # one number type: the records are a plain (n, fields) array's bytes
+            return Packed(msgtype, records.tobytes(), n)
+        packer = self.packers[msgtype]
+        return Packed(msgtype, b"".join(packer.pack(*row) for row in records.tolist()), n)
+
+    def struct(self, msgtype: str, values: Mapping[str, object]) -> object:
+        """One ``msgtype`` (a struct field's value) from ``values`` (field path -> value; the fields not given are
+        0); a message object when the fast path is off."""
+        layout = self._layout(msgtype, values)
+        flat = [values.get(path, 0) for path in layout.paths]
         if not self.fast:
             return build(self.store, msgtype, iter(flat))
         return Packed(msgtype, self.packers[msgtype].pack(*flat), 1, single=True)
