@@ -586,8 +586,8 @@ MUTATIONS = (
     Mutation(
         "ros-stamp",
         "src/edgeseg/outputs/ros/messages.py",
-        "stamp_ns // 1_000_000_000, stamp_ns % 1_000_000_000)",
-        "stamp_ns // 1_000_000_000, 0)",
+        '"nanosec": stamp_ns % 1_000_000_000}',
+        '"nanosec": 0}',
         "header stamps lose the fraction of a second",
     ),
     Mutation(
