@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 import yaml
 
-import ros_oracle
 from corpus import error_reason, run_cli
 from edgeseg import Segmenter
 from edgeseg.decode import DecodeOptions
@@ -24,12 +23,14 @@ from edgeseg.errors import EdgesegError
 from edgeseg.predict import DEFAULT_MODEL, SAMPLE_IMAGE
 from edgeseg.tracking import TrackingOptions, parse_line
 
-pytest.importorskip("rosbags")
+pytest.importorskip("rosbags")  # the ros extra
+pytest.importorskip("mcap_ros2")  # the test extra's independent encoder
 from mcap.reader import make_reader  # noqa: E402
 from mcap_ros2.decoder import DecoderFactory  # noqa: E402
 from pycocotools import mask as coco_mask  # noqa: E402
 from rosbags.rosbag2 import Reader  # noqa: E402
 
+import ros_oracle  # noqa: E402
 from edgeseg.outputs.ros.bag import BagOutput  # noqa: E402
 from edgeseg.outputs.ros.messages import RosTopics  # noqa: E402
 

@@ -17,14 +17,15 @@ import cv2
 import numpy as np
 import pytest
 
-import ros_oracle
 from edgeseg.engines.frames import StreamFrame
 from edgeseg.errors import EdgesegError
 from edgeseg.outputs.base import CameraInfo, RunInfo
 from edgeseg.results import Detections
 from edgeseg.tracking import TrackedFrame
 
-pytest.importorskip("rosbags")
+pytest.importorskip("rosbags")  # the ros extra
+pytest.importorskip("mcap_ros2")  # the test extra's independent encoder
+import ros_oracle  # noqa: E402
 from edgeseg.outputs.ros.messages import FrameEncoder, RosTopics, ros_name  # noqa: E402
 from edgeseg.outputs.ros.packed import PackedSerializer, unpacked  # noqa: E402
 from edgeseg.outputs.ros.types import typestore  # noqa: E402
