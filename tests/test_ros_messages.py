@@ -20,6 +20,7 @@ import pytest
 from edgeseg.engines.frames import StreamFrame
 from edgeseg.errors import EdgesegError
 from edgeseg.outputs.base import CameraInfo, RunInfo
+from edgeseg.preprocess import Nv12Frame
 from edgeseg.results import Detections
 from edgeseg.tracking import TrackedFrame
 
@@ -197,6 +198,11 @@ def test_annotations_instance_mask_and_image(messages):
     assert jpeg.format == "jpeg" and ros_oracle.stamp_ns(jpeg.header) == STAMP_NS
     decoded = cv2.imdecode(np.frombuffer(jpeg.data, np.uint8), cv2.IMREAD_COLOR)
     assert decoded.shape == (H, W, 3) and np.abs(decoded.astype(int) - make_frame().image).mean() < 3
+    nv12 = make_frame()
+    nv12.image = Nv12Frame.from_bgr(nv12.image)  # a board camera's frame
+    (from_nv12,) = [m for m in FrameEncoder(run_of("dock cam"), CONFIG).encode(nv12) if m.topic == "/image/compressed"]
+    decoded = cv2.imdecode(np.frombuffer(ros_oracle.decode(from_nv12.msgtype, from_nv12.data).data, np.uint8), cv2.IMREAD_COLOR)
+    assert decoded.shape == (H, W, 3) and np.abs(decoded.astype(int) - make_frame().image).mean() < 6
 
 
 def test_events_and_counts_are_json(messages):

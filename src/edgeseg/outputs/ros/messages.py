@@ -26,6 +26,7 @@ import numpy as np
 
 from ...draw import color_for
 from ...errors import EdgesegError
+from ...preprocess import Nv12Frame
 from ..base import RunInfo, Stamps
 from .message import RosMessage, TopicQos
 from .packed import PackedSerializer
@@ -418,6 +419,8 @@ class FrameEncoder:
         data = image.view(np.uint8).reshape(-1)
         return self.t["Image"](header=header, height=h, width=w, encoding="mono16", is_bigendian=0, step=2 * w, data=data)
 
-    def _jpeg(self, header: object, image: np.ndarray) -> object:
+    def _jpeg(self, header: object, image: np.ndarray | Nv12Frame) -> object:
+        if isinstance(image, Nv12Frame):  # a board camera's frame: its colour conversion is paid only here
+            image = image.to_bgr()
         ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.config.jpeg_quality])
         return self.t["CompressedImage"](header=header, format="jpeg", data=data.reshape(-1) if ok else self._empty_u8)
