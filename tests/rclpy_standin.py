@@ -90,6 +90,7 @@ class Publisher:
     qos_profile: QoSProfile
     raw: list[bytes] = field(default_factory=list)
     destroyed: bool = False
+    acked_wait: int | None = None  # the timeout of the last wait_for_all_acked (ns)
 
     def publish(self, msg) -> None:
         assert not self.destroyed, "publish after destroy"
@@ -100,7 +101,9 @@ class Publisher:
         else:
             raise TypeError(f"Expected {self.msg_type}, got {type(msg)}")
 
-    def wait_for_all_acked(self, timeout: Duration = Duration(seconds=-1)) -> bool:
+    def wait_for_all_acked(self, timeout: Duration) -> bool:
+        assert isinstance(timeout, Duration), timeout  # rclpy passes timeout._duration_handle on
+        self.acked_wait = timeout.nanoseconds
         return True
 
 
