@@ -16,8 +16,8 @@ import time
 from types import SimpleNamespace
 
 import pytest
-import rclpy_standin
 
+import rclpy_standin
 from edgeseg.errors import EdgesegError
 from edgeseg.outputs.base import RunInfo
 from edgeseg.outputs.ros.live import RosLiveConfig, RosLiveOutput, install_hint, open_transport
@@ -33,6 +33,8 @@ LOOPBACK = (
 )
 _domains = itertools.count(61)  # a fresh non-default domain per test: a domain reads its config once
 LATCHED = TopicQos(durability="transient_local", depth=1)
+DEFAULT = TopicQos()  # reliable, volatile, depth 10: rclcpp::QoS(10)
+READER = TopicQos(depth=1000)  # the test's readers keep every sample
 
 
 def rosbags_typestore():
@@ -40,7 +42,7 @@ def rosbags_typestore():
     return typesys.get_typestore(typesys.Stores.ROS2_HUMBLE)
 
 
-def string_message(topic: str, text: str, qos: TopicQos = TopicQos()) -> RosMessage:
+def string_message(topic: str, text: str, qos: TopicQos = DEFAULT) -> RosMessage:
     ts = rosbags_typestore()
     data = ts.serialize_cdr(ts.types["std_msgs/msg/String"](data=text), "std_msgs/msg/String")
     return RosMessage(topic=topic, msgtype="std_msgs/msg/String", data=bytes(data), stamp_ns=0, qos=qos)
@@ -80,7 +82,7 @@ def dds_domain(monkeypatch) -> int:
     return domain
 
 
-def reader(domain: int, topic: str, struct, qos: TopicQos = TopicQos(depth=1000)):
+def reader(domain: int, topic: str, struct, qos: TopicQos = READER):
     """A DataReader on ``topic`` (the DDS name, written out) in a participant of its own, with ``qos``."""
     from cyclonedds.core import Policy
     from cyclonedds.domain import DomainParticipant
@@ -160,7 +162,6 @@ def test_dds_loopback_with_ros_names_and_qos(dds_domain) -> None:
     """Every frame's message reaches an independent reader on rt/<topic> under ROS 2's type name, in order;
     the latched topic is TRANSIENT_LOCAL (a reader that joins after it was written still gets it)."""
     from edgeseg.outputs.ros.dds import DdsTransport
-
     from ros_dds_types import String_ as string
 
     live = reader(dds_domain, "rt/edgeseg/test", string)
