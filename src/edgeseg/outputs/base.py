@@ -25,8 +25,8 @@ reconnects on its own and counts what it could not deliver (``report()``).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 OnFailure = Literal["stop", "continue"]
 ON_FAILURE: tuple[OnFailure, ...] = ("stop", "continue")
+_STEP_NS = 100_000  # stamps are in the JSON Lines' 0.1 ms steps
 
 
 @dataclass(frozen=True)
@@ -69,10 +70,12 @@ class RunInfo:
 @runtime_checkable
 class Output(Protocol):
     """Something that consumes a run's frames (see the module's docstring for the lifecycle and the failure
-    rule). ``name`` is what its one-line messages call it (``"MQTT broker localhost:1883"``, a file's path)."""
+    rule). ``name`` is what its one-line messages call it (``"MQTT broker localhost:1883"``, a file's path);
+    ``warnings``: what the run should report at its end (a frame resized to fit a video)."""
 
     name: str
     on_failure: OnFailure
+    warnings: Sequence[str]
 
     def open(self, run: RunInfo) -> None: ...
 
@@ -85,13 +88,17 @@ class Output(Protocol):
     def report(self) -> str | None: ...
 
 
-@dataclass
 class OutputBase:
-    """Do-nothing defaults for the protocol's hooks: an output overrides the ones it needs."""
+    """Do-nothing defaults for the protocol's hooks: an output overrides the ones it needs (a dataclass subclass
+    may declare ``name`` and ``on_failure`` as fields)."""
 
     name: str = "output"
     on_failure: OnFailure = "stop"
-    run: RunInfo = field(default_factory=RunInfo, repr=False)
+    run: RunInfo = RunInfo()
+    warnings: Sequence[str] = ()
+
+    def __init__(self, name: str = "output", on_failure: OnFailure = "stop") -> None:
+        self.name, self.on_failure = name, on_failure
 
     def open(self, run: RunInfo) -> None:
         self.run = run
@@ -127,15 +134,16 @@ class Stamps:
 
     def __init__(self, run: RunInfo, *, clock: Callable[[], float] = time.time) -> None:
         self.run, self.clock = run, clock
-        self._origins_s: dict[str, float] = {}
+        self._origins_ns: dict[str, int] = {}
 
     def origin_s(self, camera: str) -> float:
         """The UNIX time of ``camera``'s ``time_s`` 0 (0.0 for a file, and before a live camera's first frame)."""
-        return self._origins_s.get(camera, 0.0)
+        return self._origins_ns.get(camera, 0) / 1e9
 
     def of(self, frame: StreamFrame) -> int:
-        time_s = 0.0 if frame.time_s is None else round(frame.time_s, 4)
-        if frame.camera not in self._origins_s:
+        # in whole 0.1 ms steps, as integers: a float of nanoseconds since 1970 is past float64's exact integers
+        steps = 0 if frame.time_s is None else round(frame.time_s * 10_000)
+        if frame.camera not in self._origins_ns:
             live = self.run.camera(frame.camera).live
-            self._origins_s[frame.camera] = round(self.clock() - time_s, 4) if live else 0.0
-        return round((self._origins_s[frame.camera] + time_s) * 1e9)
+            self._origins_ns[frame.camera] = (round(self.clock() * 10_000) - steps) * _STEP_NS if live else 0
+        return self._origins_ns[frame.camera] + steps * _STEP_NS
