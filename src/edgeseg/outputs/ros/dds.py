@@ -126,8 +126,8 @@ def _serialised_type(struct: type) -> type:
 
 
 class DdsTransport:
-    """One DomainParticipant on ``domain`` (``ROS_DOMAIN_ID`` by default), one DataWriter per topic, made at
-    its first message with that topic's QoS; the types come from ``typestore`` (edgeseg's, with ai_msgs,
+    """One DomainParticipant on ``domain`` (``ROS_DOMAIN_ID`` by default), one DataWriter per topic with its QoS, made
+    when advertised or at its first message; the types come from ``typestore`` (edgeseg's, with ai_msgs,
     vision_msgs and foxglove_msgs, by default). ``publish`` runs on the outbox's sender thread only."""
 
     def __init__(self, *, domain: int | None = None, typestore: Any = None) -> None:
@@ -143,19 +143,22 @@ class DdsTransport:
         self.participant = DomainParticipant(self.domain)
         self._writers: dict[str, tuple[Any, type]] = {}
 
+    def advertise(self, topic: str, msgtype: str, qos: TopicQos) -> None:
+        """Make ``topic``'s writer now (before the first frame: a subscriber has matched it by then)."""
+        if topic not in self._writers:
+            from cyclonedds.pub import DataWriter
+            from cyclonedds.topic import Topic
+
+            struct = self.types[msgtype]
+            dds_qos = writer_qos(qos)
+            dds = Topic(self.participant, dds_topic(topic), struct, qos=dds_qos)
+            self._writers[topic] = (DataWriter(self.participant, dds, qos=dds_qos), _serialised_type(struct))
+
     def publish(self, message: RosMessage) -> None:
-        writer, sample = self._writers.get(message.topic) or self._writer(message)
+        if message.topic not in self._writers:
+            self.advertise(message.topic, message.msgtype, message.qos)
+        writer, sample = self._writers[message.topic]
         writer.write(sample(bytes(message.data)))  # bytes(bytes) is the same object, no copy
-
-    def _writer(self, message: RosMessage) -> tuple[Any, type]:
-        from cyclonedds.pub import DataWriter
-        from cyclonedds.topic import Topic
-
-        struct = self.types[message.msgtype]
-        qos = writer_qos(message.qos)
-        topic = Topic(self.participant, dds_topic(message.topic), struct, qos=qos)
-        made = self._writers[message.topic] = (DataWriter(self.participant, topic, qos=qos), _serialised_type(struct))
-        return made
 
     def close(self) -> None:
         """Give matched readers up to ``ACK_WAIT_S`` to acknowledge what was written, then leave the domain."""

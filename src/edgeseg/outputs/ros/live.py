@@ -15,18 +15,18 @@ dropped and counted (``report()``).
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from ...errors import EdgesegError, first_line
 from ..base import OnFailure, OutputBase, RunInfo, check_on_failure
 from ..outbox import DEFAULT_CAPACITY, Outbox
-from .message import RosMessage
+from .message import RosMessage, TopicQos
+from .messages import RosTopics
 
 if TYPE_CHECKING:
     from ...engines.frames import StreamFrame, StreamStats
+    from .messages import FrameEncoder
 
 TransportName = Literal["auto", "rclpy", "cyclonedds"]
 TRANSPORTS: tuple[TransportName, ...] = ("auto", "rclpy", "cyclonedds")
@@ -34,18 +34,17 @@ CLOSE_WAIT_S = 2.0  # at close: how long the outbox gets to publish what is stil
 
 
 class Transport(Protocol):
-    """Where the sender thread publishes: ``name`` for the report line, ``publish`` one serialised message (on
-    the sender thread only), ``close`` once, after the last ``publish``."""
+    """Where the sender thread publishes: ``name`` for the report line; ``advertise`` a topic before the first
+    frame (on the pipeline's side, at open); ``publish`` one serialised message (on the sender thread only;
+    advertises its topic if it was not); ``close`` once, after the last ``publish``."""
 
     name: str
+
+    def advertise(self, topic: str, msgtype: str, qos: TopicQos) -> None: ...
 
     def publish(self, message: RosMessage) -> None: ...
 
     def close(self) -> None: ...
-
-
-class Encoder(Protocol):
-    def encode(self, frame: StreamFrame) -> list[RosMessage]: ...
 
 
 def install_hint(machine: str | None = None) -> str:
@@ -83,69 +82,69 @@ def open_transport(choice: TransportName = "auto", *, domain: int | None = None)
     raise EdgesegError(f"no ROS 2 transport here ({'; '.join(reasons)}): {install_hint()}", "--ros")
 
 
-@dataclass(frozen=True)
-class RosLiveConfig:
-    """``transport``: ``auto`` (rclpy, else cyclonedds), or one of them only; ``capacity``: messages the outbox
-    holds before it drops the oldest; ``domain``: the DDS domain of the cyclonedds transport (None:
-    ``ROS_DOMAIN_ID``, else 0; rclpy reads ``ROS_DOMAIN_ID`` itself); ``encoder``: the ``FrameEncoder``'s config
-    (topics, namespace), None for its defaults."""
-
-    transport: TransportName = "auto"
-    capacity: int = DEFAULT_CAPACITY
-    domain: int | None = None
-    encoder: Any = None
-
-
 class RosLiveOutput(OutputBase):
-    """``--ros``: a run-wide output (every camera's frames; each camera's topics under its own namespace, as the
-    encoder names them). ``transport`` and ``make_encoder`` replace the chosen transport and the ``FrameEncoder``
-    (tests, other encoders)."""
+    """``--ros``: a run-wide output (every camera's frames; several cameras' topics each under its own namespace,
+    as ``FrameEncoder`` names them). ``topics``: which topics and how (shared with ``--save-bag``: one encoding
+    per frame for both); ``transport``: ``"auto"`` (rclpy, else cyclonedds), one of them only, or a
+    ``Transport`` to use as it is; ``capacity``: messages the outbox holds before it drops the oldest;
+    ``domain``: the cyclonedds transport's DDS domain (None: ``ROS_DOMAIN_ID``, else 0; rclpy reads
+    ``ROS_DOMAIN_ID`` itself). A failure never stops the run by default (``on_failure="continue"``)."""
 
     def __init__(
         self,
         *,
-        config: RosLiveConfig = RosLiveConfig(),
+        topics: RosTopics = RosTopics(),
+        transport: TransportName | Transport = "auto",
+        capacity: int = DEFAULT_CAPACITY,
+        domain: int | None = None,
         on_failure: OnFailure = "continue",
-        transport: Transport | None = None,
-        make_encoder: Callable[[RunInfo], Encoder] | None = None,
     ) -> None:
         super().__init__(name="ROS 2 (--ros)", on_failure=check_on_failure(on_failure, "--ros"))
-        self.config = config
-        self.transport = transport
-        self._make_encoder = make_encoder
-        self.encoder: Encoder | None = None
+        if isinstance(transport, str) and transport not in TRANSPORTS:
+            raise EdgesegError(f"the transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}", "--ros")
+        self.topics, self.capacity, self.domain = topics, capacity, domain
+        self._choice = transport
+        self.transport: Transport | None = None
+        self.encoder: FrameEncoder | None = None
         self.outbox: Outbox[RosMessage] | None = None
         self.frames = 0
 
     def open(self, run: RunInfo) -> None:
         super().open(run)
-        if self._make_encoder is not None:
-            self.encoder = self._make_encoder(run)
-        else:
-            from .messages import FrameEncoder
+        from .messages import TOPICS, FrameEncoder
 
-            self.encoder = FrameEncoder(run, config=self.config.encoder) if self.config.encoder is not None else FrameEncoder(run)
-        if self.transport is None:
-            self.transport = open_transport(self.config.transport, domain=self.config.domain)
-        self.outbox = Outbox(self.transport.publish, capacity=self.config.capacity, name=f"ros-{self.transport.name.split(',')[0]}")
+        self.encoder = FrameEncoder.shared(run, self.topics)
+        choice = self._choice
+        self.transport = open_transport(choice, domain=self.domain) if isinstance(choice, str) else choice
+        # every topic the run's cameras will publish on, made before the first frame so that a subscriber already
+        # listening has matched it when the first message goes out
+        for camera in run.cameras:
+            prefix = self.encoder.namespace(camera.name)
+            for topic in self.encoder.topics(tracking=bool(camera.lines or camera.zones)):
+                msgtype, qos = TOPICS[topic]
+                self.transport.advertise(prefix + topic, msgtype, qos)
+        self.outbox = Outbox(self.transport.publish, capacity=self.capacity, name=f"ros-{self.transport.name.split(',')[0]}")
 
     def on_frame(self, frame: StreamFrame, stats: StreamStats) -> None:
-        assert self.encoder is not None and self.outbox is not None, "on_frame before open"
+        if self.encoder is None or self.outbox is None:
+            return
         for message in self.encoder.encode(frame):
             self.outbox.put(message)
         self.frames += 1
 
     def close(self) -> list[Path]:
-        if self.outbox is not None:
-            self.outbox.close(CLOSE_WAIT_S)
+        outbox, self.outbox = self.outbox, None
+        if outbox is not None:
+            outbox.close(CLOSE_WAIT_S)
+            self._closed = outbox
         if self.transport is not None:
             self.transport.close()
         return []
 
     def report(self) -> str | None:
-        if self.outbox is None or self.transport is None:
+        box = self.outbox or getattr(self, "_closed", None)
+        if box is None or self.transport is None:
             return None
-        box = self.outbox
         line = f"{self.name} via {self.transport.name}: {box.sent} messages published of {self.frames} frames, {box.dropped} dropped"
         if box.failed:
             line += f", {box.failed} failed ({box.last_error})"

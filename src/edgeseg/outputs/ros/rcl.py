@@ -46,7 +46,8 @@ def qos_profile(qos: TopicQos) -> Any:
 
 
 class RclpyTransport:
-    """One node (``edgeseg``) in a context of its own, one publisher per topic made at its first message.
+    """One node (``edgeseg``) in a context of its own, one publisher per topic with its QoS, made
+    when advertised or at its first message.
     ``skipped``: "topic (reason)" -> messages not published because the topic's type is not installed."""
 
     name = "rclpy"
@@ -62,30 +63,27 @@ class RclpyTransport:
         self._unavailable: dict[str, str] = {}  # topic -> the one line said about it
         self.skipped: dict[str, int] = {}
 
+    def advertise(self, topic: str, msgtype: str, qos: TopicQos) -> None:
+        """Make ``topic``'s publisher now; a type that is not installed here is said once, its topic left out."""
+        if topic in self._publishers or topic in self._unavailable:
+            return
+        try:
+            msg_class = message_class(msgtype)
+        except (ImportError, AttributeError) as exc:
+            log.warning("ROS 2 (--ros): %s is not published: %s is not installed here (%s)", topic, msgtype, first_line(exc))
+            self._unavailable[topic] = f"{topic} ({msgtype} not installed)"
+            return
+        self._publishers[topic] = self.node.create_publisher(msg_class, topic, qos_profile(qos))
+
     def publish(self, message: RosMessage) -> None:
+        if message.topic not in self._publishers:
+            self.advertise(message.topic, message.msgtype, message.qos)
         publisher = self._publishers.get(message.topic)
         if publisher is None:
-            if message.topic in self._unavailable:
-                key = self._unavailable[message.topic]
-                self.skipped[key] = self.skipped.get(key, 0) + 1
-                return
-            publisher = self._publisher(message)
-            if publisher is None:
-                return self.publish(message)
+            key = self._unavailable[message.topic]
+            self.skipped[key] = self.skipped.get(key, 0) + 1
+            return
         publisher.publish(bytes(message.data))  # bytes: Publisher.publish -> publish_raw, the CDR as it is
-
-    def _publisher(self, message: RosMessage) -> Any:
-        try:
-            msg_class = message_class(message.msgtype)
-        except (ImportError, AttributeError) as exc:
-            key = f"{message.topic} ({message.msgtype} not installed)"
-            log.warning(
-                "ROS 2 (--ros): %s is not published: %s is not installed here (%s)", message.topic, message.msgtype, first_line(exc)
-            )
-            self._unavailable[message.topic] = key
-            return None
-        publisher = self._publishers[message.topic] = self.node.create_publisher(msg_class, message.topic, qos_profile(message.qos))
-        return publisher
 
     def close(self) -> None:
         from rclpy.duration import Duration
