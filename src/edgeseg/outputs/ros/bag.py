@@ -53,13 +53,13 @@ def rosbags_qos(qos: TopicQos) -> object:
 
 class BagOutput(OutputBase):
     """A rosbag2 (version 8) at ``path`` of the run's ROS 2 messages (``topics``: which and how), in ``storage``
-    (``"mcap"`` or ``"sqlite3"``). A file output: a failure stops the run (``on_failure="stop"``)."""
+    (``"mcap"`` or ``"sqlite3"``; ``topics`` None: ``RosTopics()``). A file output: a failure stops the run (``on_failure="stop"``)."""
 
-    def __init__(self, path: str | os.PathLike, *, topics: RosTopics = RosTopics(), storage: Storage = "mcap") -> None:
+    def __init__(self, path: str | os.PathLike, *, topics: RosTopics | None = None, storage: Storage = "mcap") -> None:
         super().__init__(name=str(path), on_failure="stop")
         if storage not in STORAGES:
             raise EdgesegError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}", path)
-        self.path, self.topics, self.storage = Path(path), topics, storage
+        self.path, self.topics, self.storage = Path(path), topics or RosTopics(), storage
         self._check_new()
         self.encoder: FrameEncoder | None = None
         self._writer = None

@@ -315,7 +315,7 @@ class FrameEncoder:
                 where = T["RegionOfInterest"](x_offset=o.origin[0], y_offset=o.origin[1], height=mh, width=mw, do_rectify=False)
                 rois.append(T["Roi"](type="mask", rect=where, confidence=o.score))
                 points = [
-                    T["Point"](type="mask", point=self.packed.points(outline, "geometry_msgs/msg/Point32"), confidence=self._empty_f32)
+                    T["Point"](type="mask", point=self.packed.sequence("geometry_msgs/msg/Point32", outline), confidence=self._empty_f32)
                     for outline in o.outlines
                 ]
                 pixels = np.ascontiguousarray(o.mask).view(np.uint8).reshape(-1) * np.uint8(255)
@@ -361,7 +361,7 @@ class FrameEncoder:
         for o in objects:
             outline, fill, label = self._color(o.class_id)
             for part in o.outlines:
-                pts = self.packed.points(part, "foxglove_msgs/msg/Point2")
+                pts = self.packed.sequence("foxglove_msgs/msg/Point2", part)
                 points.append(
                     T["PointsAnnotation"](
                         timestamp=time, type=LINE_LOOP, points=pts, outline_color=outline, outline_colors=[], fill_color=fill, thickness=2.0
@@ -382,7 +382,7 @@ class FrameEncoder:
                         T["PointsAnnotation"](
                             timestamp=time,
                             type=kind,
-                            points=self.packed.points(pts, "foxglove_msgs/msg/Point2"),
+                            points=self.packed.sequence("foxglove_msgs/msg/Point2", pts),
                             outline_color=color,
                             outline_colors=[],
                             fill_color=none,
