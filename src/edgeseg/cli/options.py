@@ -316,3 +316,63 @@ def tracking_options_of(args):
     lines = tuple(parse_line(text) for text in args.line)
     zones = tuple(parse_zone(text) for text in args.zone)
     return TrackingOptions(tracker=config, lines=lines, zones=zones)
+
+
+def add_ros_options(p: argparse.ArgumentParser) -> None:
+    """--ros, --save-bag and what goes with them (``edgeseg.outputs.ros``), declared once."""
+    p.add_argument(
+        "--ros",
+        action="store_true",
+        help="publish each frame's results on ROS 2 topics as the run goes (rclpy where it imports, e.g. on a TROS board; "
+        'else cyclonedds: pip install "edgeseg[ros-dds]", x86 only); domain from ROS_DOMAIN_ID',
+    )
+    p.add_argument(
+        "--save-bag",
+        default=None,
+        metavar="DIR",
+        help='record the same ROS 2 messages to a rosbag2 folder DIR (version 8, which Humble plays; pip install "edgeseg[ros]")',
+    )
+    p.add_argument("--bag-storage", choices=("mcap", "sqlite3"), default="mcap", help="with --save-bag: the bag's storage (default mcap)")
+    p.add_argument(
+        "--ros-namespace",
+        default=None,
+        metavar="NS",
+        help="with --ros/--save-bag: put the topics under NS (default: the root for one camera, /<camera> for each of several)",
+    )
+    p.add_argument(
+        "--ros-image",
+        action="store_true",
+        help="with --ros/--save-bag: also each frame as sensor_msgs/CompressedImage (JPEG) on image/compressed, what TROS's web "
+        "display and Foxglove pair the results with",
+    )
+    p.add_argument(
+        "--ros-instance-mask",
+        action="store_true",
+        help="with --ros/--save-bag: also a mono16 instance image per frame on instance_mask (pixel = 1 + the object's index)",
+    )
+
+
+def ros_outputs_of(args, threshold: float) -> list:
+    """The run outputs of --ros and --save-bag (empty without them); a bad namespace or an existing bag folder is one
+    line before any work. ``threshold``: the run's confidence threshold (LabelInfo's)."""
+    if not (args.ros or args.save_bag):
+        given = {"--ros-namespace": args.ros_namespace, "--ros-image": args.ros_image, "--ros-instance-mask": args.ros_instance_mask}
+        for option, value in given.items():
+            if value:
+                raise EdgesegError(f"{option} needs --ros or --save-bag")
+        return []
+    if args.bag_storage != "mcap" and not args.save_bag:
+        raise EdgesegError("--bag-storage needs --save-bag")
+    from ..outputs.ros.messages import RosTopics
+
+    topics = RosTopics(namespace=args.ros_namespace, image=args.ros_image, instance_mask=args.ros_instance_mask, threshold=threshold)
+    outputs: list = []
+    if args.save_bag:
+        from ..outputs.ros.bag import BagOutput
+
+        outputs.append(BagOutput(args.save_bag, topics=topics, storage=args.bag_storage))
+    if args.ros:
+        from ..outputs.ros.live import RosLiveOutput
+
+        outputs.append(RosLiveOutput(topics=topics))
+    return outputs

@@ -15,6 +15,7 @@ dropped and counted (``report()``).
 from __future__ import annotations
 
 import platform
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -69,7 +70,7 @@ def open_transport(choice: TransportName = "auto", *, domain: int | None = None)
         else:
             from .rcl import RclpyTransport
 
-            return RclpyTransport()
+            return _start("rclpy", RclpyTransport)
     if choice in ("auto", "cyclonedds"):
         try:
             import cyclonedds.domain  # noqa: F401  (loads the C library: a broken install fails here)
@@ -78,14 +79,24 @@ def open_transport(choice: TransportName = "auto", *, domain: int | None = None)
         else:
             from .dds import DdsTransport
 
-            return DdsTransport(domain=domain)
+            return _start("cyclonedds", lambda: DdsTransport(domain=domain))
     raise EdgesegError(f"no ROS 2 transport here ({'; '.join(reasons)}): {install_hint()}", "--ros")
+
+
+def _start(name: str, make: Callable[[], Transport]) -> Transport:
+    """``make()``, with a library's failure to start (rcl, the DDS domain) as one line."""
+    try:
+        return make()
+    except EdgesegError:
+        raise
+    except Exception as exc:
+        raise EdgesegError(f"cannot start {name} ({first_line(exc)})", "--ros") from None
 
 
 class RosLiveOutput(OutputBase):
     """``--ros``: a run-wide output (every camera's frames; several cameras' topics each under its own namespace,
-    as ``FrameEncoder`` names them). ``topics``: which topics and how (shared with ``--save-bag``: one encoding
-    per frame for both); ``transport``: ``"auto"`` (rclpy, else cyclonedds), one of them only, or a
+    as ``FrameEncoder`` names them). ``topics``: which topics and how (None: ``RosTopics()``; the same as
+    ``--save-bag``'s gives one encoding per frame for both); ``transport``: ``"auto"`` (rclpy, else cyclonedds), one of them only, or a
     ``Transport`` to use as it is; ``capacity``: messages the outbox holds before it drops the oldest;
     ``domain``: the cyclonedds transport's DDS domain (None: ``ROS_DOMAIN_ID``, else 0; rclpy reads
     ``ROS_DOMAIN_ID`` itself). A failure never stops the run by default (``on_failure="continue"``)."""
@@ -93,7 +104,7 @@ class RosLiveOutput(OutputBase):
     def __init__(
         self,
         *,
-        topics: RosTopics = RosTopics(),
+        topics: RosTopics | None = None,
         transport: TransportName | Transport = "auto",
         capacity: int = DEFAULT_CAPACITY,
         domain: int | None = None,
@@ -102,7 +113,7 @@ class RosLiveOutput(OutputBase):
         super().__init__(name="ROS 2 (--ros)", on_failure=check_on_failure(on_failure, "--ros"))
         if isinstance(transport, str) and transport not in TRANSPORTS:
             raise EdgesegError(f"the transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}", "--ros")
-        self.topics, self.capacity, self.domain = topics, capacity, domain
+        self.topics, self.capacity, self.domain = topics or RosTopics(), capacity, domain
         self._choice = transport
         self.transport: Transport | None = None
         self.encoder: FrameEncoder | None = None
@@ -111,19 +122,30 @@ class RosLiveOutput(OutputBase):
 
     def open(self, run: RunInfo) -> None:
         super().open(run)
-        from .messages import TOPICS, FrameEncoder
+        from .messages import FrameEncoder
 
         self.encoder = FrameEncoder.shared(run, self.topics)
         choice = self._choice
         self.transport = open_transport(choice, domain=self.domain) if isinstance(choice, str) else choice
-        # every topic the run's cameras will publish on, made before the first frame so that a subscriber already
-        # listening has matched it when the first message goes out
+        try:
+            self._advertise(run)
+        except Exception as exc:
+            self.transport.close()
+            if isinstance(exc, EdgesegError):
+                raise
+            raise EdgesegError(f"cannot publish on ROS 2 via {self.transport.name} ({first_line(exc)})", "--ros") from None
+        self.outbox = Outbox(self.transport.publish, capacity=self.capacity, name=f"ros-{self.transport.name.split(',')[0]}")
+
+    def _advertise(self, run: RunInfo) -> None:
+        """Every topic the run's cameras will publish on, made before the first frame: a subscriber already
+        listening has matched it when the first message goes out."""
+        from .messages import TOPICS
+
         for camera in run.cameras:
             prefix = self.encoder.namespace(camera.name)
             for topic in self.encoder.topics(tracking=bool(camera.lines or camera.zones)):
                 msgtype, qos = TOPICS[topic]
                 self.transport.advertise(prefix + topic, msgtype, qos)
-        self.outbox = Outbox(self.transport.publish, capacity=self.capacity, name=f"ros-{self.transport.name.split(',')[0]}")
 
     def on_frame(self, frame: StreamFrame, stats: StreamStats) -> None:
         if self.encoder is None or self.outbox is None:
@@ -133,16 +155,14 @@ class RosLiveOutput(OutputBase):
         self.frames += 1
 
     def close(self) -> list[Path]:
-        outbox, self.outbox = self.outbox, None
-        if outbox is not None:
-            outbox.close(CLOSE_WAIT_S)
-            self._closed = outbox
+        if self.outbox is not None:
+            self.outbox.close(CLOSE_WAIT_S)  # what is left after CLOSE_WAIT_S is counted as dropped
         if self.transport is not None:
             self.transport.close()
         return []
 
     def report(self) -> str | None:
-        box = self.outbox or getattr(self, "_closed", None)
+        box = self.outbox
         if box is None or self.transport is None:
             return None
         line = f"{self.name} via {self.transport.name}: {box.sent} messages published of {self.frames} frames, {box.dropped} dropped"
