@@ -10,19 +10,23 @@
 from __future__ import annotations
 
 import itertools
-import json
+import os
+import platform
+import subprocess
 import sys
 import threading
 import time
-from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 import rclpy_standin
+from corpus import error_reason, make_clip
 from edgeseg.errors import EdgesegError
-from edgeseg.outputs.base import RunInfo
-from edgeseg.outputs.ros.live import RosLiveConfig, RosLiveOutput, install_hint, open_transport
+from edgeseg.outputs.base import CameraInfo, RunInfo
+from edgeseg.outputs.ros.live import RosLiveOutput, install_hint, open_transport
 from edgeseg.outputs.ros.message import RosMessage, TopicQos
+from edgeseg.predict import DEFAULT_MODEL
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -36,6 +40,7 @@ _domains = itertools.count(61)  # a fresh non-default domain per test: a domain 
 LATCHED = TopicQos(durability="transient_local", depth=1)
 DEFAULT = TopicQos()  # reliable, volatile, depth 10: rclcpp::QoS(10)
 READER = TopicQos(depth=1000)  # the test's readers keep every sample
+FRAMES = 8  # frames of the library-level clip
 
 
 def rosbags_typestore():
@@ -49,25 +54,28 @@ def string_message(topic: str, text: str, qos: TopicQos = DEFAULT) -> RosMessage
     return RosMessage(topic=topic, msgtype="std_msgs/msg/String", data=bytes(data), stamp_ns=0, qos=qos)
 
 
-class StringEncoder:
-    """Per frame one ``std_msgs/String`` on /edgeseg/test ("frame N"), and on the first frame the run's class
-    names on a latched topic: messages with no encoder of edgeseg's in them."""
-
-    def __init__(self, run: RunInfo) -> None:
-        self.run = run
-
-    def encode(self, frame) -> list[RosMessage]:
-        out = [string_message("/edgeseg/test", f"frame {frame.index}")]
-        if frame.index == 0:
-            out.append(string_message("/edgeseg/classes", json.dumps(self.run.class_names), LATCHED))
-        return out
-
-
-def frames(n: int) -> list[SimpleNamespace]:
-    return [SimpleNamespace(index=i, camera="cam") for i in range(n)]
-
-
 RUN = RunInfo(class_names=("person", "car"))
+
+
+@pytest.fixture(scope="module")
+def clip_frames(tmp_path_factory, coco128_images) -> tuple[RunInfo, list]:
+    """A clip's frames through the real pipeline (the embedded model) and the RunInfo a run of it opens with."""
+    from edgeseg.predict import DEFAULT_MODEL, Segmenter
+
+    clip = make_clip(tmp_path_factory.mktemp("clip") / "yard.mp4", coco128_images[:FRAMES], size=(640, 480))
+    seg = Segmenter(DEFAULT_MODEL)
+    frames = list(seg.stream(clip))
+    assert len(frames) == FRAMES and all(f.ok for f in frames)
+    names = tuple(seg.info.names[k] for k in range(len(seg.info.names)))
+    return RunInfo(cameras=(CameraInfo(name=frames[0].camera, source=str(clip)),), class_names=names), frames
+
+
+def encoded(run: RunInfo, frames: list) -> list[RosMessage]:
+    """What a bag of these frames holds: their messages from an encoder of their own, in order."""
+    from edgeseg.outputs.ros.messages import FrameEncoder
+
+    encoder = FrameEncoder(run)
+    return [m for f in frames for m in encoder.encode(f)]
 
 
 # --- DDS ----------------------------------------------------------------------------------------------
@@ -159,30 +167,76 @@ def test_a_bad_ros_domain_id_is_one_line(value) -> None:
     assert info.value.problem == f"must be an integer from 0 to 232, got {value!r}"
 
 
-def test_dds_loopback_with_ros_names_and_qos(dds_domain) -> None:
-    """Every frame's message reaches an independent reader on rt/<topic> under ROS 2's type name, in order;
-    the latched topic is TRANSIENT_LOCAL (a reader that joins after it was written still gets it)."""
+def test_dds_transport_speaks_ros2_names_and_qos(dds_domain) -> None:
+    """Each message reaches an independent reader on rt/<topic> under ROS 2's type name, in order, as discovery
+    shows them (a ROS 2 peer sends no XTypes type information: it matches by these names); a latched topic is
+    TRANSIENT_LOCAL (a reader that joins after the message was written still gets it)."""
     from edgeseg.outputs.ros.dds import DdsTransport
-    from ros_dds_types import String_ as string
+    from ros_dds_types import String_
 
-    live = reader(dds_domain, "rt/edgeseg/test", string)
+    live = reader(dds_domain, "rt/edgeseg/test", String_)
     transport = DdsTransport(typestore=rosbags_typestore())
     assert transport.domain == dds_domain and transport.name == f"cyclonedds, domain {dds_domain}"
-    output = RosLiveOutput(transport=transport, make_encoder=StringEncoder)
-    output.open(RUN)
-    for frame in frames(50):
-        output.on_frame(frame, None)
-    assert output.outbox.flush(10)
+    for i in range(50):
+        transport.publish(string_message("/edgeseg/test", f"frame {i}"))
+    transport.publish(string_message("/edgeseg/classes", "person car", LATCHED))
     got = [s.data for s in take(live, 50)]
-    late = reader(dds_domain, "rt/edgeseg/classes", string, LATCHED)  # joins after the message was written
+    late = reader(dds_domain, "rt/edgeseg/classes", String_, LATCHED)
     latched = [s.data for s in take(late, 1)]
-    # a ROS 2 peer matches by these names (it sends no XTypes type information): checked as discovery saw them
     assert writers_seen(live) == [("rt/edgeseg/test", "std_msgs::msg::dds_::String_", "reliable", "volatile", 10, True, False)]
     assert writers_seen(late) == [("rt/edgeseg/classes", "std_msgs::msg::dds_::String_", "reliable", "transient_local", 1, True, False)]
-    output.close()
+    transport.close()
     assert got == [f"frame {i}" for i in range(50)]
-    assert latched == ['["person", "car"]']
-    assert output.report() == f"ROS 2 (--ros) via cyclonedds, domain {dds_domain}: 51 messages published of 50 frames, 0 dropped"
+    assert latched == ["person car"]
+
+
+def same_fields(dds: object, ros: object, where: str = "msg") -> None:
+    """The DDS sample (the test's own types) and the rosbags message hold the same values, field by field (the
+    DDS type's fields, walked here; float32 compared as float32)."""
+    if hasattr(dds, "__dataclass_fields__"):
+        for name in dds.__dataclass_fields__:
+            same_fields(getattr(dds, name), getattr(ros, name), f"{where}.{name}")
+    elif isinstance(dds, list):
+        assert len(dds) == len(ros), f"{where}: {len(dds)} != {len(ros)} items"
+        if dds and isinstance(dds[0], (int, float)):
+            np.testing.assert_array_equal(np.asarray(dds, dtype=np.asarray(ros).dtype), np.asarray(ros), err_msg=where)
+        else:
+            for k, (a, b) in enumerate(zip(dds, ros)):
+                same_fields(a, b, f"{where}[{k}]")
+    elif isinstance(dds, float):
+        assert np.float32(dds) == np.float32(ros) and (dds == ros or np.float32(dds) == dds), f"{where}: {dds} != {ros}"
+    else:
+        assert dds == ros, f"{where}: {dds!r} != {ros!r}"
+
+
+def test_live_frames_reach_a_perception_targets_reader_as_the_bag_holds_them(dds_domain, clip_frames) -> None:
+    """--ros at library level: RosLiveOutput with the transport chosen at open (cyclonedds here) publishes every
+    frame's ai_msgs/PerceptionTargets; an independent reader gets each, equal field by field to what rosbags
+    reads from the same frame's bytes (the bag's content)."""
+    from edgeseg.outputs.ros.types import typestore
+    from ros_dds_types import PerceptionTargets_
+
+    run, frames = clip_frames
+    targets = reader(dds_domain, "rt/hobot_dnn_detection", PerceptionTargets_)
+    output = RosLiveOutput(transport="cyclonedds")
+    output.open(run)
+    for frame in frames:
+        output.on_frame(frame, None)
+    assert output.outbox.flush(20)
+    got = take(targets, FRAMES)
+    assert writers_seen(targets) == [
+        ("rt/hobot_dnn_detection", "ai_msgs::msg::dds_::PerceptionTargets_", "reliable", "volatile", 10, True, False)
+    ]
+    output.close()
+    bag = [m for m in encoded(run, frames) if m.topic == "/hobot_dnn_detection"]
+    assert len(got) == len(bag) == FRAMES
+    assert sum(len(s.targets) for s in got) > FRAMES  # objects were found and sent, not empty lists compared
+    for sample, message in zip(got, bag):
+        same_fields(sample, typestore().deserialize_cdr(message.data, message.msgtype))
+    per_frame = len(encoded(run, frames[:1]))
+    assert output.report() == (
+        f"ROS 2 (--ros) via cyclonedds, domain {dds_domain}: {per_frame * FRAMES} messages published of {FRAMES} frames, 0 dropped"
+    )
 
 
 # --- the outbox bound -------------------------------------------------------------------------------
@@ -196,6 +250,10 @@ class StuckTransport:
     def __init__(self) -> None:
         self.started, self.release = threading.Event(), threading.Event()
         self.published: list[RosMessage] = []
+        self.advertised: list[str] = []
+
+    def advertise(self, topic: str, msgtype: str, qos: TopicQos) -> None:
+        self.advertised.append(topic)
 
     def publish(self, message: RosMessage) -> None:
         self.started.set()
@@ -206,67 +264,78 @@ class StuckTransport:
         self.release.set()
 
 
-def test_a_transport_that_blocks_never_blocks_the_frames_and_drops_are_counted() -> None:
+def test_a_transport_that_blocks_never_blocks_the_frames_and_drops_are_counted(clip_frames) -> None:
+    run, frames = clip_frames
     transport = StuckTransport()
-    output = RosLiveOutput(config=RosLiveConfig(capacity=16), transport=transport, make_encoder=StringEncoder)
-    output.open(RUN)
-    output.on_frame(frames(1)[0], None)
+    output = RosLiveOutput(capacity=8, transport=transport)
+    output.open(run)
+    output.on_frame(frames[0], None)
     assert transport.started.wait(5)  # the sender is stuck inside publish with frame 0's first message
-    worker = threading.Thread(target=lambda: [output.on_frame(f, None) for f in frames(300)[1:]], daemon=True)
+    worker = threading.Thread(target=lambda: [output.on_frame(f, None) for f in frames[1:]], daemon=True)
     worker.start()
-    worker.join(10)
+    worker.join(20)
     assert not worker.is_alive(), "on_frame blocked behind a stuck transport"
-    # 301 messages handed over (300 frames + the latched one); one in the peer's hands, 16 waiting, the rest dropped
-    assert (output.outbox.put_count, len(output.outbox), output.outbox.dropped) == (301, 16, 301 - 1 - 16)
+    messages = encoded(run, frames)
+    handed = len(messages)
+    assert (output.outbox.put_count, len(output.outbox), output.outbox.dropped) == (handed, 8, handed - 1 - 8)
     transport.release.set()
     assert output.outbox.flush(10)
     output.close()
-    assert [m.data for m in transport.published[1:]] == [string_message("/edgeseg/test", f"frame {i}").data for i in range(284, 300)]
-    assert output.report() == "ROS 2 (--ros) via stuck: 17 messages published of 300 frames, 284 dropped"
+    assert [m.data for m in transport.published] == [messages[0].data] + [m.data for m in messages[-8:]]  # the newest kept
+    assert output.report() == f"ROS 2 (--ros) via stuck: 9 messages published of {FRAMES} frames, {handed - 9} dropped"
 
 
 # --- rclpy --------------------------------------------------------------------------------------------
 
 
-def test_rclpy_publishes_the_bytes_with_each_topics_qos(monkeypatch) -> None:
-    """Through the stand-in of rclpy's source: one node in a context of its own, one publisher per topic with the
-    topic's QoS, the serialised bytes published as they are; a type whose package is not installed is skipped,
-    said once and counted."""
-    seen = rclpy_standin.install(monkeypatch, ["std_msgs/msg/String"])
-    transport = open_transport("auto")
-    assert transport.name == "rclpy"
-    output = RosLiveOutput(transport=transport, make_encoder=StringEncoder)
-    output.open(RUN)
-    for frame in frames(20):
+def test_rclpy_publishes_the_bytes_with_each_topics_qos(monkeypatch, clip_frames) -> None:
+    """Through the stand-in of rclpy's source: one node in a context of its own, every topic's publisher made at
+    open with the topic's QoS, the serialised bytes published as they are; a type whose package is not
+    installed (foxglove_msgs on a TROS image) is left out, said once and counted."""
+    from edgeseg.outputs.ros.messages import TOPICS
+
+    run, frames = clip_frames
+    installed = sorted({t for t, _ in TOPICS.values() if not t.startswith("foxglove_msgs/")})
+    seen = rclpy_standin.install(monkeypatch, installed)
+    output = RosLiveOutput()
+    output.open(run)
+    assert output.transport.name == "rclpy"
+    advertised = sorted(seen.publishers())
+    for frame in frames:
         output.on_frame(frame, None)
-        output.outbox.put(RosMessage("/edgeseg/annotations", "foxglove_msgs/msg/ImageAnnotations", b"\x00\x01\x00\x00", 0))
     assert output.outbox.flush(10)
     output.close()
     (node,) = seen.nodes
     (context,) = seen.contexts
     assert node.name == "edgeseg" and node.destroyed and not context.ok() and context.args == []
     publishers = seen.publishers()
-    assert sorted(publishers) == ["/edgeseg/classes", "/edgeseg/test"]
-    test, classes = publishers["/edgeseg/test"], publishers["/edgeseg/classes"]
-    assert test.msg_type is classes.msg_type is sys.modules["std_msgs.msg"].String  # the installed package's class
-    assert test.raw == [string_message("/edgeseg/test", f"frame {i}").data for i in range(20)]
-    assert classes.raw == [string_message("/edgeseg/classes", '["person", "car"]').data]
+    expected = ["/detections", "/hobot_dnn_detection", "/hobot_dnn_detection_info", "/label_info"]
+    assert advertised == sorted(publishers) == expected  # all made at open, before the first frame
+    messages = encoded(run, frames)
     R, D, H = rclpy_standin.ReliabilityPolicy, rclpy_standin.DurabilityPolicy, rclpy_standin.HistoryPolicy
-    assert (test.qos_profile.reliability, test.qos_profile.durability, test.qos_profile.history, test.qos_profile.depth) == (
-        R.RELIABLE,
-        D.VOLATILE,
-        H.KEEP_LAST,
-        10,
-    )
-    assert (classes.qos_profile.durability, classes.qos_profile.depth) == (D.TRANSIENT_LOCAL, 1)
-    assert test.acked_wait == 1_000_000_000  # close waited for the subscribers' acknowledgements
+    for topic, publisher in publishers.items():
+        msgtype, qos = TOPICS[topic[1:]]
+        package, _, name = msgtype.split("/")
+        assert publisher.msg_type is getattr(sys.modules[f"{package}.msg"], name)
+        assert publisher.raw == [m.data for m in messages if m.topic == topic]
+        q = publisher.qos_profile
+        assert (q.history, q.depth) == (H.KEEP_LAST, qos.depth)
+        assert q.reliability == (R.RELIABLE if qos.reliability == "reliable" else R.BEST_EFFORT)
+        assert q.durability == (D.TRANSIENT_LOCAL if qos.durability == "transient_local" else D.VOLATILE)
+        assert publisher.acked_wait == 1_000_000_000  # close waited for the subscribers' acknowledgements
+    assert publishers["/label_info"].qos_profile.durability == D.TRANSIENT_LOCAL  # latched, as the encoder offers it
+    published = sum(len(p.raw) for p in publishers.values())
+    assert published == 4 * FRAMES
     assert output.report() == (
-        "ROS 2 (--ros) via rclpy: 41 messages published of 20 frames, 0 dropped, "
-        "20 not published (/edgeseg/annotations (foxglove_msgs/msg/ImageAnnotations not installed))"
+        f"ROS 2 (--ros) via rclpy: {published} messages published of {FRAMES} frames, 0 dropped, "
+        f"{FRAMES} not published (/annotations (foxglove_msgs/msg/ImageAnnotations not installed))"
     )
 
 
 # --- no transport -------------------------------------------------------------------------------------
+
+INSTALL_HINT_X86 = 'pip install "edgeseg[ros-dds]", or source a ROS 2 install (setup.bash) so that rclpy imports'
+INSTALL_HINT_ARM = "source the ROS 2 / TROS setup (e.g. /opt/tros/humble/setup.bash) so that rclpy imports"
 
 
 def test_no_transport_is_one_line_saying_what_to_install(monkeypatch) -> None:
@@ -275,7 +344,33 @@ def test_no_transport_is_one_line_saying_what_to_install(monkeypatch) -> None:
     with pytest.raises(EdgesegError) as info:
         open_transport("auto")
     assert info.value.path == "--ros"
-    assert info.value.problem.startswith("no ROS 2 transport here (rclpy: ")
-    assert info.value.problem.endswith(f"): {install_hint()}")
-    assert install_hint("x86_64") == 'pip install "edgeseg[ros-dds]", or source a ROS 2 install (setup.bash) so that rclpy imports'
-    assert install_hint("aarch64") == "source the ROS 2 / TROS setup (e.g. /opt/tros/humble/setup.bash) so that rclpy imports"
+    assert info.value.problem == (
+        f"no ROS 2 transport here (rclpy: import of rclpy halted; None in sys.modules; "
+        f"cyclonedds: import of cyclonedds.domain halted; None in sys.modules): {install_hint()}"
+    )
+    assert install_hint("x86_64") == INSTALL_HINT_X86
+    assert install_hint("aarch64") == INSTALL_HINT_ARM
+
+
+@pytest.mark.timeout(300)
+def test_predict_ros_without_a_transport_is_one_line_and_no_run(tmp_path, coco128_images) -> None:
+    """The command line as a user meets it on a machine with neither: rclpy and cyclonedds that fail to import
+    (stand-ins first on PYTHONPATH), one line naming --ros and what to install, and no output written."""
+    shadow = tmp_path / "shadow"
+    (shadow / "cyclonedds").mkdir(parents=True)
+    (shadow / "rclpy.py").write_text("raise ImportError(\"No module named 'rclpy'\")\n")
+    (shadow / "cyclonedds" / "__init__.py").write_text("raise ImportError(\"No module named 'cyclonedds'\")\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(shadow), os.environ.get("PYTHONPATH", "")]))
+    jsonl = tmp_path / "out.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgeseg.cli", "predict", str(DEFAULT_MODEL), str(coco128_images[0]), "--ros", "--save-jsonl", str(jsonl)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+    )
+    hint = INSTALL_HINT_X86 if platform.machine() in ("x86_64", "AMD64") else INSTALL_HINT_ARM
+    assert error_reason(proc, "--ros") == (
+        f"no ROS 2 transport here (rclpy: No module named 'rclpy'; cyclonedds: No module named 'cyclonedds'): {hint}"
+    )
+    assert not jsonl.exists()

@@ -165,10 +165,11 @@ class RosLiveOutput(OutputBase):
         box = self.outbox
         if box is None or self.transport is None:
             return None
-        line = f"{self.name} via {self.transport.name}: {box.sent} messages published of {self.frames} frames, {box.dropped} dropped"
+        skipped = getattr(self.transport, "skipped", None) or {}  # handed to a transport that had no publisher
+        published = box.sent - sum(skipped.values())
+        line = f"{self.name} via {self.transport.name}: {published} messages published of {self.frames} frames, {box.dropped} dropped"
         if box.failed:
             line += f", {box.failed} failed ({box.last_error})"
-        skipped = getattr(self.transport, "skipped", None)
         if skipped:
             line += f", {sum(skipped.values())} not published ({'; '.join(sorted(skipped))})"
         return line
