@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import os
 import platform
+import re
 import subprocess
 import sys
 import threading
@@ -21,7 +22,7 @@ import numpy as np
 import pytest
 
 import rclpy_standin
-from corpus import error_reason, make_clip
+from corpus import error_reason, make_clip, run_cli
 from edgeseg.errors import EdgesegError
 from edgeseg.outputs.base import CameraInfo, RunInfo
 from edgeseg.outputs.ros.live import RosLiveOutput, install_hint, open_transport
@@ -374,3 +375,46 @@ def test_predict_ros_without_a_transport_is_one_line_and_no_run(tmp_path, coco12
         f"no ROS 2 transport here (rclpy: No module named 'rclpy'; cyclonedds: No module named 'cyclonedds'): {hint}"
     )
     assert not jsonl.exists()
+
+
+# --- the command line over DDS ------------------------------------------------------------------------
+
+CLI_FRAMES = 300
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_predict_ros_publishes_every_frame_to_a_dds_reader_as_its_bag_holds_it(dds_domain, tmp_path, coco128_images) -> None:
+    """``edgeseg predict CLIP --ros --save-bag BAG`` (another process, cyclonedds on loopback, ROS_DOMAIN_ID set):
+    a reader of the test's own PerceptionTargets type on rt/hobot_dnn_detection receives at least 99 % of the 300
+    frames' messages, each equal field by field to the bag's message of the same stamp."""
+    from rosbags.rosbag2 import Reader
+
+    from edgeseg.outputs.ros.types import typestore
+    from ros_dds_types import PerceptionTargets_
+
+    clip = make_clip(tmp_path / "gate.mp4", [coco128_images[i % 30] for i in range(CLI_FRAMES)], size=(640, 480))
+    targets = reader(dds_domain, "rt/hobot_dnn_detection", PerceptionTargets_, TopicQos(depth=CLI_FRAMES))
+    bag = tmp_path / "bag"
+    proc = run_cli("predict", DEFAULT_MODEL, clip, "--ros", "--save-bag", bag, timeout=800)
+    assert proc.returncode == 0, proc.stderr
+    got = take(targets, CLI_FRAMES, timeout_s=5)
+    with Reader(bag) as bag_reader:
+        (conn,) = [c for c in bag_reader.connections if c.topic == "/hobot_dnn_detection"]
+        held = [typestore().deserialize_cdr(raw, conn.msgtype) for _, _, raw in bag_reader.messages(connections=[conn])]
+    by_stamp = {(m.header.stamp.sec, m.header.stamp.nanosec): m for m in held}
+    assert len(held) == len(by_stamp) == CLI_FRAMES
+    stamps = [(s.header.stamp.sec, s.header.stamp.nanosec) for s in got]
+    assert len(set(stamps)) == len(stamps) and CLI_FRAMES * 0.99 <= len(got) <= CLI_FRAMES, len(got)
+    assert sum(len(s.targets) for s in got) > CLI_FRAMES  # objects were found and sent, not empty lists compared
+    for sample, stamp in zip(got, stamps):
+        same_fields(sample, by_stamp[stamp])
+    with Reader(bag) as bag_reader:
+        total = bag_reader.message_count  # every topic's messages: what --ros handed to its outbox
+    report = [line for line in proc.stdout.splitlines() if line.startswith("ROS 2 (--ros) via ")]
+    assert len(report) == 1, proc.stdout
+    found = re.fullmatch(
+        rf"ROS 2 \(--ros\) via cyclonedds, domain {dds_domain}: (\d+) messages published of {CLI_FRAMES} frames, (\d+) dropped", report[0]
+    )
+    assert found, report[0]
+    assert int(found[1]) + int(found[2]) == total and int(found[1]) >= 0.99 * total, (report[0], total)
