@@ -418,3 +418,26 @@ def test_predict_ros_publishes_every_frame_to_a_dds_reader_as_its_bag_holds_it(d
     )
     assert found, report[0]
     assert int(found[1]) + int(found[2]) == total and int(found[1]) >= 0.99 * total, (report[0], total)
+
+
+NOT_A_NAME = "'2d' is not a ROS 2 name (a letter, then letters, digits and single underscores)"
+
+
+@pytest.mark.parametrize(
+    ("args", "path", "reason"),
+    [
+        (["--ros-image"], None, "--ros-image needs --ros or --save-bag"),
+        (["--ros-namespace", "/robot1"], None, "--ros-namespace needs --ros or --save-bag"),
+        (["--ros", "--bag-storage", "sqlite3"], None, "--bag-storage needs --save-bag"),
+        (
+            ["--ros", "--ros-namespace", "/robot1/2d"],
+            "ROS namespace",
+            "'2d' is not a ROS 2 name (a letter, then letters, digits and single underscores)",
+        ),
+        (["--ros", "--ray"], None, "--ros does not work with --ray (it runs here only); drop one of them"),
+    ],
+    ids=["image-alone", "namespace-alone", "storage-without-bag", "bad-namespace", "ray"],
+)
+def test_ros_options_are_checked_before_any_work(args, path, reason, tmp_path) -> None:
+    proc = run_cli("predict", DEFAULT_MODEL, tmp_path / "none.jpg", *args, timeout=120)
+    assert error_reason(proc, path) == reason
