@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import platform
@@ -284,6 +285,45 @@ def test_a_transport_that_blocks_never_blocks_the_frames_and_drops_are_counted(c
     output.close()
     assert [m.data for m in transport.published] == [messages[0].data] + [m.data for m in messages[-8:]]  # the newest kept
     assert output.report() == f"ROS 2 (--ros) via stuck: 9 messages published of {FRAMES} frames, {handed - 9} dropped"
+
+
+class RecordingTransport(StuckTransport):
+    """Records what it is given; ``publish`` fails on ``failing`` (a topic) as a DDS write that timed out would."""
+
+    def __init__(self, failing: str = "") -> None:
+        super().__init__()
+        self.release.set()
+        self.failing = failing
+
+    def publish(self, message: RosMessage) -> None:
+        if message.topic == self.failing:
+            raise TimeoutError(f"write on {message.topic} timed out")
+        super().publish(message)
+
+
+def test_several_cameras_publish_under_their_namespaces_and_failures_are_counted(clip_frames) -> None:
+    """Two cameras (one counting on a line): each camera's topics advertised at open under /<camera>/, its
+    frames published there; a publish that raises is counted and named in the end line, the others go on."""
+    run, frames = clip_frames
+    two = RunInfo(
+        cameras=(CameraInfo(name="door", source="door.mp4"), CameraInfo(name="yard", source="yard.mp4", lines=("gate",))),
+        class_names=run.class_names,
+    )
+    transport = RecordingTransport(failing="/yard/detections")
+    output = RosLiveOutput(transport=transport)
+    output.open(two)
+    base = ["hobot_dnn_detection", "hobot_dnn_detection_info", "detections", "label_info", "annotations"]
+    assert transport.advertised == [f"/door/{t}" for t in base] + [f"/yard/{t}" for t in [*base, "events", "counts"]]
+    for k, frame in enumerate(frames[:4]):
+        output.on_frame(dataclasses.replace(frame, camera=("door", "yard")[k % 2]), None)
+    assert output.outbox.flush(10)
+    output.close()
+    topics = [m.topic for m in transport.published]
+    assert topics == [f"/{cam}/{t}" for cam in ("door", "yard", "door", "yard") for t in base if f"/{cam}/{t}" != "/yard/detections"]
+    assert output.report() == (
+        "ROS 2 (--ros) via stuck: 18 messages published of 4 frames, 0 dropped, "
+        "2 failed (TimeoutError: write on /yard/detections timed out)"
+    )
 
 
 # --- rclpy --------------------------------------------------------------------------------------------
