@@ -57,6 +57,8 @@ DEFAULT_TESTS = (
     "tests/test_families.py",
     "tests/test_tracking.py",
     "tests/test_tracking_clips.py",
+    "tests/test_ros_messages.py",
+    "tests/test_ros_bag.py",
 )
 
 
@@ -589,6 +591,42 @@ MUTATIONS = (
         'return f"{package}::{kind}::dds_::{name}_"',
         'return f"{package}::{kind}::{name}"',
         "DDS type names without ROS 2's dds_ namespace and trailing _: no ROS 2 node matches them",
+    ),
+    # ROS 2 messages (issue 32): the layout, the one stamp, the one track id.
+    Mutation(
+        "ros-msg-field-order",
+        "src/edgeseg/outputs/ros/msg/vision_msgs/Pose2D.msg",
+        "vision_msgs/Point2D position\nfloat64 theta",
+        "float64 theta\nvision_msgs/Point2D position",
+        "two fields of a vendored .msg swapped (vision_msgs/Pose2D)",
+    ),
+    Mutation(
+        "ros-builder-field-order",
+        "src/edgeseg/outputs/ros/messages.py",
+        "x_offset=o.origin[0], y_offset=o.origin[1]",
+        "x_offset=o.origin[1], y_offset=o.origin[0]",
+        "the mask's Roi gets x and y swapped",
+    ),
+    Mutation(
+        "ros-stamp",
+        "src/edgeseg/outputs/ros/messages.py",
+        "stamp_ns // 1_000_000_000, stamp_ns % 1_000_000_000)",
+        "stamp_ns // 1_000_000_000, 0)",
+        "header stamps lose the fraction of a second",
+    ),
+    Mutation(
+        "ros-track-id",
+        "src/edgeseg/outputs/ros/messages.py",
+        'id=str(o.track_id) if o.track_id else ""',
+        'id=str(o.class_id) if o.track_id else ""',
+        "Detection2D.id is the class, not the track id",
+    ),
+    Mutation(
+        "ros-packed-size",
+        "src/edgeseg/outputs/ros/packed.py",
+        "return itertools.repeat(None, self.n)",
+        "return iter((None,) if self.n else ())",
+        "a packed sequence counted as one element when the message's size is computed",
     ),
 )
 

@@ -330,7 +330,8 @@ def add_ros_options(p: argparse.ArgumentParser) -> None:
         "--save-bag",
         default=None,
         metavar="DIR",
-        help='record the same ROS 2 messages to a rosbag2 folder DIR (version 8, which Humble plays; pip install "edgeseg[ros]")',
+        help="a ROS 2 bag in the new folder DIR (rosbag2 version 8, which Humble reads) of every frame's messages: "
+        "ai_msgs (TROS), vision_msgs, Foxglove annotations, events and counts (needs the ros extra; docs/ros2.md)",
     )
     p.add_argument("--bag-storage", choices=("mcap", "sqlite3"), default="mcap", help="with --save-bag: the bag's storage (default mcap)")
     p.add_argument(
@@ -363,9 +364,7 @@ def ros_outputs_of(args, threshold: float) -> list:
         return []
     if args.bag_storage != "mcap" and not args.save_bag:
         raise EdgesegError("--bag-storage needs --save-bag")
-    from ..outputs.ros.messages import RosTopics
-
-    topics = RosTopics(namespace=args.ros_namespace, image=args.ros_image, instance_mask=args.ros_instance_mask, threshold=threshold)
+    topics = ros_topics_of(args, threshold=threshold)
     outputs: list = []
     if args.save_bag:
         from ..outputs.ros.bag import BagOutput
@@ -376,3 +375,11 @@ def ros_outputs_of(args, threshold: float) -> list:
 
         outputs.append(RosLiveOutput(topics=topics))
     return outputs
+
+
+def ros_topics_of(args, threshold: float):
+    """The ``RosTopics`` of --ros-namespace, --ros-image, --ros-instance-mask (``LabelInfo.threshold`` = ``threshold``,
+    the run's --conf)."""
+    from ..outputs.ros.messages import RosTopics
+
+    return RosTopics(namespace=args.ros_namespace, instance_mask=args.ros_instance_mask, image=args.ros_image, threshold=threshold)

@@ -60,6 +60,7 @@ class BagOutput(OutputBase):
         if storage not in STORAGES:
             raise EdgesegError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}", path)
         self.path, self.topics, self.storage = Path(path), topics or RosTopics(), storage
+        require_rosbags()
         self._check_new()
         self.encoder: FrameEncoder | None = None
         self._writer = None

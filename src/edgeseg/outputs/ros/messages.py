@@ -16,6 +16,7 @@ tracking ``events`` and ``counts`` (std_msgs/String, JSON).
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -53,6 +54,7 @@ TOPICS: dict[str, tuple[str, TopicQos]] = {
 OPTIONAL_TOPICS = ("instance_mask", "image/compressed")
 
 OUTLINE_EPSILON_PX = 1.0  # cv2.approxPolyDP tolerance: an outline within a pixel of the mask's own contour
+MIN_PART = 0.1  # a part of a mask under this share of its largest part's area is a speck: no outline of its own
 LINE_LOOP, LINE_STRIP = 2, 3  # foxglove_msgs/PointsAnnotation types
 _TOKEN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 # the message classes the builders use, by the short names they use them by
@@ -148,11 +150,16 @@ class _Object:
 
 
 def outlines_of(mask: np.ndarray, origin: tuple[int, int]) -> list[np.ndarray]:
-    """The outer contours of a box-local mask (pixel indices of its boundary pixels, in original pixels),
-    simplified within ``OUTLINE_EPSILON_PX``; parts of fewer than 3 points are left out."""
+    """The outer contours of a box-local mask (pixel indices of its boundary pixels, in original pixels), largest
+    first, simplified within ``OUTLINE_EPSILON_PX``. Specks are left out: parts under ``MIN_PART`` of the largest
+    one's area, and parts of fewer than 3 points (the exact mask is in the mono8 and mono16 images)."""
     if mask.size == 0:
         return []
     contours, _ = cv2.findContours(np.ascontiguousarray(mask).view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if len(contours) > 1:
+        areas = [cv2.contourArea(c) for c in contours]
+        least = MIN_PART * max(areas)
+        contours = [c for _, c in sorted(zip(areas, contours), key=lambda p: -p[0]) if _ >= least]
     shift = np.float32(origin)
     out = []
     for contour in contours:
@@ -260,7 +267,7 @@ class FrameEncoder:
         stamp_ns = self.stamps.of(frame)
         prefix = self.namespace(frame.camera)
         T = self.t
-        time = T["Time"](sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
+        time = self.packed.struct("builtin_interfaces/msg/Time", stamp_ns // 1_000_000_000, stamp_ns % 1_000_000_000)
         header = T["Header"](stamp=time, frame_id=frame.camera)
         objects = _objects(det)
         h, w = (int(v) for v in det.image_shape)
@@ -304,10 +311,8 @@ class FrameEncoder:
         targets = []
         for o in objects:
             x1, y1, x2, y2 = o.box
-            x0, y0 = max(int(np.floor(x1)), 0), max(int(np.floor(y1)), 0)
-            rect = T["RegionOfInterest"](
-                x_offset=x0, y_offset=y0, height=int(np.ceil(y2)) - y0, width=int(np.ceil(x2)) - x0, do_rectify=False
-            )
+            x0, y0 = max(math.floor(x1), 0), max(math.floor(y1), 0)
+            rect = T["RegionOfInterest"](x_offset=x0, y_offset=y0, height=math.ceil(y2) - y0, width=math.ceil(x2) - x0, do_rectify=False)
             rois = [T["Roi"](type=o.class_name, rect=rect, confidence=o.score)]
             points, captures = [], []
             if o.mask is not None:
@@ -330,7 +335,7 @@ class FrameEncoder:
         for o in objects:
             x1, y1, x2, y2 = o.box
             hypothesis = T["ObjectHypothesis"](class_id=str(o.class_id), score=o.score)
-            center = T["Pose2D"](position=T["Point2D"](x=(x1 + x2) / 2, y=(y1 + y2) / 2), theta=0.0)
+            center = T["Pose2D"](position=self.packed.struct("vision_msgs/msg/Point2D", (x1 + x2) / 2, (y1 + y2) / 2), theta=0.0)
             out.append(
                 T["Detection2D"](
                     header=header,
@@ -345,18 +350,19 @@ class FrameEncoder:
         T = self.t
         return T["LabelInfo"](header=header, class_map=self._class_map, threshold=float(self.config.threshold))
 
+    def _rgba(self, r: float, g: float, b: float, a: float) -> object:
+        return self.packed.struct("foxglove_msgs/msg/Color", r, g, b, a)
+
     def _color(self, class_id: int) -> tuple[object, object, object]:
         """(outline, fill, label background) of a class: the overlays' palette."""
         if class_id not in self._colors:
             b, g, r = (c / 255.0 for c in color_for(class_id))
-            C = self.t["Color"]
-            self._colors[class_id] = (C(r=r, g=g, b=b, a=1.0), C(r=r, g=g, b=b, a=0.3), C(r=r, g=g, b=b, a=0.8))
+            self._colors[class_id] = tuple(self._rgba(r, g, b, a) for a in (1.0, 0.3, 0.8))
         return self._colors[class_id]
 
     def _annotations(self, time: object, objects: list[_Object], frame: StreamFrame) -> object:
         T = self.t
-        white = T["Color"](r=1.0, g=1.0, b=1.0, a=1.0)
-        none = T["Color"](r=0.0, g=0.0, b=0.0, a=0.0)
+        white, none = self._rgba(1.0, 1.0, 1.0, 1.0), self._rgba(0.0, 0.0, 0.0, 0.0)
         points, texts = [], []
         for o in objects:
             outline, fill, label = self._color(o.class_id)
@@ -368,12 +374,12 @@ class FrameEncoder:
                     )
                 )
             text = f"{o.class_name} {o.score:.2f}" if not o.track_id else f"#{o.track_id} {o.class_name} {o.score:.2f}"
-            position = T["Point2"](x=o.box[0], y=o.box[1])
+            position = self.packed.struct("foxglove_msgs/msg/Point2", o.box[0], o.box[1])
             texts.append(
                 T["TextAnnotation"](timestamp=time, position=position, text=text, font_size=14.0, text_color=white, background_color=label)
             )
         if frame.tracking is not None:
-            yellow = T["Color"](r=1.0, g=0.85, b=0.0, a=1.0)
+            yellow = self._rgba(1.0, 0.85, 0.0, 1.0)
             for kind, shapes in ((LINE_STRIP, frame.tracking.lines), (LINE_LOOP, frame.tracking.zones)):
                 color = white if kind == LINE_STRIP else yellow
                 for name, pts, counts in shapes:
@@ -390,7 +396,7 @@ class FrameEncoder:
                         )
                     )
                     said = f"in {counts['in']} out {counts['out']}" if kind == LINE_STRIP else f"occupancy {counts['occupancy']}"
-                    at = T["Point2"](x=float(pts[0][0]), y=float(pts[0][1]))
+                    at = self.packed.struct("foxglove_msgs/msg/Point2", float(pts[0][0]), float(pts[0][1]))
                     texts.append(
                         T["TextAnnotation"](
                             timestamp=time, position=at, text=f"{name}: {said}", font_size=14.0, text_color=color, background_color=none
