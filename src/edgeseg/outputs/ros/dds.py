@@ -19,6 +19,7 @@ so a DDS reader that checks types (XTypes) sees the real structure, not a stand-
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from ...errors import EdgesegError
@@ -27,7 +28,7 @@ from .message import RosMessage, TopicQos
 ROS_TOPIC_PREFIX = "rt"  # rmw_cyclonedds namespace_prefix.hpp: ROS_TOPIC_PREFIX[] = "rt"
 MAX_DOMAIN_ID = 232  # ROS 2's range of domain ids (ros2 docs "The ROS_DOMAIN_ID": 0..232 on Linux)
 WRITE_BLOCK_S = 1.0  # a reliable write waits at most this long for room in the writer's history, then fails
-ACK_WAIT_S = 1.0  # at close: how long matched readers get to acknowledge what was written
+ACK_WAIT_S = 1.0  # at close: how long matched readers get, all writers together, to acknowledge what was written
 
 
 def dds_topic(topic: str) -> str:
@@ -161,11 +162,12 @@ class DdsTransport:
         writer.write(sample(bytes(message.data)))  # bytes(bytes) is the same object, no copy
 
     def close(self) -> None:
-        """Give matched readers up to ``ACK_WAIT_S`` to acknowledge what was written, then leave the domain."""
+        """Give matched readers up to ``ACK_WAIT_S`` in all to acknowledge what was written, then leave the domain."""
         from cyclonedds.util import duration
 
+        deadline = time.monotonic() + ACK_WAIT_S
         for writer, _ in self._writers.values():
-            writer.wait_for_acks(duration(seconds=ACK_WAIT_S))
+            writer.wait_for_acks(duration(seconds=max(0.0, deadline - time.monotonic())))
         self._writers.clear()
         self.participant = None  # cyclonedds deletes an entity (and its children) when it is collected
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import time
 from typing import Any
 
 from ...errors import first_line
@@ -24,7 +25,7 @@ from .message import RosMessage, TopicQos
 
 log = logging.getLogger("edgeseg")
 NODE_NAME = "edgeseg"
-ACK_WAIT_S = 1.0  # at close: how long matched subscribers get to acknowledge what was published
+ACK_WAIT_S = 1.0  # at close: how long matched subscribers get, all publishers together, to acknowledge what was published
 
 
 def message_class(msgtype: str) -> Any:
@@ -88,8 +89,9 @@ class RclpyTransport:
     def close(self) -> None:
         from rclpy.duration import Duration
 
+        deadline = time.monotonic() + ACK_WAIT_S
         for publisher in self._publishers.values():
-            publisher.wait_for_all_acked(Duration(seconds=ACK_WAIT_S))
+            publisher.wait_for_all_acked(Duration(seconds=max(0.0, deadline - time.monotonic())))
         self._publishers.clear()
         self.node.destroy_node()
         self.context.try_shutdown()
