@@ -62,6 +62,7 @@ RUN = RunInfo(class_names=("person", "car"))
 @pytest.fixture(scope="module")
 def clip_frames(tmp_path_factory, coco128_images) -> tuple[RunInfo, list]:
     """A clip's frames through the real pipeline (the embedded model) and the RunInfo a run of it opens with."""
+    pytest.importorskip("rosbags", reason="the ROS 2 messages need the [ros] extra (rosbags)")
     from edgeseg.predict import DEFAULT_MODEL, Segmenter
 
     clip = make_clip(tmp_path_factory.mktemp("clip") / "yard.mp4", coco128_images[:FRAMES], size=(640, 480))
