@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 from pathlib import Path
 
 import cv2
@@ -88,6 +89,9 @@ def test_both_readers_see_every_message_once(recorded):
         independent = [(c.topic, s.name, m.log_time, m.data) for s, c, m in make_reader(f).iter_messages()]
     db = sqlite3.connect(out / "bag_sqlite3" / "bag_sqlite3.db3")
     rows = db.execute("SELECT t.name, t.type, m.timestamp, m.data FROM messages m JOIN topics t ON m.topic_id = t.id").fetchall()
+    definitions = dict(db.execute("SELECT topic_type, encoded_message_definition FROM message_definitions").fetchall())
+    assert {t for _, t, _, _ in rows} <= set(definitions)  # every type's definition travels in the bag
+    assert "MSG: ai_msgs/Target" in definitions["ai_msgs/msg/PerceptionTargets"]
     from_sqlite = rosbags_messages(out / "bag_sqlite3")
     for found in (from_mcap, independent, rows, from_sqlite):
         assert sorted((topic, bytes(data)) for topic, _, _, data in found) == written
@@ -195,3 +199,10 @@ def test_save_bag_on_the_command_line(tmp_path):
     jpeg = ros_oracle.decode("sensor_msgs/msg/CompressedImage", images[3])
     assert cv2.imdecode(np.frombuffer(jpeg.data, np.uint8), cv2.IMREAD_COLOR).shape == (480, 640, 3)
     assert f"ROS 2 bag {bag}: " in proc.stdout + proc.stderr
+
+
+def test_without_the_ros_extra_it_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "rosbags", None)  # what `import rosbags` meets where the extra is not installed
+    with pytest.raises(EdgesegError) as exc:
+        BagOutput(tmp_path / "bag")
+    assert str(exc.value) == "ROS 2 messages need rosbags: pip install edgeseg[ros]"

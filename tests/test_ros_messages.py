@@ -225,6 +225,24 @@ def test_untracked_objects_have_track_id_0_and_no_id():
     assert [d.id for d in det.detections] == ["", "", ""]
 
 
+def test_no_detections_and_no_masks():
+    """An empty frame still publishes every topic (empty arrays); detections decoded without masks have boxes only."""
+    empty = make_frame(tracked=False)
+    empty.detections = Detections.empty((H, W), NAMES)
+    encoder = FrameEncoder(run_of("dock cam"), RosTopics(instance_mask=True))
+    topics = {m.topic: m for m in encoder.encode(empty)}
+    assert ros_oracle.decode("ai_msgs/msg/PerceptionTargets", topics["/hobot_dnn_detection"].data).targets == []
+    mask = ros_oracle.decode("sensor_msgs/msg/Image", topics["/instance_mask"].data)
+    assert (mask.height, mask.width) == (H, W) and not any(mask.data)
+    boxes = make_frame(tracked=False)
+    boxes.detections = boxes.detections.select([0, 1])
+    boxes.detections.masks = boxes.detections.mask_origins = None
+    topics = {m.topic: m for m in encoder.encode(boxes)}
+    targets = ros_oracle.decode("ai_msgs/msg/PerceptionTargets", topics["/hobot_dnn_detection"].data).targets
+    assert [(len(t.rois), len(t.points), len(t.captures)) for t in targets] == [(1, 0, 0), (1, 0, 0)]
+    assert not any(ros_oracle.decode("sensor_msgs/msg/Image", topics["/instance_mask"].data).data)
+
+
 def test_the_packed_path_writes_rosbags_own_bytes():
     """The fast path for sequences of small structs against rosbags' element-by-element serializer."""
     encoder = FrameEncoder(run_of("dock cam"), CONFIG)
@@ -249,10 +267,16 @@ def test_one_encoding_per_frame_and_none_for_a_failed_frame():
     run = run_of("dock cam")
     shared = FrameEncoder.shared(run, CONFIG)
     assert FrameEncoder.shared(run, CONFIG) is shared and FrameEncoder.shared(run_of("dock cam"), CONFIG) is not shared
+    shared = FrameEncoder.shared(run, CONFIG)
+    other = FrameEncoder.shared(run, RosTopics())
+    assert other is not shared and other.stamps is shared.stamps  # another config, the same stamps
+    shared = FrameEncoder.shared(run, CONFIG)
     frame = make_frame()
     assert shared.encode(frame) is shared.encode(frame)
     failed = StreamFrame(index=6, source="dock.mp4", image=None, detections=None, error="cannot decode", camera="dock cam")
     assert shared.encode(failed) == []
+    FrameEncoder.release(run)
+    assert FrameEncoder.shared(run, CONFIG) is not shared
 
 
 def test_topic_namespaces():
@@ -264,6 +288,16 @@ def test_topic_namespaces():
     assert FrameEncoder(run_of("a"), RosTopics(namespace="robot1")).namespace("a") == "/robot1/"
     assert FrameEncoder(run_of("a", "b"), RosTopics(namespace="/robot1/")).namespace("b") == "/robot1/b/"
     assert ros_name("rtsp://cam.local/live--1") == "rtsp_cam_local_live_1"
+    assert FrameEncoder(run_of("a"), CONFIG).topics(tracking=False) == [
+        "hobot_dnn_detection",
+        "hobot_dnn_detection_info",
+        "detections",
+        "label_info",
+        "annotations",
+        "instance_mask",
+        "image/compressed",
+    ]
+    assert FrameEncoder(run_of("a")).topics(tracking=True)[-2:] == ["events", "counts"]
     with pytest.raises(EdgesegError) as bad:
         RosTopics(namespace="/robot 1")
     assert bad.value.problem.startswith("'robot 1' is not a ROS 2 name")

@@ -125,6 +125,7 @@ class BagOutput(OutputBase):
 
     def close(self) -> list[Path]:
         """Finish the bag and move it into place; the bag's folder, or nothing if it failed or never opened."""
+        FrameEncoder.release(self.run)
         writer, self._writer = self._writer, None
         if writer is None:
             return []

@@ -225,11 +225,20 @@ class FrameEncoder:
     @classmethod
     def shared(cls, run: RunInfo, config: RosTopics = RosTopics()) -> FrameEncoder:
         """The encoder of this run (the very ``run`` object every output is opened with) and ``config``: made by
-        the first output that asks, reused by the others."""
+        the first output that asks, reused by the others. Another ``config`` of the same run gets an encoder of its
+        own with the same ``Stamps``: a live camera's frame has one stamp in every output."""
         last = cls._shared
-        if last is None or last.run is not run or last.config != config:
+        if last is None or last.run is not run:
             last = cls._shared = cls(run, config)
+        elif last.config != config:
+            last = cls._shared = cls(run, config, stamps=last.stamps)
         return last
+
+    @classmethod
+    def release(cls, run: RunInfo) -> None:
+        """Forget the shared encoder of ``run`` (an output's ``close``): it holds the last frame of each camera."""
+        if cls._shared is not None and cls._shared.run is run:
+            cls._shared = None
 
     def namespace(self, camera: str) -> str:
         """The prefix of ``camera``'s topics: ``/`` (one camera), ``/<camera>/`` (several), under an explicit
