@@ -38,6 +38,8 @@ DEFAULT_TESTS = (
     "tests/test_zero_points.py",
     "tests/test_masks.py",
     "tests/test_preprocess.py",
+    "tests/test_outbox.py",
+    "tests/test_ros_live.py",
     "tests/test_decode_oracle.py",
     "tests/test_board.py",
     "tests/test_board_inputs.py",
@@ -567,6 +569,28 @@ MUTATIONS = (
         "(depth > -margin if before else depth > margin)",
         "(depth > 0)",
         "zone sides switch on every wobble of the box centre",
+    ),
+    # Live ROS 2 (issue 32): the outbox that keeps a slow peer off the pipeline, and ROS 2's names on DDS.
+    Mutation(
+        "outbox-unbounded",
+        "src/edgeseg/outputs/outbox.py",
+        "if len(self._queue) >= self.capacity:",
+        "if len(self._queue) >= self.capacity + 10**9:",
+        "the outbox never drops: a peer that stops answering grows it without bound",
+    ),
+    Mutation(
+        "dds-no-rt-prefix",
+        "src/edgeseg/outputs/ros/dds.py",
+        "return ROS_TOPIC_PREFIX + topic",
+        "return topic",
+        "DDS topics without ROS 2's rt/ prefix: no ROS 2 node sees them",
+    ),
+    Mutation(
+        "dds-type-name",
+        "src/edgeseg/outputs/ros/dds.py",
+        'return f"{package}::{kind}::dds_::{name}_"',
+        'return f"{package}::{kind}::{name}"',
+        "DDS type names without ROS 2's dds_ namespace and trailing _: no ROS 2 node matches them",
     ),
     # ROS 2 messages (issue 32): the layout, the one stamp, the one track id.
     Mutation(

@@ -25,7 +25,7 @@ from .options import (
     positive_multiple_of_32,
     print_failures,
     ray_config_of,
-    ros_topics_of,
+    ros_outputs_of,
     serve_address,
     tracking_options_of,
     unit_interval,
@@ -84,8 +84,8 @@ def register(sub) -> dict:
         help="drop stale frames to keep up (default: on for cameras and URLs, off for files)",
     )
     add_tracking_options(p)
-    add_ros_options(p)
     p.set_defaults(conf=None)  # 0.25, or TRACK_CONF with --track (see _cmd_predict)
+    add_ros_options(p)
     add_ray_options(p)
     p.add_argument(
         "--save-parquet",
@@ -169,6 +169,7 @@ def _cmd_predict(args) -> int:
             "--retries": args.retries is not None,
             "--threads": args.threads,
             "--track": args.track,
+            "--ros": args.ros,
             "--save-bag": args.save_bag,
         },
     )
@@ -180,11 +181,7 @@ def _cmd_predict(args) -> int:
         from ..serve import ServeConfig, start_server
 
         serve = ServeConfig.from_cli(args.serve, token=args.serve_token)  # a bad address or a missing token: before any work
-    run_outputs = []
-    if args.save_bag is not None:  # an existing folder or a missing extra: before any work
-        from ..outputs.ros.bag import BagOutput
-
-        run_outputs.append(BagOutput(args.save_bag, topics=ros_topics_of(args), storage=args.bag_storage))
+    ros = ros_outputs_of(args, threshold=args.conf)  # a bad namespace, an existing bag folder: before any work
     seg = Segmenter(args.model, options=decode_options(args), threads=args.threads, board=board_options(args))
     outputs = PredictOutputs(
         out_dir=args.out, save_json=args.save_json, save_video=args.save_video, save_jsonl=args.save_jsonl, save_counts=args.save_counts
@@ -210,7 +207,7 @@ def _cmd_predict(args) -> int:
             outputs=outputs,
             stream=stream,
             show_progress=sys.stderr.isatty(),
-            run_outputs=([server.hub] if server is not None else []) + run_outputs,
+            run_outputs=([server.hub] if server is not None else []) + ros,
         )
     finally:
         if server is not None:

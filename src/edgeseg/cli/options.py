@@ -319,7 +319,13 @@ def tracking_options_of(args):
 
 
 def add_ros_options(p: argparse.ArgumentParser) -> None:
-    """--save-bag and the ROS 2 topics' options (``outputs.ros``), declared once."""
+    """--ros, --save-bag and what goes with them (``edgeseg.outputs.ros``), declared once."""
+    p.add_argument(
+        "--ros",
+        action="store_true",
+        help="publish each frame's results on ROS 2 topics as the run goes (rclpy where it imports, e.g. on a TROS board; "
+        'else cyclonedds: pip install "edgeseg[ros-dds]", x86 only); domain from ROS_DOMAIN_ID',
+    )
     p.add_argument(
         "--save-bag",
         default=None,
@@ -327,23 +333,53 @@ def add_ros_options(p: argparse.ArgumentParser) -> None:
         help="a ROS 2 bag in the new folder DIR (rosbag2 version 8, which Humble reads) of every frame's messages: "
         "ai_msgs (TROS), vision_msgs, Foxglove annotations, events and counts (needs the ros extra; docs/ros2.md)",
     )
-    p.add_argument("--bag-storage", choices=("mcap", "sqlite3"), default="mcap", help="with --save-bag: the storage (default mcap)")
+    p.add_argument("--bag-storage", choices=("mcap", "sqlite3"), default="mcap", help="with --save-bag: the bag's storage (default mcap)")
     p.add_argument(
         "--ros-namespace",
         default=None,
         metavar="NS",
-        help="ROS 2 topics under NS (default: at the root for one camera, under /<camera> for several)",
+        help="with --ros/--save-bag: put the topics under NS (default: the root for one camera, /<camera> for each of several)",
     )
     p.add_argument(
         "--ros-image",
         action="store_true",
-        help="also each frame as JPEG on image/compressed, with the results' stamp (what TROS's web display and Foxglove pair with)",
+        help="with --ros/--save-bag: also each frame as sensor_msgs/CompressedImage (JPEG) on image/compressed, what TROS's web "
+        "display and Foxglove pair the results with",
     )
-    p.add_argument("--ros-instance-mask", action="store_true", help="also a mono16 instance image per frame on instance_mask")
+    p.add_argument(
+        "--ros-instance-mask",
+        action="store_true",
+        help="with --ros/--save-bag: also a mono16 instance image per frame on instance_mask (pixel = 1 + the object's index)",
+    )
 
 
-def ros_topics_of(args):
-    """The ``RosTopics`` of --ros-namespace, --ros-image, --ros-instance-mask (``LabelInfo.threshold`` = --conf)."""
+def ros_outputs_of(args, threshold: float) -> list:
+    """The run outputs of --ros and --save-bag (empty without them); a bad namespace or an existing bag folder is one
+    line before any work. ``threshold``: the run's confidence threshold (LabelInfo's)."""
+    if not (args.ros or args.save_bag):
+        given = {"--ros-namespace": args.ros_namespace, "--ros-image": args.ros_image, "--ros-instance-mask": args.ros_instance_mask}
+        for option, value in given.items():
+            if value:
+                raise EdgesegError(f"{option} needs --ros or --save-bag")
+        return []
+    if args.bag_storage != "mcap" and not args.save_bag:
+        raise EdgesegError("--bag-storage needs --save-bag")
+    topics = ros_topics_of(args, threshold=threshold)
+    outputs: list = []
+    if args.save_bag:
+        from ..outputs.ros.bag import BagOutput
+
+        outputs.append(BagOutput(args.save_bag, topics=topics, storage=args.bag_storage))
+    if args.ros:
+        from ..outputs.ros.live import RosLiveOutput
+
+        outputs.append(RosLiveOutput(topics=topics))
+    return outputs
+
+
+def ros_topics_of(args, threshold: float):
+    """The ``RosTopics`` of --ros-namespace, --ros-image, --ros-instance-mask (``LabelInfo.threshold`` = ``threshold``,
+    the run's --conf)."""
     from ..outputs.ros.messages import RosTopics
 
-    return RosTopics(namespace=args.ros_namespace, instance_mask=args.ros_instance_mask, image=args.ros_image, threshold=args.conf)
+    return RosTopics(namespace=args.ros_namespace, instance_mask=args.ros_instance_mask, image=args.ros_image, threshold=threshold)
