@@ -278,8 +278,8 @@ def budget(args: argparse.Namespace) -> dict:
     import board_cpu_path as board  # noqa: PLC0415 (benchmarks/: the board-form outputs)
     from edgeseg.backends import open_backend
     from edgeseg.decode import DecodeOptions, decode
+    from edgeseg.outputs.jsonl import frame_record
     from edgeseg.preprocess import letterbox_nv12
-    from edgeseg.sinks import frame_record
     from edgeseg.tracking import TrackingOptions, TrackSession, parse_line, parse_zone
 
     backend = open_backend(args.model)

@@ -101,7 +101,7 @@ def run_once(seg: Segmenter, source: SlidingSample, n_viewers: int, workers: int
                     raise SystemExit("serve_overhead: the viewers did not connect")
                 time.sleep(0.05)
         cpu0 = time.process_time()  # every thread of this process: the pipeline's and the view's
-        summary = predict_sources(seg, [source], stream=StreamOptions(workers=workers), show_progress=False, observers=[server.hub])
+        summary = predict_sources(seg, [source], stream=StreamOptions(workers=workers), show_progress=False, run_outputs=[server.hub])
         cpu = time.process_time() - cpu0
         stats = summary.streams[0][1]
         if n_viewers:

@@ -38,8 +38,8 @@ from edgeseg.engines.threads import StreamRunner
 from edgeseg.errors import EdgesegError
 from edgeseg.fileio import write_json_atomic
 from edgeseg.machine import helper_threads
+from edgeseg.outputs.video import VideoSink
 from edgeseg.predict import Segmenter
-from edgeseg.sinks import VideoSink
 from edgeseg.sources import Source, SourceItem, VideoSource, image_directory
 
 REPO = Path(__file__).resolve().parents[1]

@@ -195,7 +195,7 @@ def stream_fps(frames: int, repeats: int) -> dict:
     # What tracking adds to the ordered consumer per frame, timed alone: track, count, draw trails and lines,
     # and the longer JSON line (the detections are the model's own on these frames).
     from edgeseg.draw import annotate
-    from edgeseg.sinks import frame_record
+    from edgeseg.outputs.jsonl import frame_record
     from edgeseg.tracking import TrackSession
 
     detections = [seg(slides[i % len(slides)]) for i in range(len(slides))]

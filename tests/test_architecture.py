@@ -279,12 +279,12 @@ def test_imports_are_what_the_module_map_allows(path):
 
 
 def test_the_module_map_is_read():
-    assert {"errors", "preprocess", "decode", "results", "sources", "sinks", "tracking"} <= CORE
+    assert {"errors", "preprocess", "decode", "results", "sources", "tracking"} <= CORE
     assert LAYER["engines"] == "engines" and LAYER["predict"] == "api"
     assert {"quantize", "evaluate", "bench", "report", "cli", "serve"} <= TOOLS
     assert MODULE_MAP["masks"][1] == {"errors"}  # "—": nothing but the error type
     assert MODULE_MAP["decode"][1] == {"errors", "backends.base", "masks", "preprocess", "results", "stages"}
-    assert MODULE_MAP["engines"][1] == CORE | {"errors"}
+    assert MODULE_MAP["engines"][1] == CORE | {"errors", "outputs"} and LAYER["outputs"] == "engines"
     assert MODULE_MAP["export"][1] == CORE | {"errors"} and MODULE_MAP["cli"][1] is ANYTHING
 
 

@@ -24,6 +24,7 @@ from edgeseg import Detections
 from edgeseg.backends import read_model_info
 from edgeseg.decode import DecodeOptions
 from edgeseg.engines.command import CameraPlan, StreamOptions, run_cameras
+from edgeseg.outputs import OutputBase
 from edgeseg.predict import DEFAULT_MODEL
 from edgeseg.serve import ServeConfig, start_server
 from edgeseg.sources.base import LIVE, RECONNECTING
@@ -51,7 +52,7 @@ class TimedBoxes:
         return [TimedBoxes(self.ms) for _ in range(n)]
 
 
-class LiveRun:
+class LiveRun(OutputBase):
     """``run_cameras`` on cameras in a thread, with the live view, recording when each camera's frames arrive."""
 
     def __init__(self, urls: list[str], predictor, out: Path, *, workers: int = 1) -> None:
@@ -68,7 +69,7 @@ class LiveRun:
             target=lambda: setattr(
                 self,
                 "summary",
-                run_cameras(predictor, cameras=self.plans, stream=stream, observers=observers, show_progress=False, stop=self.stop),
+                run_cameras(predictor, cameras=self.plans, stream=stream, run_outputs=observers, show_progress=False, stop=self.stop),
             ),
             daemon=True,
         )
@@ -81,8 +82,8 @@ class LiveRun:
     def on_state(self, stats) -> None:
         self.states.append((time.monotonic(), stats.camera, stats.state))
 
-    def close(self) -> None:
-        pass
+    def close(self) -> list:
+        return []
 
     # the test's side
     def wait(self, predicate, timeout: float, what: str) -> float:

@@ -263,7 +263,7 @@ def test_a_viewer_that_drops_mid_mjpeg_is_released_even_when_no_frame_comes():
 
     with start_server(ServeConfig(port=0)) as server:
         thread, out = run_in_thread(
-            predict_sources, BoxSegmenter(), [Pausing(sample_slides(), fps=30, count=6)], show_progress=False, observers=[server.hub]
+            predict_sources, BoxSegmenter(), [Pausing(sample_slides(), fps=30, count=6)], show_progress=False, run_outputs=[server.hub]
         )
         clients = []
         for path in ("/stream.mjpg", "/stream.mjpg", "/events"):
@@ -286,7 +286,11 @@ def test_viewers_past_the_limit_get_503_and_a_freed_slot_is_taken_again():
     stop = threading.Event()
     with start_server(ServeConfig(port=0, max_viewers=2)) as server:
         thread, _ = run_in_thread(
-            predict_sources, BoxSegmenter(), [PacedSource(sample_slides(), fps=30, stop=stop)], show_progress=False, observers=[server.hub]
+            predict_sources,
+            BoxSegmenter(),
+            [PacedSource(sample_slides(), fps=30, stop=stop)],
+            show_progress=False,
+            run_outputs=[server.hub],
         )
         try:
             first = urllib.request.urlopen(server.url + "stream.mjpg", timeout=10)
@@ -329,7 +333,11 @@ def test_mjpeg_frames_are_valid_jpegs_whose_count_grows_while_the_stream_runs():
     stop = threading.Event()
     with start_server(ServeConfig(port=0)) as server:
         thread, out = run_in_thread(
-            predict_sources, BoxSegmenter(), [PacedSource(sample_slides(), fps=30, stop=stop)], show_progress=False, observers=[server.hub]
+            predict_sources,
+            BoxSegmenter(),
+            [PacedSource(sample_slides(), fps=30, stop=stop)],
+            show_progress=False,
+            run_outputs=[server.hub],
         )
         try:
             with urllib.request.urlopen(server.url + "stream.mjpg", timeout=10) as r:
@@ -366,7 +374,7 @@ def test_events_are_the_save_jsonl_lines_one_per_frame(tmp_path, coco128_images,
             [clip],
             outputs=PredictOutputs(save_jsonl=jsonl),
             show_progress=False,
-            observers=[server.hub],
+            run_outputs=[server.hub],
         )
         events = read_events(r)
     lines = jsonl.read_text().splitlines()
@@ -378,14 +386,18 @@ def test_events_are_the_save_jsonl_lines_one_per_frame(tmp_path, coco128_images,
 
 def test_nothing_is_encoded_without_viewers_and_each_frame_at_most_once_with_many():
     with start_server(ServeConfig(port=0)) as server:
-        predict_sources(BoxSegmenter(), [PacedSource(sample_slides(), fps=200, count=20)], show_progress=False, observers=[server.hub])
+        predict_sources(BoxSegmenter(), [PacedSource(sample_slides(), fps=200, count=20)], show_progress=False, run_outputs=[server.hub])
         assert server.hub.seq == 20 and server.hub.jpeg_encodes == 0
     stop = threading.Event()
     with start_server(ServeConfig(port=0)) as server:
         encoded, encode = [], server.hub._encode
         server.hub._encode = lambda frame: encoded.append(frame.index) or encode(frame)
         thread, _ = run_in_thread(
-            predict_sources, BoxSegmenter(), [PacedSource(sample_slides(), fps=30, stop=stop)], show_progress=False, observers=[server.hub]
+            predict_sources,
+            BoxSegmenter(),
+            [PacedSource(sample_slides(), fps=30, stop=stop)],
+            show_progress=False,
+            run_outputs=[server.hub],
         )
         responses = [urllib.request.urlopen(server.url + "stream.mjpg", timeout=10) for _ in range(4)]
         with ThreadPoolExecutor(4) as pool:
@@ -403,7 +415,7 @@ def test_the_view_works_at_a_lower_priority_than_the_pipeline():
 
     with start_server(ServeConfig(port=0)) as server:
         thread, _ = run_in_thread(
-            predict_sources, BoxSegmenter(), [PacedSource(sample_slides(), fps=30, count=10)], show_progress=False, observers=[server.hub]
+            predict_sources, BoxSegmenter(), [PacedSource(sample_slides(), fps=30, count=10)], show_progress=False, run_outputs=[server.hub]
         )
         with urllib.request.urlopen(server.url + "stream.mjpg", timeout=10) as r:
             read_jpegs(r, 1)
@@ -418,7 +430,7 @@ def test_an_image_folder_is_a_slideshow_with_one_message_per_image(tmp_path):
         cv2.imwrite(str(tmp_path / f"slide{k}.jpg"), image)
     with start_server(ServeConfig(port=0)) as server, urllib.request.urlopen(server.url + "events", timeout=10) as r:
         wait_until(lambda: server.hub.viewers == 1, what="the events client")
-        predict_sources(BoxSegmenter(), [tmp_path], show_progress=False, observers=[server.hub])
+        predict_sources(BoxSegmenter(), [tmp_path], show_progress=False, run_outputs=[server.hub])
         events = read_events(r)
     images = [json.loads(data)["detections"][0]["image"] for kind, data in events if kind == "message"]
     assert images == [str(tmp_path / f"slide{k}.jpg") for k in range(3)]
@@ -449,7 +461,7 @@ def test_a_client_that_never_reads_does_not_stall_the_runner():
             stalled.append(s)  # never read from
         wait_until(lambda: server.hub.viewers == 2, what="the stalled clients")
         source = PacedSource(noise, fps=25, count=60)
-        thread, out = run_in_thread(predict_sources, BoxSegmenter(), [source], show_progress=False, observers=[server.hub])
+        thread, out = run_in_thread(predict_sources, BoxSegmenter(), [source], show_progress=False, run_outputs=[server.hub])
         wait_until(lambda: server.hub.seq > 0, what="the first frame")  # the stalled clients came before it, this one after
         with urllib.request.urlopen(server.url + "stream.mjpg", timeout=10) as r:
             seqs = []
@@ -491,7 +503,11 @@ def test_ten_concurrent_clients_are_served():
     stop = threading.Event()
     with start_server(ServeConfig(port=0)) as server:
         thread, _ = run_in_thread(
-            predict_sources, BoxSegmenter(), [PacedSource(sample_slides(), fps=30, stop=stop)], show_progress=False, observers=[server.hub]
+            predict_sources,
+            BoxSegmenter(),
+            [PacedSource(sample_slides(), fps=30, stop=stop)],
+            show_progress=False,
+            run_outputs=[server.hub],
         )
 
         all_in = threading.Barrier(10, timeout=20)
@@ -586,7 +602,7 @@ def test_a_real_browser_shows_the_video_and_the_detections(tmp_path, default_mod
     with start_server(ServeConfig(port=0, token="t0k")) as server:
         seg = Segmenter(default_model, threads=1)
         thread, out = run_in_thread(
-            predict_sources, seg, [PacedSource(sample_slides(), fps=5, stop=stop)], show_progress=False, observers=[server.hub]
+            predict_sources, seg, [PacedSource(sample_slides(), fps=5, stop=stop)], show_progress=False, run_outputs=[server.hub]
         )
         try:
             page = open_page(server.url, screenshot=tmp_path / "page.png")
@@ -617,7 +633,7 @@ def test_tracked_events_carry_ids_events_and_counts_as_the_jsonl_does(tmp_path, 
             outputs=PredictOutputs(save_jsonl=jsonl),
             stream=StreamOptions(tracking=tracking),
             show_progress=False,
-            observers=[server.hub],
+            run_outputs=[server.hub],
         )
         events = read_events(r)
         jpeg = server.hub._encode(server.hub.cameras()[0].newest)

@@ -32,11 +32,11 @@ from ..decode import DecodeOptions
 from ..draw import draw_detections
 from ..engines.threads import StreamRunner
 from ..errors import EdgesegError
+from ..outputs.video import VideoSink
 from ..predict import Segmenter
 from ..preprocess import preprocess
 from ..progress import progress
 from ..results import Detections
-from ..sinks import VideoSink
 from ..sources import SourceItem, VideoSource, source_kind
 from ..stages import DRAW, INFERENCE, READ, STAGES, STREAM_STAGES, TOTAL, WRITE
 from .result import ModelStream, StreamBench, StreamRun

@@ -109,7 +109,7 @@ def _run(deployment) -> int:
             seg,
             cameras=cameras,
             stream=stream,
-            observers=[server.hub] if server is not None else [],
+            run_outputs=[server.hub] if server is not None else [],
             show_progress=sys.stderr.isatty(),
         )
     finally:

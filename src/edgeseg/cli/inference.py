@@ -201,7 +201,7 @@ def _cmd_predict(args) -> int:
             outputs=outputs,
             stream=stream,
             show_progress=sys.stderr.isatty(),
-            observers=[server.hub] if server is not None else (),
+            run_outputs=[server.hub] if server is not None else (),
         )
     finally:
         if server is not None:
@@ -239,6 +239,8 @@ def _report_predict(args, summary, dt: float) -> int:
         raise EdgesegError("no image could be processed")
     for name, stats in summary.streams:
         print(f"{name}: {stats.summary()}")
+    for line in summary.reports:
+        print(line)
     for name, counts in summary.counts.items():
         for line, c in counts["lines"].items():
             print(f"{name}: line {line}: in {c['in']}, out {c['out']}")

@@ -70,7 +70,7 @@ def plan_fields(deployment: Deployment) -> list[dict[str, Any]]:
 def camera_plans(deployment: Deployment) -> list:
     """The engine's ``CameraPlan`` of every camera."""
     from ..engines.command import CameraPlan
-    from ..sinks import Rotation
+    from ..outputs.files import Rotation
 
     return [
         CameraPlan(**{**fields, "rotation": Rotation(**fields["rotation"]) if fields["rotation"] else None})

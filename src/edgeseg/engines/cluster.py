@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import EdgesegError, Problem, first_line
 from ..fileio import write_json_atomic
+from ..outputs.files import check_writable
 from ..progress import progress
-from ..sinks import check_writable
 from ..sources import collect_images, source_kind
 from .actors import ActorSpec, PredictorActor, TryCounter, read_files
 from .base import PER_CORE_LIMIT, Predictor

@@ -11,17 +11,20 @@ import logging
 import os
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import cv2
 
 from ..draw import annotate
 from ..errors import EdgesegError, Problem
 from ..fileio import unique_name, write_bytes_atomic, write_json_atomic
+from ..outputs import CameraInfo, Output, OutputBase, RunInfo
+from ..outputs.fanout import Fanout
+from ..outputs.files import Rotation, check_writable
+from ..outputs.jsonl import JsonlOutput
+from ..outputs.video import VideoOutput
 from ..progress import progress
-from ..sinks import JsonlSink, Rotation, VideoSink, check_writable
 from ..sources import BoardInputs, RetryPolicy, Source, open_sources
 from ..sources.base import ENDED
 from ..tracking import TrackingOptions
@@ -62,19 +65,6 @@ class StreamOptions:
     max_files: int = 4  # video files read at once (the others wait their turn): a hundred files never open a hundred decoders
 
 
-class FrameObserver(Protocol):
-    """Something that watches a run (the live view's server): ``on_frame`` gets every frame, ok or failed, with
-    its camera's stats so far, on the thread that consumes the runner, so it must only keep a reference and
-    return; ``on_state`` gets a camera's stats each time its ``state`` changes (from that camera's reader thread:
-    keep it as short); ``close`` is called once when the run ends (done, failed or interrupted)."""
-
-    def on_frame(self, frame: StreamFrame, stats: StreamStats) -> None: ...
-
-    def on_state(self, stats: StreamStats) -> None: ...
-
-    def close(self) -> None: ...
-
-
 @dataclass(frozen=True)
 class CameraPlan:
     """One camera of a deployment (``edgeseg run``): what ``predict`` takes as a SOURCE, its name (default: derived
@@ -95,13 +85,32 @@ class CameraPlan:
 
 @dataclass
 class _CameraRun:
-    """A camera with its opened source and its output files."""
+    """A camera with its opened source and its own outputs (video, JSON Lines)."""
 
     source: Source
     plan: CameraPlan
     name: str = ""
-    outputs: _StreamOutputs | None = field(default=None, repr=False)
+    outputs: Fanout = field(default_factory=Fanout, repr=False)
     ended: bool = False
+
+    def info(self) -> CameraInfo:
+        tracking = self.plan.tracking
+        return CameraInfo(
+            name=self.name,
+            source=self.source.name,
+            live=bool(self.source.live if self.plan.live is None else self.plan.live),
+            lines=tuple(g.name for g in tracking.lines) if tracking is not None else (),
+            zones=tuple(g.name for g in tracking.zones) if tracking is not None else (),
+        )
+
+    def own_outputs(self) -> Fanout:
+        """The camera's files as outputs (created now: their paths were checked before the run)."""
+        plan, outputs = self.plan, []
+        if plan.save_video is not None:
+            outputs.append(VideoOutput(plan.save_video, fps=lambda: self.source.fps, rotation=plan.rotation))
+        if plan.save_jsonl is not None:
+            outputs.append(JsonlOutput(plan.save_jsonl, camera=self.name, rotation=plan.rotation))
+        return Fanout(outputs)
 
 
 def _numbered(path: str | os.PathLike | None, k: int, count: int) -> Path | None:
@@ -111,15 +120,18 @@ def _numbered(path: str | os.PathLike | None, k: int, count: int) -> Path | None
     return p if count == 1 else p.with_name(f"{p.stem}-{k}{p.suffix}")
 
 
-class _ImageOutputs:
+class _ImageOutputs(OutputBase):
     """Overlays in a directory and the JSON records of every image."""
 
     def __init__(self, outputs: PredictOutputs, summary: PredictSummary) -> None:
+        super().__init__(name=str(outputs.out_dir or "image records"), on_failure="stop")
         self.out = Path(outputs.out_dir) if outputs.out_dir is not None else None
         self.summary = summary
         self.used: set[str] = set()
 
-    def write(self, frame: StreamFrame) -> None:
+    def on_frame(self, frame: StreamFrame, stats: StreamStats) -> None:
+        if not frame.ok:
+            return
         self.summary.records.extend(frame.detections.to_records(frame.source))
         if self.out is not None:
             ok, buf = cv2.imencode(".jpg", annotate(frame.image, frame.detections, frame.tracking))
@@ -130,50 +142,25 @@ class _ImageOutputs:
                 except OSError as exc:
                     raise EdgesegError(f"cannot write the overlay ({exc.strerror or exc})", path) from None
 
-    def close(self) -> None:
-        pass
+
+def _class_names(predictor: Predictor) -> tuple[str, ...]:
+    names = predictor.info.names
+    return tuple(names.get(k, str(k)) for k in range(max(names, default=-1) + 1))
 
 
-class _StreamOutputs:
-    """The annotated video and the JSON Lines of one camera (the video at the source's frame rate, known once it
-    has connected)."""
+def _open_run_outputs(run_outputs: Sequence[Output], infos: Sequence[CameraInfo], predictor: Predictor) -> Fanout:
+    """The run-wide outputs opened before any work (a broker that refuses, a bag that exists: one line, no run)."""
+    shared = Fanout(run_outputs)
+    shared.open(RunInfo(cameras=tuple(infos), class_names=_class_names(predictor)))
+    return shared
 
-    def __init__(self, run: _CameraRun, summary: PredictSummary) -> None:
-        plan = run.plan
-        self.source, self.camera, self.summary = run.source, run.name, summary
-        self.video = VideoSink(plan.save_video, None, rotation=plan.rotation) if plan.save_video is not None else None
-        self.jsonl = JsonlSink(plan.save_jsonl, rotation=plan.rotation) if plan.save_jsonl is not None else None
-        self.closed = False
 
-    def write(self, frame: StreamFrame) -> None:
-        if self.video is not None:
-            if self.video.frames == 0 and self.source.fps:
-                self.video.fps = self.source.fps
-            self.video.write(annotate(frame.image, frame.detections, frame.tracking), frame.index)
-        if self.jsonl is not None:
-            self.jsonl.write(
-                index=frame.index,
-                time_s=frame.time_s,
-                source=frame.source,
-                detections=frame.detections,
-                tracking=frame.tracking,
-                camera=self.camera,
-            )
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        for sink in (self.video, self.jsonl):
-            if sink is not None:
-                try:
-                    sink.close()
-                except EdgesegError as exc:
-                    self.summary.incomplete.append(Problem(str(sink.path), exc.problem))
-                    continue
-                self.summary.outputs.extend(sink.paths)
-        if self.video is not None:
-            self.summary.warnings.extend(self.video.warnings)
+def _close_run_outputs(shared: Fanout, summary: PredictSummary) -> None:
+    shared.close()
+    summary.incomplete.extend(shared.problems)
+    summary.outputs.extend(shared.files)
+    summary.warnings.extend(shared.warnings)
+    summary.reports.extend(shared.reports)
 
 
 def predict_sources(
@@ -183,12 +170,13 @@ def predict_sources(
     outputs: PredictOutputs = PredictOutputs(),
     stream: StreamOptions = StreamOptions(),
     show_progress: bool = True,
-    observers: Sequence[FrameObserver] = (),
+    run_outputs: Sequence[Output] = (),
 ) -> PredictSummary:
     """Predict every image, video, camera or stream in ``sources``; bad items are skipped and listed in
     ``summary.failed``. Images run first; then every video, camera and stream at once, on the one pool of
     ``stream.workers``. Output files are checked before any work; videos and JSON Lines are complete up to the
-    last frame written even when interrupted (Ctrl-C). Every frame also goes to each of ``observers``."""
+    last frame written even when interrupted (Ctrl-C). Every frame of every source also goes to each of
+    ``run_outputs`` (the live view, a bag, ROS 2, MQTT), opened before any work and closed at the end."""
     board = BoardInputs(imgsz=predictor.info.imgsz, hw_decode=stream.hw_decode)
     opened = open_sources(sources, live=stream.live, vid_stride=stream.vid_stride, retry=stream.retry, board=board)
     summary = PredictSummary(failed=list(opened.problems))
@@ -206,22 +194,24 @@ def predict_sources(
         )
         for k, s in enumerate(streams, 1)
     ]
+    _name_cameras(runs)
     _check_outputs(runs, outputs)
     if stream.tracking is not None:
         for single in (s for s in opened.sources if s.stills and s.length == 1):
             summary.warnings.append(
                 f"--track: {single.name} is a single image, not a sequence: its objects get ids, but nothing moves and nothing is counted"
             )
+    images = [CameraInfo(name=s.name, source=s.name) for s in opened.sources if s.stills]
+    shared = _open_run_outputs(run_outputs, images + [run.info() for run in runs], predictor)
     workers = predictor.workers(stream.workers) if stream.workers > 1 else [predictor]
     try:
         for source in opened.sources:
-            if source.stills:
-                _run_images(source, workers, outputs, summary, show_progress, observers, tracking=stream.tracking)
-        if runs:
-            _run_cameras(runs, workers, stream, summary, show_progress=show_progress, observers=observers)
+            if source.stills and not shared.stopped:
+                _run_images(source, workers, outputs, summary, show_progress, shared, tracking=stream.tracking)
+        if runs and not shared.stopped:
+            _run_cameras(runs, workers, stream, summary, show_progress=show_progress, shared=shared)
     finally:
-        for observer in observers:
-            observer.close()
+        _close_run_outputs(shared, summary)
         for source in opened.sources:
             summary.warnings.extend(source.warnings)
         if outputs.save_json is not None:
@@ -239,14 +229,15 @@ def run_cameras(
     *,
     cameras: Sequence[CameraPlan],
     stream: StreamOptions = StreamOptions(),
-    observers: Sequence[FrameObserver] = (),
+    run_outputs: Sequence[Output] = (),
     show_progress: bool = True,
     stop: threading.Event | None = None,
 ) -> PredictSummary:
     """Run a deployment's cameras at once on the one pool of ``stream.workers`` (``stream.retry`` for how live ones
-    reconnect), each into its own outputs; a camera that cannot be opened is listed in ``summary.failed`` and the
-    others run. Each camera's final counts go to its ``save_counts``. The run ends when every camera has ended,
-    or when ``stop`` is set (from any thread: what SIGTERM is to the command line), outputs finalised."""
+    reconnect), each into its own outputs, every frame also into each of ``run_outputs``; a camera that cannot be
+    opened is listed in ``summary.failed`` and the others run. Each camera's final counts go to its
+    ``save_counts``. The run ends when every camera has ended, or when ``stop`` is set (from any thread: what
+    SIGTERM is to the command line), outputs finalised."""
     board = BoardInputs(imgsz=predictor.info.imgsz, hw_decode=stream.hw_decode)
     summary = PredictSummary()
     runs = []
@@ -254,19 +245,27 @@ def run_cameras(
         opened = open_sources([plan.source], live=plan.live, vid_stride=plan.vid_stride, retry=stream.retry, board=board)
         summary.failed.extend(opened.problems)
         runs.extend(_CameraRun(source, plan) for source in opened.sources)
+    _name_cameras(runs)
     _check_outputs(runs, PredictOutputs())
+    shared = _open_run_outputs(run_outputs, [run.info() for run in runs], predictor)
     workers = predictor.workers(stream.workers) if stream.workers > 1 else [predictor]
     try:
         if runs:
-            _run_cameras(runs, workers, stream, summary, show_progress=show_progress, observers=observers, stop=stop)
+            _run_cameras(runs, workers, stream, summary, show_progress=show_progress, shared=shared, stop=stop)
     finally:
-        for observer in observers:
-            observer.close()
+        _close_run_outputs(shared, summary)
         for run in runs:
             summary.warnings.extend(run.source.warnings)
             if run.plan.save_counts is not None and run.name in summary.counts:
                 write_json_atomic(run.plan.save_counts, summary.counts[run.name])
     return summary
+
+
+def _name_cameras(runs: Sequence[_CameraRun]) -> None:
+    """Each camera's unique name (given, or derived from its source), known before any output opens."""
+    names = camera_names([Camera(r.source, name=r.plan.name) for r in runs])
+    for run, name in zip(runs, names):
+        run.name = name
 
 
 def _check_outputs(runs: Sequence[_CameraRun], outputs: PredictOutputs) -> None:
@@ -286,29 +285,34 @@ def _run_images(
     outputs: PredictOutputs,
     summary: PredictSummary,
     show_progress: bool,
-    observers: Sequence[FrameObserver],
+    shared: Fanout,
     *,
     tracking: TrackingOptions | None = None,
 ) -> None:
-    sink = _ImageOutputs(outputs, summary)
+    own = Fanout([_ImageOutputs(outputs, summary)])
     runner = StreamRunner(workers, tracking=tracking)
     bar = progress(desc="predict", total=source.length, enabled=show_progress, unit="img")
+    frames = runner.run(source)
     try:
-        for frame in runner.run(source):
+        for frame in frames:
             bar.update(1)
-            for observer in observers:
-                observer.on_frame(frame, runner.stats)
+            if not shared.on_frame(frame, runner.stats):
+                break  # a run-wide output that stops the run failed
             if not frame.ok:
                 summary.failed.append(Problem(frame.source, frame.error))
                 continue
-            sink.write(frame)  # first: an image whose output failed does not count as done
+            if not own.on_frame(frame, runner.stats):  # first: an image whose output failed does not count as done
+                break
             summary.processed += 1
             summary.detections += len(frame.detections)
             bar.set_postfix(objects=summary.detections, failed=len(summary.failed))
-    except EdgesegError as exc:  # an output that could not be written: keep what was done
+    except EdgesegError as exc:  # the source stopped mid-way: keep what was done
         summary.incomplete.append(Problem(exc.path or source.name, exc.problem))
     finally:
+        frames.close()
         bar.close()
+        own.close()
+        summary.incomplete.extend(own.problems)
         if runner.session is not None:
             _keep_counts(summary, source.name, runner.session)
 
@@ -326,19 +330,15 @@ def _run_cameras(
     summary: PredictSummary,
     *,
     show_progress: bool,
-    observers: Sequence[FrameObserver],
+    shared: Fanout,
     stop: threading.Event | None = None,
 ) -> None:
-    """Every camera at once through the threads engine, each frame into its camera's outputs; a camera that
-    ends closes its outputs then (a file's video is final while the others go on)."""
-    cameras = [Camera(r.source, name=r.plan.name, live=r.plan.live, tracking=r.plan.tracking, fps_cap=r.plan.fps_cap) for r in runs]
-    names = camera_names(cameras)
-    cameras = [replace(camera, name=name) for camera, name in zip(cameras, names)]
-    for run, name in zip(runs, names):
-        run.name = name
+    """Every camera at once through the threads engine, each frame into the run-wide outputs and its camera's own;
+    a camera that ends closes its own outputs then (a file's video is final while the others go on)."""
+    cameras = [Camera(r.source, name=r.name, live=r.plan.live, tracking=r.plan.tracking, fps_cap=r.plan.fps_cap) for r in runs]
     by_name = {run.name: run for run in runs}
     for run in runs:
-        run.outputs = _StreamOutputs(run, summary)
+        run.outputs = run.own_outputs()
     runner = StreamRunner(workers, live=stream.live, max_files=stream.max_files)
     single = len(runs) == 1
     bar = progress(
@@ -351,33 +351,31 @@ def _run_cameras(
     def on_state(stats: StreamStats) -> None:
         detail = f": {stats.state_detail}" if stats.state_detail else ""
         log.info("%s: %s%s", stats.camera, stats.state, detail)
-        for observer in observers:
-            observer.on_state(stats)
+        shared.on_state(stats)
         if stats.state == ENDED:  # on the consumer's thread, after the camera's last frame
             _end_camera(by_name[stats.camera], runner, summary)
 
+    frames = runner.run_all(cameras, on_state=on_state, stop=stop)
     try:
-        for frame in runner.run_all(cameras, on_state=on_state, stop=stop):
+        for frame in frames:
             run = by_name[frame.camera]
             bar.update(1)
-            for observer in observers:
-                observer.on_frame(frame, runner.cameras[frame.camera])
+            if not shared.on_frame(frame, runner.cameras[frame.camera]):
+                break  # a run-wide output that stops the run failed
             if not frame.ok:
                 summary.failed.append(Problem(f"{frame.source}#{frame.index}", frame.error))
                 continue
             if run.outputs.closed:
                 continue  # its output failed: the camera is being stopped, its last frames in flight go nowhere
-            try:
-                run.outputs.write(frame)  # first: a frame whose output failed does not count as done
-            except EdgesegError as exc:  # an output that could not be written: this camera stops, the others go on
-                summary.incomplete.append(Problem(exc.path or run.source.name, exc.problem))
-                run.outputs.close()
+            if not run.outputs.on_frame(frame, runner.cameras[frame.camera]):  # first: a frame whose output failed is not done
+                run.outputs.close()  # this camera stops, the others go on
                 runner.stop_camera(run.name)
                 continue
             summary.processed += 1
             summary.detections += len(frame.detections)
             bar.set_postfix(objects=summary.detections, failed=len(summary.failed), dropped=runner.stats.dropped)
     finally:
+        frames.close()
         bar.close()
         for run in runs:
             if not run.ended:  # the run stopped first (Ctrl-C, a failure)
@@ -389,6 +387,9 @@ def _end_camera(run: _CameraRun, runner: StreamRunner, summary: PredictSummary) 
     it stopped (a source that failed) go into the summary."""
     run.ended = True
     run.outputs.close()
+    summary.incomplete.extend(run.outputs.problems)
+    summary.outputs.extend(run.outputs.files)
+    summary.warnings.extend(run.outputs.warnings)
     summary.streams.append((run.name, runner.cameras.get(run.name, StreamStats(camera=run.name))))
     failure = runner.failures.get(run.name)
     if isinstance(failure, EdgesegError):

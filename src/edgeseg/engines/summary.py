@@ -25,4 +25,5 @@ class PredictSummary:
     # (source or output file, problem): a stream that stopped for good or an output that could not be written;
     # the run is incomplete (the command exits non-zero), what was done before is kept
     incomplete: list[Problem] = field(default_factory=list)
+    reports: list[str] = field(default_factory=list)  # run-wide outputs' end-of-run lines (delivered, dropped)
     counts: dict[str, dict] = field(default_factory=dict)  # source -> final line and zone counts, when tracking

@@ -25,8 +25,8 @@ reconnects on its own and counts what it could not deliver (``report()``).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
@@ -69,10 +69,12 @@ class RunInfo:
 @runtime_checkable
 class Output(Protocol):
     """Something that consumes a run's frames (see the module's docstring for the lifecycle and the failure
-    rule). ``name`` is what its one-line messages call it (``"MQTT broker localhost:1883"``, a file's path)."""
+    rule). ``name`` is what its one-line messages call it (``"MQTT broker localhost:1883"``, a file's path);
+    ``warnings``: what the run should report at its end (a frame resized to fit a video)."""
 
     name: str
     on_failure: OnFailure
+    warnings: Sequence[str]
 
     def open(self, run: RunInfo) -> None: ...
 
@@ -85,13 +87,17 @@ class Output(Protocol):
     def report(self) -> str | None: ...
 
 
-@dataclass
 class OutputBase:
-    """Do-nothing defaults for the protocol's hooks: an output overrides the ones it needs."""
+    """Do-nothing defaults for the protocol's hooks: an output overrides the ones it needs (a dataclass subclass
+    may declare ``name`` and ``on_failure`` as fields)."""
 
     name: str = "output"
     on_failure: OnFailure = "stop"
-    run: RunInfo = field(default_factory=RunInfo, repr=False)
+    run: RunInfo = RunInfo()
+    warnings: Sequence[str] = ()
+
+    def __init__(self, name: str = "output", on_failure: OnFailure = "stop") -> None:
+        self.name, self.on_failure = name, on_failure
 
     def open(self, run: RunInfo) -> None:
         self.run = run

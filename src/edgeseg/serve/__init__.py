@@ -7,7 +7,7 @@ stream, ``/stream.mjpg?camera=NAME``, ``/events``, ``/health`` and ``/metrics``:
     from edgeseg.serve import ServeConfig, start_server
 
     with start_server(ServeConfig(port=8080)) as server:
-        predict_sources(seg, ["0"], observers=[server.hub])
+        predict_sources(seg, ["0"], run_outputs=[server.hub])
 """
 
 from __future__ import annotations

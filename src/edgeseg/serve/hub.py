@@ -27,8 +27,9 @@ import numpy as np
 
 from ..draw import annotate
 from ..engines.threads import StreamFrame, StreamStats
+from ..outputs import OutputBase
+from ..outputs.jsonl import frame_record
 from ..results import Detections
-from ..sinks import frame_record
 from ..sources.base import CONNECTING, ENDED, LIVE
 from ..tracking import TrackedFrame
 
@@ -125,12 +126,14 @@ class CameraView:
         }
 
 
-class FrameHub:
-    """An observer of ``predict_sources`` (``on_frame`` / ``on_state`` / ``close``) that the server's handlers read
-    from: one ``CameraView`` per camera (the newest frame, its rate, latency and counters), in the order the cameras
-    first appeared, and the recent frames' messages of all cameras together."""
+class FrameHub(OutputBase):
+    """A run-wide output of ``predict_sources`` / ``run_cameras`` (``outputs.Output``: ``on_frame`` / ``on_state`` /
+    ``close``; a failure of the view never stops the run) that the server's handlers read from: one ``CameraView``
+    per camera (the newest frame, its rate, latency and counters), in the order the cameras first appeared, and the
+    recent frames' messages of all cameras together."""
 
     def __init__(self, *, quality: int = 80, history: int = 64) -> None:
+        super().__init__(name="live view", on_failure="continue")
         self.quality = quality
         self._lock = threading.Lock()
         self._seq = 0
@@ -180,13 +183,14 @@ class FrameHub:
             camera.state, camera.state_detail = stats.state, stats.state_detail
         self._wake()
 
-    def close(self) -> None:
+    def close(self) -> list:
         """The run is over: every camera has ended, clients get what is left, then their responses end."""
         with self._lock:
             for camera in self._cameras.values():
                 camera.state = ENDED
         self.ended = True
         self._wake()
+        return []
 
     def _camera(self, key: str) -> CameraView:
         camera = self._cameras.get(key)

@@ -1,5 +1,5 @@
-"""Outputs that fail mid-run (``edgeseg.sinks`` through ``predict``): a disk that fills up, an encoder that stops
-writing. One line naming the file, the partial video kept under its partial name (never moved into place as if
+"""File outputs that fail mid-run (``edgeseg.outputs``' video and JSON Lines, through ``predict``): a disk that
+fills up, an encoder that stops writing. One line naming the file, the partial video kept under its partial name (never moved into place as if
 complete), the frames and lines written before the failure intact, and a non-zero exit. Rotation into numbered
 segments (by size and by duration): every segment complete and playable, every frame in exactly one of them,
 also when the run is interrupted; the camera's name in each record."""
@@ -21,8 +21,10 @@ import pytest
 from corpus import make_clip, run_cli
 from edgeseg.cli import main
 from edgeseg.errors import EdgesegError
+from edgeseg.outputs.files import Rotation
+from edgeseg.outputs.jsonl import JsonlSink, frame_record
+from edgeseg.outputs.video import VideoSink
 from edgeseg.results import Detections
-from edgeseg.sinks import JsonlSink, Rotation, VideoSink, frame_record
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -100,7 +102,7 @@ def test_a_disk_that_fills_up_under_the_json_lines_keeps_whole_lines(small_disk,
 
 
 def test_an_encoder_that_fails_mid_run_keeps_the_frames_before_it(monkeypatch, capsys, clip, default_model, tmp_path):
-    import edgeseg.sinks
+    import edgeseg.outputs.video
 
     real_writer = cv2.VideoWriter
 
@@ -123,7 +125,7 @@ def test_an_encoder_that_fails_mid_run_keeps_the_frames_before_it(monkeypatch, c
         def release(self) -> None:
             self.writer.release()
 
-    monkeypatch.setattr(edgeseg.sinks.cv2, "VideoWriter", FailingWriter)
+    monkeypatch.setattr(edgeseg.outputs.video.cv2, "VideoWriter", FailingWriter)
     video, jsonl = tmp_path / "out.mp4", tmp_path / "out.jsonl"
     assert main(["predict", str(default_model), str(clip), "--save-video", str(video), "--save-jsonl", str(jsonl)]) == 1
     captured = capsys.readouterr()
@@ -192,7 +194,7 @@ class FakeClock:
 def test_json_lines_rotate_by_size_into_numbered_segments_of_whole_lines(tmp_path):
     sink = JsonlSink(tmp_path / "out.jsonl", rotation=Rotation(max_bytes=400))
     for i in range(50):
-        sink.write(index=i, time_s=i / 25, source="cam.mp4", detections=NO_DETECTIONS, camera="gate")
+        sink.write(frame_record(index=i, time_s=i / 25, source="cam.mp4", detections=NO_DETECTIONS, camera="gate"))
     last = sink.close()
     names = visible_files(tmp_path)
     assert len(names) >= 3 and names == segment_names("out", ".jsonl", len(names))
@@ -215,7 +217,7 @@ def test_json_lines_rotate_by_duration_on_the_clock_given(tmp_path):
     sink = JsonlSink(tmp_path / "out.jsonl", rotation=Rotation(max_seconds=2.0, clock=clock))
     for i in range(10):
         clock.now = 100 + 0.5 * i  # frame 4 finds the first segment 2 s old and starts the next
-        sink.write(index=i, time_s=None, source="cam", detections=NO_DETECTIONS)
+        sink.write(frame_record(index=i, time_s=None, source="cam", detections=NO_DETECTIONS))
     assert sink.close() == tmp_path / "out.00002.jsonl"  # closed mid-segment: its whole lines are a finished file
     assert visible_files(tmp_path) == segment_names("out", ".jsonl", 3)
     assert [[json.loads(line)["frame"] for line in p.read_text().splitlines()] for p in sink.paths] == [
@@ -232,7 +234,7 @@ def test_a_rotated_output_started_again_goes_on_after_its_segments(tmp_path):
         sink = JsonlSink(tmp_path / "out.jsonl", rotation=Rotation(max_seconds=2.0, clock=clock))
         for i in range(6):
             clock.now = 100 * run + 0.5 * i
-            sink.write(index=i, time_s=None, source="cam", detections=NO_DETECTIONS)
+            sink.write(frame_record(index=i, time_s=None, source="cam", detections=NO_DETECTIONS))
         sink.close()
         assert [p.name for p in sink.paths] == [f"out.{k:05d}.jsonl" for k in (2 * run, 2 * run + 1)]
     (tmp_path / "out.notanumber.jsonl").write_text("")  # a file of another kind beside them is not a segment
@@ -242,8 +244,8 @@ def test_a_rotated_output_started_again_goes_on_after_its_segments(tmp_path):
 
 def test_without_rotation_the_file_and_each_line_are_as_before(tmp_path):
     sink = JsonlSink(tmp_path / "out.jsonl")
-    sink.write(index=3, time_s=0.12345, source="cam", detections=NO_DETECTIONS)
-    sink.write(index=4, time_s=None, source="cam", detections=NO_DETECTIONS, camera="door")
+    sink.write(frame_record(index=3, time_s=0.12345, source="cam", detections=NO_DETECTIONS))
+    sink.write(frame_record(index=4, time_s=None, source="cam", detections=NO_DETECTIONS, camera="door"))
     assert sink.close() == tmp_path / "out.jsonl" and sink.paths == [tmp_path / "out.jsonl"]
     assert visible_files(tmp_path) == ["out.jsonl"]
     assert (tmp_path / "out.jsonl").read_text() == (
@@ -283,7 +285,7 @@ def test_video_rotates_by_duration_and_close_finalises_the_segment_it_is_in(tmp_
 
 
 def test_an_encoder_that_fails_in_a_later_segment_keeps_the_finished_ones(monkeypatch, tmp_path):
-    import edgeseg.sinks
+    import edgeseg.outputs.video
 
     real_writer = cv2.VideoWriter
     written = [0]
@@ -307,7 +309,7 @@ def test_an_encoder_that_fails_in_a_later_segment_keeps_the_finished_ones(monkey
         def release(self) -> None:
             self.writer.release()
 
-    monkeypatch.setattr(edgeseg.sinks.cv2, "VideoWriter", FailingWriter)
+    monkeypatch.setattr(edgeseg.outputs.video.cv2, "VideoWriter", FailingWriter)
     rng, clock = np.random.default_rng(2), FakeClock()
     sink = VideoSink(tmp_path / "out.mp4", 10, rotation=Rotation(max_seconds=4, clock=clock))
     with pytest.raises(EdgesegError) as failed:
@@ -330,7 +332,9 @@ import sys, time
 from pathlib import Path
 import numpy as np
 from edgeseg.results import Detections
-from edgeseg.sinks import JsonlSink, Rotation, VideoSink
+from edgeseg.outputs.files import Rotation
+from edgeseg.outputs.jsonl import JsonlSink, frame_record
+from edgeseg.outputs.video import VideoSink
 
 out, shade = Path(sys.argv[1]), lambda i: 30.0 + 8.0 * (i % 25)
 video = VideoSink(out / "cam.avi", 10, rotation=Rotation(max_seconds=0.3))
@@ -340,7 +344,7 @@ try:
     for i in range(100_000):
         image = np.clip(shade(i) + rng.integers(-25, 26, (240, 320, 3)), 0, 255).astype(np.uint8)
         video.write(image, i)
-        jsonl.write(index=i, time_s=None, source="cam", detections=none)
+        jsonl.write(frame_record(index=i, time_s=None, source="cam", detections=none))
         time.sleep(0.02)
 finally:
     video.close()
@@ -397,7 +401,7 @@ def test_a_disk_that_fills_up_in_a_later_json_lines_segment_keeps_the_finished_o
     sink = JsonlSink(small_disk / "out.jsonl", rotation=Rotation(max_bytes=5000))
     with pytest.raises(EdgesegError) as full:
         for i in range(10_000):
-            sink.write(index=i, time_s=None, source="x" * 200, detections=NO_DETECTIONS)
+            sink.write(frame_record(index=i, time_s=None, source="x" * 200, detections=NO_DETECTIONS))
     assert sink.close() is None
     finished = sink.paths
     current = small_disk / f"out.{len(finished):05d}.jsonl"
