@@ -5,6 +5,7 @@ port; and a paho subscriber that records what it receives."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -39,6 +40,8 @@ class Mosquitto:
         self.folder, self.port = folder, free_port()
         self.process: subprocess.Popen | None = None
         lines = [f"listener {self.port} 127.0.0.1", "persistence false", f"log_dest file {folder / 'mosquitto.log'}"]
+        if os.geteuid() == 0:  # started as root, mosquitto becomes user mosquitto, who cannot read the test's folder
+            lines.append("user root")
         if users:
             passwords = folder / "passwords"
             passwords.touch(mode=0o600)

@@ -17,8 +17,10 @@ import cv2
 import numpy as np
 import pytest
 
-from corpus import run_cli, start_cli
+from corpus import error_reason, run_cli, start_cli
 from edgeseg import Segmenter
+from edgeseg.engines.frames import StreamStats
+from edgeseg.outputs import CameraInfo, RunInfo
 from edgeseg.outputs.mqtt import MqttConfig, MqttOutput
 from edgeseg.predict import DEFAULT_MODEL, SAMPLE_IMAGE
 from edgeseg.sources.base import Source, SourceItem
@@ -269,3 +271,86 @@ def test_a_broker_away_for_10_s_loses_no_frame_and_events_resume_after_the_recon
     dropped, reconnects = (int(v) for v in re.fullmatch(r".*, (\d+) dropped, (\d+) reconnect\(s\)", report).groups())
     assert dropped >= 1 and reconnects == 1, report
     assert [m.payload for m in after.on("edgeseg/status")][-1:] == [b"offline"]
+
+
+@pytest.fixture()
+def login_broker(tmp_path_factory):
+    """A mosquitto that takes only user ``cam`` with password ``right horse``."""
+    b = Mosquitto(tmp_path_factory.mktemp("login-broker"), users={"cam": "right horse"})
+    b.start()
+    yield b
+    b.stop()
+
+
+def test_a_wrong_password_is_one_line_and_the_right_one_logs_in(login_broker, subscribe, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGESEG_TEST_MQTT_PASSWORD", "wrong horse")
+    login = ["--mqtt", login_broker.address, "--mqtt-user", "cam"]
+    proc = run_cli("predict", DEFAULT_MODEL, SAMPLE_IMAGE, *login, "--mqtt-password-env", "EDGESEG_TEST_MQTT_PASSWORD", cwd=tmp_path)
+    assert error_reason(proc, f"MQTT broker {login_broker.address}") == "the broker refused the connection (Not authorized)"
+    assert not list(tmp_path.iterdir())  # refused before any work
+    proc = run_cli("predict", DEFAULT_MODEL, SAMPLE_IMAGE, *login[:2], cwd=tmp_path)  # no login at all
+    assert error_reason(proc, f"MQTT broker {login_broker.address}") == "the broker refused the connection (Not authorized)"
+    (tmp_path / "password").write_text("right horse\n")
+    sub = subscribe(login_broker, ("edgeseg/#",), username="cam", password="right horse")
+    proc = run_cli("predict", DEFAULT_MODEL, SAMPLE_IMAGE, *login, "--mqtt-password-file", tmp_path / "password")
+    assert proc.returncode == 0, proc.stderr
+    assert wait_for(lambda: [m.payload for m in sub.on("edgeseg/status")] == [b"online", b"offline"], 10)
+    # an image is a camera named as given; '/' cannot be in a topic level
+    (summary,) = [m.json() for m in sub.on(f"edgeseg/{str(SAMPLE_IMAGE).replace('/', '_')}/detections")]
+    assert summary["camera"] == str(SAMPLE_IMAGE) and len(summary["objects"]) >= 1
+
+
+@pytest.mark.parametrize(
+    ("args", "path", "reason"),
+    [
+        (["--mqtt-user", "cam"], None, "--mqtt-user needs --mqtt"),
+        (["--mqtt", "127.0.0.1", "--mqtt-password-env", "X"], "MQTT broker 127.0.0.1:1883", "a password needs a username"),
+        (
+            ["--mqtt", "127.0.0.1", "--mqtt-prefix", "a/#"],
+            "MQTT broker 127.0.0.1:1883",
+            "the topic prefix must be non-empty levels without '+', '#' or '//', got 'a/#'",
+        ),
+        (["--mqtt", "127.0.0.1:0"], "MQTT broker 127.0.0.1:0", "port must be 1..65535, got 0"),
+        (
+            ["--mqtt", "127.0.0.1", "--mqtt-user", "u", "--mqtt-password-env", "EDGESEG_UNSET_VARIABLE"],
+            None,
+            "the MQTT password's environment variable $EDGESEG_UNSET_VARIABLE is not set or empty",
+        ),
+        (
+            ["--mqtt", "127.0.0.1", "--mqtt-user", "u", "--mqtt-password-file", "missing.txt"],
+            "missing.txt",
+            "cannot read the MQTT password (no such file or directory)",
+        ),
+        (
+            ["--mqtt", "127.0.0.1", "--mqtt-tls-ca", "missing.pem"],
+            "missing.pem",
+            "cannot use it as the MQTT CA certificate (no such file or directory)",
+        ),
+        (["--mqtt", "broker.invalid"], "MQTT broker broker.invalid:1883", "cannot resolve the host ("),
+    ],
+)
+def test_bad_mqtt_settings_are_one_line_errors_before_any_work(args, path, reason, tmp_path):
+    proc = run_cli("predict", DEFAULT_MODEL, SAMPLE_IMAGE, *args, cwd=tmp_path)
+    got = error_reason(proc, path)
+    assert got == reason or (reason.endswith("(") and got.startswith(reason)), proc.stderr
+    assert not [p for p in tmp_path.iterdir() if p.name != "missing.txt"]
+
+
+def test_a_broker_down_at_the_start_is_connected_when_it_comes_up(tmp_path, subscribe, caplog):
+    """The run does not wait for a broker that does not answer yet; the output connects when it does."""
+    broker = Mosquitto(tmp_path)
+    output = MqttOutput(mqtt_config(broker, reconnect_max_s=1))
+    output.open(RunInfo(cameras=(CameraInfo(name="door", source="door"),)))
+    try:
+        assert f"{output.name}: not reachable (connection refused)" in caplog.text
+        stats = StreamStats(camera="door", state="live")
+        output.on_state(stats)  # kept until the broker answers
+        broker.start()
+        sub = subscribe(broker, ("edgeseg/#",))
+        assert wait_for(lambda: sub.on("edgeseg/door/state"), 10)
+        assert sub.on("edgeseg/door/state")[0].json() == {"camera": "door", "state": "live", "detail": "", "reconnects": 0}
+        assert [m.payload for m in sub.on("edgeseg/status")] == [b"online"]
+    finally:
+        output.close()
+        broker.stop()
+    assert output.report() == f"{output.name}: 3 message(s) published, 0 dropped, 0 reconnect(s)"  # online, state, offline

@@ -340,8 +340,10 @@ def add_mqtt_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--mqtt-prefix", default=None, metavar="PREFIX", help="with --mqtt: the topics' first levels (default edgeseg)")
     p.add_argument("--mqtt-user", default=None, metavar="NAME", help="with --mqtt: the username to log in with")
-    p.add_argument("--mqtt-password-env", default=None, metavar="VAR", help="with --mqtt-user: read the password from this environment variable")
-    p.add_argument("--mqtt-password-file", default=None, metavar="FILE", help="with --mqtt-user: read the password from this file's first line")
+    p.add_argument(
+        "--mqtt-password-env", default=None, metavar="VAR", help="with --mqtt-user: the password is in this environment variable"
+    )
+    p.add_argument("--mqtt-password-file", default=None, metavar="FILE", help="with --mqtt-user: the password is this file's first line")
     p.add_argument("--mqtt-tls", action="store_true", help="with --mqtt: TLS, checked against the system's CA certificates")
     p.add_argument("--mqtt-tls-ca", default=None, metavar="CA.pem", help="with --mqtt: TLS, checked against this CA certificate")
     p.add_argument(

@@ -95,8 +95,14 @@ def discovery_messages(topics: Topics, camera: CameraInfo) -> list[Publish]:
     (occupancy), read from the camera's retained ``counts`` and available while ``status`` is ``online``."""
     base = slug(f"{topics.prefix}_{camera.name}")
     device = {"identifiers": [base], "name": f"edgeseg {camera.name}", "manufacturer": "edgeseg", "model": "edgeseg"}
-    sensors = [(f"line {line} {way}", f"lines_{line}_{way}", f'value_json.lines[{json.dumps(line)}]["{way}"]') for line in camera.lines for way in ("in", "out")]
-    sensors += [(f"zone {zone} occupancy", f"zones_{zone}_occupancy", f'value_json.zones[{json.dumps(zone)}]["occupancy"]') for zone in camera.zones]
+    sensors = [
+        (f"line {line} {way}", f"lines_{line}_{way}", f'value_json.lines[{json.dumps(line)}]["{way}"]')
+        for line in camera.lines
+        for way in ("in", "out")
+    ]
+    sensors += [
+        (f"zone {zone} occupancy", f"zones_{zone}_occupancy", f'value_json.zones[{json.dumps(zone)}]["occupancy"]') for zone in camera.zones
+    ]
     messages = []
     for name, key, path in sensors:
         unique = slug(f"{base}_{key}")

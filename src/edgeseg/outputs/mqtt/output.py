@@ -193,7 +193,9 @@ class MqttOutput(OutputBase):
             client.loop_stop()
             raise EdgesegError(f"the broker refused the connection ({self._refused})", self.name)
         if not self._answered.is_set():
-            log.warning("%s: no answer to the login within %g s; the run goes on and publishes once it answers", self.name, config.connect_timeout_s)
+            log.warning(
+                "%s: no answer to the login within %g s; the run goes on and publishes once it answers", self.name, config.connect_timeout_s
+            )
         return client
 
     def _set_tls(self, client: Any) -> None:
@@ -201,7 +203,7 @@ class MqttOutput(OutputBase):
         try:
             client.tls_set(ca_certs=None if ca is None else str(ca))
         except (OSError, ssl.SSLError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc)
+            reason = exc.strerror.lower() if isinstance(exc, OSError) and exc.strerror else first_line(exc)
             raise EdgesegError(f"cannot use it as the MQTT CA certificate ({reason})", ca) from None
         client.tls_insecure_set(self.config.tls_insecure)
 
@@ -232,7 +234,8 @@ class MqttOutput(OutputBase):
         self._connected.clear()
         if was_connected and not self._stopping.is_set():
             self._lost_reason = str(reason_code)
-            log.warning("%s: connection lost (%s); reconnecting", self.name, reason_code)
+            detail = "" if reason_code.value == 0x80 else f" ({reason_code})"  # 0x80: the socket closed, no reason sent
+            log.warning("%s: connection lost%s; reconnecting", self.name, detail)
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
         with self._cond:
