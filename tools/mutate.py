@@ -55,6 +55,7 @@ DEFAULT_TESTS = (
     "tests/test_families.py",
     "tests/test_tracking.py",
     "tests/test_tracking_clips.py",
+    "tests/test_mqtt.py",
 )
 
 
@@ -565,6 +566,28 @@ MUTATIONS = (
         "(depth > -margin if before else depth > margin)",
         "(depth > 0)",
         "zone sides switch on every wobble of the box centre",
+    ),
+    # Issue 32: the MQTT output against a real mosquitto (tests/test_mqtt.py).
+    Mutation(
+        "mqtt-no-reconnect",
+        "src/edgeseg/outputs/mqtt/output.py",
+        "reconnect_on_failure=True,",
+        "reconnect_on_failure=False,",
+        "a broker that goes away is never reconnected to (the run goes on, publishing nothing)",
+    ),
+    Mutation(
+        "mqtt-counts-not-retained",
+        "src/edgeseg/outputs/mqtt/messages.py",
+        'return Publish(topics.of(frame.camera, "counts"), dumps(payload), qos=1, retain=True)',
+        'return Publish(topics.of(frame.camera, "counts"), dumps(payload), qos=1, retain=False)',
+        "the running counts are not retained (a subscriber that comes later sees none)",
+    ),
+    Mutation(
+        "mqtt-no-last-will",
+        "src/edgeseg/outputs/mqtt/output.py",
+        "client.will_set(self.topics.status, OFFLINE, qos=1, retain=True)",
+        "pass",
+        "no Last Will: a killed run stays online on the broker",
     ),
 )
 
