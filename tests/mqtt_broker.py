@@ -24,6 +24,37 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def make_certificates(folder: Path) -> None:
+    """With openssl: ``ca.pem`` (a test CA), ``server.pem``/``server.key`` (signed by it, for 127.0.0.1 and
+    localhost) and ``other-ca.pem`` (a CA that signed nothing here)."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True, timeout=30)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for name in ("ca", "other-ca"):
+        openssl("req", "-x509", *ec, "-keyout", f"{name}.key", "-out", f"{name}.pem", "-days", "2", "-subj", f"/CN=edgeseg test {name}")
+    openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    )
+
+
 def wait_for(predicate, timeout_s: float, every_s: float = 0.02) -> bool:
     """Poll ``predicate`` until it is true or ``timeout_s`` passed; its last value."""
     deadline = time.monotonic() + timeout_s
@@ -36,12 +67,19 @@ class Mosquitto:
     """``mosquitto -c CONFIG`` on 127.0.0.1:``port`` (no persistence: a restart forgets retained messages), run
     from ``folder``. ``users``: name -> password, which makes anonymous logins refused."""
 
-    def __init__(self, folder: Path, *, users: dict[str, str] | None = None) -> None:
+    def __init__(self, folder: Path, *, users: dict[str, str] | None = None, tls: bool = False) -> None:
         self.folder, self.port = folder, free_port()
         self.process: subprocess.Popen | None = None
-        lines = [f"listener {self.port} 127.0.0.1", "persistence false", f"log_dest file {folder / 'mosquitto.log'}"]
+        lines = ["per_listener_settings false", "persistence false", f"log_dest file {folder / 'mosquitto.log'}"]
         if os.geteuid() == 0:  # started as root, mosquitto becomes user mosquitto, who cannot read the test's folder
             lines.append("user root")
+        lines.append(f"listener {self.port} 127.0.0.1")
+        self.tls_port: int | None = None
+        if tls:  # a second listener, with TLS: its certificate is signed by ``folder/ca.pem`` for 127.0.0.1
+            self.tls_port = free_port()
+            make_certificates(folder)
+            lines += [f"listener {self.tls_port} 127.0.0.1", f"cafile {folder / 'ca.pem'}"]
+            lines += [f"certfile {folder / 'server.pem'}", f"keyfile {folder / 'server.key'}"]
         if users:
             passwords = folder / "passwords"
             passwords.touch(mode=0o600)

@@ -7,10 +7,12 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import shutil
 import signal
 import subprocess
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -20,6 +22,7 @@ import pytest
 from corpus import error_reason, run_cli, start_cli
 from edgeseg import Segmenter
 from edgeseg.engines.frames import StreamStats
+from edgeseg.errors import EdgesegError
 from edgeseg.outputs import CameraInfo, RunInfo
 from edgeseg.outputs.mqtt import MqttConfig, MqttOutput
 from edgeseg.predict import DEFAULT_MODEL, SAMPLE_IMAGE
@@ -248,7 +251,7 @@ def test_a_broker_away_for_10_s_loses_no_frame_and_events_resume_after_the_recon
         up = time.time()
         after = subscribe(broker, ("edgeseg/#",))
         resumed = lambda: [m for m in after.on("edgeseg/door/events") if m.json()["stamp"] > up + 3]  # noqa: E731
-        assert wait_for(lambda: len(resumed()) >= 2, 30), "no event after the broker came back"
+        assert wait_for(lambda: len(resumed()) >= 2, 15), "no event after the broker came back"
     finally:
         stop.set()
         runner.join(timeout=30)
@@ -354,3 +357,23 @@ def test_a_broker_down_at_the_start_is_connected_when_it_comes_up(tmp_path, subs
         output.close()
         broker.stop()
     assert output.report() == f"{output.name}: 3 message(s) published, 0 dropped, 0 reconnect(s)"  # online, state, offline
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+def test_tls_with_the_broker_s_ca_connects_and_another_ca_is_one_line(tmp_path, subscribe):
+    broker = Mosquitto(tmp_path, tls=True)
+    broker.start()
+    try:
+        sub = subscribe(broker, ("edgeseg/status",))  # on the plain listener
+        tls = MqttConfig(host="127.0.0.1", port=broker.tls_port, tls_ca=tmp_path / "ca.pem")
+        output = MqttOutput(tls)
+        output.open(RunInfo())
+        assert wait_for(lambda: sub.on("edgeseg/status"), 10)
+        output.close()
+        assert [m.payload for m in sub.on("edgeseg/status")] == [b"online", b"offline"]
+        with pytest.raises(EdgesegError) as caught:
+            MqttOutput(replace(tls, tls_ca=tmp_path / "other-ca.pem")).open(RunInfo())
+        assert caught.value.path == f"MQTT broker 127.0.0.1:{broker.tls_port}"
+        assert caught.value.problem.startswith("TLS handshake failed (certificate verify failed")
+    finally:
+        broker.stop()

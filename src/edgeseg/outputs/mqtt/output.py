@@ -180,7 +180,8 @@ class MqttOutput(OutputBase):
         except socket.gaierror as exc:
             raise EdgesegError(f"cannot resolve the host ({first_line(exc)})", self.name) from None
         except ssl.SSLError as exc:
-            reason = getattr(exc, "verify_message", None) or exc.reason or first_line(exc)
+            verify = isinstance(exc, ssl.SSLCertVerificationError)
+            reason = f"certificate verify failed: {exc.verify_message}" if verify else exc.reason or first_line(exc)
             raise EdgesegError(f"TLS handshake failed ({reason})", self.name) from None
         except OSError as exc:  # refused, unreachable, timed out: the broker may come up later
             log.warning("%s: not reachable (%s); the run goes on and publishes once it answers", self.name, _reason(exc))
