@@ -120,6 +120,7 @@ def cli_run(run_broker, slide, tmp_path_factory):
     sub.close()
 
 
+@pytest.mark.slow
 def test_each_event_reaches_a_subscriber_once_as_the_json_lines_say(cli_run):
     proc, sub, lines = cli_run
     assert [r["frame"] for r in lines] == list(range(len(SHIFTS)))
@@ -133,6 +134,7 @@ def test_each_event_reaches_a_subscriber_once_as_the_json_lines_say(cli_run):
     assert f"MQTT broker {cli_run[1].broker.address}: " in proc.stdout and "0 dropped, 0 reconnect(s)" in proc.stdout
 
 
+@pytest.mark.slow
 def test_counts_are_published_when_they_change_and_retained(cli_run, run_broker):
     _, sub, lines = cli_run
     changed = [r for k, r in enumerate(lines) if k == 0 or r["counts"] != lines[k - 1]["counts"]]
@@ -154,6 +156,7 @@ def test_counts_are_published_when_they_change_and_retained(cli_run, run_broker)
     assert json.loads(kept["edgeseg/slide/state"][0])["state"] == "ended"
 
 
+@pytest.mark.slow
 def test_detections_are_rate_capped_summaries_of_the_json_lines(cli_run):
     _, sub, lines = cli_run
     summaries = [m.json() for m in sub.on("edgeseg/slide/detections")]
@@ -165,6 +168,7 @@ def test_detections_are_rate_capped_summaries_of_the_json_lines(cli_run):
         assert (s["camera"], s["time_s"], s["stamp"]) == ("slide", lines[s["frame"]]["time_s"], lines[s["frame"]]["time_s"])
 
 
+@pytest.mark.slow
 def test_home_assistant_discovery_reads_the_retained_counts(cli_run):
     """Each line's in/out and each zone's occupancy is a sensor whose template, rendered by Jinja as Home Assistant
     renders it, gives the counts' numbers."""
@@ -285,6 +289,7 @@ def login_broker(tmp_path_factory):
     b.stop()
 
 
+@pytest.mark.slow
 def test_a_wrong_password_is_one_line_and_the_right_one_logs_in(login_broker, subscribe, tmp_path, monkeypatch):
     monkeypatch.setenv("EDGESEG_TEST_MQTT_PASSWORD", "wrong horse")
     login = ["--mqtt", login_broker.address, "--mqtt-user", "cam"]
