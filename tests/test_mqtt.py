@@ -247,37 +247,38 @@ def test_a_broker_away_for_10_s_loses_no_frame_and_events_resume_after_the_recon
     runner.start()
     try:
         assert wait_for(lambda: sub.on("edgeseg/door/events"), 30), "no event before the outage"
-        time.sleep(3.0)
+        time.sleep(5.0)
         down = time.time()
         broker.stop()
         time.sleep(10)
         broker.start()
         up = time.time()
         after = subscribe(broker, ("edgeseg/#",))
-        resumed = lambda: [m for m in after.on("edgeseg/door/events") if m.json()["stamp"] > up + 3]  # noqa: E731
-        assert wait_for(lambda: len(resumed()) >= 2, 15), "no event after the broker came back"
+        resumed = lambda: [m for m in after.on("edgeseg/door/events") if m.json()["stamp"] > up + 4]  # noqa: E731
+        assert wait_for(lambda: len(resumed()) >= 2, 20), "no event after the broker came back"
     finally:
         stop.set()
         runner.join(timeout=30)
     summary = result["summary"]
+    # the clean end's "offline" comes after the last messages the outbox still had
+    assert wait_for(lambda: [m.payload for m in after.on("edgeseg/status")][-1:] == [b"offline"], 10)
     lines = [json.loads(line) for line in (tmp_path / "door.jsonl").read_text().splitlines()]
     ((name, stats),) = summary.streams
-    assert len(lines) == stats.frames >= 40 and [r["frame"] for r in lines] == sorted({r["frame"] for r in lines})
+    assert len(lines) == stats.frames >= 20 and [r["frame"] for r in lines] == sorted({r["frame"] for r in lines})
     first = sub.on("edgeseg/door/events")[0].json()
     origin = first["stamp"] - first["time_s"]  # a live camera's stamps: the wall clock at its time_s 0
     stamp = lambda r: origin + r["time_s"]  # noqa: E731
-    assert len([r for r in lines if down + 1 < stamp(r) < up - 1]) >= 16  # the run went on through the outage
+    assert len([r for r in lines if down + 1 < stamp(r) < up - 1]) >= 8  # the run went on through the outage
     expected = events_of(lines, "door", origin)
     received = [m.json() for m in sub.on("edgeseg/door/events") + after.on("edgeseg/door/events")]
-    assert all(e in expected for e in received)  # nothing made up (a QoS 1 message in flight may come twice)
-    before = [e for e in expected if e["stamp"] < down - 1.5]
-    assert [e for e in (m.json() for m in sub.on("edgeseg/door/events")) if e["stamp"] < down - 1.5] == before and before
-    late = [e for e in expected if e["stamp"] > up + 3]
-    assert [e for e in (m.json() for m in after.on("edgeseg/door/events")) if e["stamp"] > up + 3] == late and len(late) >= 2
+    assert [e for e in received if e not in expected] == []  # nothing made up (a QoS 1 message in flight may come twice)
+    before = [e for e in expected if e["stamp"] < down - 4]
+    assert [e for e in (m.json() for m in sub.on("edgeseg/door/events")) if e["stamp"] < down - 4] == before and before
+    late = [e for e in expected if e["stamp"] > up + 4]
+    assert [e for e in (m.json() for m in after.on("edgeseg/door/events")) if e["stamp"] > up + 4] == late and len(late) >= 2
     report = next(line for line in summary.reports if line.startswith(output.name))
     dropped, reconnects = (int(v) for v in re.fullmatch(r".*, (\d+) dropped, (\d+) reconnect\(s\)", report).groups())
     assert dropped >= 1 and reconnects == 1, report
-    assert [m.payload for m in after.on("edgeseg/status")][-1:] == [b"offline"]
 
 
 @pytest.fixture()
