@@ -101,7 +101,7 @@ class MqttOutput(OutputBase):
     def on_frame(self, frame: StreamFrame, stats: StreamStats) -> None:
         if self._outbox is None or not frame.ok:
             return
-        # UNIX seconds at the resolution of time_s (0.1 ms): the float sum inside Stamps lands up to ~0.1 us off it
+        # UNIX seconds in time_s's 0.1 ms steps, as the JSON Lines write times
         stamp_s = round(self._stamps.of(frame) / 1e9, 4)
         for message in event_messages(self.topics, frame, stamp_s):
             self._outbox.put(message)
