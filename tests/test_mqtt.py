@@ -177,6 +177,8 @@ def test_home_assistant_discovery_reads_the_retained_counts(cli_run):
     configs = {m.topic: m.json() for m in sub.messages if m.topic.startswith("homeassistant/")}
     keys = ("lines_gate_in", "lines_gate_out", "zones_right_occupancy")
     assert sorted(configs) == [f"homeassistant/sensor/edgeseg_slide/{key}/config" for key in keys]
+    assert len({c["unique_id"] for c in configs.values()}) == 3  # one entity each, on one device
+    assert {json.dumps(c["device"]) for c in configs.values()} == {json.dumps(next(iter(configs.values()))["device"])}
     counts = lines[-1]["counts"]
     wanted = {"lines_gate_in": counts["lines"]["gate"]["in"], "lines_gate_out": counts["lines"]["gate"]["out"]}
     wanted["zones_right_occupancy"] = counts["zones"]["right"]["occupancy"]

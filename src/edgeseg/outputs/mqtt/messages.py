@@ -109,7 +109,7 @@ def discovery_messages(topics: Topics, camera: CameraInfo) -> list[Publish]:
         config = {
             "name": name,
             "unique_id": unique,
-            "object_id": unique,
+            "default_entity_id": f"sensor.{unique}",  # Home Assistant 2025.10+ (it replaced object_id, gone in 2026.4)
             "state_topic": topics.of(camera.name, "counts"),
             "value_template": "{{ " + path + " }}",
             "state_class": "total_increasing" if not key.endswith("occupancy") else "measurement",
