@@ -47,6 +47,7 @@ log = logging.getLogger("edgeseg")
 
 INFLIGHT = 20  # QoS 1 messages published and not yet acknowledged at most (paho's own default window)
 CLOSE_WAIT_S = 2.0  # at the end, how long the messages still waiting may take to reach a connected broker
+POLL_S = 0.05  # how often the sender, holding a message, looks whether the run is ending
 
 
 def import_paho() -> Any:
@@ -133,16 +134,14 @@ class MqttOutput(OutputBase):
         client = self._client
         if client is None or self._stopping.is_set():
             return []
-        if self._outbox is not None:
-            self._outbox.flush(CLOSE_WAIT_S if self._connected.is_set() else 0.0)
-            self._stopping.set()
-            self._outbox.close(timeout_s=0.0)
-        self._stopping.set()
+        self._outbox.flush(CLOSE_WAIT_S if self._connected.is_set() else 0.0)
+        self._stopping.set()  # a message held for a broker still away is given up (counted)
+        self._outbox.close(timeout_s=0.0)
         if self._connected.is_set():
             # a clean end leaves no Last Will to the broker: say offline ourselves, and let the QoS 1 messages land
             info = client.publish(self.topics.status, OFFLINE, qos=1, retain=True)
-            self._inflight.append(info)
             with self._cond:
+                self._inflight.append(info)
                 self._cond.wait_for(lambda: self._unacknowledged() == 0, timeout=CLOSE_WAIT_S)
         client.disconnect()
         client.loop_stop()
@@ -212,7 +211,7 @@ class MqttOutput(OutputBase):
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if reason_code.is_failure:
             self._refused = str(reason_code)
-            if self._answered.is_set() and self._lost_reason != self._refused:
+            if self._outbox is not None and self._lost_reason != self._refused:  # after open(): said once per reason
                 log.warning("%s: the broker refused the connection (%s); retrying", self.name, self._refused)
             self._lost_reason = self._refused
             self._answered.set()
@@ -255,10 +254,10 @@ class MqttOutput(OutputBase):
         room; otherwise hold this message (the outbox keeps the others, up to its bound)."""
         mqtt = import_paho()
         while not self._stopping.is_set():
-            if not self._connected.wait(0.2):
+            if not self._connected.wait(POLL_S):
                 continue
             with self._cond:
-                if not self._cond.wait_for(lambda: self._unacknowledged() < INFLIGHT, timeout=0.2):
+                if not self._cond.wait_for(lambda: self._unacknowledged() < INFLIGHT, timeout=POLL_S):
                     continue
             info = self._client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
             if info.rc == mqtt.MQTT_ERR_NO_CONN and message.qos == 0:
