@@ -4,6 +4,7 @@ one-line errors of a refused login, a host that does not resolve and bad setting
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import re
@@ -21,6 +22,7 @@ import pytest
 
 from corpus import error_reason, run_cli, start_cli
 from edgeseg import Segmenter
+from edgeseg.cli.options import mqtt_address
 from edgeseg.engines.frames import StreamStats
 from edgeseg.errors import EdgesegError
 from edgeseg.outputs import CameraInfo, RunInfo
@@ -385,3 +387,25 @@ def test_tls_with_the_broker_s_ca_connects_and_another_ca_is_one_line(tmp_path, 
         assert caught.value.problem.startswith("TLS handshake failed (certificate verify failed")
     finally:
         broker.stop()
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("broker.local", ("broker.local", 1883)),
+        ("10.0.0.2:8883", ("10.0.0.2", 8883)),
+        ("[::1]", ("::1", 1883)),
+        ("[::1]:1884", ("::1", 1884)),
+    ],
+)
+def test_the_broker_address_has_an_optional_port(text, parsed):
+    assert mqtt_address(text) == parsed
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [("::1", "an IPv6 host goes in brackets"), ("broker:mqtt", "the port must be a number"), (":1883", "the host is missing")],
+)
+def test_a_bad_broker_address_is_a_usage_error(text, reason):
+    with pytest.raises(argparse.ArgumentTypeError, match=reason):
+        mqtt_address(text)
