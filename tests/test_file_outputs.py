@@ -1,6 +1,6 @@
 """File outputs that fail mid-run (``edgeseg.outputs``' video and JSON Lines, through ``predict``): a disk that
-fills up, an encoder that stops writing. One line naming the file, the partial video kept under its partial name (never moved into place as if
-complete), the frames and lines written before the failure intact, and a non-zero exit. Rotation into numbered
+fills up, an encoder that stops writing. One line naming the file, the partial video kept under its partial name
+(never moved into place as if complete), the frames and lines written before the failure intact, and a non-zero exit. Rotation into numbered
 segments (by size and by duration): every segment complete and playable, every frame in exactly one of them,
 also when the run is interrupted; the camera's name in each record."""
 

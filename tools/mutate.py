@@ -59,6 +59,7 @@ DEFAULT_TESTS = (
     "tests/test_tracking_clips.py",
     "tests/test_ros_messages.py",
     "tests/test_ros_bag.py",
+    "tests/test_mqtt.py",
 )
 
 
@@ -627,6 +628,28 @@ MUTATIONS = (
         "return itertools.repeat(None, self.n)",
         "return iter((None,) if self.n else ())",
         "a packed sequence counted as one element when the message's size is computed",
+    ),
+    # Issue 32: the MQTT output against a real mosquitto (tests/test_mqtt.py).
+    Mutation(
+        "mqtt-no-reconnect",
+        "src/edgeseg/outputs/mqtt/output.py",
+        "reconnect_on_failure=True,",
+        "reconnect_on_failure=False,",
+        "a broker that goes away is never reconnected to (the run goes on, publishing nothing)",
+    ),
+    Mutation(
+        "mqtt-counts-not-retained",
+        "src/edgeseg/outputs/mqtt/messages.py",
+        'return Publish(topics.of(frame.camera, "counts"), dumps(payload), qos=1, retain=True)',
+        'return Publish(topics.of(frame.camera, "counts"), dumps(payload), qos=1, retain=False)',
+        "the running counts are not retained (a subscriber that comes later sees none)",
+    ),
+    Mutation(
+        "mqtt-no-last-will",
+        "src/edgeseg/outputs/mqtt/output.py",
+        "client.will_set(self.topics.status, OFFLINE, qos=1, retain=True)",
+        "pass",
+        "no Last Will: a killed run stays online on the broker",
     ),
 )
 

@@ -14,12 +14,14 @@ from .options import (
     add_board_options,
     add_decode_options,
     add_head_option,
+    add_mqtt_options,
     add_ray_options,
     add_ros_options,
     add_threads_option,
     add_tracking_options,
     board_options,
     decode_options,
+    mqtt_output_of,
     per_core_count,
     positive_int,
     positive_multiple_of_32,
@@ -87,6 +89,7 @@ def register(sub) -> dict:
     p.set_defaults(conf=None)  # 0.25, or TRACK_CONF with --track (see _cmd_predict)
     add_ros_options(p)
     add_ray_options(p)
+    add_mqtt_options(p)
     p.add_argument(
         "--save-parquet",
         default=None,
@@ -171,11 +174,13 @@ def _cmd_predict(args) -> int:
             "--track": args.track,
             "--ros": args.ros,
             "--save-bag": args.save_bag,
+            "--mqtt": args.mqtt,
         },
     )
     if ray_config is not None:
         return _predict_on_ray(args, ray_config)
     tracking = tracking_options_of(args)
+    mqtt = mqtt_output_of(args)
     serve = None
     if args.serve is not None:
         from ..serve import ServeConfig, start_server
@@ -207,7 +212,7 @@ def _cmd_predict(args) -> int:
             outputs=outputs,
             stream=stream,
             show_progress=sys.stderr.isatty(),
-            run_outputs=([server.hub] if server is not None else []) + ros,
+            run_outputs=([server.hub] if server is not None else []) + ros + ([mqtt] if mqtt is not None else []),
         )
     finally:
         if server is not None:

@@ -383,3 +383,69 @@ def ros_topics_of(args, threshold: float):
     from ..outputs.ros.messages import RosTopics
 
     return RosTopics(namespace=args.ros_namespace, instance_mask=args.ros_instance_mask, image=args.ros_image, threshold=threshold)
+
+
+def mqtt_address(text: str) -> tuple[str, int]:
+    """argparse type of ``--mqtt HOST[:PORT]`` (port default 1883)."""
+    from ..outputs.mqtt.config import DEFAULT_PORT
+
+    bare = ":" not in text or (text.startswith("[") and text.endswith("]"))
+    try:
+        return parse_host_port(f"{text}:{DEFAULT_PORT}" if bare else text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected HOST[:PORT] (e.g. broker.local or 127.0.0.1:1883): {exc}") from None
+
+
+def add_mqtt_options(p: argparse.ArgumentParser) -> None:
+    """--mqtt and what goes with it (``outputs.mqtt.MqttConfig``, docs/mqtt.md), declared once."""
+    p.add_argument(
+        "--mqtt",
+        type=mqtt_address,
+        default=None,
+        metavar="HOST[:PORT]",
+        help="publish events, counts, detections and camera states to this MQTT broker (port default 1883; needs the mqtt extra)",
+    )
+    p.add_argument("--mqtt-prefix", default=None, metavar="PREFIX", help="with --mqtt: the topics' first levels (default edgeseg)")
+    p.add_argument("--mqtt-user", default=None, metavar="NAME", help="with --mqtt: the username to log in with")
+    p.add_argument(
+        "--mqtt-password-env", default=None, metavar="VAR", help="with --mqtt-user: the password is in this environment variable"
+    )
+    p.add_argument("--mqtt-password-file", default=None, metavar="FILE", help="with --mqtt-user: the password is this file's first line")
+    p.add_argument("--mqtt-tls", action="store_true", help="with --mqtt: TLS, checked against the system's CA certificates")
+    p.add_argument("--mqtt-tls-ca", default=None, metavar="CA.pem", help="with --mqtt: TLS, checked against this CA certificate")
+    p.add_argument(
+        "--mqtt-discovery",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --mqtt: Home Assistant MQTT discovery of each line's and zone's counts (default on)",
+    )
+
+
+def mqtt_output_of(args):
+    """The ``MqttOutput`` of --mqtt and its options (None without --mqtt); bad values, and paho-mqtt missing, are
+    one-line errors before any work."""
+    if args.mqtt is None:
+        options = ("prefix", "user", "password_env", "password_file", "tls", "tls_ca")
+        for name in (n for n in options if getattr(args, f"mqtt_{n}")):
+            raise EdgesegError(f"--mqtt-{name.replace('_', '-')} needs --mqtt")
+        return None
+    from pathlib import Path
+
+    from ..outputs.mqtt import MqttConfig, MqttOutput
+    from ..outputs.mqtt.config import DEFAULT_PREFIX
+    from ..outputs.mqtt.output import import_paho
+
+    host, port = args.mqtt
+    config = MqttConfig(
+        host=host,
+        port=port,
+        prefix=args.mqtt_prefix or DEFAULT_PREFIX,
+        username=args.mqtt_user,
+        password_env=args.mqtt_password_env,
+        password_file=None if args.mqtt_password_file is None else Path(args.mqtt_password_file),
+        tls=args.mqtt_tls,
+        tls_ca=None if args.mqtt_tls_ca is None else Path(args.mqtt_tls_ca),
+        discovery=args.mqtt_discovery,
+    )
+    import_paho()
+    return MqttOutput(config)
