@@ -97,7 +97,7 @@ def _set(data: dict, key: str, value) -> dict:
     *parents, last = key.split(".")
     node = data
     for part in parents:
-        node = node[int(part)] if isinstance(node, list) else node[part]
+        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
     if isinstance(node, list):
         node[int(last)] = value
     else:
@@ -197,8 +197,39 @@ BAD = [
         "expected true, false or a mapping of tracker settings, got 'on'",
     ),
     ("a camera not a mapping", lambda d: _set(d, "cameras.1", "back.avi"), "cameras[1]", "expected a mapping of keys, got 'back.avi'"),
+    (
+        "mqtt without a host",
+        lambda d: _set(d, "mqtt", {"address": ":1883"}),
+        "mqtt.address",
+        "expected HOST[:PORT] (e.g. broker.local or 127.0.0.1:1883): the host is missing before ':', got ':1883'",
+    ),
+    (
+        "mqtt password without a user",
+        lambda d: _set(d, "mqtt", {"address": "broker.local", "password_env": "HOME"}),
+        "mqtt",
+        "a password needs a username",
+    ),
+    (
+        "mqtt unknown key",
+        lambda d: _set(d, "mqtt", {"address": "b", "password": "x"}),
+        "mqtt.password",
+        "unknown key (did you mean password_env?)",
+    ),
+    ("ros with nothing on", lambda d: _set(d, "ros", {"image": True}), "ros", "give publish: true, a bag folder, or both"),
+    (
+        "ros bad namespace",
+        lambda d: _set(d, "ros", {"publish": True, "namespace": "/2nd floor"}),
+        "ros.namespace",
+        "'2nd floor' is not a ROS 2 name (a letter, then letters, digits and single underscores)",
+    ),
+    (
+        "ros bag that exists",
+        lambda d: _set(d, "ros", {"bag": "."}),
+        "ros.bag",
+        "{site} already exists: a bag is never written over (give a new folder name)",
+    ),
 ]
-THROUGH_CLI = {"unknown top key", "conf 1.5", "line of 3 numbers", "duplicate names", "model missing"}
+THROUGH_CLI = {"unknown top key", "conf 1.5", "line of 3 numbers", "duplicate names", "model missing", "mqtt password without a user"}
 
 
 @pytest.mark.parametrize(("broken", "where", "expected"), [case[1:] for case in BAD], ids=[case[0] for case in BAD])
@@ -331,6 +362,9 @@ SAMPLES = {
     "run.live": (False, ["--no-live"]),
     "run.hw_decode": (True, ["--hw-decode"]),
     "serve.address": ("127.0.0.1:9000", ["--serve", "127.0.0.1:9000"]),
+    "mqtt.address": ("broker.local:1884", ["--mqtt", "broker.local:1884"]),
+    "ros.publish": (True, ["--ros"]),
+    "ros.bag": (None, None),  # filled in by the test: a new folder (a flag's path is from here, a key's from the file)
 }
 
 
@@ -342,6 +376,8 @@ def test_a_flag_and_its_key_give_the_same_deployment(site, default_model, tmp_pa
         other = tmp_path / "other.onnx"
         other.write_bytes(default_model.read_bytes())
         value, words = str(other), ["--model", str(other)]
+    if key == "ros.bag":
+        value, words = str(tmp_path / "run.bag"), ["--save-bag", str(tmp_path / "run.bag")]
     base = good(default_model)
     run, _ = _run_parser()
     by_flag = load_deployment(write(site, base, name="flag.yaml"), overrides=overrides_of(run.parse_args(["flag.yaml", *words])))
@@ -460,6 +496,46 @@ def test_run_writes_every_cameras_outputs(site, default_model, tmp_path):
     for name, frames in (("front", 3), ("back", 2)):
         records = [json.loads(line) for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
         assert [(r["camera"], r["frame"]) for r in records] == [(name, k) for k in range(frames)]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_run_publishes_every_camera_to_mqtt_and_into_a_bag(site, default_model, tmp_path):
+    """The file's mqtt and ros sections reach the run: a real mosquitto gets each camera's retained state and the
+    run's status, the bag holds one message per frame on each camera's own namespace."""
+    pytest.importorskip("paho.mqtt", reason='needs the mqtt extra: pip install "edgeseg[mqtt]"')
+    pytest.importorskip("rosbags", reason='needs the ros extra: pip install "edgeseg[ros]"')
+    from rosbags.rosbag2 import Reader
+
+    from mqtt_broker import Mosquitto, Subscriber, wait_for
+
+    (tmp_path / "broker").mkdir()
+    broker = Mosquitto(tmp_path / "broker")
+    broker.start()
+    try:
+        listener = Subscriber(broker, ("site/#",))
+        data = {
+            "model": {"path": str(default_model)},
+            "run": {"retries": 0},
+            "cameras": {"front": {"source": str(site / "front.mp4")}, "back": {"source": str(site / "back.avi")}},
+            "mqtt": {"address": f"127.0.0.1:{broker.port}", "prefix": "site", "discovery": False},
+            "ros": {"bag": "run.bag"},
+        }
+        proc = run_cli("run", write(tmp_path, data), timeout=280)
+        assert proc.returncode == 0, proc.stderr
+        assert wait_for(lambda: listener.on("site/status") and listener.on("site/status")[-1].payload == b"offline", 10)
+        for camera in ("front", "back"):
+            states = [m.json()["state"] for m in listener.on(f"site/{camera}/state")]
+            assert states[-1] == "ended", states
+        listener.close()
+    finally:
+        broker.stop()
+    with Reader(tmp_path / "run.bag") as bag:
+        per_topic = {c.topic: c.msgcount for c in bag.connections}
+    for camera, frames in (("front", 3), ("back", 2)):
+        assert per_topic[f"/{camera}/hobot_dnn_detection"] == frames == per_topic[f"/{camera}/detections"]
+    assert not [t for t in per_topic if not t.startswith(("/front/", "/back/"))]
+    assert "MQTT broker 127.0.0.1:" in proc.stdout and "ROS 2 bag" in proc.stdout  # each output's end-of-run line
 
 
 # --- the documentation ------------------------------------------------------------------------------------

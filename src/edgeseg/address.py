@@ -27,3 +27,11 @@ def parse_host_port(text: str, *, default_host: str | None = None) -> tuple[str,
         raise ValueError(f"the port must be a number from 0 to 65535, got {port!r}")
     host = host or default_host or ""
     return (f"{scheme}{sep}{host}" if sep else host), int(port)
+
+
+def parse_host_optional_port(text: str, *, default_port: int) -> tuple[str, int]:
+    """``HOST``, ``HOST:PORT``, ``[IPv6]`` or ``[IPv6]:PORT`` -> (host, port), ``default_port`` when none is given (an
+    MQTT broker's address). Raises ValueError with the reason."""
+    text = text.strip()
+    bare = ":" not in text or (text.startswith("[") and text.endswith("]"))
+    return parse_host_port(f"{text}:{default_port}" if bare else text)

@@ -96,6 +96,7 @@ def _run(deployment) -> int:
         board=plan.board_options(deployment),
     )
     cameras, stream = plan.camera_plans(deployment), plan.stream_options(deployment)
+    published = plan.run_outputs(deployment, threshold=seg.options.conf)
     server = None
     if serve is not None:
         from ..serve import start_server
@@ -109,7 +110,7 @@ def _run(deployment) -> int:
             seg,
             cameras=cameras,
             stream=stream,
-            run_outputs=[server.hub] if server is not None else [],
+            run_outputs=([server.hub] if server is not None else []) + published,
             show_progress=sys.stderr.isatty(),
         )
     finally:

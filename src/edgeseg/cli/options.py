@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..address import ASCII_INTEGER, parse_host_port
+from ..address import ASCII_INTEGER, parse_host_optional_port, parse_host_port
 from ..errors import EdgesegError
 
 
@@ -389,9 +389,8 @@ def mqtt_address(text: str) -> tuple[str, int]:
     """argparse type of ``--mqtt HOST[:PORT]`` (port default 1883)."""
     from ..outputs.mqtt.config import DEFAULT_PORT
 
-    bare = ":" not in text or (text.startswith("[") and text.endswith("]"))
     try:
-        return parse_host_port(f"{text}:{DEFAULT_PORT}" if bare else text)
+        return parse_host_optional_port(text, default_port=DEFAULT_PORT)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"expected HOST[:PORT] (e.g. broker.local or 127.0.0.1:1883): {exc}") from None
 

@@ -97,6 +97,11 @@ def _across(deployment: Deployment, names: dict[int, str]) -> list[Problem]:
             if resolved in written:
                 found.append(Problem(where, f"{written[resolved]} writes the same file"))
             written.setdefault(resolved, where)
+    if deployment.ros is not None and deployment.ros.bag is not None and os.path.lexists(deployment.ros.bag):
+        found.append(Problem("ros.bag", f"{deployment.ros.bag} already exists: a bag is never written over (give a new folder name)"))
+    mqtt = deployment.mqtt
+    if mqtt is not None and mqtt.password_env is not None and not os.environ.get(mqtt.password_env):
+        found.append(Problem("mqtt.password_env", f"${mqtt.password_env} is not set"))
     serve = deployment.serve
     if serve is not None and not is_loopback(serve.address[0]) and not os.environ.get(serve.token_env):
         found.append(

@@ -114,6 +114,33 @@ def serve_config(deployment: Deployment) -> ServeConfig | None:
     return ServeConfig(host=host, port=port, token=os.environ.get(serve.token_env) or None)
 
 
+def run_outputs(deployment: Deployment, *, threshold: float) -> list:
+    """The run-wide outputs of the ``mqtt`` and ``ros`` sections (not yet opened: they connect when the run opens
+    them); ``threshold``: the model's score threshold (ROS 2's LabelInfo)."""
+    outputs: list = []
+    ros = deployment.ros
+    if ros is not None:
+        from ..outputs.ros.messages import RosTopics
+
+        topics = RosTopics(namespace=ros.namespace, instance_mask=ros.instance_mask, image=ros.image, threshold=threshold)
+        if ros.bag is not None:
+            from ..outputs.ros.bag import BagOutput
+
+            outputs.append(BagOutput(ros.bag, topics=topics, storage=ros.bag_storage))
+        if ros.publish:
+            from ..outputs.ros.live import RosLiveOutput
+
+            outputs.append(RosLiveOutput(topics=topics))
+    mqtt = deployment.mqtt
+    if mqtt is not None:
+        from ..outputs.mqtt import MqttOutput
+        from ..outputs.mqtt.output import import_paho
+
+        import_paho()  # a missing extra: one line before any work
+        outputs.append(MqttOutput(mqtt.config(), on_failure=mqtt.on_failure))
+    return outputs
+
+
 def _shown(path: Path) -> str:
     try:
         return os.path.relpath(path)
@@ -151,4 +178,13 @@ def describe(deployment: Deployment) -> list[str]:
     if deployment.serve is not None:
         host, port = deployment.serve.address
         lines.append(f"serve    http://{host}:{port}/ (token from ${deployment.serve.token_env})")
+    if deployment.mqtt is not None:
+        mqtt = deployment.mqtt
+        login = f", as {mqtt.username}" if mqtt.username else ""
+        tls = ", TLS" if mqtt.tls or mqtt.tls_ca else ""
+        lines.append(f"mqtt     {mqtt.address} under {mqtt.prefix}/{login}{tls}")
+    if deployment.ros is not None:
+        ros = deployment.ros
+        parts = (["live topics"] if ros.publish else []) + ([f"bag {_shown(ros.bag)} ({ros.bag_storage})"] if ros.bag else [])
+        lines.append(f"ros      {', '.join(parts)}" + (f" under {ros.namespace}" if ros.namespace else ""))
     return lines

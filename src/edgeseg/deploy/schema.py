@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from ..address import parse_host_port
+from ..address import parse_host_optional_port, parse_host_port
 from ..errors import EdgesegError
 from ..serve.config import DEFAULT_HOST, TOKEN_ENV
 from ..sources import is_mipi, source_kind
@@ -262,6 +262,80 @@ class ServeSettings(Strict):
     token_env: str = Field(TOKEN_ENV, description="the environment variable holding the viewers' token (never the token itself)")
 
 
+def _broker(value: Any) -> str:
+    """An MQTT broker's ``HOST[:PORT]``, kept as written once it parses (``MqttSettings.config`` splits it)."""
+    if not isinstance(value, str) or not value.strip():
+        _fail("address", f"expected HOST[:PORT], got {shown(value)}")
+    try:
+        parse_host_optional_port(value, default_port=1883)
+    except ValueError as exc:
+        _fail("address", f"expected HOST[:PORT] (e.g. broker.local or 127.0.0.1:1883): {exc}")
+    return value.strip()
+
+
+OnFailure = Literal["stop", "continue"]
+
+
+class MqttSettings(Strict):
+    """Events, counts and detections on an MQTT broker (docs/mqtt.md); ``outputs.mqtt.MqttConfig``'s fields."""
+
+    address: Annotated[str, PlainValidator(_broker)] = setting("mqtt.address")
+    prefix: str = Field("edgeseg", description="the first topic levels: PREFIX/status, PREFIX/<camera>/events, ...")
+    username: str | None = Field(None, description="the broker login's user name")
+    password_env: str | None = Field(None, description="the environment variable holding the password (never the password itself)")
+    password_file: ExistingFile | None = Field(None, description="a file whose first line is the password")
+    tls: bool = Field(False, description="TLS with the system's CAs (on anyway when tls_ca is given)")
+    tls_ca: ExistingFile | None = Field(None, description="the CA certificate (PEM) the broker's certificate is checked against")
+    detections_per_s: Annotated[float, _between(0, 1000)] = Field(2.0, description="per camera, per-frame summaries a second (0: none)")
+    discovery: bool = Field(True, description="Home Assistant MQTT discovery: each line's in/out and each zone's occupancy as sensors")
+    on_failure: OnFailure = Field("continue", description="when the output cannot go on: stop the run, or continue without it")
+
+    @model_validator(mode="after")
+    def _config(self) -> MqttSettings:
+        try:
+            self.config()
+        except EdgesegError as exc:
+            _fail("mqtt", exc.problem)
+        return self
+
+    def config(self):
+        """The ``MqttConfig`` of these settings (raises ``EdgesegError``)."""
+        from ..outputs.mqtt.config import MqttConfig
+
+        host, port = parse_host_optional_port(self.address, default_port=1883)
+        fields = self.model_dump(exclude={"address", "on_failure"})
+        return MqttConfig(host=host, port=port, **fields)
+
+
+class RosSettings(Strict):
+    """ROS 2: live topics and a bag of every frame's messages (docs/ros2.md)."""
+
+    publish: bool = setting("ros.publish", False)
+    bag: OutputPath | None = setting("ros.bag", None)
+    bag_storage: Literal["mcap", "sqlite3"] = Field("mcap", description="the bag's storage")
+    namespace: str | None = Field(None, description="the topics' namespace (default: the root for one camera, /<camera> for several)")
+    image: bool = Field(False, description="also each frame as a JPEG sensor_msgs/CompressedImage on image/compressed")
+    instance_mask: bool = Field(False, description="also a mono16 instance image per frame on instance_mask")
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str | None) -> str | None:
+        if value is not None:
+            from ..outputs.ros.messages import check_namespace
+
+            try:
+                check_namespace(value)
+            except EdgesegError as exc:
+                _fail("namespace", exc.problem)
+        return value
+
+    @model_validator(mode="after")
+    def _something(self) -> RosSettings:
+        if not self.publish and self.bag is None:
+            _fail("ros", "give publish: true, a bag folder, or both")
+        return self
+
+
 def _cameras(value: Any) -> Any:
     """A mapping of cameras by name is the list with those names."""
     if isinstance(value, dict):
@@ -270,12 +344,14 @@ def _cameras(value: Any) -> Any:
 
 
 class Deployment(Strict):
-    """A deployment file: the model, the run, the cameras and the live view."""
+    """A deployment file: the model, the run, the cameras, the live view and where results are published."""
 
     model: ModelSettings = Field(description="the model and how it decodes")
     run: RunSettings = Field(default_factory=RunSettings, description="workers, retries, live policy")
     cameras: Annotated[list[Camera], Field(min_length=1)] = Field(description="a list of cameras, or a mapping name -> camera")
     serve: ServeSettings | None = Field(None, description="the live view (default: none)")
+    mqtt: MqttSettings | None = Field(None, description="publish to an MQTT broker (default: none)")
+    ros: RosSettings | None = Field(None, description="ROS 2 topics and bags (default: none)")
 
     @field_validator("cameras", mode="before")
     @classmethod

@@ -53,6 +53,9 @@ SETTINGS: tuple[Setting, ...] = (
         switch=True,
     ),
     Setting("serve.address", "--serve", "the live view's [HOST:]PORT (host default 127.0.0.1)", text=True),
+    Setting("mqtt.address", "--mqtt", "publish events, counts and detections to this MQTT broker, HOST[:PORT] (port 1883)", text=True),
+    Setting("ros.publish", "--ros", "publish every frame's results on ROS 2 topics while the run goes on (docs/ros2.md)", switch=True),
+    Setting("ros.bag", "--save-bag", "record every frame's ROS 2 messages into a rosbag2 in this new folder", path=True, text=True),
 )
 
 BY_KEY = {s.key: s for s in SETTINGS}
