@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -191,3 +192,15 @@ def rtsp_cameras(camera_pictures):
 def rtsp_camera(rtsp_cameras):
     """One running real RTSP camera at 10 fps (see ``rtsp_cameras``)."""
     return rtsp_cameras(1)[0]
+
+
+@pytest.fixture(autouse=True)
+def edgeseg_logger_as_found():
+    """A test that runs ``edgeseg.cli.main`` in-process gives the ``edgeseg`` logger its stderr handler and stops it
+    propagating: put it back afterwards, so a later test's ``caplog`` sees the lines."""
+    logger = logging.getLogger("edgeseg")
+    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+    logger.propagate = propagate

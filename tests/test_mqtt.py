@@ -379,7 +379,8 @@ def test_tls_with_the_broker_s_ca_connects_and_another_ca_is_one_line(tmp_path, 
         output = MqttOutput(tls)
         output.open(RunInfo())
         assert wait_for(lambda: sub.on("edgeseg/status"), 10)
-        output.close()
+        output.close()  # waits for the broker's acknowledgement, not for the subscriber's copy
+        assert wait_for(lambda: len(sub.on("edgeseg/status")) == 2, 10)
         assert [m.payload for m in sub.on("edgeseg/status")] == [b"online", b"offline"]
         with pytest.raises(EdgesegError) as caught:
             MqttOutput(replace(tls, tls_ca=tmp_path / "other-ca.pem")).open(RunInfo())
