@@ -283,6 +283,7 @@ def test_a_broker_away_for_10_s_loses_no_frame_and_events_resume_after_the_recon
     report = next(line for line in summary.reports if line.startswith(output.name))
     dropped, reconnects = (int(v) for v in re.fullmatch(r".*, (\d+) dropped, (\d+) reconnect\(s\)", report).groups())
     assert dropped >= 1 and reconnects == 1, report
+    assert output.counters() == {"published": output.published, "dropped": dropped, "reconnects": 1}  # what /metrics shows
 
 
 @pytest.fixture()

@@ -286,6 +286,7 @@ def test_a_transport_that_blocks_never_blocks_the_frames_and_drops_are_counted(c
     output.close()
     assert [m.data for m in transport.published] == [messages[0].data] + [m.data for m in messages[-8:]]  # the newest kept
     assert output.report() == f"ROS 2 (--ros) via stuck: 9 messages published of {FRAMES} frames, {handed - 9} dropped"
+    assert output.counters() == {"published": 9, "dropped": handed - 9, "failed": 0}  # what /metrics shows
 
 
 class RecordingTransport(StuckTransport):

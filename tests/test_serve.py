@@ -880,3 +880,28 @@ def test_a_real_browser_shows_a_tile_per_camera_as_cameras_join(tmp_path, coco12
             feeder.join(10)
     assert seen == {name: list(size) for name, size in sizes.items()}, seen  # each tile streams its own camera
     assert all("dropped" in t and "frames/s" in t for t in texts) and state == "live", (texts, state)
+
+
+def test_metrics_show_the_runs_other_outputs_counters():
+    from edgeseg.outputs import OutputBase
+
+    class Broker(OutputBase):
+        def __init__(self) -> None:
+            super().__init__(name="MQTT broker 127.0.0.1:1883", on_failure="continue")
+            self.totals = {"published": 7, "dropped": 3, "reconnects": 1}
+
+        def counters(self) -> dict[str, int]:
+            return dict(self.totals)
+
+    broker, silent = Broker(), OutputBase(name="a bag")
+    with start_server(ServeConfig(port=0)) as server:
+        server.hub.watch([server.hub, broker, silent])
+        m = scrape(server)
+        found = {(name, frozenset(labels)): v for (name, labels), v in m.items() if name.startswith("edgeseg_output_")}
+        assert found == {
+            ("edgeseg_output_messages_total", frozenset({("output", broker.name), ("outcome", "published")})): 7,
+            ("edgeseg_output_messages_total", frozenset({("output", broker.name), ("outcome", "dropped")})): 3,
+            ("edgeseg_output_reconnects_total", frozenset({("output", broker.name)})): 1,
+        }
+        broker.totals["dropped"] = 5  # read at each scrape
+        assert scrape(server)[("edgeseg_output_messages_total", frozenset({("output", broker.name), ("outcome", "dropped")}))] == 5

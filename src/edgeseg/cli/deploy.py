@@ -85,7 +85,7 @@ def _run(deployment) -> int:
     from ..deploy import plan
     from ..engines.command import run_cameras
     from ..predict import Segmenter
-    from .inference import TRACK_CONF, _report_predict, print_banner, stream_sources
+    from .inference import TRACK_CONF, _report_predict, print_banner, stream_sources, with_view
 
     stream_sources([str(c.source) for c in deployment.cameras])  # first: the allocator for a run of weeks
     serve = plan.serve_config(deployment)
@@ -110,7 +110,7 @@ def _run(deployment) -> int:
             seg,
             cameras=cameras,
             stream=stream,
-            run_outputs=([server.hub] if server is not None else []) + published,
+            run_outputs=with_view(server, published),
             show_progress=sys.stderr.isatty(),
         )
     finally:

@@ -212,12 +212,21 @@ def _cmd_predict(args) -> int:
             outputs=outputs,
             stream=stream,
             show_progress=sys.stderr.isatty(),
-            run_outputs=([server.hub] if server is not None else []) + ros + ([mqtt] if mqtt is not None else []),
+            run_outputs=with_view(server, ros + ([mqtt] if mqtt is not None else [])),
         )
     finally:
         if server is not None:
             server.stop()
     return _report_predict(args, summary, time.perf_counter() - t0)
+
+
+def with_view(server, outputs: list) -> list:
+    """The run's outputs with the live view's hub first (when serving), the hub showing the others' counters on
+    /metrics."""
+    if server is None:
+        return outputs
+    server.hub.watch(outputs)
+    return [server.hub, *outputs]
 
 
 def print_banner(seg, *, workers: int, cameras: Sequence[str]) -> None:

@@ -87,6 +87,8 @@ class Output(Protocol):
 
     def report(self) -> str | None: ...
 
+    def counters(self) -> dict[str, int]: ...
+
 
 class OutputBase:
     """Do-nothing defaults for the protocol's hooks: an output overrides the ones it needs (a dataclass subclass
@@ -115,6 +117,11 @@ class OutputBase:
     def report(self) -> str | None:
         """One line for the end of the run (what was delivered, dropped, reconnected), or None."""
         return None
+
+    def counters(self) -> dict[str, int]:
+        """Its running totals while the run goes on, read by ``/metrics`` (any thread): messages ``published``,
+        ``dropped`` and ``failed``, ``reconnects``; empty for an output that counts nothing."""
+        return {}
 
 
 def check_on_failure(value: str, what: str) -> OnFailure:

@@ -135,6 +135,7 @@ class FrameHub(OutputBase):
     def __init__(self, *, quality: int = 80, history: int = 64) -> None:
         super().__init__(name="live view", on_failure="continue")
         self.quality = quality
+        self.watched: list = []  # the run's other outputs, whose counters /metrics shows (``watch``)
         self._lock = threading.Lock()
         self._seq = 0
         self._cameras: dict[str, CameraView] = {}
@@ -147,6 +148,11 @@ class FrameHub(OutputBase):
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgeseg-view", initializer=_lower_priority)
         self._jpeg: dict[str, tuple[int, asyncio.Future]] = {}  # per camera key: (its seq, the JPEG being made)
         self._json: dict[int, asyncio.Future] = {}
+
+    def watch(self, outputs) -> None:
+        """Show these outputs' ``counters()`` on ``/metrics`` (the run's other outputs: a broker's drops and
+        reconnects, a bag's messages)."""
+        self.watched = [o for o in outputs if o is not self]
 
     # ------------------------------------------------------------------ the runner's side (any thread)
 

@@ -5,7 +5,9 @@ Everything is read from the hub at scrape time (a ``Collector``), so a frame cos
 the hub's counters. Per camera (label ``camera``): frames, failed frames, dropped frames and reconnects (counters),
 the state (a gauge per state, 1 for the current one), the age of its last frame, the worker's latency (inference
 and decode) and the end-to-end latency (read to ready) as histograms in seconds, and with tracking the line
-crossings and zone entries/exits (counters) and zone occupancy (gauge); plus the process' memory and CPU."""
+crossings and zone entries/exits (counters) and zone occupancy (gauge); per output of the run (label ``output``:
+an MQTT broker, ROS 2, a bag) its messages by outcome (published, dropped, failed) and reconnects; plus the
+process' memory and CPU."""
 
 from __future__ import annotations
 
@@ -69,6 +71,22 @@ class HubCollector(Collector):
                     zones.add_metric([name, zone, direction], c[direction])
                 occupancy.add_metric([name, zone], c["occupancy"])
         yield from (frames, failed, dropped, reconnects, state, age, latency, end_to_end, lines, zones, occupancy)
+        yield from self._outputs()
+
+    def _outputs(self) -> Iterator[Metric]:
+        messages = CounterMetricFamily(
+            "edgeseg_output_messages", "Messages of an output (a broker, ROS 2, a bag), by outcome", labels=["output", "outcome"]
+        )
+        reconnects = CounterMetricFamily(
+            "edgeseg_output_reconnects", "Times an output's peer came back after it went away", labels=["output"]
+        )
+        for output in self.hub.watched:
+            for key, value in output.counters().items():
+                if key == "reconnects":
+                    reconnects.add_metric([output.name], value)
+                else:
+                    messages.add_metric([output.name, key], value)
+        yield from (messages, reconnects)
 
 
 class Metrics:

@@ -147,6 +147,10 @@ class MqttOutput(OutputBase):
         client.loop_stop()
         return []
 
+    def counters(self) -> dict[str, int]:
+        dropped = (self._outbox.dropped if self._outbox is not None else 0) + self.unsent
+        return {"published": self.published, "dropped": dropped, "reconnects": self.reconnects}
+
     def report(self) -> str | None:
         dropped = (self._outbox.dropped if self._outbox is not None else 0) + self.unsent
         return f"{self.name}: {self.published} message(s) published, {dropped} dropped, {self.reconnects} reconnect(s)"

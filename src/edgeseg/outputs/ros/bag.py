@@ -141,5 +141,8 @@ class BagOutput(OutputBase):
         shutil.rmtree(self._tmp, ignore_errors=True)
         return [self.path]
 
+    def counters(self) -> dict[str, int]:
+        return {"published": self.messages}
+
     def report(self) -> str | None:
         return f"ROS 2 bag {self.path}: {self.messages} message(s) on {len(self._connections)} topic(s)"

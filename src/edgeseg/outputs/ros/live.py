@@ -161,6 +161,13 @@ class RosLiveOutput(OutputBase):
             self.transport.close()
         return []
 
+    def counters(self) -> dict[str, int]:
+        box = self.outbox
+        if box is None:
+            return {}
+        skipped = getattr(self.transport, "skipped", None) or {}
+        return {"published": box.sent - sum(skipped.values()), "dropped": box.dropped, "failed": box.failed}
+
     def report(self) -> str | None:
         box = self.outbox
         if box is None or self.transport is None:
