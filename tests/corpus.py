@@ -212,3 +212,25 @@ def without_edgeseg_names(model):
     for o in model.graph.output:
         o.name = rename[o.name]
     return model
+
+
+SLIDE_SHIFTS = [*range(-96, 97, 32), *range(64, -97, -32)]  # the sample image slid right, then back left: 13 frames
+
+
+def slid_frames() -> list[np.ndarray]:
+    """The project's sample image slid sideways by ``SLIDE_SHIFTS`` pixels: objects that cross lines and zones."""
+    from edgeseg.predict import SAMPLE_IMAGE
+
+    image = cv2.imread(str(SAMPLE_IMAGE))
+    h, w = image.shape[:2]
+    return [cv2.warpAffine(image, np.float32([[1, 0, dx], [0, 1, 0]]), (w, h), borderValue=(114, 114, 114)) for dx in SLIDE_SHIFTS]
+
+
+def make_slide(path: Path) -> Path:
+    """``slid_frames`` as a 10 fps mp4 at ``path``."""
+    frames = slid_frames()
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, frames[0].shape[1::-1])
+    for f in frames:
+        writer.write(f)
+    writer.release()
+    return path

@@ -16,11 +16,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 
-from corpus import error_reason, run_cli, start_cli
+from corpus import SLIDE_SHIFTS, error_reason, make_slide, run_cli, slid_frames, start_cli
 from edgeseg import Segmenter
 from edgeseg.cli.options import mqtt_address
 from edgeseg.engines.frames import StreamStats
@@ -38,26 +36,14 @@ pytestmark = [
     pytest.mark.skipif(MOSQUITTO is None or MOSQUITTO_PASSWD is None, reason="mosquitto is not installed (Debian: mosquitto)"),
 ]
 
-SHIFTS = [*range(-96, 97, 32), *range(64, -97, -32)]  # the sample image slid right, then back left: 13 frames
+
 LINE, ZONE = "gate=0.4,0,0.4,1", "right=0.6,0,1,0,1,1,0.6,1"
 TRACKING = TrackingOptions(lines=(parse_line(LINE),), zones=(parse_zone(ZONE),))
 
 
-def slid_frames() -> list[np.ndarray]:
-    image = cv2.imread(str(SAMPLE_IMAGE))
-    h, w = image.shape[:2]
-    return [cv2.warpAffine(image, np.float32([[1, 0, dx], [0, 1, 0]]), (w, h), borderValue=(114, 114, 114)) for dx in SHIFTS]
-
-
 @pytest.fixture(scope="module")
 def slide(tmp_path_factory) -> Path:
-    frames = slid_frames()
-    path = tmp_path_factory.mktemp("mqtt-clip") / "slide.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, frames[0].shape[1::-1])
-    for f in frames:
-        writer.write(f)
-    writer.release()
-    return path
+    return make_slide(tmp_path_factory.mktemp("mqtt-clip") / "slide.mp4")
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +111,7 @@ def cli_run(run_broker, slide, tmp_path_factory):
 @pytest.mark.slow
 def test_each_event_reaches_a_subscriber_once_as_the_json_lines_say(cli_run):
     proc, sub, lines = cli_run
-    assert [r["frame"] for r in lines] == list(range(len(SHIFTS)))
+    assert [r["frame"] for r in lines] == list(range(len(SLIDE_SHIFTS)))
     got = [m.json() for m in sub.on("edgeseg/slide/events")]
     assert got == events_of(lines, "slide")  # each line crossing and zone event once, in order, stamp = time_s
     crossings = [e for e in got if e["type"] == "line"]

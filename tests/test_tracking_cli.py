@@ -8,35 +8,22 @@ import json
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
-from corpus import error_reason, run_cli
+from corpus import SLIDE_SHIFTS, error_reason, make_slide, run_cli, slid_frames
 from edgeseg import Segmenter
 from edgeseg.predict import DEFAULT_MODEL, SAMPLE_IMAGE
 
 pytestmark = pytest.mark.timeout(300)
 
-SHIFTS = [*range(-96, 97, 32), *range(64, -97, -32)]  # right, then back left: 13 frames
+
 LINE = "gate=0.4,0,0.4,1"  # a vertical line at x = 256 of 640, drawn top to bottom: moving right is "out"
 ZONE = "right=0.6,0,1,0,1,1,0.6,1"
 
 
-def slid_frames() -> list[np.ndarray]:
-    image = cv2.imread(str(SAMPLE_IMAGE))
-    h, w = image.shape[:2]
-    return [cv2.warpAffine(image, np.float32([[1, 0, dx], [0, 1, 0]]), (w, h), borderValue=(114, 114, 114)) for dx in SHIFTS]
-
-
 @pytest.fixture(scope="module")
 def slide(tmp_path_factory) -> Path:
-    frames = slid_frames()
-    path = tmp_path_factory.mktemp("track") / "slide.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, frames[0].shape[1::-1])
-    for f in frames:
-        writer.write(f)
-    writer.release()
-    return path
+    return make_slide(tmp_path_factory.mktemp("track") / "slide.mp4")
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +52,7 @@ def _crossings_from_records(lines: list[dict], x_line: float) -> dict[int, str]:
 
 def test_every_output_carries_ids_events_and_counts(tracked_run, slide):
     proc, lines, counts, out = tracked_run
-    assert [r["frame"] for r in lines] == list(range(len(SHIFTS)))
+    assert [r["frame"] for r in lines] == list(range(len(SLIDE_SHIFTS)))
     classes: dict[int, str] = {}
     for record in lines:
         assert set(record) >= {"frame", "detections", "events", "counts"}
@@ -87,7 +74,7 @@ def test_every_output_carries_ids_events_and_counts(tracked_run, slide):
     assert f"line gate: in {gate['in']}, out {gate['out']}" in proc.stdout
     assert "zone right: entered" in proc.stdout
     cap = cv2.VideoCapture(str(out / "annotated.mp4"))
-    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == len(SHIFTS)
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == len(SLIDE_SHIFTS)
 
 
 def test_the_annotated_video_shows_the_line(tracked_run):
@@ -163,6 +150,6 @@ def test_far_outside_line_warns(slide, tmp_path):
 def test_segmenter_stream_tracks(slide):
     seg = Segmenter(DEFAULT_MODEL)
     frames = list(seg.stream(slide, workers=2, track=True))
-    assert len(frames) == len(SHIFTS)
+    assert len(frames) == len(SLIDE_SHIFTS)
     assert all(f.detections.track_ids is not None and f.tracking is not None for f in frames)
     assert 1 in frames[0].detections.track_ids.tolist() and 1 in frames[6].detections.track_ids.tolist()
