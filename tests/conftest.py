@@ -195,12 +195,16 @@ def rtsp_camera(rtsp_cameras):
 
 
 @pytest.fixture(autouse=True)
-def edgeseg_logger_as_found():
-    """A test that runs ``edgeseg.cli.main`` in-process gives the ``edgeseg`` logger its stderr handler and stops it
-    propagating: put it back afterwards, so a later test's ``caplog`` sees the lines."""
-    logger = logging.getLogger("edgeseg")
-    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
+def edgeseg_logger_plain():
+    """``edgeseg.cli.main`` run in-process (by a test or a module's fixture) gives the ``edgeseg`` logger its stderr
+    handler and stops it propagating: every test starts and ends with the plain logger, so ``caplog`` sees it."""
+
+    def plain() -> None:
+        logger = logging.getLogger("edgeseg")
+        logger.handlers.clear()
+        logger.setLevel(logging.NOTSET)
+        logger.propagate = True
+
+    plain()
     yield
-    logger.handlers[:] = handlers
-    logger.setLevel(level)
-    logger.propagate = propagate
+    plain()
