@@ -39,6 +39,7 @@ DEFAULT_TESTS = (
     "tests/test_masks.py",
     "tests/test_preprocess.py",
     "tests/test_outbox.py",
+    "tests/test_outputs.py",
     "tests/test_ros_live.py",
     "tests/test_decode_oracle.py",
     "tests/test_board.py",
@@ -570,6 +571,21 @@ MUTATIONS = (
         "(depth > -margin if before else depth > margin)",
         "(depth > 0)",
         "zone sides switch on every wobble of the box centre",
+    ),
+    # The one seam of outputs (issue 32): the failure rule, applied in one place.
+    Mutation(
+        "fanout-stop-ignored",
+        "src/edgeseg/outputs/fanout.py",
+        "            if self.stopped:\n                break\n",
+        "            pass\n",
+        "the outputs after one that stops still get the frame: a frame that is not done is in some outputs",
+    ),
+    Mutation(
+        "fanout-failed-kept",
+        "src/edgeseg/outputs/fanout.py",
+        "            self._active.remove(output)\n",
+        "            pass\n",
+        "an output that failed is kept and fed: a broken broker or disk fails again on every frame",
     ),
     # Live ROS 2 (issue 32): the outbox that keeps a slow peer off the pipeline, and ROS 2's names on DDS.
     Mutation(
