@@ -15,10 +15,12 @@ tracking ``events`` and ``counts`` (std_msgs/String, JSON).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
-from dataclasses import dataclass
+import struct
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import cv2
@@ -57,6 +59,7 @@ OPTIONAL_TOPICS = ("instance_mask", "image/compressed")
 OUTLINE_EPSILON_PX = 1.0  # cv2.approxPolyDP tolerance: an outline within a pixel of the mask's own contour
 MIN_PART = 0.1  # a part of a mask under this share of its largest part's area is a speck: no outline of its own
 LINE_LOOP, LINE_STRIP = 2, 3  # foxglove_msgs/PointsAnnotation types
+_STAMP = struct.Struct("<iI")  # builtin_interfaces/Time in CDR little endian: sec int32, nanosec uint32
 _TOKEN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 # the message classes the builders use, by the short names they use them by
 _CLASSES = {
@@ -103,7 +106,7 @@ def check_namespace(namespace: str) -> str:
     return "/" + "/".join(tokens)
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class RosTopics:
     """Which topics a frame is published on and how.
 
@@ -129,7 +132,7 @@ class RosTopics:
             raise EdgesegError(f"must be from 0 to 1, got {self.threshold!r}", "ROS label threshold")
 
 
-@dataclass
+@dataclasses.dataclass
 class _Object:
     """What every topic says of one detection, computed once."""
 
@@ -205,6 +208,7 @@ class FrameEncoder:
         self._empty_f32 = np.zeros(0, np.float32)
         self._empty_u8 = np.zeros(0, np.uint8)
         self._colors: dict[int, tuple[object, object, object]] = {}
+        self._constants: dict[tuple[str, tuple], RosMessage] = {}
         T = self.t
         # no pose: position 0, the identity rotation (w 1, as the .msg's default), covariance 0
         self._pose = self.packed.struct("geometry_msgs/msg/PoseWithCovariance", {"pose.orientation.w": 1.0})
@@ -273,16 +277,21 @@ class FrameEncoder:
         h, w = (int(v) for v in det.image_shape)
         built: list[tuple[str, object]] = [
             ("hobot_dnn_detection", self._perception_targets(header, objects)),
-            ("hobot_dnn_detection_info", T["PerceptionInfo"](header=header, height=h, width=w, class_names=self.class_names)),
+            ("hobot_dnn_detection_info", lambda: T["PerceptionInfo"](header=header, height=h, width=w, class_names=self.class_names)),
             ("detections", self._detections(header, objects)),
-            ("label_info", self._label_info(header)),
+            ("label_info", lambda: self._label_info(header)),
             ("annotations", self._annotations(time, objects, frame)),
         ]
         if self.config.instance_mask:
             built.append(("instance_mask", self._instance_mask(header, objects, h, w)))
         if self.config.image and frame.image is not None:
             built.append(("image/compressed", self._jpeg(header, frame.image)))
-        messages = [self._message(prefix, topic, msg, stamp_ns) for topic, msg in built]
+        messages = [
+            self._constant(prefix, topic, msg, stamp_ns, (frame.camera, h, w))
+            if callable(msg)
+            else self._message(prefix, topic, msg, stamp_ns)
+            for topic, msg in built
+        ]
         if frame.tracking is not None:
             time_s = None if frame.time_s is None else round(frame.time_s, 4)
             for event in frame.tracking.events:
@@ -305,6 +314,17 @@ class FrameEncoder:
     def _message(self, prefix: str, topic: str, msg: object, stamp_ns: int) -> RosMessage:
         msgtype, qos = TOPICS[topic]
         return RosMessage(topic=prefix + topic, msgtype=msgtype, data=self.packed.serialize(msg, msgtype), stamp_ns=stamp_ns, qos=qos)
+
+    def _constant(self, prefix: str, topic: str, build: Callable[[], object], stamp_ns: int, key: tuple) -> RosMessage:
+        """A message that differs from frame to frame only in its header's stamp: serialised by rosbags once per
+        camera and image size, then the stamp's 8 bytes (the first field, right after CDR's 4-byte encapsulation
+        header, so nothing after it moves) written anew."""
+        cached = self._constants.get((topic, key))
+        if cached is None:
+            cached = self._constants[(topic, key)] = self._message(prefix, topic, build(), stamp_ns)
+        data = bytearray(cached.data)
+        _STAMP.pack_into(data, 4, stamp_ns // 1_000_000_000, stamp_ns % 1_000_000_000)
+        return dataclasses.replace(cached, data=bytes(data), stamp_ns=stamp_ns)
 
     def _perception_targets(self, header: object, objects: list[_Object]) -> object:
         T = self.t

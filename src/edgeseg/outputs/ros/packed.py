@@ -178,6 +178,8 @@ class PackedSerializer:
         self.store = store
         self.layouts = {name: layout for name in store.fielddefs if (layout := packed_layout(store, name)) is not None}
         self.packers = {name: layout.packer for name, layout in self.layouts.items()}
+        # the numpy type of a layout made of one number type ("" when mixed): its records are one array's bytes
+        self.uniform = {name: "<" + lay.codes[0] if len(set(lay.codes)) == 1 else "" for name, lay in self.layouts.items()}
         self.view = _View(store, self.layouts)
         self.fast = True
         self._checked: set[str] = set()
@@ -186,9 +188,9 @@ class PackedSerializer:
         layout = self.layouts.get(msgtype)
         if layout is None:
             raise ValueError(f"{msgtype} is not a struct of numbers without padding")
-        unknown = set(names) - set(layout.paths)
+        unknown = [name for name in names if name not in layout.paths]
         if unknown:
-            raise KeyError(f"{msgtype} has no field {sorted(unknown)[0]!r}")
+            raise KeyError(f"{msgtype} has no field {unknown[0]!r}")
         return layout
 
     def sequence(self, msgtype: str, columns: Mapping[str, np.ndarray]) -> Packed | list[object]:
@@ -196,12 +198,13 @@ class PackedSerializer:
         objects when the fast path is off."""
         layout = self._layout(msgtype, columns)
         n = len(next(iter(columns.values())))
-        records = np.zeros((n, len(layout.paths)), "<" + layout.codes[0] if len(set(layout.codes)) == 1 else np.float64)
+        uniform = self.uniform[msgtype]
+        records = np.zeros((n, len(layout.paths)), uniform or np.float64)
         for path, column in columns.items():
             records[:, layout.paths.index(path)] = column
         if not self.fast:
             return [build(self.store, msgtype, iter(row)) for row in records.tolist()]
-        if len(set(layout.codes)) == 1:  # one number type: the records are a plain (n, fields) array's bytes
+        if uniform:  # one number type: the records are a plain (n, fields) array's bytes
             return Packed(msgtype, records.tobytes(), n)
         packer = self.packers[msgtype]
         return Packed(msgtype, b"".join(packer.pack(*row) for row in records.tolist()), n)
