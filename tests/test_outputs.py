@@ -177,3 +177,9 @@ def test_stamps_a_file_by_its_time_and_a_live_camera_on_the_wall_clock():
     now[0] += 60  # the wall clock moves, the camera's origin does not: stamps step as its time_s
     assert at("gate", 3.5) == 1_700_000_001_750_000_000
     assert stamps.origin_s("gate") == pytest.approx(1_699_999_998.25, abs=1e-6) and stamps.origin_s("door") == 0.0
+
+
+def test_an_unknown_failure_policy_is_one_line_naming_the_output():
+    with pytest.raises(EdgesegError) as caught:
+        Recorder("mqtt://broker", on_failure="ignore")
+    assert (caught.value.path, caught.value.problem) == ("mqtt://broker", "on_failure must be one of stop, continue, got 'ignore'")

@@ -364,17 +364,10 @@ def ros_outputs_of(args, threshold: float) -> list:
         return []
     if args.bag_storage != "mcap" and not args.save_bag:
         raise EdgesegError("--bag-storage needs --save-bag")
+    from ..outputs.ros import ros_outputs
+
     topics = ros_topics_of(args, threshold=threshold)
-    outputs: list = []
-    if args.save_bag:
-        from ..outputs.ros.bag import BagOutput
-
-        outputs.append(BagOutput(args.save_bag, topics=topics, storage=args.bag_storage))
-    if args.ros:
-        from ..outputs.ros.live import RosLiveOutput
-
-        outputs.append(RosLiveOutput(topics=topics))
-    return outputs
+    return ros_outputs(topics=topics, bag=args.save_bag or None, storage=args.bag_storage, publish=args.ros)
 
 
 def ros_topics_of(args, threshold: float):
@@ -432,7 +425,6 @@ def mqtt_output_of(args):
 
     from ..outputs.mqtt import MqttConfig, MqttOutput
     from ..outputs.mqtt.config import DEFAULT_PREFIX
-    from ..outputs.mqtt.output import import_paho
 
     host, port = args.mqtt
     config = MqttConfig(
@@ -446,5 +438,4 @@ def mqtt_output_of(args):
         tls_ca=None if args.mqtt_tls_ca is None else Path(args.mqtt_tls_ca),
         discovery=args.mqtt_discovery,
     )
-    import_paho()
     return MqttOutput(config)

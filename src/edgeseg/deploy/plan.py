@@ -120,23 +120,15 @@ def run_outputs(deployment: Deployment, *, threshold: float) -> list:
     outputs: list = []
     ros = deployment.ros
     if ros is not None:
+        from ..outputs.ros import ros_outputs
         from ..outputs.ros.messages import RosTopics
 
         topics = RosTopics(namespace=ros.namespace, instance_mask=ros.instance_mask, image=ros.image, threshold=threshold)
-        if ros.bag is not None:
-            from ..outputs.ros.bag import BagOutput
-
-            outputs.append(BagOutput(ros.bag, topics=topics, storage=ros.bag_storage))
-        if ros.publish:
-            from ..outputs.ros.live import RosLiveOutput
-
-            outputs.append(RosLiveOutput(topics=topics))
+        outputs += ros_outputs(topics=topics, bag=ros.bag, storage=ros.bag_storage, publish=ros.publish)
     mqtt = deployment.mqtt
     if mqtt is not None:
         from ..outputs.mqtt import MqttOutput
-        from ..outputs.mqtt.output import import_paho
 
-        import_paho()  # a missing extra: one line before any work
         outputs.append(MqttOutput(mqtt.config(), on_failure=mqtt.on_failure))
     return outputs
 

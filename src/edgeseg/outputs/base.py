@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
+from ..errors import EdgesegError
+
 if TYPE_CHECKING:
     from ..engines.frames import StreamFrame, StreamStats
 
@@ -100,6 +102,8 @@ class OutputBase:
     warnings: Sequence[str] = ()
 
     def __init__(self, name: str = "output", on_failure: OnFailure = "stop") -> None:
+        if on_failure not in ON_FAILURE:
+            raise EdgesegError(f"on_failure must be one of {', '.join(ON_FAILURE)}, got {on_failure!r}", name)
         self.name, self.on_failure = name, on_failure
 
     def open(self, run: RunInfo) -> None:
@@ -122,14 +126,6 @@ class OutputBase:
         """Its running totals while the run goes on, read by ``/metrics`` (any thread): messages ``published``,
         ``dropped`` and ``failed``, ``reconnects``; empty for an output that counts nothing."""
         return {}
-
-
-def check_on_failure(value: str, what: str) -> OnFailure:
-    from ..errors import EdgesegError
-
-    if value not in ON_FAILURE:
-        raise EdgesegError(f"{what}: on_failure must be one of {', '.join(ON_FAILURE)}, got {value!r}")
-    return value  # type: ignore[return-value]
 
 
 class Stamps:

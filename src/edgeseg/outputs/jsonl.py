@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     from ..tracking import TrackedFrame
 
 
+def json_time(time_s: float | None) -> float | None:
+    """A frame's ``time_s`` as every JSON payload writes it (JSON Lines, MQTT, ROS 2's JSON strings): 0.1 ms steps."""
+    return None if time_s is None else round(time_s, 4)
+
+
 def frame_record(
     *,
     index: int,
@@ -36,7 +41,7 @@ def frame_record(
     record: dict = {"frame": index}
     if camera is not None:
         record["camera"] = camera
-    record["time_s"] = None if time_s is None else round(time_s, 4)
+    record["time_s"] = json_time(time_s)
     record["detections"] = detections.to_records(source)
     if tracking is not None:
         record["events"] = tracking.events

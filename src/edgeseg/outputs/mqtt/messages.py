@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, NamedTuple
 
+from ..jsonl import json_time
 from .config import DISCOVERY_PREFIX, slug, topic_level
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ def frame_head(frame: StreamFrame, stamp_s: float) -> dict:
     return {
         "camera": frame.camera,
         "frame": frame.index,
-        "time_s": None if frame.time_s is None else round(frame.time_s, 4),
+        "time_s": json_time(frame.time_s),
         "stamp": stamp_s,
     }
 

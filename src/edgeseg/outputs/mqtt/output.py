@@ -66,6 +66,7 @@ class MqttOutput(OutputBase):
 
     def __init__(self, config: MqttConfig, *, on_failure: OnFailure = "continue", clock=time.time) -> None:
         super().__init__(name=f"MQTT broker {config.address}", on_failure=on_failure)
+        import_paho()  # a missing extra: one line when the output is made, before any work
         self.config = config
         self.topics = Topics(config.prefix)
         self.clock = clock

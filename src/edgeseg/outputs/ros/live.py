@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from ...errors import EdgesegError, first_line
-from ..base import OnFailure, OutputBase, RunInfo, check_on_failure
+from ..base import OnFailure, OutputBase, RunInfo
 from ..outbox import DEFAULT_CAPACITY, Outbox
 from .message import RosMessage, TopicQos
 from .messages import RosTopics
@@ -110,7 +110,7 @@ class RosLiveOutput(OutputBase):
         domain: int | None = None,
         on_failure: OnFailure = "continue",
     ) -> None:
-        super().__init__(name="ROS 2 (--ros)", on_failure=check_on_failure(on_failure, "--ros"))
+        super().__init__(name="ROS 2 (--ros)", on_failure=on_failure)
         if isinstance(transport, str) and transport not in TRANSPORTS:
             raise EdgesegError(f"the transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}", "--ros")
         self.topics, self.capacity, self.domain = topics or RosTopics(), capacity, domain

@@ -30,6 +30,7 @@ from ...draw import color_for
 from ...errors import EdgesegError
 from ...preprocess import Nv12Frame
 from ..base import RunInfo, Stamps
+from ..jsonl import json_time
 from .message import RosMessage, TopicQos
 from .packed import PackedSerializer
 from .types import typestore
@@ -293,7 +294,7 @@ class FrameEncoder:
             for topic, msg in built
         ]
         if frame.tracking is not None:
-            time_s = None if frame.time_s is None else round(frame.time_s, 4)
+            time_s = json_time(frame.time_s)
             for event in frame.tracking.events:
                 text = {
                     "camera": frame.camera,
