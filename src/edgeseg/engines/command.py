@@ -25,6 +25,7 @@ from ..outputs.files import Rotation, check_writable
 from ..outputs.jsonl import JsonlOutput
 from ..outputs.video import VideoOutput
 from ..progress import progress
+from ..results import class_name
 from ..sources import BoardInputs, RetryPolicy, Source, open_sources
 from ..sources.base import ENDED
 from ..tracking import TrackingOptions
@@ -145,7 +146,7 @@ class _ImageOutputs(OutputBase):
 
 def _class_names(predictor: Predictor) -> tuple[str, ...]:
     names = predictor.info.names
-    return tuple(names.get(k, str(k)) for k in range(max(names, default=-1) + 1))
+    return tuple(class_name(names, k) for k in range(max(names, default=-1) + 1))
 
 
 def _open_run_outputs(run_outputs: Sequence[Output], infos: Sequence[CameraInfo], predictor: Predictor) -> Fanout:
@@ -155,12 +156,14 @@ def _open_run_outputs(run_outputs: Sequence[Output], infos: Sequence[CameraInfo]
     return shared
 
 
-def _close_run_outputs(shared: Fanout, summary: PredictSummary) -> None:
-    shared.close()
-    summary.incomplete.extend(shared.problems)
-    summary.outputs.extend(shared.files)
-    summary.warnings.extend(shared.warnings)
-    summary.reports.extend(shared.reports)
+def _close_outputs(outputs: Fanout, summary: PredictSummary) -> None:
+    """Finalise a set of outputs (closing twice is nothing) and keep in ``summary`` what they say: problems, files,
+    warnings, end-of-run lines. Called once per set: at the end of its camera, its images or the run."""
+    outputs.close()
+    summary.incomplete.extend(outputs.problems)
+    summary.outputs.extend(outputs.files)
+    summary.warnings.extend(outputs.warnings)
+    summary.reports.extend(outputs.reports)
 
 
 def predict_sources(
@@ -211,7 +214,7 @@ def predict_sources(
         if runs and not shared.stopped:
             _run_cameras(runs, workers, stream, summary, show_progress=show_progress, shared=shared)
     finally:
-        _close_run_outputs(shared, summary)
+        _close_outputs(shared, summary)
         for source in opened.sources:
             summary.warnings.extend(source.warnings)
         if outputs.save_json is not None:
@@ -253,7 +256,7 @@ def run_cameras(
         if runs:
             _run_cameras(runs, workers, stream, summary, show_progress=show_progress, shared=shared, stop=stop)
     finally:
-        _close_run_outputs(shared, summary)
+        _close_outputs(shared, summary)
         for run in runs:
             summary.warnings.extend(run.source.warnings)
             if run.plan.save_counts is not None and run.name in summary.counts:
@@ -311,8 +314,7 @@ def _run_images(
     finally:
         frames.close()
         bar.close()
-        own.close()
-        summary.incomplete.extend(own.problems)
+        _close_outputs(own, summary)
         if runner.session is not None:
             _keep_counts(summary, source.name, runner.session)
 
@@ -386,10 +388,7 @@ def _end_camera(run: _CameraRun, runner: StreamRunner, summary: PredictSummary) 
     """A camera is done (ended, or the run stopped): its outputs are finalised, its stats, counts and the reason
     it stopped (a source that failed) go into the summary."""
     run.ended = True
-    run.outputs.close()
-    summary.incomplete.extend(run.outputs.problems)
-    summary.outputs.extend(run.outputs.files)
-    summary.warnings.extend(run.outputs.warnings)
+    _close_outputs(run.outputs, summary)
     summary.streams.append((run.name, runner.cameras.get(run.name, StreamStats(camera=run.name))))
     failure = runner.failures.get(run.name)
     if isinstance(failure, EdgesegError):
